@@ -1,0 +1,169 @@
+"""What the screen knows about traffic: immutable snapshots, never live proxy objects.
+
+The proxy side (``monitor``) builds these from mitmproxy flows and hands them over in
+batches; the widgets only ever read them. Nothing here imports mitmproxy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Headers = tuple[tuple[str, str], ...]
+
+EventName = Literal["request", "response", "redirect", "auth", "certificate", "cookies"]
+
+FlowState = Literal[
+    "pending",  # on its way, nothing decided yet
+    "paused",  # waiting for a decision (see ``FlowView.paused``)
+    "done",  # a response reached the client
+    "cancelled",  # aborted on purpose (rule, dialog, timeout with --ask-default cancel)
+    "redirected",  # answered with a 307 by a ``redirect`` decision
+    "error",  # the connection failed (upstream unreachable, reset, certificate rejected...)
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEntry:
+    """One rule that matched an event of a flow; ``decided`` marks the one that won."""
+
+    event: str
+    rule_id: str
+    action: str
+    decided: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateInfo:
+    """The upstream certificate of a ``certificate`` event, as shown in its dialog."""
+
+    host: str
+    port: int
+    reason: str  # "expired", "self-signed", "hostname mismatch", ... as OpenSSL reports it
+    subject: str
+    issuer: str
+    sans: tuple[str, ...]
+    not_before: str
+    not_after: str
+    fingerprint: str  # "sha256:aa:bb:..."
+    chain: tuple[str, ...] = ()  # subjects, leaf first
+
+
+@dataclass(frozen=True, slots=True)
+class PausedEvent:
+    """A blocking event waiting for a person. ``details`` are plain strings for display."""
+
+    flow_id: str
+    event: EventName
+    since: float  # time.time() when it paused
+    deadline: float  # time.time() when --ask-timeout gives it the default outcome
+    url: str
+    method: str = "GET"
+    details: tuple[tuple[str, str], ...] = ()  # label/value pairs: realm, scheme, Location...
+    certificate: CertificateInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowView:
+    """An immutable snapshot of one flow for the flow list and the detail pane."""
+
+    id: str
+    seq: int  # arrival order, 1-based
+    started: float  # time.time() of the request's first byte
+    method: str
+    scheme: str
+    host: str
+    port: int
+    path: str  # path and query
+    url: str
+    http_version: str = "HTTP/1.1"
+    type: str = "other"  # webRequest resource type
+    state: FlowState = "pending"
+    status: int | None = None
+    reason: str = ""
+    error: str | None = None
+    paused: PausedEvent | None = None
+    size: int | None = None  # response body bytes
+    duration: float | None = None  # seconds, request start to response end
+    rule_id: str | None = None  # the rule that decided the flow's last decided event
+    trace: tuple[TraceEntry, ...] = ()
+    notes: tuple[str, ...] = ()  # human lines: "credentials supplied for alice", ...
+    request_headers: Headers = ()
+    request_body: bytes = b""  # capped preview
+    request_body_size: int = 0
+    response_headers: Headers = ()
+    response_body: bytes = b""  # capped preview
+    response_content_type: str = ""
+    timing: tuple[tuple[str, float], ...] = ()  # label, seconds since start
+    certificate: CertificateInfo | None = None
+    is_websocket: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "cancelled", "redirected", "error")
+
+    @property
+    def state_label(self) -> str:
+        """What the flow list shows in the state column."""
+        if self.paused is not None:
+            return f"⏸ {self.paused.event}"
+        if self.state == "error":
+            return f"error: {self.error}" if self.error else "error"
+        if self.state in ("cancelled", "redirected"):
+            return self.state
+        if self.status is not None:
+            return str(self.status)
+        return "…"
+
+
+RememberScope = Literal["once", "url", "host", "pattern"]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A person's decision on a paused event, sent from the screen to the proxy.
+
+    ``action`` is one of the event's actions (SPEC §4). ``params`` hold its parameters:
+    ``url`` (redirect/rewrite), ``status``/``headers``/``body`` (respond),
+    ``username``/``password`` (credentials), ``method``/``url``/``headers``/``body``
+    (edit, action "continue" with changes). ``remember`` is the scope of the rule to save;
+    ``pattern`` is the match pattern for scope "pattern".
+    """
+
+    action: str
+    params: dict = field(default_factory=dict)
+    remember: RememberScope = "once"
+    pattern: str | None = None
+
+    def __repr__(self) -> str:  # never show a password
+        shown = {k: ("***" if k == "password" else v) for k, v in self.params.items()}
+        return f"Answer({self.action!r}, {shown!r}, remember={self.remember!r})"
+
+
+class Controller(Protocol):
+    """What the screen may ask of the proxy side. Every method is safe to call from the
+    UI thread; the implementation hops to the proxy's loop itself."""
+
+    @property
+    def address(self) -> str: ...  # "http://127.0.0.1:8080"
+
+    @property
+    def mode(self) -> str: ...
+
+    def answer(self, flow_id: str, event: str, answer: Answer) -> str | None:
+        """Decide a paused event. Returns an error message (and changes nothing) when the
+        answer is invalid, e.g. a redirect URL that is not a URL."""
+
+    def preview_rule(self, flow_id: str, event: str, answer: Answer) -> str | None:
+        """The TOML text of the rule ``answer`` would remember, or None for "once"."""
+
+    def set_breakpoint(self, spec: str) -> str | None:
+        """Set (or with "" clear) the request breakpoint; returns an error message."""
+
+    def toggle_breakpoints(self) -> bool:
+        """Turn breakpoints on/off; returns the new state."""
+
+    def filter_predicate(self, expr: str) -> tuple[object | None, str | None]:
+        """Compile a flow-list filter: (predicate(flow_id) -> bool, None) or (None, error)."""
+
+    def clear_finished(self) -> None: ...
