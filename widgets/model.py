@@ -167,3 +167,13 @@ class Controller(Protocol):
         """Compile a flow-list filter: (predicate(flow_id) -> bool, None) or (None, error)."""
 
     def clear_finished(self) -> None: ...
+
+    def export_curl(self, flow_id: str) -> str:
+        """The selected flow as a curl command (raises ValueError if it cannot be)."""
+
+    def export_har(self, path: str, flow_ids: list[str] | None = None) -> int:
+        """Write all (or the given) flows as HAR 1.2 to ``path``; returns the entry count."""
+
+    def export_rules(self, fmt: str) -> tuple[str, list[str]]:
+        """The rules as ``fmt`` (toml, json, dnr, mitmproxy): the text and the warnings
+        naming rules that were left out."""

@@ -1,0 +1,169 @@
+"""The ``waylay`` command (SPEC §3)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from monitor.settings import Settings, SettingsError, default_confdir, default_rules_path
+
+VERSION = "0.1.0"
+
+
+def _version() -> str:
+    from mitmproxy import version as mv
+
+    return f"waylay {VERSION} (mitmproxy {mv.VERSION}, Python {sys.version.split()[0]})"
+
+
+def main_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="waylay",
+        description="Interactive HTTP(S) debugging proxy: see every request live, stop the "
+        "ones you care about, decide, and keep the decisions as rules.",
+        epilog="Also: waylay rules check|list|export|import …, waylay ca",
+    )
+    p.add_argument("--listen-host", default="127.0.0.1", help="default 127.0.0.1")
+    p.add_argument(
+        "--listen-port", type=int, default=8080, help="default 8080; 0 picks a free port"
+    )
+    p.add_argument("--mode", default="regular", help="regular, upstream:URL, reverse:URL, socks5")
+    p.add_argument(
+        "--rules",
+        type=Path,
+        default=None,
+        help="rules file; default $WAYLAY_RULES, else ~/.config/waylay/rules.toml",
+    )
+    p.add_argument(
+        "--confdir", type=Path, default=None, help="where the CA lives; default ~/.mitmproxy"
+    )
+    p.add_argument(
+        "--ask-timeout",
+        type=float,
+        default=120.0,
+        metavar="SEC",
+        help="how long a paused event waits for you (default 120)",
+    )
+    p.add_argument(
+        "--ask-default",
+        choices=("continue", "cancel"),
+        default="continue",
+        help="outcome of request/response/redirect events on timeout or headless",
+    )
+    p.add_argument(
+        "--max-flows",
+        type=int,
+        default=50_000,
+        metavar="N",
+        help="flows kept in memory (default 50000)",
+    )
+    p.add_argument("--har", type=Path, default=None, help="write the session as HAR 1.2 on exit")
+    p.add_argument(
+        "--headless",
+        action="store_true",
+        help="no screen: apply the rules, print one line per finished flow",
+    )
+    p.add_argument(
+        "--proxy-auth",
+        default=None,
+        metavar="USER:PASS",
+        help="clients must authenticate to the proxy",
+    )
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="permit a non-loopback --listen-host without --proxy-auth",
+    )
+    p.add_argument(
+        "--upstream-ca",
+        type=Path,
+        default=None,
+        metavar="PEM",
+        help="also trust this CA for upstream servers (besides the system's)",
+    )
+    p.add_argument("--version", action="version", version=_version())
+    return p
+
+
+def rules_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="waylay rules", description="Check, list, export and import rules."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("check", help="validate a rules file")
+    c.add_argument("path", nargs="?", type=Path)
+    ls = sub.add_parser("list", help="the rules in precedence order")
+    ls.add_argument("path", nargs="?", type=Path)
+    ex = sub.add_parser("export", help="export rules as toml, json, dnr or mitmproxy options")
+    ex.add_argument("path", nargs="?", type=Path)
+    ex.add_argument("--format", required=True, choices=("toml", "json", "dnr", "mitmproxy"))
+    ex.add_argument("-o", "--output", type=Path, default=None)
+    ex.add_argument("--strict", action="store_true", help="exit 3 when a rule was left out")
+    im = sub.add_parser("import", help="import rules from toml, json or dnr")
+    im.add_argument("file", type=Path)
+    im.add_argument("--format", required=True, choices=("toml", "json", "dnr"))
+    im.add_argument("--into", type=Path, default=None)
+    im.add_argument("--replace", action="store_true")
+    return p
+
+
+def rules_main(argv: list[str]) -> int:
+    args = rules_parser().parse_args(argv)
+    from policies import cli as pcli
+
+    if args.command == "check":
+        return pcli.check(args.path)
+    if args.command == "list":
+        return pcli.list_rules(args.path)
+    from policies import exchange
+
+    if args.command == "export":
+        return exchange.export_command(args.path, args.format, args.output, strict=args.strict)
+    return exchange.import_command(args.file, args.format, into=args.into, replace=args.replace)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return Settings(
+        listen_host=args.listen_host,
+        listen_port=args.listen_port,
+        mode=args.mode,
+        rules=(args.rules or default_rules_path()).expanduser(),
+        confdir=(args.confdir or default_confdir()).expanduser(),
+        ask_timeout=args.ask_timeout,
+        ask_default=args.ask_default,
+        max_flows=args.max_flows,
+        har=args.har,
+        headless=args.headless,
+        proxy_auth=args.proxy_auth,
+        allow_remote=args.allow_remote,
+        upstream_ca=args.upstream_ca,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "rules":
+        return rules_main(argv[1:])
+    if argv and argv[0] == "ca":
+        from monitor.ca import ca_main
+
+        return ca_main(argv[1:])
+    args = main_parser().parse_args(argv)
+    settings = settings_from(args)
+    try:
+        settings.validate()
+    except SettingsError as e:
+        print(f"waylay: {e}", file=sys.stderr)
+        return 2
+    if settings.headless:
+        from monitor.headless import run_headless
+
+        return run_headless(settings)
+    from monitor.app import run_app
+
+    return run_app(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

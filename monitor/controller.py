@@ -1,0 +1,273 @@
+"""The screen's handle on the proxy (implements ``widgets.model.Controller``).
+
+Called on the UI thread. Validation and remembering happen here, so an invalid answer
+returns its error to the dialog and the flow stays paused; delivering the answer hops
+to the proxy loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from urllib.parse import urlsplit
+
+from mitmproxy import flowfilter
+
+from monitor.pauses import Pauses
+from monitor.proxy import EmbeddedProxy
+from monitor.recorder import Recorder
+from monitor.remember import RememberError, new_rule_id, rule_fields, rule_toml
+from policies import MatchPatternError, Rule, RulesFile, compile_pattern
+from widgets.model import Answer
+
+log = logging.getLogger("waylay.controller")
+
+BREAKPOINT_ID = "breakpoint"
+BREAKPOINT_PRIORITY = 1_000_000
+
+
+def url_error(url: object) -> str | None:
+    """Why ``url`` cannot be a redirect/rewrite target, or None."""
+    if not isinstance(url, str) or not url.strip():
+        return "enter a URL"
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as e:
+        return f"{url!r} is not a URL: {e}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an absolute http(s) URL"
+    return None
+
+
+def validate_answer(event: str, answer: Answer) -> str | None:
+    p = answer.params
+    if answer.action in ("redirect", "rewrite"):
+        return url_error(p.get("url"))
+    if answer.action == "respond":
+        try:
+            status = int(p.get("status") or 200)
+        except (TypeError, ValueError):
+            return f"status {p.get('status')!r} is not a number"
+        if not 100 <= status <= 599:
+            return f"status {status} is not an HTTP status (100-599)"
+    if answer.action == "continue" and p.get("url"):
+        return url_error(p.get("url"))
+    if answer.action == "credentials" and not p.get("username"):
+        return "enter a username"
+    return None
+
+
+class ProxyController:
+    def __init__(
+        self,
+        proxy: EmbeddedProxy,
+        pauses: Pauses,
+        recorder: Recorder,
+        rules: RulesFile,
+        *,
+        extra_rule_fields=None,
+    ) -> None:
+        self.proxy = proxy
+        self.pauses = pauses
+        self.recorder = recorder
+        self.rules = rules
+        self._breakpoint: Rule | None = None
+        self._breakpoints_on = True
+        # event -> callable(flow_id, answer) -> dict of extra rule fields (realm, fingerprint,
+        # secret...); issues 5 and 6 register theirs.
+        self.extra_rule_fields = extra_rule_fields or {}
+
+    @property
+    def address(self) -> str:
+        if self.proxy.address is None:
+            return "not listening"
+        host, port = self.proxy.address
+        return f"http://{host}:{port}"
+
+    @property
+    def mode(self) -> str:
+        return self.proxy.settings.mode
+
+    # -- answers --------------------------------------------------------------------
+
+    def _paused_url(self, flow_id: str, event: str) -> str | None:
+        info = self.pauses.info(flow_id)
+        if info is None or info.event != event:
+            return None
+        return info.url
+
+    def _rule_for(self, flow_id: str, event: str, answer: Answer) -> tuple[str, dict] | None:
+        url = self._paused_url(flow_id, event)
+        if url is None or answer.remember == "once":
+            return None
+        extra = {}
+        if event in self.extra_rule_fields:
+            extra = self.extra_rule_fields[event](flow_id, answer)
+        fields = rule_fields(url, event, answer, **extra)
+        return new_rule_id(self.rules, url, event), fields
+
+    def preview_rule(self, flow_id: str, event: str, answer: Answer) -> str | None:
+        try:
+            made = self._rule_for(flow_id, event, answer)
+        except (RememberError, KeyError) as e:
+            return f"# cannot remember yet: {e}"
+        if made is None:
+            return None
+        rule_id, fields = made
+        error = self._check_rule(rule_id, fields)
+        text = rule_toml(rule_id, fields)
+        return text if error is None else f"{text}# not valid yet: {error}\n"
+
+    def _check_rule(self, rule_id: str, fields: dict) -> str | None:
+        try:
+            Rule(id=rule_id, **fields)
+        except Exception as e:  # pydantic ValidationError, MatchPatternError
+            return _first_line(e)
+        return None
+
+    def answer(self, flow_id: str, event: str, answer: Answer) -> str | None:
+        if self.pauses.info(flow_id) is None:
+            return "this flow is no longer paused"
+        if error := validate_answer(event, answer):
+            return error
+        params = dict(answer.params)
+        if answer.remember != "once":
+            try:
+                made = self._rule_for(flow_id, event, answer)
+                if made is not None:
+                    rule_id, fields = made
+                    if error := self._check_rule(rule_id, fields):
+                        return f"cannot remember: {error}"
+                    self.rules.add(Rule(id=rule_id, **fields))
+                    params["remembered_as"] = rule_id
+            except Exception as e:  # RulesFileError (broken file), RememberError
+                return f"not remembered: {_first_line(e)}"
+        delivered = dataclasses.replace(answer, params=params, remember="once")
+        self.proxy.call_soon(self._deliver, flow_id, event, delivered)
+        return None
+
+    def _deliver(self, flow_id: str, event: str, answer: Answer) -> None:
+        if not self.pauses.answer(flow_id, event, answer):
+            log.info("answer for %s/%s arrived after the pause ended", flow_id, event)
+
+    # -- breakpoints ----------------------------------------------------------------
+
+    def set_breakpoint(self, spec: str) -> str | None:
+        spec = spec.strip()
+        if not spec:
+            self._breakpoint = None
+            self._apply_breakpoints()
+            return None
+        fields: dict = {
+            "event": "request",
+            "action": "ask",
+            "priority": BREAKPOINT_PRIORITY,
+            "note": "breakpoint (unsaved)",
+        }
+        if spec.startswith(("~", "!", "(")):
+            try:
+                flowfilter.parse(spec)
+            except ValueError as e:
+                return f"bad filter expression {spec!r}: {e}"
+            fields["filter"] = spec
+        else:
+            try:
+                compile_pattern(spec)
+            except MatchPatternError as e:
+                return f"{e} (or start a mitmproxy filter expression with ~)"
+            fields["urls"] = [spec]
+        try:
+            rule = Rule(id=self.rules.new_id(BREAKPOINT_ID), **fields)
+        except Exception as e:
+            return _first_line(e)
+        self._breakpoint = rule
+        self._breakpoints_on = True
+        self._apply_breakpoints()
+        return None
+
+    def toggle_breakpoints(self) -> bool:
+        self._breakpoints_on = not self._breakpoints_on
+        self._apply_breakpoints()
+        return self._breakpoints_on
+
+    @property
+    def breakpoint_state(self) -> str:
+        if self._breakpoint is None:
+            return "none"
+        spec = self._breakpoint.filter or ", ".join(self._breakpoint.urls)
+        return f"{spec} ({'on' if self._breakpoints_on else 'off'})"
+
+    def _apply_breakpoints(self) -> None:
+        active = [self._breakpoint] if self._breakpoint and self._breakpoints_on else []
+        self.rules.set_transient(active)
+
+    # -- the list -------------------------------------------------------------------
+
+    def filter_predicate(self, expr: str):
+        try:
+            flt = flowfilter.parse(expr)
+        except ValueError as e:
+            return None, f"bad filter expression: {e}"
+        flows = self.recorder.flows
+
+        def predicate(flow_id: str) -> bool:
+            f = flows.get(flow_id)
+            try:
+                return f is not None and bool(flt(f))
+            except Exception:
+                return False
+
+        return predicate, None
+
+    def clear_finished(self) -> None:
+        self.proxy.call_soon(self.recorder.clear_finished)
+
+    # -- export ---------------------------------------------------------------------
+
+    def _on_loop(self, fn, *args):
+        """Run ``fn`` on the proxy loop (live flows are only read there) and wait."""
+
+        async def call():
+            return fn(*args)
+
+        if self.proxy.loop is None or not self.proxy.running:
+            return fn(*args)
+        return self.proxy.run_coroutine(call()).result(10)
+
+    def export_curl(self, flow_id: str) -> str:
+        from monitor.exports import curl_command
+
+        flow = self.recorder.flows.get(flow_id)
+        if flow is None:
+            raise ValueError("that flow is no longer kept")
+        return self._on_loop(curl_command, flow)
+
+    def export_har(self, path: str, flow_ids: list[str] | None = None) -> int:
+        from monitor.har import write_har
+
+        def flows():
+            if flow_ids is None:
+                return list(self.recorder.flows.values())
+            return [self.recorder.flows[i] for i in flow_ids if i in self.recorder.flows]
+
+        return write_har(self._on_loop(flows), path)
+
+    def export_rules(self, fmt: str) -> tuple[str, list[str]]:
+        from policies.exchange import export_text
+
+        return export_text(self.rules, fmt)
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    if hasattr(e, "errors"):
+        try:
+            errs = e.errors()  # pydantic
+            if errs:
+                err = errs[0]
+                loc = ".".join(str(x) for x in err.get("loc", ()))
+                return f"{loc}: {err.get('msg')}" if loc else str(err.get("msg"))
+        except Exception:
+            pass
+    return text.splitlines()[0] if text else type(e).__name__

@@ -1,0 +1,42 @@
+"""HAR 1.2 from flows, with mitmproxy's writer; credentials waylay added are redacted."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from mitmproxy import http, version
+from mitmproxy.addons.savehar import SaveHar
+
+from monitor.snapshot import META
+
+REDACTED = "(added by waylay; redacted)"
+
+
+def make_har(flows: Iterable[http.HTTPFlow]) -> dict:
+    flows = [f for f in flows if isinstance(f, http.HTTPFlow)]
+    har = SaveHar().make_har(flows)
+    har["log"]["creator"] = {
+        "name": "waylay",
+        "version": "0.1.0",
+        "comment": f"mitmproxy {version.VERSION}",
+    }
+    for flow, entry in zip(flows, har["log"]["entries"], strict=True):
+        added = {h.lower() for h in (flow.metadata.get(META) or {}).get("added_headers", ())}
+        if not added:
+            continue
+        for header in entry["request"]["headers"]:
+            if header["name"].lower() in added:
+                header["value"] = REDACTED
+    return har
+
+
+def write_har(flows: Iterable[http.HTTPFlow], path: Path | str) -> int:
+    """Write flows as HAR 1.2 to ``path`` atomically; returns the number of entries."""
+    har = make_har(flows)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(har, indent=2))
+    tmp.replace(path)
+    return len(har["log"]["entries"])

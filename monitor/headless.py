@@ -1,0 +1,71 @@
+"""``waylay --headless``: the rules run, nobody is asked, one line per finished flow."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from typing import TextIO
+
+from mitmproxy import http
+
+from monitor.proxy import ProxyStartError
+from monitor.session import Session
+from monitor.settings import Settings
+from monitor.snapshot import META
+
+
+def outcome(flow: http.HTTPFlow) -> str:
+    m = flow.metadata.get(META) or {}
+    if m.get("state") == "cancelled":
+        return "cancelled"
+    if flow.response is not None and m.get("state") != "cancelled":
+        return str(flow.response.status_code)
+    if flow.error is not None:
+        return f"error: {flow.error.msg}"
+    return "unfinished"
+
+
+def flow_line(flow: http.HTTPFlow) -> str:
+    """time, method, URL, outcome, and the deciding rule (SPEC §3)."""
+    ts = flow.request.timestamp_start
+    stamp = time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d}"
+    rule = (flow.metadata.get(META) or {}).get("rule_id")
+    line = f"{stamp} {flow.request.method} {flow.request.pretty_url} {outcome(flow)}"
+    return f"{line} rule={rule}" if rule else line
+
+
+def run_headless(settings: Settings, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    lock = threading.Lock()
+
+    def on_finished(flow: http.HTTPFlow) -> None:
+        line = flow_line(flow)
+        with lock:
+            out.write(line + "\n")
+            out.flush()
+
+    session = Session(settings, on_finished=on_finished)
+    if session.rules.error:
+        print(f"waylay: rules file: {session.rules.error}", file=err)
+        print("waylay: continuing with no rules until the file is fixed", file=err)
+    try:
+        host, port = session.start()
+    except ProxyStartError as e:
+        print(f"waylay: {e}", file=err)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum, frame) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    print(f"waylay: listening on http://{host}:{port}", file=err, flush=True)
+    try:
+        while not stop.is_set() and session.proxy.running:
+            stop.wait(0.5)
+    finally:
+        session.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 0

@@ -1,0 +1,200 @@
+"""mitmproxy, embedded: its own event loop in its own thread, only the addons we need.
+
+``Master.run()`` swaps the loop's task factory and exception handler, and mitmproxy's
+flows are not thread-safe, so the proxy never shares Textual's loop. Everything that
+touches a live flow runs on ``EmbeddedProxy.loop``; other threads go through
+``call_soon`` / ``run_coroutine``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from mitmproxy import master, options
+from mitmproxy.addons import (
+    block,
+    core,
+    disable_h2c,
+    next_layer,
+    proxyauth,
+    proxyserver,
+    tlsconfig,
+)
+
+from monitor.settings import Settings
+
+log = logging.getLogger("waylay.proxy")
+
+
+class ProxyStartError(RuntimeError):
+    """The proxy could not start (port in use, bad mode...). The message is for people."""
+
+
+class _ErrorCollector(logging.Handler):
+    """Keeps the errors mitmproxy logs while starting, to explain a failed start."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+class _Readiness:
+    """Addon that reports the bound addresses once the servers are up."""
+
+    def __init__(self, proxy: EmbeddedProxy) -> None:
+        self.proxy = proxy
+
+    def running(self) -> None:
+        from mitmproxy import ctx
+
+        ps = ctx.master.addons.get("proxyserver")
+        addrs = ps.listen_addrs() if ps else []
+        self.proxy._on_running(list(addrs))
+
+
+def mitmproxy_options(settings: Settings) -> dict[str, Any]:
+    opts: dict[str, Any] = {
+        "listen_host": settings.listen_host,
+        "listen_port": settings.listen_port,
+        "mode": [settings.mode],
+        "confdir": str(settings.confdir),
+        "stream_large_bodies": settings.stream_large_bodies,
+        "ssl_insecure": False,
+    }
+    if settings.upstream_ca is not None:
+        opts["ssl_verify_upstream_trusted_ca"] = str(settings.upstream_ca)
+    if settings.proxy_auth:
+        opts["proxyauth"] = settings.proxy_auth
+    if settings.allow_remote or settings.proxy_auth:
+        opts["block_global"] = False
+    return opts
+
+
+class EmbeddedProxy:
+    """A mitmproxy ``Master`` running in a background thread.
+
+    ``start()`` returns once the listening socket accepts connections (or raises
+    ``ProxyStartError``); ``stop()`` shuts it down and joins the thread.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        addons: Sequence[object] = (),
+        *,
+        extra_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.waylay_addons = list(addons)
+        self.extra_options = extra_options or {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.master: master.Master | None = None
+        self.address: tuple[str, int] | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stopped = threading.Event()
+        self._errors = _ErrorCollector()
+        self._start_error: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> tuple[str, int]:
+        logging.getLogger("mitmproxy").addHandler(self._errors)
+        self._thread = threading.Thread(target=self._thread_main, name="waylay-proxy", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise ProxyStartError(f"the proxy did not start within {timeout:.0f} s")
+        if self._start_error is not None:
+            self._thread.join(5)
+            raise ProxyStartError(self._start_error)
+        assert self.address is not None
+        return self.address
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.master is not None and self.loop is not None and not self.loop.is_closed():
+            try:
+                self.master.shutdown()
+            except RuntimeError:  # loop already closed
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout)
+        logging.getLogger("mitmproxy").removeHandler(self._errors)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._stopped.is_set()
+
+    def call_soon(self, fn: Callable[..., object], *args: object) -> None:
+        """Run ``fn(*args)`` on the proxy loop, from any thread."""
+        if self.loop is None or self.loop.is_closed():
+            return
+        try:
+            self.loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # loop closed meanwhile
+            pass
+
+    def run_coroutine(self, coro: Coroutine) -> concurrent.futures.Future:
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    # -- the proxy thread --------------------------------------------------------
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except Exception as e:  # noqa: BLE001 - report any start failure to start()
+            if not self._ready.is_set():
+                self._start_error = str(e) or type(e).__name__
+        finally:
+            self._stopped.set()
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        opts = options.Options()
+        m = master.Master(opts, event_loop=self.loop)
+        self.master = m
+        wanted = [
+            core.Core(),
+            proxyauth.ProxyAuth(),
+            proxyserver.Proxyserver(),
+            next_layer.NextLayer(),
+            tlsconfig.TlsConfig(),
+            block.Block(),
+            disable_h2c.DisableH2C(),
+        ]
+        m.addons.add(*wanted)
+        m.addons.add(*self.waylay_addons)
+        m.addons.add(_Readiness(self))
+        try:
+            opts.update(**mitmproxy_options(self.settings), **self.extra_options)
+        except Exception as e:  # OptionsError: bad mode spec, bad confdir...
+            self._start_error = str(e)
+            self._ready.set()
+            return
+        await m.run()
+
+    def _on_running(self, addrs: list[tuple]) -> None:
+        if not addrs:
+            detail = "; ".join(dict.fromkeys(self._errors.messages)) or "no listening socket"
+            if "address already in use" in detail:
+                detail = "address already in use (pick another --listen-port, or 0 for a free one)"
+            elif "Errno 13" in detail or "ermission denied" in detail:
+                detail = "permission denied (ports below 1024 need privileges)"
+            self._start_error = f"cannot listen on {self.settings.listen_host}:{self.settings.listen_port}: {detail}"
+            self._ready.set()
+            assert self.master is not None
+            self.master.shutdown()
+            return
+        host, port = addrs[0][0], addrs[0][1]
+        self.address = (host, port)
+        self._ready.set()

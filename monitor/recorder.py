@@ -1,0 +1,189 @@
+"""The bounded flow store and the bridge from the proxy to whoever shows flows.
+
+``Recorder`` is the last addon in the chain, so when its ``response``/``error`` hooks
+run every decision about the flow has been made. It keeps at most ``max_flows`` flows
+(the oldest finished go first), and every ``interval`` seconds turns the flows that
+changed into ``FlowView`` snapshots and hands them to ``sink`` in one batch: a burst
+of traffic costs the screen one message per batch, not one per flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+from mitmproxy import connection, http
+
+from monitor.pauses import Pauses
+from monitor.snapshot import META, meta, snapshot
+from widgets.model import FlowView
+
+log = logging.getLogger("waylay.recorder")
+
+Sink = Callable[[Sequence[FlowView], Sequence[str]], None]
+
+
+class Recorder:
+    def __init__(
+        self,
+        *,
+        max_flows: int,
+        pauses: Pauses,
+        sink: Sink | None = None,
+        on_finished: Callable[[http.HTTPFlow], None] | None = None,
+        interval: float = 0.05,
+    ) -> None:
+        self.max_flows = max_flows
+        self.pauses = pauses
+        self.sink = sink
+        self.on_finished = on_finished
+        self.interval = interval
+        self.flows: OrderedDict[str, http.HTTPFlow] = OrderedDict()
+        self._seq: dict[str, int] = {}
+        self._next_seq = 1
+        self._finished_count = 0
+        self._dirty: set[str] = set()
+        self._removed: list[str] = []
+        self._flusher: asyncio.Task | None = None
+        self._wake: asyncio.Event | None = None
+
+    # -- mitmproxy hooks ------------------------------------------------------------
+
+    def running(self) -> None:
+        if self.sink is not None:
+            self._wake = asyncio.Event()
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    async def done(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            try:
+                await self._flusher
+            except asyncio.CancelledError:
+                pass
+            self._flusher = None
+        self.flush()
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        self.track(flow)
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        self.touch(flow)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        self.touch(flow)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        m = meta(flow)
+        if not m.get("done"):
+            m["done"] = True
+            self._finish(flow)
+        self.touch(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        m = meta(flow)
+        if not m.get("done"):
+            m["done"] = True
+            self._finish(flow)
+        self.touch(flow)
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        self.touch(flow)
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        self.pauses.client_disconnected(client)
+
+    # -- the store ------------------------------------------------------------------
+
+    def track(self, flow: http.HTTPFlow) -> None:
+        """Start keeping a flow (idempotent); evicts the oldest finished flows."""
+        if flow.id in self._seq:
+            return
+        self._seq[flow.id] = self._next_seq
+        self._next_seq += 1
+        self.flows[flow.id] = flow
+        meta(flow)
+        if len(self.flows) > self.max_flows:
+            self._evict()
+        self.touch(flow)
+
+    def touch(self, flow: http.HTTPFlow | str) -> None:
+        fid = flow if isinstance(flow, str) else flow.id
+        if fid in self._seq:
+            self._dirty.add(fid)
+            if self._wake is not None:
+                self._wake.set()
+
+    def _finish(self, flow: http.HTTPFlow) -> None:
+        self._finished_count += 1
+        if self.on_finished is not None:
+            try:
+                self.on_finished(flow)
+            except Exception:  # a broken printer must not break the proxy
+                log.exception("on_finished failed")
+
+    def _evict(self) -> None:
+        excess = len(self.flows) - self.max_flows
+        if excess <= 0:
+            return
+        for fid in list(self.flows):
+            if excess <= 0:
+                break
+            f = self.flows[fid]
+            if (f.metadata.get(META) or {}).get("done") and self.pauses.info(fid) is None:
+                self._forget(fid)
+                excess -= 1
+
+    def _forget(self, fid: str) -> None:
+        del self.flows[fid]
+        self._seq.pop(fid, None)
+        self._dirty.discard(fid)
+        self._removed.append(fid)
+
+    def clear_finished(self) -> list[str]:
+        gone = [
+            fid
+            for fid, f in self.flows.items()
+            if (f.metadata.get(META) or {}).get("done") and self.pauses.info(fid) is None
+        ]
+        for fid in gone:
+            self._forget(fid)
+        if self._wake is not None:
+            self._wake.set()
+        return gone
+
+    def seq(self, fid: str) -> int:
+        return self._seq.get(fid, 0)
+
+    # -- the bridge -----------------------------------------------------------------
+
+    def view(self, fid: str) -> FlowView | None:
+        f = self.flows.get(fid)
+        if f is None:
+            return None
+        return snapshot(f, self._seq[fid], self.pauses.info(fid))
+
+    def flush(self) -> None:
+        if self.sink is None or not (self._dirty or self._removed):
+            return
+        dirty, self._dirty = self._dirty, set()
+        removed, self._removed = self._removed, []
+        views = []
+        for fid in sorted(dirty, key=self._seq.__getitem__):
+            f = self.flows.get(fid)
+            if f is not None:
+                views.append(snapshot(f, self._seq[fid], self.pauses.info(fid)))
+        try:
+            self.sink(views, removed)
+        except Exception:
+            log.exception("sink failed")
+
+    async def _flush_loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self.flush()
+            await asyncio.sleep(self.interval)
