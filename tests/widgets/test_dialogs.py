@@ -1,0 +1,768 @@
+"""The decision dialogs under ``run_test()``: each key sends the right Answer, bad input is
+refused without sending anything, remember scopes preview their rule, and a flow that ends
+elsewhere closes its dialog."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import pytest
+from rich.console import Console
+from textual.app import App
+from textual.widgets import Input, Static, TextArea
+
+from widgets.dialogs import (
+    AuthDialog,
+    CertificateDialog,
+    DecisionDialog,
+    RedirectDialog,
+    RememberBar,
+    RequestDialog,
+    ResponseDialog,
+    check_http_url,
+    check_match_pattern,
+    dialog_for,
+    parse_header_lines,
+)
+from widgets.model import Answer, CertificateInfo, FlowView, PausedEvent
+
+NOW = 1_700_000_000.0
+
+
+def fixed_clock() -> float:
+    return NOW
+
+
+class FakeController:
+    """Records what the dialogs ask; ``error`` makes ``answer`` refuse."""
+
+    address = "http://127.0.0.1:8080"
+    mode = "regular"
+
+    def __init__(self, error: str | None = None) -> None:
+        self.error = error
+        self.answers: list[tuple[str, str, Answer]] = []
+        self.previews: list[tuple[str, str, Answer]] = []
+
+    def answer(self, flow_id: str, event: str, answer: Answer) -> str | None:
+        if self.error:
+            return self.error
+        self.answers.append((flow_id, event, answer))
+        return None
+
+    def preview_rule(self, flow_id: str, event: str, answer: Answer) -> str | None:
+        self.previews.append((flow_id, event, answer))
+        if answer.remember == "once":
+            return None
+        where = answer.pattern or {
+            "url": "https://api.example.com/items?id=7",
+            "host": "*://api.example.com/*",
+        }.get(answer.remember, "?")
+        lines = [
+            "[[rule]]",
+            f'id = "remembered-{answer.action}"',
+            f'event = "{event}"',
+            f'urls = ["{where}"]',
+            f'action = "{answer.action}"',
+        ]
+        if "url" in answer.params:
+            lines.append(f'url = "{answer.params["url"]}"')
+        if "username" in answer.params:
+            lines.append(f'username = "{answer.params["username"]}"')
+            # a careless bridge would echo it; the dialog must never hand it over
+            lines.append(f"# {answer.params.get('password', '')}")
+        return "\n".join(lines)
+
+    def set_breakpoint(self, spec: str) -> str | None:
+        return None
+
+    def toggle_breakpoints(self) -> bool:
+        return True
+
+    def filter_predicate(self, expr: str):
+        return (lambda flow_id: True), None
+
+    def clear_finished(self) -> None:
+        pass
+
+
+def make_view(event: str = "request", **changes) -> FlowView:
+    details: tuple[tuple[str, str], ...] = ()
+    certificate = None
+    url = "https://api.example.com/items?id=7"
+    if event == "auth":
+        details = (
+            ("host", "api.example.com"),
+            ("port", "443"),
+            ("proxy", "no"),
+            ("realm", "Staff"),
+            ("scheme", "Digest"),
+        )
+    elif event == "redirect":
+        details = (("Location", "https://login.example.com/start"),)
+    elif event == "certificate":
+        url = "https://dev.internal:8443/"
+        certificate = CertificateInfo(
+            host="dev.internal",
+            port=8443,
+            reason="self-signed certificate",
+            subject="CN=dev.internal",
+            issuer="CN=dev.internal",
+            sans=("dev.internal", "*.dev.internal"),
+            not_before="2024-01-01 00:00:00 UTC",
+            not_after="2034-01-01 00:00:00 UTC",
+            fingerprint="sha256:3f:a1:5c:09:de:ad:be:ef:00:11:22:33:44:55:66:77:"
+            "88:99:aa:bb:cc:dd:ee:ff:01:23:45:67:89:ab:cd:ef",
+            chain=("CN=dev.internal",),
+        )
+    paused = PausedEvent(
+        flow_id="f1",
+        event=event,  # type: ignore[arg-type]
+        since=NOW - 5,
+        deadline=NOW + 115,
+        url=url,
+        method="POST",
+        details=details,
+        certificate=certificate,
+    )
+    view = FlowView(
+        id="f1",
+        seq=1,
+        started=NOW - 5,
+        method="POST",
+        scheme="https",
+        host="api.example.com",
+        port=443,
+        path="/items?id=7",
+        url=url,
+        type="xmlhttprequest",
+        state="paused",
+        paused=paused,
+        request_headers=(
+            ("Host", "api.example.com"),
+            ("Content-Type", "application/json"),
+            ("Content-Length", "12"),
+            ("X-Note", "[bold]not markup[/bold]"),
+        ),
+        request_body=b'{"count": 1}',
+        request_body_size=12,
+        status=302 if event in ("redirect", "response") else None,
+        reason="Found" if event == "redirect" else "",
+    )
+    return dataclasses.replace(view, **changes)
+
+
+class DialogHost(App[None]):
+    """Pushes one dialog and records what it was dismissed with and what it notified."""
+
+    def __init__(self, dialog: DecisionDialog) -> None:
+        super().__init__()
+        self.dialog = dialog
+        self.results: list[Answer | None] = []
+        self.notices: list[str] = []
+
+    def on_mount(self) -> None:
+        self.push_screen(self.dialog, callback=self.results.append)
+
+    def notify(self, message: str, **kwargs) -> None:
+        self.notices.append(message)
+        super().notify(message, **kwargs)
+
+
+def host_for(event: str = "request", controller: FakeController | None = None, **changes):
+    controller = controller or FakeController()
+    dialog = dialog_for(make_view(event, **changes), controller, clock=fixed_clock)
+    return DialogHost(dialog), controller
+
+
+def text_of(widget: Static) -> str:
+    """The plain text a Static shows (or its rendering, for widgets that render)."""
+    if isinstance(widget, RememberBar):
+        return str(widget.render())
+    return str(widget.content)
+
+
+async def type_text(pilot, text: str) -> None:
+    await pilot.press(*text)
+
+
+async def replace_input(pilot, text: str) -> None:
+    """Clear the focused Input and type ``text`` into it."""
+    focused = pilot.app.focused
+    assert isinstance(focused, Input), focused
+    focused.value = ""
+    await type_text(pilot, text)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://example.com/", True),
+        ("http://127.0.0.1:8080/x?y=1", True),
+        ("http://[::1]:9/", True),
+        ("example.com", False),
+        ("ftp://example.com/", False),
+        ("https://", False),
+        ("https://exa mple.com/", False),
+        ("http://example.com:99999/", False),
+        ("", False),
+    ],
+)
+def test_check_http_url(url: str, ok: bool) -> None:
+    assert (check_http_url(url) is None) is ok
+
+
+@pytest.mark.parametrize(
+    ("pattern", "ok"),
+    [
+        ("<all_urls>", True),
+        ("*://*.example.com/*", True),
+        ("https://example.com:8443/api/*", True),
+        ("*://example.com", False),
+        ("example.com/*", False),
+        ("", False),
+    ],
+)
+def test_check_match_pattern(pattern: str, ok: bool) -> None:
+    assert (check_match_pattern(pattern) is None) is ok
+
+
+def test_parse_header_lines() -> None:
+    assert parse_header_lines("A: 1\n\nB-C:  two words \n") == [("A", "1"), ("B-C", "two words")]
+    with pytest.raises(ValueError, match="line 2"):
+        parse_header_lines("A: 1\nno colon here")
+
+
+def test_dialog_for_picks_by_event() -> None:
+    controller = FakeController()
+    expected = {
+        "request": RequestDialog,
+        "response": ResponseDialog,
+        "redirect": RedirectDialog,
+        "auth": AuthDialog,
+        "certificate": CertificateDialog,
+    }
+    for event, cls in expected.items():
+        assert type(dialog_for(make_view(event), controller)) is cls
+    with pytest.raises(ValueError, match="not paused"):
+        dialog_for(make_view(paused=None), controller)
+
+
+# --------------------------------------------------------------------------- request dialog
+
+
+@pytest.mark.parametrize(("key", "action"), [("c", "continue"), ("x", "cancel")])
+async def test_request_single_key_actions(key: str, action: str) -> None:
+    app, controller = host_for("request")
+    async with app.run_test() as pilot:
+        await pilot.press(key)
+        assert controller.answers == [("f1", "request", Answer(action))]
+        assert app.results == [Answer(action)]
+        assert app.screen is not app.dialog
+
+
+@pytest.mark.parametrize("key,action", [("r", "redirect"), ("w", "rewrite")])
+async def test_request_redirect_and_rewrite_take_a_url(key: str, action: str) -> None:
+    app, controller = host_for("request")
+    async with app.run_test() as pilot:
+        await pilot.press(key)
+        url_input = app.dialog.query_one("#url-input", Input)
+        assert app.focused is url_input
+        assert url_input.value == "https://api.example.com/items?id=7"
+        await replace_input(pilot, "https://staging.example.com/items")
+        await pilot.press("enter")
+        sent = Answer(action, {"url": "https://staging.example.com/items"})
+        assert controller.answers == [("f1", "request", sent)]
+        assert app.results == [sent]
+
+
+async def test_request_bad_redirect_url_is_refused_and_nothing_is_sent() -> None:
+    app, controller = host_for("request")
+    async with app.run_test() as pilot:
+        await pilot.press("r")
+        await replace_input(pilot, "not a url")
+        await pilot.press("enter")
+        error = app.dialog.query_one("#error", Static)
+        assert error.display
+        assert "URL" in text_of(error)
+        assert controller.answers == []
+        assert app.screen is app.dialog
+        # fixing it sends
+        await replace_input(pilot, "http://localhost:9000/")
+        await pilot.press("enter")
+        assert controller.answers == [
+            ("f1", "request", Answer("redirect", {"url": "http://localhost:9000/"}))
+        ]
+
+
+async def test_controller_error_is_shown_and_the_dialog_stays() -> None:
+    app, controller = host_for("request", FakeController(error="flow f1 is no longer paused"))
+    async with app.run_test() as pilot:
+        await pilot.press("r")
+        await pilot.press("enter")
+        error = app.dialog.query_one("#error", Static)
+        assert error.display
+        assert text_of(error) == "flow f1 is no longer paused"
+        assert app.screen is app.dialog
+        assert app.results == []
+
+
+async def test_request_respond_form() -> None:
+    app, controller = host_for("request")
+    async with app.run_test() as pilot:
+        await pilot.press("m")
+        dialog = app.dialog
+        assert app.focused is dialog.query_one("#respond-body", TextArea)
+        await type_text(pilot, "blocked by waylay")
+        dialog.query_one("#respond-status", Input).value = "451"
+        dialog.query_one("#respond-type", Input).value = "text/html"
+        await pilot.press("ctrl+s")
+        sent = Answer(
+            "respond",
+            {
+                "status": 451,
+                "headers": [("Content-Type", "text/html")],
+                "body": "blocked by waylay",
+            },
+        )
+        assert controller.answers == [("f1", "request", sent)]
+
+
+async def test_request_respond_refuses_a_bad_status() -> None:
+    app, controller = host_for("request")
+    async with app.run_test() as pilot:
+        await pilot.press("m")
+        app.dialog.query_one("#respond-status", Input).focus()
+        await pilot.pause()
+        await replace_input(pilot, "99")
+        await pilot.press("enter")
+        assert "between 100 and 599" in text_of(app.dialog.query_one("#error", Static))
+        assert controller.answers == []
+
+
+async def test_request_edit_then_continue() -> None:
+    app, controller = host_for("request")
+    async with app.run_test() as pilot:
+        await pilot.press("e")
+        dialog = app.dialog
+        assert app.focused is dialog.query_one("#edit-url", Input)
+        await replace_input(pilot, "https://api.example.com/items?id=8")
+        dialog.query_one("#edit-method", Input).value = "put"
+        headers = dialog.query_one("#edit-headers", TextArea)
+        headers.text = headers.text + "\nX-Debug: 1"
+        dialog.query_one("#edit-body", TextArea).text = '{"count": 12345}'
+        await pilot.press("ctrl+s")
+        assert len(controller.answers) == 1
+        _, event, answer = controller.answers[0]
+        assert event == "request"
+        assert answer.action == "continue"
+        assert answer.params == {
+            "method": "PUT",
+            "url": "https://api.example.com/items?id=8",
+            "headers": [
+                ("Host", "api.example.com"),
+                ("Content-Type", "application/json"),
+                ("Content-Length", "16"),  # kept right for the new body
+                ("X-Note", "[bold]not markup[/bold]"),
+                ("X-Debug", "1"),
+            ],
+            "body": '{"count": 12345}',
+        }
+
+
+async def test_request_edit_refuses_bad_header_lines() -> None:
+    app, controller = host_for("request")
+    async with app.run_test() as pilot:
+        await pilot.press("e")
+        app.dialog.query_one("#edit-headers", TextArea).text = "Host example.com"
+        await pilot.press("ctrl+s")
+        assert "header line 1" in text_of(app.dialog.query_one("#error", Static))
+        assert controller.answers == []
+
+
+async def test_request_edit_leaves_a_truncated_body_alone() -> None:
+    app, controller = host_for("request", request_body=b"x" * 10, request_body_size=5000)
+    async with app.run_test() as pilot:
+        await pilot.press("e")
+        assert app.dialog.query_one("#edit-body", TextArea).read_only
+        await pilot.press("ctrl+s")
+        ((_, _, answer),) = controller.answers
+        assert "body" not in answer.params
+        assert ("Content-Length", "12") in answer.params["headers"]
+
+
+async def test_escape_closes_and_the_flow_stays_paused() -> None:
+    app, controller = host_for("request")
+    async with app.run_test() as pilot:
+        await pilot.press("escape")
+        assert app.results == [None]
+        assert controller.answers == []
+        assert app.screen is not app.dialog
+
+
+async def test_escape_in_a_form_goes_back_to_the_decision() -> None:
+    app, controller = host_for("request")
+    async with app.run_test() as pilot:
+        for key in ("r", "m", "e"):
+            await pilot.press(key)
+            assert app.dialog.mode != "decide"
+            await pilot.press("escape")
+            assert app.dialog.mode == "decide"
+            assert app.screen is app.dialog
+        await pilot.press("escape")
+        assert app.results == [None]
+        assert controller.answers == []
+
+
+async def test_countdown_follows_the_clock_and_new_snapshots() -> None:
+    now = [NOW]
+    controller = FakeController()
+    dialog = dialog_for(make_view("request"), controller, clock=lambda: now[0])
+    app = DialogHost(dialog)
+    async with app.run_test():
+        frame = dialog.query_one("#frame")
+        assert "1:55 left" in str(frame.border_subtitle)
+        now[0] += 60
+        dialog._tick()
+        assert "0:55 left" in str(frame.border_subtitle)
+        view = make_view("request")
+        later = dataclasses.replace(view.paused, deadline=NOW + 600)
+        dialog.flow_updated(dataclasses.replace(view, paused=later))
+        assert "9:00 left" in str(frame.border_subtitle)
+        now[0] = NOW + 601
+        dialog._tick()
+        assert "timing out" in str(frame.border_subtitle)
+        assert app.screen is dialog
+
+
+# --------------------------------------------------------------------------- remember
+
+
+@pytest.mark.parametrize(
+    ("key", "scope", "where"),
+    [("2", "url", "https://api.example.com/items?id=7"), ("3", "host", "*://api.example.com/*")],
+)
+async def test_remember_shows_the_rule_then_confirms(key: str, scope: str, where: str) -> None:
+    app, controller = host_for("request")
+    async with app.run_test() as pilot:
+        dialog = app.dialog
+        preview = dialog.query_one("#preview", Static)
+        assert not preview.display
+        await pilot.press(key)
+        bar = dialog.query_one(RememberBar)
+        assert bar.scope == scope
+        assert preview.display
+        assert "press an action key" in text_of(preview)
+        await pilot.press("x")
+        assert controller.answers == []  # not yet: the rule is shown first
+        shown = text_of(preview)
+        assert 'action = "cancel"' in shown and where in shown
+        assert dialog.query_one("#confirm", Static).display
+        await pilot.press("enter")
+        sent = Answer("cancel", remember=scope)  # type: ignore[arg-type]
+        assert controller.answers == [("f1", "request", sent)]
+        assert app.results == [sent]
+
+
+async def test_remember_same_key_twice_confirms_and_escape_steps_back() -> None:
+    app, controller = host_for("request")
+    async with app.run_test() as pilot:
+        await pilot.press("3", "c")
+        await pilot.press("escape")  # back out of the confirmation
+        assert app.screen is app.dialog
+        assert not app.dialog.query_one("#confirm", Static).display
+        await pilot.press("c", "c")
+        assert controller.answers == [("f1", "request", Answer("continue", remember="host"))]
+
+
+async def test_remember_once_again_sends_at_once() -> None:
+    app, controller = host_for("request")
+    async with app.run_test() as pilot:
+        await pilot.press("3", "1")
+        assert not app.dialog.query_one("#preview", Static).display
+        await pilot.press("x")
+        assert controller.answers == [("f1", "request", Answer("cancel"))]
+
+
+async def test_remember_pattern() -> None:
+    app, controller = host_for("request")
+    async with app.run_test() as pilot:
+        dialog = app.dialog
+        await pilot.press("4")
+        pattern = dialog.query_one("#pattern", Input)
+        assert pattern.display and app.focused is pattern
+        assert pattern.value == "https://api.example.com/*"
+        await replace_input(pilot, "nonsense")
+        await pilot.press("enter")
+        assert "not a match pattern" in text_of(dialog.query_one("#error", Static))
+        assert app.focused is pattern
+        await replace_input(pilot, "*://*.example.com/items*")
+        await pilot.press("enter")
+        assert app.focused is dialog.query_one("#summary")
+        await pilot.press("c")
+        assert '"*://*.example.com/items*"' in text_of(dialog.query_one("#preview", Static))
+        await pilot.press("enter")
+        sent = Answer("continue", remember="pattern", pattern="*://*.example.com/items*")
+        assert controller.answers == [("f1", "request", sent)]
+        assert controller.answers[0][2].pattern == "*://*.example.com/items*"
+
+
+async def test_remember_with_a_form_previews_live_and_sends_on_enter() -> None:
+    app, controller = host_for("request")
+    async with app.run_test() as pilot:
+        dialog = app.dialog
+        await pilot.press("3", "r")
+        await replace_input(pilot, "https://other.example/")
+        shown = text_of(dialog.query_one("#preview", Static))
+        assert 'action = "redirect"' in shown and 'url = "https://other.example/"' in shown
+        last = controller.previews[-1][2]
+        assert last.remember == "host" and last.params == {"url": "https://other.example/"}
+        await pilot.press("enter")
+        sent = Answer("redirect", {"url": "https://other.example/"}, remember="host")
+        assert controller.answers == [("f1", "request", sent)]
+
+
+# --------------------------------------------------------------------------- the flow goes away
+
+
+async def test_flow_updated_without_pause_closes_the_dialog() -> None:
+    app, controller = host_for("request")
+    async with app.run_test() as pilot:
+        view = make_view("request")
+        app.dialog.flow_updated(
+            dataclasses.replace(view, paused=None, state="error", error="client disconnected")
+        )
+        await pilot.pause()
+        assert app.screen is not app.dialog
+        assert app.results == [None]
+        assert controller.answers == []
+        assert any("flow ended: client disconnected" in notice for notice in app.notices)
+
+
+async def test_flow_updated_decided_elsewhere_and_other_flows() -> None:
+    app, controller = host_for("request")
+    async with app.run_test() as pilot:
+        view = make_view("request")
+        other = dataclasses.replace(view, id="f2", paused=None, state="done", status=200)
+        app.dialog.flow_updated(other)
+        assert app.screen is app.dialog  # not this dialog's flow
+        app.dialog.flow_updated(dataclasses.replace(view, paused=None, state="done", status=200))
+        await pilot.pause()
+        assert app.screen is not app.dialog
+        assert any("decided elsewhere (200)" in notice for notice in app.notices)
+        await pilot.press("c")  # a late key decides nothing
+        assert controller.answers == []
+
+
+async def test_flow_updated_with_another_event_closes_the_dialog() -> None:
+    app, controller = host_for("request")
+    async with app.run_test() as pilot:
+        response = make_view("response")
+        app.dialog.flow_updated(response)
+        await pilot.pause()
+        assert app.results == [None]
+        assert any("now paused at response" in notice for notice in app.notices)
+
+
+async def test_flow_updated_timed_out() -> None:
+    now = [NOW]
+    dialog = dialog_for(make_view("request"), FakeController(), clock=lambda: now[0])
+    app = DialogHost(dialog)
+    async with app.run_test() as pilot:
+        now[0] = NOW + 120
+        dialog.flow_updated(dataclasses.replace(make_view(), paused=None, state="cancelled"))
+        await pilot.pause()
+        assert any("timed out (cancelled)" in notice for notice in app.notices)
+
+
+# --------------------------------------------------------------------------- response, redirect
+
+
+async def test_response_dialog_actions() -> None:
+    app, controller = host_for("response")
+    async with app.run_test() as pilot:
+        await pilot.press("r", "w", "e")  # not response actions
+        assert app.dialog.mode == "decide"
+        await pilot.press("m")
+        await pilot.press("ctrl+s")
+        ((_, event, answer),) = controller.answers
+        assert event == "response"
+        assert answer.action == "respond" and answer.params["status"] == 200
+    app, controller = host_for("response")
+    async with app.run_test() as pilot:
+        await pilot.press("c")
+        assert controller.answers == [("f1", "response", Answer("continue"))]
+
+
+async def test_redirect_dialog_actions() -> None:
+    app, controller = host_for("redirect")
+    async with app.run_test() as pilot:
+        await pilot.press("c")
+        assert controller.answers == [("f1", "redirect", Answer("follow"))]
+    app, controller = host_for("redirect")
+    async with app.run_test() as pilot:
+        await pilot.press("r")  # no redirect action on a redirect
+        assert app.dialog.mode == "decide"
+        await pilot.press("w")
+        assert app.focused.value == "https://login.example.com/start"
+        await replace_input(pilot, "https://login.example.com/other")
+        await pilot.press("enter")
+        assert controller.answers == [
+            ("f1", "redirect", Answer("rewrite", {"url": "https://login.example.com/other"}))
+        ]
+    app, controller = host_for("redirect")
+    async with app.run_test() as pilot:
+        await pilot.press("x")
+        assert controller.answers == [("f1", "redirect", Answer("cancel"))]
+
+
+# --------------------------------------------------------------------------- auth
+
+
+async def test_auth_dialog_shows_the_challenge() -> None:
+    app, _ = host_for("auth")
+    async with app.run_test():
+        shown = app.export_screenshot()
+        for fact in ("the server (401)", "api.example.com:443", "Staff", "Digest"):
+            assert fact.replace(" ", "&#160;") in shown or fact in shown
+
+
+async def test_auth_enter_walks_the_fields_and_sends_credentials() -> None:
+    app, controller = host_for("auth")
+    async with app.run_test() as pilot:
+        dialog = app.dialog
+        await pilot.press("enter")
+        assert app.focused is dialog.query_one("#username", Input)
+        await type_text(pilot, "alice")
+        await pilot.press("enter")
+        assert app.focused is dialog.query_one("#password", Input)
+        assert controller.answers == []
+        await type_text(pilot, "s3cret-pw")
+        assert "s3cret-pw" not in app.export_screenshot()
+        await pilot.press("enter")
+        sent = Answer("credentials", {"username": "alice", "password": "s3cret-pw"})
+        assert controller.answers == [("f1", "auth", sent)]
+        assert "s3cret-pw" not in repr(sent)
+        assert not any("s3cret-pw" in notice for notice in app.notices)
+
+
+async def test_auth_needs_both_fields() -> None:
+    app, controller = host_for("auth")
+    async with app.run_test() as pilot:
+        dialog = app.dialog
+        dialog.query_one("#password", Input).focus()
+        await pilot.pause()
+        await type_text(pilot, "pw")
+        await pilot.press("enter")
+        assert "username and a password" in text_of(dialog.query_one("#error", Static))
+        assert app.focused is dialog.query_one("#username", Input)
+        assert controller.answers == []
+
+
+async def test_auth_cancel() -> None:
+    app, controller = host_for("auth")
+    async with app.run_test() as pilot:
+        await pilot.press("x")
+        assert controller.answers == [("f1", "auth", Answer("cancel"))]
+
+
+async def test_auth_remember_host_and_realm_never_shows_the_password() -> None:
+    app, controller = host_for("auth")
+    async with app.run_test() as pilot:
+        dialog = app.dialog
+        await pilot.press("2", "4")  # not offered for auth
+        assert dialog.query_one(RememberBar).scope == "once"
+        await pilot.press("3")
+        assert dialog.query_one(RememberBar).scope == "host"
+        dialog.query_one("#username", Input).focus()
+        await pilot.pause()
+        await type_text(pilot, "alice")
+        await pilot.press("enter")
+        await type_text(pilot, "hunter22")
+        shown = text_of(dialog.query_one("#preview", Static))
+        assert 'username = "alice"' in shown
+        assert "hunter22" not in shown
+        assert all("hunter22" not in str(p[2].params) for p in controller.previews)
+        assert "hunter22" not in app.export_screenshot()
+        await pilot.press("enter")
+        sent = Answer("credentials", {"username": "alice", "password": "hunter22"}, remember="host")
+        assert controller.answers == [("f1", "auth", sent)]
+
+
+async def test_auth_error_never_echoes_the_password() -> None:
+    controller = FakeController(error="upstream refused hunter22")
+    app, _ = host_for("auth", controller)
+    async with app.run_test() as pilot:
+        dialog = app.dialog
+        dialog.query_one("#username", Input).value = "alice"
+        dialog.query_one("#password", Input).value = "hunter22"
+        await pilot.press("enter")
+        assert text_of(dialog.query_one("#error", Static)) == "upstream refused ***"
+        assert app.screen is dialog
+
+
+# --------------------------------------------------------------------------- certificate
+
+
+@pytest.mark.parametrize(("key", "action"), [("y", "allow"), ("n", "reject")])
+async def test_certificate_allow_reject(key: str, action: str) -> None:
+    app, controller = host_for("certificate")
+    async with app.run_test() as pilot:
+        await pilot.press(key)
+        assert controller.answers == [("f1", "certificate", Answer(action))]
+
+
+async def test_certificate_always_for_this_certificate() -> None:
+    app, controller = host_for("certificate")
+    async with app.run_test() as pilot:
+        dialog = app.dialog
+        await pilot.press("3", "4")  # not offered for certificates
+        assert dialog.query_one(RememberBar).scope == "once"
+        await pilot.press("2", "y")
+        assert controller.answers == []
+        assert 'action = "allow"' in text_of(dialog.query_one("#preview", Static))
+        await pilot.press("y")
+        assert controller.answers == [("f1", "certificate", Answer("allow", remember="url"))]
+
+
+async def test_certificate_dialog_shows_the_certificate() -> None:
+    app, _ = host_for("certificate")
+    async with app.run_test(size=(120, 40)):
+        table = app.dialog.query_one("#certificate", Static).content
+        console = Console(width=200, record=True, file=io.StringIO())
+        console.print(table)
+        shown = console.export_text()
+        for fact in (
+            "self-signed certificate",
+            "dev.internal:8443",
+            "CN=dev.internal",
+            "dev.internal, *.dev.internal",
+            "2034-01-01 00:00:00 UTC",
+            "sha256:3f:a1:5c:09",
+        ):
+            assert fact in shown
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+def test_snapshot_request_dialog(snap_compare) -> None:
+    """The request dialog over a paused POST: method and URL, type, the request headers
+    (an X-Note header shown literally, not as markup), the JSON body, the action hints,
+    the remember bar with "3 this host" selected, the TOML rule that `x` would save under
+    "rule to be saved", the confirmation line, and "1:55 left" in the bottom border."""
+    app, _ = host_for("request")
+    assert snap_compare(app, press=["3", "x"], terminal_size=(110, 40))
+
+
+def test_snapshot_certificate_dialog(snap_compare) -> None:
+    """The certificate dialog: a red (error-coloured) frame titled "security decision",
+    the warning sentence naming dev.internal:8443 and "self-signed certificate", then the
+    problem, server, subject, issuer, SANs, validity, SHA-256 fingerprint and chain; the
+    remember bar offers only "once (this connection)" and "always for this certificate"."""
+    app, _ = host_for("certificate")
+    assert snap_compare(app, terminal_size=(110, 34))
