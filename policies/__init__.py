@@ -4,16 +4,29 @@ A pure library: never imports textual; imports mitmproxy only to parse ``filter`
 conditions (mitmproxy's filter language).
 """
 
+from .engine import Decision, Engine, EventDetails
 from .match_pattern import MatchPattern, MatchPatternError, compile_pattern
-from .model import ACTIONS_BY_EVENT, EVENTS, Defaults, Rule, RuleSetModel
+from .model import ACTIONS_BY_EVENT, EVENTS, RESOURCE_TYPES, Defaults, Rule, RuleSetModel
+from .resource_types import infer_type
+from .rules_file import RulesFile, RulesFileError, default_rules_path
+from .secrets import SecretStore
 
 __all__ = [
     "ACTIONS_BY_EVENT",
     "EVENTS",
+    "RESOURCE_TYPES",
+    "Decision",
     "Defaults",
+    "Engine",
+    "EventDetails",
     "MatchPattern",
     "MatchPatternError",
     "Rule",
     "RuleSetModel",
+    "RulesFile",
+    "RulesFileError",
+    "SecretStore",
     "compile_pattern",
+    "default_rules_path",
+    "infer_type",
 ]

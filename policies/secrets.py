@@ -1,0 +1,196 @@
+"""Where passwords live: ``$WAYLAY_SECRET_<NAME>`` first, then ``secrets.toml`` beside
+the rules file (mode 0600). Rules name a secret; only this module ever sees its value,
+and no value ever appears in a repr, an error message, a warning or a log line.
+
+``secrets.toml`` is a flat table of ``name = "value"`` (comments are kept on write).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tempfile
+import threading
+import tomllib
+from pathlib import Path
+
+import tomlkit
+
+__all__ = ["SECRETS_FILE", "SecretStore", "SecretsError", "env_name"]
+
+SECRETS_FILE = "secrets.toml"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_TOML_POSITION = re.compile(r"\s*\((at line \d+, column \d+|at end of document)\)\s*$")
+
+
+class SecretsError(Exception):
+    """The secrets file cannot be read or written. Never contains a secret value."""
+
+
+def env_name(name: str) -> str:
+    """The environment variable of a secret: ``intranet-login`` → ``WAYLAY_SECRET_INTRANET_LOGIN``."""
+    return "WAYLAY_SECRET_" + name.upper().replace("-", "_")
+
+
+class SecretStore:
+    """The secrets for the rules file in ``folder``. Thread-safe."""
+
+    def __init__(self, folder: Path | str) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / SECRETS_FILE
+        self._lock = threading.Lock()
+        self._cache: tuple[tuple[int, int, int], dict[str, str]] | None = None
+        self.error: str | None = None
+
+    def __repr__(self) -> str:
+        return f"SecretStore({str(self.folder)!r})"
+
+    __str__ = __repr__
+
+    def get(self, name: str) -> str | None:
+        """The secret's value, or None when neither the environment nor the file has it."""
+        value = os.environ.get(env_name(name))
+        if value is not None:
+            return value
+        return self._read().get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def source(self, name: str) -> str | None:
+        """Where the secret comes from ("$WAYLAY_SECRET_X" or the file's path), or None."""
+        if env_name(name) in os.environ:
+            return "$" + env_name(name)
+        if name in self._read():
+            return str(self.path)
+        return None
+
+    def names(self) -> list[str]:
+        """Names stored in the file (environment secrets are not listed)."""
+        return sorted(self._read())
+
+    def set(self, name: str, value: str) -> None:
+        """Store ``name`` in ``secrets.toml`` (atomically; a new file gets mode 0600)."""
+        self._check_name(name)
+        if not isinstance(value, str):
+            raise SecretsError(f"secret {name!r}: the value must be a string")
+        self._modify(lambda doc: doc.__setitem__(name, value))
+
+    def delete(self, name: str) -> None:
+        self._check_name(name)
+
+        def remove(doc: tomlkit.TOMLDocument) -> None:
+            if name in doc:
+                del doc[name]
+
+        self._modify(remove)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Problems worth telling the user: a file others can read, a file that is broken."""
+        found = []
+        try:
+            mode = self.path.stat().st_mode
+        except OSError:
+            return found
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            found.append(
+                f"{self.path} can be read by other users (mode {stat.S_IMODE(mode):04o}); "
+                f"run: chmod 600 {self.path}"
+            )
+        self._read()
+        if self.error:
+            found.append(self.error)
+        return found
+
+    @staticmethod
+    def _check_name(name: str) -> None:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise SecretsError(
+                "a secret name is letters, digits, '-' and '_', starting with a letter or digit"
+            )
+
+    def _read(self) -> dict[str, str]:
+        with self._lock:
+            try:
+                st = self.path.stat()
+            except FileNotFoundError:
+                self._cache = None
+                self.error = None
+                return {}
+            except OSError as exc:
+                self.error = f"{self.path}: cannot read: {exc.strerror}"
+                return {}
+            signature = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if self._cache is not None and self._cache[0] == signature:
+                return self._cache[1]
+            try:
+                data = tomllib.loads(self.path.read_text(encoding="utf-8"))
+            except tomllib.TOMLDecodeError as exc:
+                # tomllib's messages name positions, never the text around them
+                self.error = f"{self.path}: not valid TOML: {_TOML_POSITION.sub('', str(exc))} {_position(exc)}".rstrip()
+                return {}
+            except (OSError, UnicodeDecodeError) as exc:
+                self.error = f"{self.path}: cannot read: {type(exc).__name__}"
+                return {}
+            values = {k: v for k, v in data.items() if isinstance(v, str)}
+            self.error = None
+            self._cache = (signature, values)
+            return values
+
+    def _modify(self, change) -> None:
+        with self._lock:
+            if self.path.exists():
+                try:
+                    text = self.path.read_text(encoding="utf-8")
+                    doc = tomlkit.parse(text)
+                except Exception as exc:
+                    raise SecretsError(
+                        f"{self.path} is not valid TOML ({type(exc).__name__}); fix it first, "
+                        "waylay does not overwrite it"
+                    ) from None
+            else:
+                doc = tomlkit.document()
+                doc.add(tomlkit.comment('waylay secrets: name = "value". Keep this file private.'))
+            change(doc)
+            _write_private(self.path, doc.as_string())
+            self._cache = None
+
+
+def _position(exc: tomllib.TOMLDecodeError) -> str:
+    found = _TOML_POSITION.search(str(exc))
+    return f"({found.group(1)})" if found else ""
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Atomic write of a file only its owner can read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
