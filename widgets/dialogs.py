@@ -32,6 +32,7 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen
 from textual.widgets import ContentSwitcher, Footer, Input, Label, Static, TextArea
 
+from policies import MatchPatternError, compile_pattern
 from widgets.model import Answer, Controller, FlowView, Headers, RememberScope
 
 Clock = Callable[[], float]
@@ -73,28 +74,15 @@ def check_http_url(text: str) -> str | None:
     return None
 
 
-_PATTERN = re.compile(
-    r"""^(?:<all_urls>
-    |(?:\*|https?|wss?|ftp)://            # scheme
-     (?:\*|(?:\*\.)?[^/*:\s]+)            # host: *, *.example.com, example.com
-     (?::(?:\d{1,5}|\*))?                 # optional port
-     /\S*)$                               # path, may hold *
-    """,
-    re.X,
-)
-
-
 def check_match_pattern(text: str) -> str | None:
-    """Why ``text`` is not a WebExtension match pattern, or None when it looks like one.
-
-    The proxy side validates for real (``controller.answer`` returns its error); this
-    catches the obvious mistakes while typing.
-    """
+    """Why ``text`` is not a WebExtension match pattern (SPEC §5), or None when it is one."""
     text = text.strip()
     if not text:
         return "type a match pattern, e.g. *://*.example.com/*"
-    if not _PATTERN.match(text):
-        return f"not a match pattern: {text!r} (scheme://host/path, * as wildcard, or <all_urls>)"
+    try:
+        compile_pattern(text)
+    except MatchPatternError as exc:
+        return str(exc)
     return None
 
 

@@ -498,7 +498,7 @@ async def test_remember_pattern() -> None:
         assert pattern.value == "https://api.example.com/*"
         await replace_input(pilot, "nonsense")
         await pilot.press("enter")
-        assert "not a match pattern" in text_of(dialog.query_one("#error", Static))
+        assert "invalid match pattern" in text_of(dialog.query_one("#error", Static))
         assert app.focused is pattern
         await replace_input(pilot, "*://*.example.com/items*")
         await pilot.press("enter")
