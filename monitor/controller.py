@@ -105,6 +105,13 @@ class ProxyController:
         if event in self.extra_rule_fields:
             extra = self.extra_rule_fields[event](flow_id, answer)
         fields = rule_fields(url, event, answer, **extra)
+        # The remembered rule must decide the next matching flow, so it goes first in the
+        # file with the priority of the (saved) rule that asked: ties go to the earlier rule.
+        flow = self.recorder.flows.get(flow_id)
+        asked_by = (flow.metadata.get("waylay") or {}).get("rule_id") if flow is not None else None
+        rule = self.rules.get(asked_by) if asked_by else None
+        if rule is not None and not self.rules.is_transient(rule.id) and rule.priority != 1:
+            fields["priority"] = rule.priority
         return new_rule_id(self.rules, url, event), fields
 
     def preview_rule(self, flow_id: str, event: str, answer: Answer) -> str | None:
@@ -139,7 +146,7 @@ class ProxyController:
                     rule_id, fields = made
                     if error := self._check_rule(rule_id, fields):
                         return f"cannot remember: {error}"
-                    self.rules.add(Rule(id=rule_id, **fields))
+                    self.rules.add(Rule(id=rule_id, **fields), position=0)
                     params["remembered_as"] = rule_id
             except Exception as e:  # RulesFileError (broken file), RememberError
                 return f"not remembered: {_first_line(e)}"

@@ -55,7 +55,9 @@ def cancel(flow: http.HTTPFlow, why: str) -> None:
 
 def respond(flow: http.HTTPFlow, status: int, headers: dict | list | None, body: bytes) -> None:
     hdrs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
-    flow.response = http.Response.make(status, body, [(k, v) for k, v in hdrs])
+    flow.response = http.Response.make(
+        status, body, [(str(k).encode(), str(v).encode()) for k, v in hdrs]
+    )
     meta(flow)["local_response"] = True
 
 

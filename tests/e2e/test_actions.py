@@ -1,0 +1,151 @@
+"""Rules acting on live traffic (SPEC §4, request event) through `waylay --headless`,
+checked with curl and httpx against real local upstreams."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+
+from tests.helpers import curl, headless
+
+pytestmark = pytest.mark.e2e
+
+
+def write_rules(settings, text: str) -> None:
+    settings.rules.parent.mkdir(parents=True, exist_ok=True)
+    settings.rules.write_text("version = 1\n" + text)
+
+
+def args(settings):
+    return [
+        "--confdir",
+        str(settings.confdir),
+        "--rules",
+        str(settings.rules),
+        "--upstream-ca",
+        str(settings.upstream_ca),
+    ]
+
+
+@pytest.fixture
+def run(settings):
+    def start(rules: str):
+        write_rules(settings, rules)
+        return headless(*args(settings))
+
+    return start
+
+
+def test_cancel_ends_the_client_request_at_once_without_a_response(run, upstream):
+    with run('[[rule]]\nid = "block-x"\nurls = ["*://127.0.0.1/x*"]\naction = "cancel"\n') as w:
+        t0 = time.monotonic()
+        r = curl(w.port, upstream.url("/x1"))
+        assert time.monotonic() - t0 < 1.0
+        assert r.returncode == 52, r  # curl: empty reply from server
+        with httpx.Client(proxy=f"http://127.0.0.1:{w.port}", timeout=5) as c:
+            t0 = time.monotonic()
+            with pytest.raises(httpx.RemoteProtocolError):
+                c.get(upstream.url("/x2"))
+            assert time.monotonic() - t0 < 1.0
+            assert c.get(upstream.url("/other")).status_code == 200
+        lines = w.wait_lines(3)
+        assert lines[0].endswith("/x1 cancelled rule=block-x")
+        assert lines[2].endswith("/other 200")
+    assert [r["path"] for r in upstream.requests] == ["/other"]
+
+
+def test_redirect_answers_307_with_location(run, upstream):
+    with run(
+        '[[rule]]\nid = "go"\nurls = ["*://127.0.0.1/old"]\naction = "redirect"\n'
+        'url = "http://127.0.0.1:1/new"\n'
+    ) as w:
+        with httpx.Client(proxy=f"http://127.0.0.1:{w.port}") as c:
+            r = c.get(upstream.url("/old"))
+        assert r.status_code == 307
+        assert r.headers["location"] == "http://127.0.0.1:1/new"
+        assert w.wait_lines(1)[0].endswith("/old 307 rule=go")
+    assert upstream.requests == []
+
+
+def test_rewrite_goes_to_the_other_upstream_transparently(run, upstream, other_upstream):
+    rules = (
+        f"[[rule]]\nid = \"to-other\"\nregex = '^http://127\\.0\\.0\\.1:{upstream.port}/api/(.*)$'\n"
+        f"action = \"rewrite\"\nurl = '{other_upstream.base}/echo/\\1'\n"
+    )
+    with run(rules) as w:
+        with httpx.Client(proxy=f"http://127.0.0.1:{w.port}") as c:
+            r = c.post(upstream.url("/api/items?q=1"), content=b"payload")
+        assert r.status_code == 200
+        body = r.json()
+        assert body["server"] == "other"
+        assert body["path"] == "/echo/items?q=1"
+        assert body["body"] == "payload"
+        assert body["headers"]["host"] == f"127.0.0.1:{other_upstream.port}"
+    assert upstream.requests == []
+
+
+def test_respond_with_body_and_with_body_file(run, upstream, settings):
+    settings.rules.parent.mkdir(parents=True, exist_ok=True)
+    (settings.rules.parent / "canned.json").write_text('{"canned": true}')
+    rules = (
+        '[[rule]]\nid = "inline"\nurls = ["*://127.0.0.1/inline"]\naction = "respond"\n'
+        'status = 418\nbody = "short and stout"\nheaders = { "x-waylay" = "yes" }\n'
+        '[[rule]]\nid = "file"\nurls = ["*://127.0.0.1/file"]\naction = "respond"\n'
+        'body_file = "canned.json"\nheaders = { "content-type" = "application/json" }\n'
+    )
+    with run(rules) as w:
+        r = curl(w.port, upstream.url("/inline"))
+        assert r.stdout == "short and stout\n418"
+        with httpx.Client(proxy=f"http://127.0.0.1:{w.port}") as c:
+            r2 = c.get(upstream.url("/file"))
+            r1 = c.get(upstream.url("/inline"))
+        assert r1.headers["x-waylay"] == "yes"
+        assert r2.status_code == 200 and r2.json() == {"canned": True}
+    assert upstream.requests == []
+
+
+def test_continue_rule_wins_by_priority_and_methods_filter(run, upstream):
+    rules = (
+        '[[rule]]\nid = "block-all"\naction = "cancel"\n'
+        '[[rule]]\nid = "but-get"\nmethods = ["GET"]\naction = "continue"\npriority = 2\n'
+    )
+    with run(rules) as w:
+        assert curl(w.port, upstream.url("/g")).stdout.endswith("\n200")
+        r = curl(w.port, upstream.url("/p"), "-X", "POST", "-d", "x")
+        assert r.returncode == 52
+        lines = w.wait_lines(2)
+        assert lines[0].endswith("/g 200 rule=but-get")
+        assert lines[1].endswith("/p cancelled rule=block-all")
+
+
+def test_times_disables_the_rule_after_n_hits(run, upstream, settings):
+    with run('[[rule]]\nid = "twice"\naction = "cancel"\ntimes = 2\n') as w:
+        codes = [curl(w.port, upstream.url(f"/{i}")).returncode for i in range(3)]
+        assert codes == [52, 52, 0]
+    text = settings.rules.read_text()
+    assert "enabled = false" in text
+
+
+def test_broken_rules_file_starts_with_a_clear_error_and_is_not_overwritten(
+    run, upstream, settings
+):
+    broken = 'version = 1\n[[rule]]\nid = "x"\naction = "explode"\n'
+    settings.rules.parent.mkdir(parents=True, exist_ok=True)
+    settings.rules.write_text(broken)
+    with headless(*args(settings)) as w:
+        assert "rules.toml:" in w.stderr_head and "explode" in w.stderr_head
+        assert curl(w.port, upstream.url("/")).stdout.endswith("\n200")
+    assert settings.rules.read_text() == broken
+
+
+def test_https_rewrite_and_cancel(run, tls_upstream, waylay_ca):
+    with run(
+        '[[rule]]\nid = "no-secret"\nurls = ["https://127.0.0.1/secret"]\naction = "cancel"\n'
+    ) as w:
+        r = curl(w.port, tls_upstream.url("/secret"), cacert=waylay_ca)
+        assert r.returncode == 52
+        r = curl(w.port, tls_upstream.url("/echo"), cacert=waylay_ca)
+        assert json.loads(r.stdout.rsplit("\n", 1)[0])["server"] == "tls"
