@@ -1,0 +1,761 @@
+"""The main screen under `run_test()` with a fake controller: batches become rows, keys
+become controller calls with the right Answer, prompts validate, and quitting asks while
+flows are paused."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+
+import pytest
+from rich.console import Console
+from screen_fakes import (
+    NOW,
+    Clock,
+    FakeController,
+    RulesSource,
+    make_view,
+    paused_view,
+    traced,
+    wait_until,
+)
+from textual.screen import ModalScreen
+from textual.widgets import Input
+
+from widgets.app import FlowsUpdated, WaylayApp
+from widgets.flow_table import COLUMNS, FlowTable
+from widgets.help import HelpScreen
+from widgets.model import Answer
+from widgets.prompts import ConfirmPrompt, InputPrompt
+
+pytestmark = pytest.mark.usefixtures("utc")
+
+SIZE = (140, 36)
+
+
+def make_app(controller: FakeController, clock: Clock | None = None, **kwargs) -> WaylayApp:
+    return WaylayApp(controller, clock=clock or Clock(), **kwargs)
+
+
+async def push(app: WaylayApp, pilot, views, removed=()) -> None:
+    app.push_flows(views, removed)
+    await pilot.pause()
+
+
+def row(app: WaylayApp, flow_id: str) -> list[str]:
+    return app.table.get_row(flow_id)
+
+
+def column(name: str) -> int:
+    return [key for key, _, _ in COLUMNS].index(name)
+
+
+def notifications(app: WaylayApp) -> list[str]:
+    return [notification.message for notification in app._notifications]
+
+
+def block_module(monkeypatch, name: str) -> None:
+    """Make `import name` fail as if the module did not exist yet."""
+    monkeypatch.setitem(sys.modules, name, None)
+
+
+def fake_module(monkeypatch, name: str, **attributes) -> None:
+    module = types.ModuleType(name)
+    for key, value in attributes.items():
+        setattr(module, key, value)
+    monkeypatch.setitem(sys.modules, name, module)
+
+
+class StubScreen(ModalScreen[None]):
+    """Stands in for a dialog, the rules screen or the export menu."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__()
+        self.args = args
+        self.kwargs = kwargs
+
+
+# ---------------------------------------------------------------- batches and rows
+
+
+async def test_rows_appear_for_a_pushed_batch(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(1), make_view(2, method="POST", path="/a?x[0]=1")])
+        assert app.table.row_count == 2
+        assert app.table.flow_ids() == ["f1", "f2"]
+        assert row(app, "f1") == [
+            "22:11:41",
+            "GET",
+            "api.example.com",
+            "/items/1",
+            "200",
+            "xmlhttprequest",
+            "2.0 KB",
+            "87 ms",
+            "",
+        ]
+        assert row(app, "f2")[column("path")] == "/a?x[0]=1"  # brackets are not markup
+        assert set(app.flows) == {"f1", "f2"}
+        assert app.header.flow_count == 2
+
+
+async def test_an_update_changes_only_the_cells_of_the_changed_row(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        pending = make_view(2, state="pending", status=None, size=None, duration=None)
+        await push(app, pilot, [make_view(1), pending])
+        assert row(app, "f2")[column("state")] == "…"
+        updates: list[tuple[str, str]] = []
+        original = app.table.update_cell
+
+        def spy(row_key, column_key, value, **kwargs):
+            updates.append(
+                (getattr(row_key, "value", row_key), getattr(column_key, "value", column_key))
+            )
+            return original(row_key, column_key, value, **kwargs)
+
+        app.table.update_cell = spy
+        await push(app, pilot, [make_view(2, status=404, reason="Not Found", rule_id="r1")])
+        assert sorted(updates) == [
+            ("f2", "duration"),
+            ("f2", "rule"),
+            ("f2", "size"),
+            ("f2", "state"),
+        ]
+        assert row(app, "f2")[column("state")] == "404"
+        assert row(app, "f2")[column("rule")] == "r1"
+        assert app.table.flow_ids() == ["f1", "f2"]
+
+
+async def test_removed_flows_lose_their_rows(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(n) for n in range(1, 6)])
+        await push(app, pilot, [make_view(6)], removed=["f2", "f4", "unknown"])
+        assert app.table.flow_ids() == ["f1", "f3", "f5", "f6"]
+        assert "f2" not in app.flows
+        assert app.header.flow_count == 4
+
+
+async def test_a_flow_updated_and_removed_in_one_batch_is_gone(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(1), make_view(2)])
+        await push(app, pilot, [make_view(2, status=500)], removed=["f2"])
+        assert app.table.flow_ids() == ["f1"]
+        assert "f2" not in app.flows
+
+
+async def test_the_cursor_stays_on_its_flow_when_rows_above_go(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(n) for n in range(1, 11)])
+        app.table.select_flow("f7")
+        await pilot.pause()
+        await push(app, pilot, [], removed=["f1", "f2", "f3"])
+        assert app.table.selected_id == "f7"
+        # the selected flow itself goes: the cursor takes the next one
+        await push(app, pilot, [], removed=["f7"])
+        assert app.table.selected_id == "f8"
+
+
+async def test_push_flows_from_another_thread(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        feeder = threading.Thread(
+            target=lambda: [app.push_flows([make_view(n)]) for n in range(1, 51)]
+        )
+        feeder.start()
+        feeder.join()
+        await wait_until(pilot, lambda: app.table.row_count == 50, "50 rows")
+        assert app.table.flow_ids() == [f"f{n}" for n in range(1, 51)]
+
+
+async def test_push_flows_posts_one_message_per_batch(controller):
+    seen: list[FlowsUpdated] = []
+
+    class Recording(WaylayApp):
+        def on_flows_updated(self, message: FlowsUpdated) -> None:
+            seen.append(message)  # WaylayApp's own handler runs after this one
+
+    app = Recording(controller, clock=Clock())
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(1), make_view(2)], removed=["x"])
+        assert len(seen) == 1
+        assert [view.id for view in seen[0].views] == ["f1", "f2"]
+        assert seen[0].removed == ("x",)
+        assert app.table.flow_ids() == ["f1", "f2"]
+
+
+async def test_paused_row_shows_the_event_the_wait_and_the_time_left(controller, clock):
+    app = make_app(controller, clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(1), paused_view(2, "request", since=NOW - 5)])
+        assert row(app, "f2")[column("state")] == "⏸ request 5s, 115s left"
+        assert app.header.paused_count == 1
+        assert app.table._kinds["f2"] == "paused"
+        clock.now += 10
+        app.table.refresh_paused()
+        assert row(app, "f2")[column("state")] == "⏸ request 15s, 105s left"
+        # once decided, the row is an ordinary row again
+        await push(app, pilot, [make_view(2)])
+        assert row(app, "f2")[column("state")] == "200"
+        assert "f2" not in app.table._kinds
+        assert app.header.paused_count == 0
+
+
+async def test_error_and_cancelled_rows_stand_out(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(
+            app,
+            pilot,
+            [
+                make_view(1, state="error", status=None, error="connection refused"),
+                make_view(2, state="cancelled", status=None),
+                make_view(3),
+            ],
+        )
+        assert row(app, "f1")[column("state")] == "error: connection refused"
+        assert app.table._kinds == {"f1": "error", "f2": "cancelled"}
+        styles = {kind: app.table._row_style(f"f{n}") for n, kind in ((1, "error"), (2, "c"))}
+        assert styles["error"].color is not None
+        assert not app.table._row_style("f3")
+
+
+# ---------------------------------------------------------------- deciding
+
+
+async def test_a_continues_the_selected_paused_flow(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(1), paused_view(2)])
+        app.table.select_flow("f2")
+        await pilot.press("a")
+        assert controller.answers == [("f2", "request", Answer("continue"))]
+
+
+@pytest.mark.parametrize(
+    ("event", "action"),
+    [("request", "continue"), ("response", "continue"), ("redirect", "follow")],
+)
+async def test_a_answers_the_event_s_continue_action(controller, event, action):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [paused_view(1, event)])
+        await pilot.press("a")
+        assert controller.answers == [("f1", event, Answer(action))]
+
+
+@pytest.mark.parametrize("event", ["certificate", "auth"])
+async def test_a_never_allows_a_certificate_or_answers_auth(controller, monkeypatch, event):
+    opened = []
+    fake_module(
+        monkeypatch,
+        "widgets.dialogs",
+        dialog_for=lambda view, ctl, clock=None: opened.append(view.id) or StubScreen(view),
+    )
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [paused_view(1, event)])
+        await pilot.press("a")
+        assert controller.answers == []
+        assert opened == ["f1"]  # the dialog asks instead
+        assert isinstance(app.screen, StubScreen)
+
+
+async def test_a_on_a_flow_that_is_not_paused_sends_nothing(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(1)])
+        await pilot.press("a", "X")
+        assert controller.answers == []
+        assert "The selected flow is not paused." in notifications(app)
+
+
+async def test_capital_a_continues_every_paused_request_response_and_redirect(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(
+            app,
+            pilot,
+            [
+                paused_view(1, "request"),
+                make_view(2),
+                paused_view(3, "certificate"),
+                paused_view(4, "redirect"),
+                paused_view(5, "auth"),
+                paused_view(6, "response"),
+            ],
+        )
+        await pilot.press("A")
+        assert controller.answers == [
+            ("f1", "request", Answer("continue")),
+            ("f4", "redirect", Answer("follow")),
+            ("f6", "response", Answer("continue")),
+        ]
+        assert any("2 (auth, certificate) need a decision" in n for n in notifications(app))
+
+
+@pytest.mark.parametrize(
+    ("event", "action"),
+    [("request", "cancel"), ("auth", "cancel"), ("redirect", "cancel"), ("certificate", "reject")],
+)
+async def test_capital_x_cancels_the_selected_paused_flow(controller, event, action):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [paused_view(1, event)])
+        await pilot.press("X")
+        assert controller.answers == [("f1", event, Answer(action))]
+
+
+async def test_an_answer_the_controller_refuses_is_a_toast(controller):
+    controller.answer_error = "flow f1 is no longer paused"
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [paused_view(1)])
+        await pilot.press("a")
+        assert any("no longer paused" in n for n in notifications(app))
+        assert [n.severity for n in app._notifications] == ["error"]
+
+
+async def test_enter_on_a_paused_flow_opens_its_dialog(controller, monkeypatch, clock):
+    calls = []
+
+    def dialog_for(view, ctl, clock=None):
+        calls.append((view.id, ctl, clock))
+        return StubScreen(view)
+
+    fake_module(monkeypatch, "widgets.dialogs", dialog_for=dialog_for)
+    app = make_app(controller, clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [paused_view(1)])
+        await pilot.press("enter")
+        assert calls == [("f1", controller, clock)]
+        assert isinstance(app.screen, StubScreen)
+        # the pause ends elsewhere (timeout, client gone): the app closes the dialog
+        await push(app, pilot, [make_view(1, state="cancelled", status=None)])
+        await wait_until(pilot, lambda: not isinstance(app.screen, StubScreen), "dialog closed")
+        assert any("no longer paused" in n for n in notifications(app))
+
+
+async def test_a_dialog_with_flow_updated_gets_every_snapshot(controller, monkeypatch):
+    class Dialog(StubScreen):
+        def __init__(self, view):
+            super().__init__(view)
+            self.snapshots = []
+
+        def flow_updated(self, view):
+            self.snapshots.append(view)
+
+    fake_module(monkeypatch, "widgets.dialogs", dialog_for=lambda view, ctl, clock: Dialog(view))
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [paused_view(1), make_view(2)])
+        await pilot.press("enter")
+        dialog = app.screen
+        assert isinstance(dialog, Dialog)
+        await push(app, pilot, [make_view(2, status=500)])
+        assert dialog.snapshots == []
+        await push(app, pilot, [make_view(1)])
+        assert [view.state for view in dialog.snapshots] == ["done"]
+        assert app.screen is dialog  # closing is the dialog's business
+        await push(app, pilot, [], removed=["f1"])
+        await wait_until(pilot, lambda: app.screen is not dialog, "dialog closed")
+
+
+async def test_without_the_dialogs_module_enter_says_so(controller, monkeypatch):
+    block_module(monkeypatch, "widgets.dialogs")
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [paused_view(1)])
+        await pilot.press("enter")
+        assert notifications(app) == ["No dialog yet."]
+        assert controller.answers == []
+
+
+async def test_the_real_dialogs_plug_in(controller):
+    pytest.importorskip("widgets.dialogs")
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [paused_view(1)])
+        await pilot.press("enter")
+        assert isinstance(app.screen, ModalScreen)
+        assert app.screen.view.id == "f1"
+
+
+# ---------------------------------------------------------------- details
+
+
+async def test_enter_on_a_finished_flow_opens_its_details_and_escape_closes(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(1), traced(make_view(2))])
+        app.table.select_flow("f2")
+        await pilot.press("enter")
+        detail = app.detail
+        assert detail.has_class("-open")
+        assert detail.flow_id == "f2"
+        assert app.focused is detail
+        text = detail_text(app)
+        assert "GET https://api.example.com/items/2" in text
+        assert "Accept: application/json" in text
+        assert "★" in text and "no-trackers" in text
+        assert '"ok": true' in text
+        await pilot.press("escape")
+        assert not detail.has_class("-open")
+        assert app.focused is app.table
+
+
+async def test_the_details_follow_the_cursor_and_new_snapshots(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(1), make_view(2)])
+        await pilot.press("enter")
+        assert app.detail.flow_id == "f1"
+        app.table.focus()
+        await pilot.press("down")
+        await wait_until(pilot, lambda: app.detail.flow_id == "f2", "details of f2")
+        await push(app, pilot, [make_view(2, status=503, reason="Service Unavailable")])
+        assert "503 Service Unavailable" in detail_text(app)
+
+
+def render_text(renderable, width: int = 120) -> str:
+    console = Console(width=width, color_system=None)
+    with console.capture() as capture:
+        console.print(renderable)
+    return capture.get()
+
+
+def detail_text(app: WaylayApp) -> str:
+    return render_text(app.query_one("#detail-body").content)
+
+
+# ---------------------------------------------------------------- breakpoints and filter
+
+
+async def test_i_sets_a_breakpoint_and_a_bad_one_keeps_the_prompt_open(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("i")
+        prompt = app.screen
+        assert isinstance(prompt, InputPrompt)
+        await pilot.press(*"bad[", "enter")
+        assert app.screen is prompt
+        assert "not a match pattern" in prompt.error
+        prompt.query_one(Input).value = "*://api.example.com/*"
+        await pilot.press("enter")
+        assert not isinstance(app.screen, InputPrompt)
+        assert controller.calls == [
+            ("set_breakpoint", "bad["),
+            ("set_breakpoint", "*://api.example.com/*"),
+        ]
+        assert app.header.breakpoint == "*://api.example.com/*"
+        # empty clears it
+        await pilot.press("i")
+        app.screen.query_one(Input).value = ""
+        await pilot.press("enter")
+        assert controller.calls[-1] == ("set_breakpoint", "")
+        assert app.header.breakpoint == ""
+
+
+async def test_escape_leaves_the_breakpoint_alone(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("i", "x", "escape")
+        assert controller.calls == []
+        assert not isinstance(app.screen, InputPrompt)
+
+
+async def test_capital_i_toggles_breakpoints(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.header.breakpoints_on
+        await pilot.press("I")
+        assert controller.calls == [("toggle_breakpoints",)]
+        assert not app.header.breakpoints_on
+        assert "(off)" in app.header.render().plain
+        await pilot.press("I")
+        assert app.header.breakpoints_on
+
+
+async def test_f_with_plain_text_filters_locally(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(
+            app,
+            pilot,
+            [
+                make_view(1, host="api.example.com"),
+                make_view(2, host="cdn.other.net"),
+                make_view(3, method="POST", host="cdn.other.net"),
+                make_view(4, host="cdn.other.net", status=404),
+            ],
+        )
+        await pilot.press("f", *"API", "enter")
+        assert app.table.flow_ids() == ["f1"]
+        assert app.header.filter_text == "API"
+        assert app.header.shown_count == 1
+        assert not any(call[0] == "filter_predicate" for call in controller.calls)
+        # new flows go through the filter too
+        await push(app, pilot, [make_view(5, host="api.example.com"), make_view(6, host="x.io")])
+        assert app.table.flow_ids() == ["f1", "f5"]
+        for text, expected in (("post", ["f3"]), ("404", ["f4"])):
+            await pilot.press("f")
+            app.screen.query_one(Input).value = text
+            await pilot.press("enter")
+            assert app.table.flow_ids() == expected, text
+        # empty shows everything again
+        await pilot.press("f")
+        app.screen.query_one(Input).value = ""
+        await pilot.press("enter")
+        assert app.table.flow_ids() == [f"f{n}" for n in range(1, 7)]
+        assert app.header.shown_count is None
+
+
+async def test_f_with_an_expression_uses_the_controller_s_predicate(controller):
+    controller.filters["~m POST"] = {"f2"}
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(1), make_view(2, method="POST")])
+        await pilot.press("f")
+        prompt = app.screen
+        await pilot.press(*"~m POS")
+        assert "invalid filter expression" in prompt.error  # checked as you type
+        await pilot.press("T")
+        assert prompt.error == ""
+        await pilot.press("enter")
+        assert app.screen is not prompt
+        assert app.table.flow_ids() == ["f2"]
+        assert app.header.filter_text == "~m POST"
+        # a flow that starts matching gets a row; one that stops loses it
+        controller.filters["~m POST"].clear()
+        controller.filters["~m POST"].add("f1")
+        await push(app, pilot, [make_view(1), make_view(2, method="POST")])
+        assert app.table.flow_ids() == ["f1"]
+
+
+async def test_a_bad_expression_keeps_the_prompt_and_the_old_filter(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(1), make_view(2)])
+        await pilot.press("f", *"~q nonsense", "enter")
+        prompt = app.screen
+        assert isinstance(prompt, InputPrompt)
+        assert prompt.error == "invalid filter expression: ~q nonsense"
+        await pilot.press("escape")
+        assert app.table.flow_ids() == ["f1", "f2"]
+        assert app.header.filter_text == ""
+
+
+# ---------------------------------------------------------------- clear, quit, help
+
+
+async def test_z_clears_finished_flows_here_and_in_the_proxy(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(
+            app,
+            pilot,
+            [
+                make_view(1),
+                paused_view(2),
+                make_view(3, state="pending", status=None),
+                make_view(4, state="error", status=None, error="reset"),
+                make_view(5, state="cancelled", status=None),
+            ],
+        )
+        await pilot.press("z")
+        assert controller.calls == [("clear_finished",)]
+        assert app.table.flow_ids() == ["f2", "f3"]
+        assert set(app.flows) == {"f2", "f3"}
+
+
+async def test_q_without_paused_flows_quits(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(1)])
+        await pilot.press("q")
+        await wait_until(pilot, lambda: app._exit, "exit")
+
+
+async def test_q_with_paused_flows_asks_first(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [paused_view(1), paused_view(2, "auth"), make_view(3)])
+        await pilot.press("q")
+        confirm = app.screen
+        assert isinstance(confirm, ConfirmPrompt)
+        assert confirm.message == "2 flows are paused; they get their timeout outcome. Quit?"
+        await pilot.press("n")
+        assert not isinstance(app.screen, ConfirmPrompt)
+        assert not app._exit
+        await pilot.press("q", "y")
+        await wait_until(pilot, lambda: app._exit, "exit")
+        assert controller.answers == []  # the proxy side applies the timeout outcome
+
+
+async def test_question_mark_opens_help_anywhere(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(1)])
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = render_text(app.screen.query_one("#help-keys").content)
+        for key, does in (
+            ("enter", "open the dialog of a paused flow"),
+            ("a / A", "continue the selected paused flow"),
+            ("X", "cancel the selected paused flow"),
+            ("i", "set a breakpoint"),
+            ("I", "breakpoints on/off"),
+            ("f", "filter the list"),
+            ("R", "the rules screen"),
+            ("E", "export"),
+            ("z", "clear finished flows"),
+            ("q", "quit"),
+            ("?", "this help"),
+        ):
+            assert f" {key} " in text and does in text, key
+        await pilot.press("question_mark")
+        assert not isinstance(app.screen, HelpScreen)
+        # from the detail pane too
+        await pilot.press("enter", "question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_question_mark_in_a_prompt_is_just_text(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f", "question_mark")
+        assert isinstance(app.screen, InputPrompt)
+        assert app.screen.query_one(Input).value == "?"
+
+
+# ---------------------------------------------------------------- rules, export, palette
+
+
+async def test_capital_r_opens_the_rules_screen_with_the_rules_source(controller, monkeypatch):
+    fake_module(monkeypatch, "widgets.rules_screen", RulesScreen=StubScreen)
+    source = RulesSource()
+    app = make_app(controller, rules_source=source)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("R")
+        assert isinstance(app.screen, StubScreen)
+        assert app.screen.args == (source,)
+
+
+async def test_capital_e_opens_the_export_menu(controller, monkeypatch):
+    fake_module(monkeypatch, "widgets.export_menu", ExportMenu=StubScreen)
+    source = RulesSource()
+    app = make_app(controller, rules_source=source)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(1), make_view(2)])
+        app.table.select_flow("f2")
+        await pilot.press("E")
+        menu = app.screen
+        assert isinstance(menu, StubScreen)
+        assert menu.args == (controller,)
+        assert menu.kwargs["selected"].id == "f2"
+        assert menu.kwargs["flow_ids"] == ["f1", "f2"]
+        assert menu.kwargs["rules_source"] is source
+
+
+@pytest.mark.parametrize(
+    ("key", "module", "message"),
+    [
+        ("R", "widgets.rules_screen", "No rules screen yet."),
+        ("E", "widgets.export_menu", "No export menu yet."),
+    ],
+)
+async def test_missing_screens_are_a_notice(controller, monkeypatch, key, module, message):
+    block_module(monkeypatch, module)
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(key)
+        assert notifications(app) == [message]
+
+
+async def test_the_command_palette_has_waylay_s_commands(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE):
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+        assert {
+            "Clear finished flows",
+            "Toggle breakpoints",
+            "Rules",
+            "Export",
+            "Filter flows",
+            "Keys",
+        } <= titles
+        command = next(
+            c for c in app.get_system_commands(app.screen) if c.title == "Toggle breakpoints"
+        )
+        command.callback()
+        assert controller.calls == [("toggle_breakpoints",)]
+
+
+# ---------------------------------------------------------------- header, toasts
+
+
+async def test_the_header_shows_proxy_counts_rules_and_state(controller, clock):
+    source = RulesSource(state="3 rules")
+    app = make_app(controller, clock, rules_source=source, title_info={"max flows": 50000})
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(1), paused_view(2)])
+        text = app.header.render().plain
+        for part in (
+            "http://127.0.0.1:8080",
+            "regular",
+            "2 flows",
+            "⏸ 1 paused",
+            "/etc/waylay/rules.toml",
+            "3 rules",
+            "max flows 50000",
+            "breakpoint none (on)",
+        ):
+            assert part in text, part
+        source.state = "error: rules.toml:4:1: expected '='"
+        app._tick()
+        assert "error: rules.toml:4:1" in app.header.render().plain
+
+
+async def test_notify_error_from_another_thread_is_a_toast(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        worker = threading.Thread(target=app.notify_error, args=("upstream [x] unreachable",))
+        worker.start()
+        worker.join()
+        await wait_until(pilot, lambda: app._notifications, "a toast")
+        (toast,) = app._notifications
+        assert toast.message == "upstream [x] unreachable"
+        assert toast.severity == "error"
+
+
+async def test_bindings_have_ids_for_keymaps():
+    ids = {binding.id for binding in FlowTable.BINDINGS}
+    assert {
+        "waylay.open",
+        "waylay.continue",
+        "waylay.continue_all",
+        "waylay.cancel",
+        "waylay.breakpoint",
+        "waylay.toggle_breakpoints",
+        "waylay.filter",
+        "waylay.rules",
+        "waylay.export",
+        "waylay.clear",
+        "waylay.quit",
+    } <= ids
+
+
+async def test_a_keymap_remaps_a_key(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        app.set_keymap({"waylay.clear": "c"})
+        await push(app, pilot, [make_view(1)])
+        await pilot.press("c")
+        assert controller.calls == [("clear_finished",)]

@@ -1,0 +1,556 @@
+"""The waylay screen: header, live flow list, detail pane, footer.
+
+The proxy side creates `WaylayApp(controller, ...)` and feeds it from its own thread with
+`push_flows()`; everything the screen asks of the proxy goes through the `Controller`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from widgets.detail import FlowDetail
+from widgets.flow_table import FlowTable
+from widgets.header import WaylayHeader
+from widgets.help import HelpScreen
+from widgets.model import Answer, Controller, FlowView
+from widgets.prompts import ConfirmPrompt, InputPrompt
+
+CONTINUE_ACTIONS = {"request": "continue", "response": "continue", "redirect": "follow"}
+"""What `a`/`A` answer per event. auth and certificate are not here on purpose: a person
+decides those in their dialog, and a bad certificate is never allowed by a stray key."""
+
+CANCEL_ACTIONS = {"certificate": "reject"}
+"""What `X` answers when it is not `cancel`."""
+
+FlowFilter = Callable[[FlowView], bool]
+
+
+@dataclass
+class FlowsUpdated(Message):
+    """A batch from the proxy: new or changed flows, and ids of flows that are gone."""
+
+    views: tuple[FlowView, ...]
+    removed: tuple[str, ...] = ()
+
+
+def plain_text_filter(text: str) -> FlowFilter:
+    """Case-insensitive substring of the URL, method, status or state label."""
+    needle = text.lower()
+
+    def matches(view: FlowView) -> bool:
+        return (
+            needle in view.url.lower()
+            or needle in view.method.lower()
+            or needle in view.state_label.lower()
+        )
+
+    return matches
+
+
+class WaylayApp(App[None]):
+    """The interactive monitor.
+
+    Hooks for the screens that plug in later, all imported lazily so the main screen
+    works without them: `open_decision(view)` pushes `widgets.dialogs.dialog_for(view,
+    controller)`; `open_rules()` pushes `widgets.rules_screen.RulesScreen(rules_source)`;
+    `open_export()` pushes `widgets.export_menu.ExportMenu(controller, selected=...,
+    flow_ids=..., rules_source=...)`.
+    """
+
+    CSS_PATH = Path(__file__).with_name("waylay.tcss")
+    """Absolute, so that subclasses defined elsewhere find it too."""
+    TITLE = "waylay"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark", "help", "Help", id="waylay.help"),
+    ]
+
+    def __init__(
+        self,
+        controller: Controller,
+        *,
+        rules_source: Any = None,
+        title_info: Mapping[str, object] | None = None,
+        clock: Callable[[], float] = time.time,
+        ask_timeout: float = 120,
+    ) -> None:
+        super().__init__()
+        self.controller = controller
+        self.rules_source = rules_source
+        """Anything with `.path` and a `.state` string (`3 rules`, `error: …`), or None."""
+        self.title_info = dict(title_info or {})
+        self.clock = clock
+        self.ask_timeout = ask_timeout
+        self.flows: dict[str, FlowView] = {}
+        """Every flow the screen holds, by id, in arrival order."""
+        self.filter_text = ""
+        """The flow list's filter as typed, "" for none."""
+        self.breakpoint = ""
+        """The request breakpoint last set with `i`, "" for none."""
+        self.breakpoints_on = True
+        self._visible: FlowFilter | None = None
+        self._paused_ids: set[str] = set()
+        self._decision: tuple[str, float, Screen] | None = None
+
+    # ------------------------------------------------------------ feeding (any thread)
+
+    def push_flows(self, views: Sequence[FlowView], removed: Sequence[str] = ()) -> None:
+        """Hand the screen one batch. Thread-safe: posts one `FlowsUpdated` message."""
+        self.post_message(FlowsUpdated(tuple(views), tuple(removed)))
+
+    def notify_error(self, message: str) -> None:
+        """A toast for an error; thread-safe like `notify`. The message is not markup."""
+        self.notify(message, title="waylay", severity="error", timeout=8, markup=False)
+
+    # ------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield WaylayHeader(id="header")
+        with Vertical(id="main", classes="-empty"):
+            yield FlowTable(clock=self.clock, id="flows")
+            yield Static(id="empty", markup=False)
+            yield FlowDetail(id="detail")
+        yield Footer()
+
+    @property
+    def table(self) -> FlowTable:
+        return self.query_one("#flows", FlowTable)
+
+    @property
+    def header(self) -> WaylayHeader:
+        return self.query_one("#header", WaylayHeader)
+
+    @property
+    def detail(self) -> FlowDetail:
+        return self.query_one("#detail", FlowDetail)
+
+    @property
+    def selected_flow(self) -> FlowView | None:
+        """The flow under the list's cursor."""
+        flow_id = self.table.selected_id
+        return None if flow_id is None else self.flows.get(flow_id)
+
+    @property
+    def paused_flows(self) -> list[FlowView]:
+        """Flows waiting for a decision, oldest first."""
+        return sorted(
+            (self.flows[flow_id] for flow_id in self._paused_ids), key=lambda view: view.seq
+        )
+
+    def on_mount(self) -> None:
+        header = self.header
+        header.address = self.controller.address
+        header.mode = self.controller.mode
+        header.info = tuple((str(key), str(value)) for key, value in self.title_info.items())
+        header.breakpoints_on = self.breakpoints_on
+        self._read_rules_state()
+        self.table._ensure_columns()
+        self.table.focus()
+        self._refresh_counts()
+        self.set_interval(1.0, self._tick, name="waylay-tick")
+
+    def _tick(self) -> None:
+        """Once a second: paused rows count their seconds; the rules file may have changed."""
+        self.table.refresh_paused()
+        self._read_rules_state()
+        detail = self.detail
+        if detail.has_class("-open") and detail.flow_id in self._paused_ids:
+            self._show_detail_of(detail.flow_id)
+
+    def _read_rules_state(self) -> None:
+        source = self.rules_source
+        header = self.header
+        if source is None:
+            header.rules_path, header.rules_state = "", ""
+            return
+        header.rules_path = str(getattr(source, "path", "") or "")
+        header.rules_state = str(getattr(source, "state", "") or "")
+
+    # ------------------------------------------------------------ batches
+
+    def on_flows_updated(self, message: FlowsUpdated) -> None:
+        flows = self.flows
+        paused = self._paused_ids
+        for view in message.views:
+            flows[view.id] = view
+            if view.paused is not None:
+                paused.add(view.id)
+            else:
+                paused.discard(view.id)
+        for flow_id in message.removed:
+            flows.pop(flow_id, None)
+            paused.discard(flow_id)
+        self.table.apply(message.views, message.removed, visible=self._visible)
+        self._refresh_counts()
+        changed = {view.id for view in message.views}
+        changed.update(message.removed)
+        self._follow_detail(changed)
+        if self._decision is not None and self._decision[0] in changed:
+            self._decision_flow_changed()
+
+    def _refresh_counts(self) -> None:
+        header = self.header
+        header.flow_count = len(self.flows)
+        header.paused_count = len(self._paused_ids)
+        rows = self.table.row_count
+        header.shown_count = rows if self._visible is not None else None
+        main = self.query_one("#main")
+        empty = rows == 0
+        main.set_class(empty, "-empty")
+        if empty:
+            if self.flows:
+                hint = f"No flow matches the filter {self.filter_text!r}. f changes it; an empty filter shows every flow."
+            else:
+                hint = (
+                    f"Waiting for traffic. Point a client at the proxy, "
+                    f"e.g. curl -x {self.controller.address} http://example.com/"
+                )
+            self.query_one("#empty", Static).update(hint)
+
+    # ------------------------------------------------------------ detail pane
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table is self.table and self.detail.has_class("-open"):
+            self._show_detail_of(self.table.selected_id)
+
+    def _follow_detail(self, changed: set[str]) -> None:
+        detail = self.detail
+        if not detail.has_class("-open"):
+            return
+        selected = self.table.selected_id
+        if selected != detail.flow_id or selected in changed:
+            self._show_detail_of(selected)
+
+    def _show_detail_of(self, flow_id: str | None) -> None:
+        view = None if flow_id is None else self.flows.get(flow_id)
+        self.detail.show_flow(view, self.clock())
+
+    def show_detail(self, *, focus: bool = True) -> None:
+        """Open the detail pane on the selected flow."""
+        detail = self.detail
+        detail.add_class("-open")
+        self._show_detail_of(self.table.selected_id)
+        if focus:
+            detail.focus()
+
+    def action_close_detail(self) -> None:
+        """Close the detail pane and go back to the list."""
+        self.detail.remove_class("-open")
+        self.table.focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "close_detail":
+            return self.detail.has_class("-open")
+        return True
+
+    # ------------------------------------------------------------ keys on the flow list
+
+    def action_open_selected(self) -> None:
+        """`enter`: the dialog of a paused flow, else the details."""
+        view = self.selected_flow
+        if view is None:
+            return
+        if view.paused is not None:
+            self.open_decision(view)
+        else:
+            self.show_detail()
+
+    def action_continue_selected(self) -> None:
+        """`a`: continue the selected paused flow; auth and certificate go to their dialog."""
+        view = self._selected_paused()
+        if view is None:
+            return
+        action = CONTINUE_ACTIONS.get(view.paused.event)
+        if action is None:
+            self.open_decision(view)
+            return
+        self._answer(view, Answer(action))
+
+    def action_continue_all(self) -> None:
+        """`A`: continue every paused request, response and redirect."""
+        continued = 0
+        left: list[FlowView] = []
+        for view in self.paused_flows:
+            action = CONTINUE_ACTIONS.get(view.paused.event)
+            if action is None:
+                left.append(view)
+            elif self._answer(view, Answer(action)):
+                continued += 1
+        if not continued and not left:
+            self.notify("No flow is paused.", severity="warning")
+            return
+        message = f"Continued {continued} flow{'' if continued == 1 else 's'}."
+        if left:
+            events = ", ".join(sorted({view.paused.event for view in left}))
+            message += f" {len(left)} ({events}) need a decision in their dialog (enter)."
+        self.notify(message, severity="warning" if left else "information")
+
+    def action_cancel_selected(self) -> None:
+        """`X`: cancel the selected paused flow (reject a certificate)."""
+        view = self._selected_paused()
+        if view is None:
+            return
+        self._answer(view, Answer(CANCEL_ACTIONS.get(view.paused.event, "cancel")))
+
+    def _selected_paused(self) -> FlowView | None:
+        view = self.selected_flow
+        if view is None or view.paused is None:
+            self.notify("The selected flow is not paused.", severity="warning")
+            return None
+        return view
+
+    def _answer(self, view: FlowView, answer: Answer) -> bool:
+        assert view.paused is not None
+        error = self.controller.answer(view.id, view.paused.event, answer)
+        if error:
+            self.notify_error(f"{view.method} {view.url}: {error}")
+            return False
+        return True
+
+    def action_set_breakpoint(self) -> None:
+        """`i`: a breakpoint spec; the controller's error keeps the prompt open."""
+
+        def submit(spec: str) -> str | None:
+            return self.controller.set_breakpoint(spec.strip())
+
+        def done(spec: str | None) -> None:
+            if spec is None:
+                return
+            self.breakpoint = spec.strip()
+            self.header.breakpoint = self.breakpoint
+            self.notify(
+                f"Breakpoint: {self.breakpoint}" if self.breakpoint else "Breakpoint cleared.",
+                markup=False,
+            )
+
+        self.push_screen(
+            InputPrompt(
+                "Breakpoint: requests that match pause",
+                value=self.breakpoint,
+                placeholder="*://api.example.com/*   or   ~d example.com & ~m POST",
+                help="A match pattern or a mitmproxy filter expression. Empty clears it.",
+                submit_check=submit,
+                id="breakpoint-prompt",
+            ),
+            done,
+        )
+
+    def action_toggle_breakpoints(self) -> None:
+        """`I`: breakpoints on/off."""
+        self.breakpoints_on = bool(self.controller.toggle_breakpoints())
+        self.header.breakpoints_on = self.breakpoints_on
+        self.notify(f"Breakpoints {'on' if self.breakpoints_on else 'off'}.")
+
+    def action_filter(self) -> None:
+        """`f`: filter the list by a mitmproxy filter expression or plain text."""
+
+        def done(text: str | None) -> None:
+            if text is not None:
+                self.table.focus()
+
+        self.push_screen(
+            InputPrompt(
+                "Filter the flow list",
+                value=self.filter_text,
+                placeholder="~d example.com & ~m POST   or   plain text",
+                help=(
+                    "A mitmproxy filter expression (it has a ~), or plain text found in "
+                    "the URL, method or status. Empty shows every flow."
+                ),
+                submit_check=self.set_filter,
+                live_check=lambda text: self.compile_filter(text)[1],
+                id="filter-prompt",
+            ),
+            done,
+        )
+
+    def compile_filter(self, text: str) -> tuple[FlowFilter | None, str | None]:
+        """(filter, None), (None, None) for no filter, or (None, error)."""
+        text = text.strip()
+        if not text:
+            return None, None
+        if "~" not in text:
+            return plain_text_filter(text), None
+        predicate, error = self.controller.filter_predicate(text)
+        if predicate is None:
+            return None, error or "not a filter expression"
+        if not callable(predicate):
+            return None, "the filter predicate is not callable"
+
+        def matches(view: FlowView) -> bool:
+            return bool(predicate(view.id))
+
+        return matches, None
+
+    def set_filter(self, text: str) -> str | None:
+        """Filter the list; returns an error message and changes nothing if it is bad."""
+        visible, error = self.compile_filter(text)
+        if error:
+            return error
+        self.filter_text = text.strip()
+        self._visible = visible
+        self.header.filter_text = self.filter_text
+        views: Iterable[FlowView] = self.flows.values()
+        if visible is not None:
+            views = [view for view in views if visible(view)]
+        self.table.replace(views)
+        self._refresh_counts()
+        self._follow_detail(set())
+        return None
+
+    def action_rules(self) -> None:
+        self.open_rules()
+
+    def action_export(self) -> None:
+        self.open_export()
+
+    def action_clear_finished(self) -> None:
+        """`z`: drop finished flows, here and in the proxy's store."""
+        self.controller.clear_finished()
+        finished = [flow_id for flow_id, view in self.flows.items() if view.finished]
+        for flow_id in finished:
+            del self.flows[flow_id]
+        self.table.remove_flows(finished)
+        self._refresh_counts()
+        self._follow_detail(set(finished))
+        self.notify(f"Cleared {len(finished)} finished flow{'' if len(finished) == 1 else 's'}.")
+
+    async def action_quit(self) -> None:
+        """`q`: quit; while flows are paused, ask first (a second ctrl+q forces it)."""
+        paused = len(self._paused_ids)
+        if not paused or isinstance(self.screen, ConfirmPrompt) and self.screen.id == "quit":
+            self.exit()
+            return
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.exit()
+
+        self.push_screen(
+            ConfirmPrompt(
+                f"{paused} flow{' is' if paused == 1 else 's are'} paused; "
+                "they get their timeout outcome. Quit?",
+                yes="Quit",
+                no="Stay",
+                id="quit",
+            ),
+            done,
+        )
+
+    def action_help(self) -> None:
+        """`?`: every key; `?` again closes it."""
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss(None)
+        else:
+            self.push_screen(HelpScreen(ask_timeout=self.ask_timeout))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Keys", "Every key of the screen (?)", self.action_help)
+        yield SystemCommand(
+            "Clear finished flows",
+            "Drop finished flows from the list (z)",
+            self.action_clear_finished,
+        )
+        yield SystemCommand(
+            "Continue all paused flows",
+            "Continue every paused request, response and redirect (A)",
+            self.action_continue_all,
+        )
+        yield SystemCommand(
+            "Set breakpoint", "Pause requests that match (i)", self.action_set_breakpoint
+        )
+        yield SystemCommand(
+            "Toggle breakpoints", "Breakpoints on/off (I)", self.action_toggle_breakpoints
+        )
+        yield SystemCommand("Filter flows", "Filter the flow list (f)", self.action_filter)
+        yield SystemCommand("Rules", "The rules screen (R)", self.open_rules)
+        yield SystemCommand("Export", "curl, HAR, rules (E)", self.open_export)
+
+    # ------------------------------------------------------------ screens that plug in
+
+    def _optional(self, module: str, name: str, what: str) -> Any:
+        """`module.name` if that module exists yet, else None after telling the user."""
+        try:
+            found = getattr(importlib.import_module(module), name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            found = None
+        except AttributeError:
+            found = None
+        if found is None:
+            self.notify(f"No {what} yet.", severity="warning")
+        return found
+
+    def open_decision(self, view: FlowView) -> None:
+        """Push the dialog for `view`'s paused event (`widgets.dialogs.dialog_for`).
+
+        If the dialog has a `flow_updated(view)` method, the app calls it with every new
+        snapshot of the flow and leaves closing to the dialog; otherwise the app closes the
+        dialog itself when the pause ends. Either way the app closes it when the flow is
+        removed.
+        """
+        if view.paused is None:
+            return
+        dialog_for = self._optional("widgets.dialogs", "dialog_for", "dialog")
+        if dialog_for is None:
+            return
+        screen = dialog_for(view, self.controller, clock=self.clock)
+        self._decision = (view.id, view.paused.since, screen)
+
+        def closed(_result: object) -> None:
+            if self._decision is not None and self._decision[2] is screen:
+                self._decision = None
+
+        self.push_screen(screen, closed)
+
+    def _decision_flow_changed(self) -> None:
+        assert self._decision is not None
+        flow_id, since, screen = self._decision
+        view = self.flows.get(flow_id)
+        hook = getattr(screen, "flow_updated", None)
+        if view is not None and callable(hook):
+            hook(view)
+            return
+        if view is not None and view.paused is not None and view.paused.since == since:
+            return
+        self._decision = None
+        if screen not in self.screen_stack:
+            return
+        if self.screen is not screen:
+            screen.pop_until_active()
+        screen.dismiss(None)
+        outcome = "is gone" if view is None else f"is no longer paused ({view.state_label})"
+        self.notify(f"That flow {outcome}.", severity="warning", markup=False)
+
+    def open_rules(self) -> None:
+        """Push `widgets.rules_screen.RulesScreen(rules_source)`."""
+        rules_screen = self._optional("widgets.rules_screen", "RulesScreen", "rules screen")
+        if rules_screen is not None:
+            self.push_screen(rules_screen(self.rules_source))
+
+    def open_export(self) -> None:
+        """Push `widgets.export_menu.ExportMenu` for the selected and the listed flows."""
+        export_menu = self._optional("widgets.export_menu", "ExportMenu", "export menu")
+        if export_menu is not None:
+            self.push_screen(
+                export_menu(
+                    self.controller,
+                    selected=self.selected_flow,
+                    flow_ids=self.table.flow_ids(),
+                    rules_source=self.rules_source,
+                )
+            )

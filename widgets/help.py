@@ -1,0 +1,109 @@
+"""The help screen: every key, as in SPEC §6."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS: tuple[tuple[str, str, str], ...] = (
+    ("flow list", "enter", "open the dialog of a paused flow, else its details"),
+    ("flow list", "a / A", "continue the selected paused flow / all paused flows"),
+    ("flow list", "X", "cancel the selected paused flow (a certificate: reject it)"),
+    (
+        "flow list",
+        "i",
+        "set a breakpoint: a match pattern or mitmproxy filter expression; "
+        "requests that match pause (empty clears it)",
+    ),
+    ("flow list", "I", "breakpoints on/off"),
+    ("flow list", "f", "filter the list (mitmproxy filter expression, or plain text)"),
+    ("flow list", "R", "the rules screen"),
+    ("flow list", "E", "export: selected flow as curl, all flows as HAR, the rules"),
+    ("flow list", "z", "clear finished flows"),
+    ("flow list", "q", "quit (asks first while flows are paused)"),
+    ("details", "escape", "back to the flow list"),
+    ("anywhere", "?", "this help"),
+    ("anywhere", "ctrl+p", "command palette"),
+    (
+        "dialogs",
+        "c x r w m e",
+        "request dialog: continue, cancel, redirect, rewrite, respond, edit",
+    ),
+    ("dialogs", "enter / x", "auth dialog: send the username and password / cancel"),
+    ("dialogs", "y / n", "certificate dialog: allow / reject"),
+    ("dialogs", "1 2 3 4", "remember: once, this URL, this host, a pattern"),
+    ("dialogs", "escape", "close; the flow stays paused"),
+    (
+        "rules screen",
+        "space d K J enter escape",
+        "on/off, delete, move up, move down, edit, back; every change saved at once",
+    ),
+)
+"""(where, key, what it does) for every key of the screen."""
+
+
+def keys_table() -> Table:
+    table = Table(box=None, padding=(0, 2), show_edge=False, header_style="bold")
+    table.add_column("where", style="dim", no_wrap=True)
+    table.add_column("key", style="bold", no_wrap=True)
+    table.add_column("does")
+    for where, key, does in KEYS:
+        table.add_row(where, key, does)
+    return table
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key of the screen. `escape`, `q` or `?` closes it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark", "close", "Close", id="waylay.help.close"),
+    ]
+
+    DEFAULT_CSS = """
+    HelpScreen {
+        align: center middle;
+        & > VerticalScroll {
+            width: 90%;
+            max-width: 110;
+            height: auto;
+            max-height: 90%;
+            padding: 1 2;
+            background: $panel;
+            border: round $primary;
+            border-title-color: $text-accent;
+            border-title-style: bold;
+        }
+        & .help--note {
+            color: $text-muted;
+            margin-top: 1;
+        }
+    }
+    """
+
+    def __init__(self, *, ask_timeout: float | None = None) -> None:
+        super().__init__()
+        self.ask_timeout = ask_timeout
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll() as scroll:
+            scroll.border_title = "waylay — keys"
+            yield Static(keys_table(), id="help-keys")
+            note = "A paused flow waits for you"
+            if self.ask_timeout:
+                note += f" at most {self.ask_timeout:g} s"
+            note += (
+                "; then requests, responses and redirects get --ask-default, "
+                "auth is cancelled and a bad certificate is rejected. "
+                "escape, q or ? closes this help."
+            )
+            yield Static(Text(note), classes="help--note")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
