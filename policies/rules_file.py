@@ -27,6 +27,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -293,14 +294,17 @@ def _toml_value(value: Any) -> Any:
 
 
 def _set_key(table: Any, key: str, value: Any) -> None:
-    """Set ``key``; a new key goes before the table's trailing blank lines, not after."""
+    """Set ``key``; a new key goes right after the table's last key, before the blank lines
+    and comments that end the table (a comment there introduces the next table)."""
     if key in table:
         table[key] = value
         return
     body = table.value.body
     trailing = []
-    while body and body[-1][0] is None and isinstance(body[-1][1], tomlkit.items.Whitespace):
-        trailing.append(body.pop()[1])
+    while body and body[-1][0] is None:
+        item = body.pop()[1]
+        if isinstance(item, tomlkit.items.Whitespace | tomlkit.items.Comment):
+            trailing.append(item)  # (a deleted key leaves a Null behind: dropped)
     table.add(key, value)
     for item in reversed(trailing):
         table.add(item)
@@ -392,9 +396,12 @@ class RulesFile:
         self._text: str | None = None
         self._doc: tomlkit.TOMLDocument | None = None
         self._signature: tuple[int, int, int] | None = None
+        self._seen_text: str | None = None  # what the file held when last read or written
         self._broken = False
         self._loaded_once = False
         self._watcher: threading.Thread | None = None
+        self.watch_polls = 0
+        """How many times the watcher has looked at the file (for tests and diagnostics)."""
         self._stop = threading.Event()
 
     def __repr__(self) -> str:
@@ -470,12 +477,14 @@ class RulesFile:
             try:
                 text = self.path.read_text(encoding="utf-8")
             except FileNotFoundError:
+                self._seen_text = None
                 self._accept(None, _Loaded(), None)
                 return True
             except (OSError, UnicodeDecodeError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
                 self._reject([f"{self.path}:1:1: cannot read: {reason}"], signature)
                 return False
+            self._seen_text = text
             loaded = check_text(text, self.path, self.secrets)
             if loaded.errors:
                 self._reject(loaded.errors, signature)
@@ -782,6 +791,7 @@ class RulesFile:
             except BaseException:
                 self._doc = None
                 raise
+            self._seen_text = text
             self._accept(text, loaded, _signature(self.path))
             self._doc = doc
 
@@ -804,9 +814,10 @@ class RulesFile:
         def run() -> None:
             missing_once = False
             while not stop.wait(interval):
+                self.watch_polls += 1
                 with self._lock:
                     current = _signature(self.path)
-                    if current == self._signature:
+                    if current == self._signature and not self._changed_within_tick(current):
                         missing_once = False
                         continue
                     if current is None and not missing_once:
@@ -822,6 +833,16 @@ class RulesFile:
 
         self._watcher = threading.Thread(target=run, name="waylay-rules-watch", daemon=True)
         self._watcher.start()
+
+    def _changed_within_tick(self, signature: tuple[int, int, int] | None) -> bool:
+        """A same-size rewrite within the file system's timestamp granularity keeps the
+        signature; for a recently modified file, compare the content too."""
+        if signature is None or time.time_ns() - signature[0] > 2_000_000_000:
+            return False
+        try:
+            return self.path.read_text(encoding="utf-8") != self._seen_text
+        except (OSError, UnicodeDecodeError):
+            return True
 
     def stop_watching(self) -> None:
         self._stop.set()
