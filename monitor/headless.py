@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sys
 import threading
@@ -27,23 +28,42 @@ def outcome(flow: http.HTTPFlow) -> str:
     return "unfinished"
 
 
+_stamp_cache: dict[int, str] = {}
+
+
+def _stamp(ts: float) -> str:
+    second = int(ts)
+    hms = _stamp_cache.get(second)
+    if hms is None:
+        if len(_stamp_cache) > 4:
+            _stamp_cache.clear()
+        hms = _stamp_cache[second] = time.strftime("%H:%M:%S", time.localtime(second))
+    return f"{hms}.{int((ts - second) * 1000):03d}"
+
+
 def flow_line(flow: http.HTTPFlow) -> str:
     """time, method, URL, outcome, and the deciding rule (SPEC §3)."""
-    ts = flow.request.timestamp_start
-    stamp = time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d}"
+    stamp = _stamp(flow.request.timestamp_start)
     rule = (flow.metadata.get(META) or {}).get("rule_id")
     line = f"{stamp} {flow.request.method} {flow.request.pretty_url} {outcome(flow)}"
     return f"{line} rule={rule}" if rule else line
 
 
 def run_headless(settings: Settings, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    lock = threading.Lock()
+    pending: list[str] = []
+
+    def write_out() -> None:
+        if pending:
+            out.write("".join(pending))
+            pending.clear()
+            out.flush()
 
     def on_finished(flow: http.HTTPFlow) -> None:
-        line = flow_line(flow)
-        with lock:
-            out.write(line + "\n")
-            out.flush()
+        """Runs on the proxy loop; lines written at the end of the loop's current pass, so a
+        burst costs one write, not one per flow."""
+        if not pending:
+            asyncio.get_running_loop().call_soon(write_out)
+        pending.append(flow_line(flow) + "\n")
 
     session = Session(settings, on_finished=on_finished)
     if session.rules.error:
@@ -66,6 +86,7 @@ def run_headless(settings: Settings, out: TextIO = sys.stdout, err: TextIO = sys
             stop.wait(0.5)
     finally:
         session.stop()
+        write_out()  # lines of flows that ended during shutdown
         for s, handler in previous.items():
             signal.signal(s, handler)
     return 0

@@ -163,15 +163,17 @@ class EmbeddedProxy:
         opts = options.Options()
         m = master.Master(opts, event_loop=self.loop)
         self.master = m
+        # Every addon is visited on every hook of every flow: only what a proxy needs.
         wanted = [
             core.Core(),
-            proxyauth.ProxyAuth(),
             proxyserver.Proxyserver(),
             next_layer.NextLayer(),
             tlsconfig.TlsConfig(),
             block.Block(),
             disable_h2c.DisableH2C(),
         ]
+        if self.settings.proxy_auth:
+            wanted.insert(1, proxyauth.ProxyAuth())
         m.addons.add(*wanted)
         m.addons.add(*self.waylay_addons)
         m.addons.add(_Readiness(self))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
@@ -135,6 +136,48 @@ def _screen(confdir: Path, rules: Path):
     return _process(cmd, read_port=True, env={**os.environ, "TERM": "xterm-256color"})
 
 
+def _wrk(proxy_port: int, upstream_port: int, seconds: float, concurrency: int):
+    """wrk through the proxy (absolute-form request line); (req/s, p50 s, p99 s, errors)."""
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(
+        f'wrk.path = "http://127.0.0.1:{upstream_port}/"\n'
+        f'wrk.headers["Host"] = "127.0.0.1:{upstream_port}"\n'
+    )
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            "1",
+            "-c",
+            str(concurrency),
+            "-d",
+            f"{max(1, round(seconds))}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{proxy_port}/",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    script.unlink()
+
+    def ms(text: str) -> float:
+        for unit, mult in (("us", 1e-6), ("ms", 1e-3), ("s", 1.0)):
+            if text.endswith(unit):
+                return float(text[: -len(unit)]) * mult
+        return float(text)
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    e = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(m.group(1)) if m else 0) + (sum(map(int, e.groups())) if e else 0)
+    return rps, p50, p99, errors
+
+
 def _pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * p))]
@@ -143,8 +186,13 @@ def _pct(values: list[float], p: float) -> float:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="make bench")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--requests", type=int, default=3000, help="per round and concurrency")
+    ap.add_argument(
+        "--requests", type=int, default=3000, help="per round and concurrency (Python load client)"
+    )
+    ap.add_argument("--seconds", type=float, default=5, help="per round and concurrency (wrk)")
+    ap.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
     args = ap.parse_args(argv)
+    use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))
     tmp = Path(tempfile.mkdtemp(prefix="waylay-bench-"))
     confdir, rules = tmp / "conf", tmp / "rules.toml"
     confdir.mkdir()
@@ -155,21 +203,31 @@ def main(argv: list[str]) -> int:
     }
     results: dict[tuple[str, int], dict[str, list[float]]] = {}
     with _upstream() as (up_port, up_name):
+        per = (
+            f"{args.seconds:g} s of wrk" if use_wrk else f"{args.requests} requests (Python client)"
+        )
         print(
             f"upstream: {up_name} on 127.0.0.1:{up_port}; 1 KB responses; "
-            f"{args.rounds} rounds x {args.requests} requests per concurrency, alternating"
+            f"{args.rounds} rounds x {per} per concurrency, configs alternating"
         )
         for rnd in range(args.rounds):
             for name, start in configs.items():
                 with start() as port:
                     asyncio.run(run_load(port, up_port, 200, 4))  # warm-up
                     for conc in (1, 16):
-                        elapsed, lat, errors = asyncio.run(
-                            run_load(port, up_port, args.requests, conc)
+                        r = results.setdefault(
+                            (name, conc), {"rps": [], "p50": [], "p99": [], "err": []}
                         )
-                        r = results.setdefault((name, conc), {"rps": [], "lat": [], "err": []})
-                        r["rps"].append(len(lat) / elapsed)
-                        r["lat"].extend(lat)
+                        if use_wrk:
+                            rps, p50, p99, errors = _wrk(port, up_port, args.seconds, conc)
+                        else:
+                            elapsed, lat, errors = asyncio.run(
+                                run_load(port, up_port, args.requests, conc)
+                            )
+                            rps, p50, p99 = len(lat) / elapsed, _pct(lat, 0.5), _pct(lat, 0.99)
+                        r["rps"].append(rps)
+                        r["p50"].append(p50)
+                        r["p99"].append(p99)
                         r["err"].append(errors)
                 print(f"  round {rnd + 1}: {name} done", flush=True)
     print()
@@ -182,9 +240,15 @@ def main(argv: list[str]) -> int:
         for name in configs:
             r = results[(name, conc)]
             rps = statistics.median(r["rps"])
+            p50 = statistics.median(r["p50"]) * 1e3
+            p99 = statistics.median(r["p99"]) * 1e3
             print(
-                f"{name:<20}{conc:>5}{rps:>10.0f}{_pct(r['lat'], 0.5) * 1e3:>9.2f}"
-                f"{_pct(r['lat'], 0.99) * 1e3:>9.2f}{sum(r['err']):>8}{rps / base:>12.2f}"
+                f"{name:<20}{conc:>5}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}"
+                f"{sum(r['err']):>8}{rps / base:>12.2f}"
             )
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
