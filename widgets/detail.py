@@ -97,7 +97,7 @@ def _response_line(view: FlowView) -> Text:
 
 
 def flow_renderable(view: FlowView, now: float, *, dark: bool = True) -> RenderableType:
-    """The whole detail of one flow, top to bottom."""
+    """The whole detail of one flow: what decided it first, then request, response, timing."""
     parts: list[RenderableType] = []
     parts.append(
         Text.assemble((view.method, "bold"), " ", view.url, (f"  {view.http_version}", "dim"))
@@ -115,6 +115,18 @@ def flow_renderable(view: FlowView, now: float, *, dark: bool = True) -> Rendera
     parts.append(Text(" · ".join(facts), style="dim"))
     if view.paused is not None:
         parts.append(_paused_lines(view.paused, now))
+
+    if view.trace:
+        parts.append(_section("Rule trace"))
+        parts.append(_trace_renderable(view))
+    else:
+        parts.append(Text("Rule trace: no rule matched", style="dim"))
+    if view.notes:
+        parts.append(Text("\n".join(view.notes), style="italic"))
+    certificate = view.certificate or (view.paused.certificate if view.paused else None)
+    if certificate is not None:
+        parts.append(_section("Certificate"))
+        parts.append(certificate_renderable(certificate))
 
     parts.append(_section("Request"))
     parts.append(
@@ -159,19 +171,6 @@ def flow_renderable(view: FlowView, now: float, *, dark: bool = True) -> Rendera
             rows.append(("total", duration_ms(view.duration)))
         parts.append(_pairs(rows))
 
-    parts.append(_section("Rule trace"))
-    if view.trace:
-        parts.append(_trace_renderable(view))
-    else:
-        parts.append(Text("no rule matched", style="dim"))
-    if view.notes:
-        parts.append(_section("Notes"))
-        parts.append(Text("\n".join(view.notes)))
-
-    certificate = view.certificate or (view.paused.certificate if view.paused else None)
-    if certificate is not None:
-        parts.append(_section("Certificate"))
-        parts.append(certificate_renderable(certificate))
     return Group(*parts)
 
 

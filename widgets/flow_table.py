@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from sys import intern
 from typing import ClassVar
 
 from rich.style import Style
@@ -43,7 +44,7 @@ COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("type", "type", 9),
     ("size", "size", 8),
     ("duration", "duration", 8),
-    ("rule", "rule", 10),
+    ("rule", "rule", 12),
 )
 """(key, label, width); `None` shares the width left over (see `_fit_flexible_columns`)."""
 
@@ -53,16 +54,20 @@ MAX_HOST_WIDTH = 32
 
 
 def row_cells(view: FlowView, now: float) -> tuple[str, ...]:
-    """The cells of a flow's row, in `COLUMNS` order; `now` counts paused flows' waits."""
+    """The cells of a flow's row, in `COLUMNS` order; `now` counts paused flows' waits.
+
+    The formatted cells repeat a lot (same second, same size, same status), so they are
+    interned: 100,000 rows then hold a few thousand distinct strings, not 400,000.
+    """
     return (
-        clock_time(view.started),
+        intern(clock_time(view.started)),
         view.method,
         host_label(view),
         view.path,
-        state_label(view, now),
+        intern(state_label(view, now)),
         view.type,
-        human_size(view.size),
-        duration_ms(view.duration),
+        intern(human_size(view.size)),
+        intern(duration_ms(view.duration)),
         view.rule_id or "",
     )
 

@@ -13,49 +13,49 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 KEYS: tuple[tuple[str, str, str], ...] = (
-    ("flow list", "enter", "open the dialog of a paused flow, else its details"),
-    ("flow list", "a / A", "continue the selected paused flow / all paused flows"),
-    ("flow list", "X", "cancel the selected paused flow (a certificate: reject it)"),
-    (
-        "flow list",
-        "i",
-        "set a breakpoint: a match pattern or mitmproxy filter expression; "
-        "requests that match pause (empty clears it)",
-    ),
+    ("flow list", "enter", "the dialog of a paused flow, else its details"),
+    ("flow list", "a", "continue the selected paused flow"),
+    ("flow list", "A", "continue all paused flows"),
+    ("flow list", "X", "cancel the selected paused flow (reject a certificate)"),
+    ("flow list", "i", "set a breakpoint: match pattern or filter expression; empty clears"),
     ("flow list", "I", "breakpoints on/off"),
-    ("flow list", "f", "filter the list (mitmproxy filter expression, or plain text)"),
+    ("flow list", "f", "filter the list: mitmproxy filter expression, or plain text"),
     ("flow list", "R", "the rules screen"),
-    ("flow list", "E", "export: selected flow as curl, all flows as HAR, the rules"),
+    ("flow list", "E", "export: the flow as curl, all flows as HAR, the rules"),
     ("flow list", "z", "clear finished flows"),
     ("flow list", "q", "quit (asks first while flows are paused)"),
     ("details", "escape", "back to the flow list"),
     ("anywhere", "?", "this help"),
     ("anywhere", "ctrl+p", "command palette"),
-    (
-        "dialogs",
-        "c x r w m e",
-        "request dialog: continue, cancel, redirect, rewrite, respond, edit",
-    ),
-    ("dialogs", "enter / x", "auth dialog: send the username and password / cancel"),
-    ("dialogs", "y / n", "certificate dialog: allow / reject"),
+    ("request dialog", "c / x", "continue / cancel"),
+    ("request dialog", "r / w", "redirect / rewrite to a URL"),
+    ("request dialog", "m / e", "respond / edit the request"),
+    ("auth dialog", "enter / x", "send the username and password / cancel"),
+    ("certificate dialog", "y / n", "allow / reject"),
     ("dialogs", "1 2 3 4", "remember: once, this URL, this host, a pattern"),
     ("dialogs", "escape", "close; the flow stays paused"),
-    (
-        "rules screen",
-        "space d K J enter escape",
-        "on/off, delete, move up, move down, edit, back; every change saved at once",
-    ),
+    ("rules screen", "space", "rule on/off"),
+    ("rules screen", "d", "delete"),
+    ("rules screen", "K / J", "move up / down"),
+    ("rules screen", "enter", "edit"),
+    ("rules screen", "escape", "back; every change is already saved"),
 )
-"""(where, key, what it does) for every key of the screen."""
+"""(where, key, what it does) for every key of the screen (SPEC §6)."""
 
 
 def keys_table() -> Table:
-    table = Table(box=None, padding=(0, 2), show_edge=False, header_style="bold")
-    table.add_column("where", style="dim", no_wrap=True)
-    table.add_column("key", style="bold", no_wrap=True)
+    """The keys, grouped by where they work."""
+    table = Table(box=None, padding=(0, 2), show_edge=False, show_header=False)
+    table.add_column("key", style="bold", no_wrap=True, justify="right")
     table.add_column("does")
-    for where, key, does in KEYS:
-        table.add_row(where, key, does)
+    where = None
+    for place, key, does in KEYS:
+        if place != where:
+            if where is not None:
+                table.add_row("", "")
+            table.add_row(Text(place, style="bold underline", justify="left"), "")
+            where = place
+        table.add_row(key, does)
     return table
 
 

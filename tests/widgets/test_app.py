@@ -605,8 +605,9 @@ async def test_question_mark_opens_help_anywhere(controller):
         assert isinstance(app.screen, HelpScreen)
         text = render_text(app.screen.query_one("#help-keys").content)
         for key, does in (
-            ("enter", "open the dialog of a paused flow"),
-            ("a / A", "continue the selected paused flow"),
+            ("enter", "the dialog of a paused flow"),
+            ("a", "continue the selected paused flow"),
+            ("A", "continue all paused flows"),
             ("X", "cancel the selected paused flow"),
             ("i", "set a breakpoint"),
             ("I", "breakpoints on/off"),
