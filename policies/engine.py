@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .match_pattern import ALL_URLS_SCHEMES, SplitURL, compile_pattern, split_url
-from .model import EVENTS, Defaults, Rule, normalize_fingerprint
+from .model import EVENTS, Defaults, Rule, compile_regex, normalize_fingerprint
 
 __all__ = ["Decision", "Engine", "EventDetails", "substitute"]
 
@@ -185,7 +185,7 @@ class _Compiled:
         self.patterns = tuple(compile_pattern(p) for p in rule.urls)
         self.any_url = any(p.all_urls for p in self.patterns)
         self.excludes = tuple(compile_pattern(p) for p in rule.exclude_urls)
-        self.regex = re.compile(rule.regex) if rule.regex is not None else None
+        self.regex = compile_regex(rule.regex) if rule.regex is not None else None
         self.filter = _compile_filter(rule.filter) if rule.filter is not None else None
         self.methods = frozenset(rule.methods) if rule.methods else None
         self.types = frozenset(rule.types) if rule.types else None
@@ -198,6 +198,8 @@ class _Compiled:
 
     def check(self, parts: SplitURL | None, d: EventDetails) -> re.Match[str] | bool:
         """False, or True / the regex match (truthy) when the rule matches."""
+        if self.filter is not None and d.flow is None:
+            return False
         if self.methods is not None and d.method.upper() not in self.methods:
             return False
         if self.types is not None and d.type not in self.types:

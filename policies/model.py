@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
@@ -49,6 +50,7 @@ __all__ = [
     "Rule",
     "RuleError",
     "RuleSetModel",
+    "compile_regex",
     "normalize_fingerprint",
     "problems_from_validation_error",
     "validate_rule",
@@ -153,6 +155,13 @@ def normalize_fingerprint(value: str) -> str:
     return text
 
 
+@lru_cache(maxsize=65536)
+def compile_regex(pattern: str) -> re.Pattern[str]:
+    """``re.compile`` with a cache big enough for thousands of rules (``re``'s own holds
+    512), shared by validation and the engine so a load compiles each regex once."""
+    return re.compile(pattern)
+
+
 def _check_filter(expr: str) -> None:
     from mitmproxy import flowfilter  # only rules with `filter` need mitmproxy
 
@@ -241,7 +250,7 @@ class Rule(BaseModel):
     def _check_regex(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                re.compile(value)
+                compile_regex(value)
             except re.error as exc:
                 raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
         return value
@@ -411,7 +420,7 @@ class Rule(BaseModel):
         if refs:
             if self.regex is None:
                 return [(("url",), f"uses \\{refs[0]} but the rule has no `regex`")]
-            groups = re.compile(self.regex).groups
+            groups = compile_regex(self.regex).groups
             too_high = [n for n in refs if n > groups]
             if too_high:
                 return [

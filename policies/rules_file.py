@@ -84,8 +84,8 @@ class _Locator:
         self.keys: dict[tuple, tuple[int, int]] = {}
         self.rule_headers: list[tuple[int, int]] = []
         self.tables: dict[str, tuple[int, int]] = {}
-        self.headers: list[tuple[int, str]] = []
-        """(line, kind) of every table header; kind is "rule", "rule-sub" or "other"."""
+        self.headers: list[tuple[int, str, str]] = []
+        """(line, kind, name) of every table header; kind is "rule", "rule-sub" or "other"."""
         self.comments: set[int] = set()
         context: tuple = ()
         closing: str | None = None
@@ -101,7 +101,7 @@ class _Locator:
                 kind = "rule" if header.group(1) == "[[" and name == "rule" else "other"
                 if kind == "other" and name.startswith("rule.") and self.rule_headers:
                     kind = "rule-sub"
-                self.headers.append((number, kind))
+                self.headers.append((number, kind, name))
                 if kind == "rule":
                     self.rule_headers.append((number, col))
                     context = ("rule", len(self.rule_headers) - 1)
@@ -184,10 +184,15 @@ def check_text(text: str, path: Path | str, secrets: SecretStore | None = None) 
         report(out.errors, line, col, f"TOML syntax error: {_TOML_POSITION.sub('', message)}")
         return out
 
-    where = _Locator(text)
+    located: list[_Locator] = []
+
+    def where() -> _Locator:  # only a file with something to report pays for this
+        if not located:
+            located.append(_Locator(text))
+        return located[0]
 
     def problem(loc: tuple, message: str, target: list[str] | None = None) -> None:
-        line, col = where.find(loc)
+        line, col = where().find(loc)
         report(out.errors if target is None else target, line, col, message)
 
     for key in data:
@@ -232,7 +237,7 @@ def check_text(text: str, path: Path | str, secrets: SecretStore | None = None) 
         if rule is None:
             continue
         if rule.id in seen:
-            first = where.find(("rule", seen[rule.id], "id"))[0]
+            first = where().find(("rule", seen[rule.id], "id"))[0]
             problem(("rule", index, "id"), f"duplicate id {rule.id!r} (first used on line {first})")
             continue
         seen[rule.id] = index
@@ -625,8 +630,7 @@ class RulesFile:
                 raise RulesFileError(f"rule id {rule.id!r} is used by an unsaved rule")
 
             def change() -> tuple[str, None]:
-                text = self._current_text()
-                blocks = _RuleBlocks.of(text)
+                blocks = self._blocks()
                 if blocks is None:
                     doc = self._document()
                     array = doc["rule"]
@@ -646,15 +650,22 @@ class RulesFile:
             updated = current.replace(**fields)
             wanted = updated.to_dict()
 
-            def change() -> tuple[str, tomlkit.TOMLDocument]:
-                doc = self._document()
-                table = _find_rule(doc, rule_id)
+            index = self._file_index(rule_id)
+
+            def mutate(table: Any) -> None:
                 for key in fields:
                     if key not in wanted:  # removed, or back to its default
                         if key in table:
                             del table[key]
                     elif key not in table or _unwrap(table[key]) != wanted[key]:
                         _set_key(table, key, _toml_value(wanted[key]))
+
+            def change() -> tuple[str, tomlkit.TOMLDocument | None]:
+                blocks = self._blocks()
+                if blocks is not None:
+                    return blocks.edit(index, mutate), None
+                doc = self._document()
+                mutate(_find_rule(doc, rule_id))
                 return doc.as_string(), doc
 
             self._edit(change)
@@ -669,8 +680,7 @@ class RulesFile:
             index = self._file_index(rule_id)
 
             def change() -> tuple[str, None]:
-                text = self._current_text()
-                blocks = _RuleBlocks.of(text)
+                blocks = self._blocks()
                 if blocks is None:
                     doc = self._document()
                     del doc["rule"][index]
@@ -690,8 +700,7 @@ class RulesFile:
                 return index
 
             def change() -> tuple[str, None]:
-                text = self._current_text()
-                blocks = _RuleBlocks.of(text)
+                blocks = self._blocks()
                 if blocks is None:
                     doc = self._document()
                     array = doc["rule"]
@@ -707,36 +716,41 @@ class RulesFile:
     def set_defaults(self, **outcomes: str | None) -> Defaults:
         """Change ``[defaults]`` entries (None removes one) and save."""
 
-        def change() -> tuple[str, tomlkit.TOMLDocument | None]:
-            doc = self._document()
-            if "defaults" not in doc:
-                values = {k: v for k, v in outcomes.items() if v is not None}
-                snippet = "[defaults]\n" + "".join(f'{k} = "{v}"\n' for k, v in values.items())
-                text = doc.as_string()
-                if not values:
-                    return text, doc
-                first_rule = _Locator(text).rule_headers
-                if first_rule:
-                    lines = text.splitlines(keepends=True)
-                    at = (
-                        _RuleBlocks.of(text).starts[0]
-                        if _RuleBlocks.of(text)
-                        else first_rule[0][0] - 1
-                    )
-                    return "".join(lines[:at]) + snippet + "\n" + "".join(lines[at:]), None
-                return _with_blank_line(text) + snippet, None
-            table = doc["defaults"]
+        def mutate(table: Any) -> None:
             for key, value in outcomes.items():
                 if value is None:
                     if key in table:
                         del table[key]
                 else:
                     _set_key(table, key, value)
-            return doc.as_string(), doc
+
+        def change() -> tuple[str, tomlkit.TOMLDocument | None]:
+            text = self._current_text()
+            blocks = self._blocks()
+            if blocks is not None:
+                edited = blocks.edit_table("defaults", mutate)
+                if edited is not None:
+                    return edited, None
+            elif "defaults" in self._document():
+                doc = self._document()
+                mutate(doc["defaults"])
+                return doc.as_string(), doc
+            values = {k: v for k, v in outcomes.items() if v is not None}
+            if not values:
+                return text, None
+            snippet = "[defaults]\n" + "".join(f'{k} = "{v}"\n' for k, v in values.items())
+            if blocks is not None and blocks.starts:
+                at = blocks.starts[0]
+                lines = blocks.lines
+                return "".join(lines[:at]) + snippet + "\n" + "".join(lines[at:]), None
+            return _with_blank_line(text) + snippet, None
 
         with self._lock:
             self._edit(change)
             return self._defaults
+
+    def _blocks(self) -> _RuleBlocks | None:
+        return _RuleBlocks.of(self._current_text(), len(self._rules))
 
     def _file_rule(self, rule_id: str) -> Rule:
         return self._rules[self._file_index(rule_id)]
@@ -885,42 +899,59 @@ class _RuleBlocks:
 
     A block starts at the comment lines directly above its header and runs to the next
     table (rule or other). Inserting, removing and moving whole blocks keeps every
-    comment and blank line of the user's file where it belongs.
+    comment and blank line of the user's file where it belongs; editing a rule parses
+    only its block with tomlkit, so an edit stays cheap in a file of thousands of rules.
     """
 
-    def __init__(self, lines: list[str], starts: list[int], ends: list[int]) -> None:
+    def __init__(
+        self,
+        lines: list[str],
+        starts: list[int],
+        ends: list[int],
+        tables: dict[str, tuple[int, int]],
+    ) -> None:
         self.lines = lines
         self.starts = starts
         self.ends = ends
+        self.tables = tables
 
     @classmethod
-    def of(cls, text: str) -> _RuleBlocks | None:
-        """None when the rules are not written as ``[[rule]]`` tables (an inline array)."""
+    def of(cls, text: str, count: int | None = None) -> _RuleBlocks | None:
+        """None when the rules are not written as ``[[rule]]`` tables (an inline array).
+
+        ``count`` is the number of rules the text holds, when the caller knows it.
+        """
         where = _Locator(text)
-        try:
-            count = len(tomllib.loads(text).get("rule", []))
-        except tomllib.TOMLDecodeError:
-            return None
+        if count is None:
+            try:
+                count = len(tomllib.loads(text).get("rule", []))
+            except tomllib.TOMLDecodeError:
+                return None
         if count != len(where.rule_headers):
             return None
         lines = text.splitlines(keepends=True)
 
         def pulled_back(line_no: int) -> int:
             index = line_no - 1
-            while index > 0 and (index) in where.comments:  # line numbers are 1-based
+            while index > 0 and index in where.comments:  # (line numbers are 1-based)
                 index -= 1
             return index
 
-        boundaries = [(pulled_back(n), kind) for n, kind in where.headers if kind != "rule-sub"]
+        boundaries = [
+            (pulled_back(n), n - 1, kind, name)
+            for n, kind, name in where.headers
+            if kind != "rule-sub"
+        ]
         starts, ends = [], []
-        for position, (start, kind) in enumerate(boundaries):
-            if kind != "rule":
-                continue
-            starts.append(start)
-            ends.append(
-                boundaries[position + 1][0] if position + 1 < len(boundaries) else len(lines)
-            )
-        return cls(lines, starts, ends)
+        tables: dict[str, tuple[int, int]] = {}
+        for position, (start, header, kind, name) in enumerate(boundaries):
+            end = boundaries[position + 1][0] if position + 1 < len(boundaries) else len(lines)
+            if kind == "rule":
+                starts.append(start)
+                ends.append(end)
+            else:
+                tables.setdefault(name, (header, max(end, header + 1)))
+        return cls(lines, starts, ends, tables)
 
     def _block(self, index: int) -> list[str]:
         block = self.lines[self.starts[index] : self.ends[index]]
@@ -929,6 +960,24 @@ class _RuleBlocks:
         if block and not _is_blank(block[-1]):
             block.append("\n")
         return block
+
+    def _splice(self, start: int, end: int, pick, mutate) -> str:
+        chunk = tomlkit.parse("".join(self.lines[start:end]))
+        mutate(pick(chunk))
+        return "".join(self.lines[:start]) + chunk.as_string() + "".join(self.lines[end:])
+
+    def edit(self, index: int, mutate: Callable[[Any], None]) -> str:
+        """The text with rule ``index``'s table changed by ``mutate``."""
+        return self._splice(
+            self.starts[index], self.ends[index], lambda doc: doc["rule"][0], mutate
+        )
+
+    def edit_table(self, name: str, mutate: Callable[[Any], None]) -> str | None:
+        """The text with top-level table ``name`` changed, or None if there is none."""
+        if name not in self.tables:
+            return None
+        start, end = self.tables[name]
+        return self._splice(start, end, lambda doc: doc[name], mutate)
 
     def insert(self, position: int | None, rendered: str) -> str:
         new = rendered.splitlines(keepends=True)
@@ -950,7 +999,7 @@ class _RuleBlocks:
 
     def move(self, index: int, target: int) -> str:
         block = self._block(index)
-        rest = _RuleBlocks.of(self.remove(index))
+        rest = _RuleBlocks.of(self.remove(index), len(self.starts) - 1)
         assert rest is not None
         lines = rest.lines
         if target < len(rest.starts):

@@ -7,7 +7,7 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from policies.match_pattern import MatchPatternError, compile_pattern, split_url
@@ -320,10 +320,9 @@ def urls(draw):
 @settings(max_examples=400, deadline=None, database=None)
 @given(patterns(), urls())
 def test_compiled_matcher_agrees_with_reference(pattern, url):
-    # urllib drops an empty "?" and a bare "?" query differently from browsers; compare
-    # on URLs both sides read the same way.
-    if url.split("#")[0].endswith("?"):
-        url = url.replace("?", "", 1)
+    # an empty query ("/a?") is kept by browsers and dropped by urllib: leave it out
+    before_fragment = url.split("#")[0]
+    assume("?" not in before_fragment or before_fragment.split("?", 1)[1] != "")
     assert compile_pattern(pattern).matches(url) == reference_matches(pattern, url)
 
 
