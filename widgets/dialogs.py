@@ -277,6 +277,8 @@ class DecisionDialog(ModalScreen[Answer | None]):
         self.clock = clock
         self._pending: Answer | None = None
         self._ended = False
+        self._ended_note = ""
+        self._shown = False
         self._dismiss_on_resume = False
 
     # -- identity ---------------------------------------------------------------------
@@ -330,6 +332,7 @@ class DecisionDialog(ModalScreen[Answer | None]):
             for widget in self.query(widget_id):
                 widget.display = False
         self.query_one("#preview").border_title = "rule to be saved"
+        self._shown = True
         self._tick()
         self.set_interval(1.0, self._tick)
 
@@ -337,7 +340,7 @@ class DecisionDialog(ModalScreen[Answer | None]):
 
     def _tick(self) -> None:
         paused = self.view.paused
-        if paused is None:
+        if paused is None or not self._shown:
             return
         left = paused.deadline - self.clock()
         frame = self.query_one("#frame")
@@ -355,11 +358,15 @@ class DecisionDialog(ModalScreen[Answer | None]):
             self._tick()
             return
         self._ended = True
-        self.app.notify(self._ended_message(view), severity="warning", markup=False)
-        if self.is_current:
-            self.dismiss(None)
-        else:
+        self._ended_note = self._ended_message(view)
+        if self._shown and self.is_active:
+            self._close_ended()
+        else:  # not shown yet, or under another screen: close when it comes back on top
             self._dismiss_on_resume = True
+
+    def _close_ended(self) -> None:
+        self.app.notify(self._ended_note, severity="warning", markup=False)
+        self.dismiss(None)
 
     def _ended_message(self, view: FlowView) -> str:
         what = f"{self.view.method} {self.view.url}"
@@ -375,7 +382,7 @@ class DecisionDialog(ModalScreen[Answer | None]):
     def on_screen_resume(self) -> None:
         if self._dismiss_on_resume:
             self._dismiss_on_resume = False
-            self.dismiss(None)
+            self._close_ended()
 
     # -- remember scope and preview ---------------------------------------------------
 
@@ -622,7 +629,7 @@ class HttpDialog(DecisionDialog):
                 _section(f"response {view.status} {view.reason}".rstrip()),
                 _headers_renderable(view.response_headers),
                 _section("response body"),
-                _body_renderable(view.response_body, len(view.response_body)),
+                _body_renderable(view.response_body, view.size or 0),
             ]
         return Group(*parts)
 

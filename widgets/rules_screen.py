@@ -446,6 +446,9 @@ class RulesScreen(Screen[None]):
         super().__init__()
         self.rules_source = rules_source
         self._rows: dict[str, tuple[Text, ...]] = {}
+        self._facts_shown: list[tuple[Rule, int, int | None, bool]] = []
+        self._title: str | None = None
+        self._error: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
@@ -461,11 +464,19 @@ class RulesScreen(Screen[None]):
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         yield table
-        yield Static(id="empty")
+        yield Static(
+            Content(
+                "No rules yet. Remember a decision in a dialog (keys 2-4), or edit the "
+                "rules file: every change to it is picked up."
+            ),
+            id="empty",
+        )
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#file-error").display = False
         self.refresh_rules()
+        self.set_interval(1.0, self.refresh_rules)  # hits and times move in the proxy thread
 
     # -- showing ----------------------------------------------------------------------
 
@@ -487,11 +498,15 @@ class RulesScreen(Screen[None]):
         theme = self.app.current_theme
         return (theme.warning if theme is not None else None) or "yellow"
 
-    def _row_for(self, rule: Rule) -> tuple[Text, ...]:
+    def _facts(self, rule: Rule) -> tuple[Rule, int, int | None, bool]:
+        """What a row shows that can change without the rule object changing."""
         source = self.rules_source
-        transient = source.is_transient(rule.id)
         times_left = getattr(source, "times_left", None)
         left = times_left(rule.id) if callable(times_left) else rule.times
+        return rule, source.hits.get(rule.id, 0), left, source.is_transient(rule.id)
+
+    def _row_for(self, facts: tuple[Rule, int, int | None, bool]) -> tuple[Text, ...]:
+        rule, hits, left, transient = facts
         dim = "" if rule.enabled else "dim"
         cells = {
             "mark": Text(
@@ -501,7 +516,7 @@ class RulesScreen(Screen[None]):
             "enabled": Text("on" if rule.enabled else "off", style=dim),
             "event": Text(rule.event, style=dim),
             "priority": Text(str(rule.priority), style=dim, justify="right"),
-            "hits": Text(str(source.hits.get(rule.id, 0)), style=dim, justify="right"),
+            "hits": Text(str(hits), style=dim, justify="right"),
             "times": Text("—" if left is None else str(left), style=dim, justify="right"),
             "action": Text(_short(rule_outcome(rule), 48), style=dim),
             "conditions": Text(_short(rule_conditions(rule)), style=dim),
@@ -509,20 +524,33 @@ class RulesScreen(Screen[None]):
         return tuple(cells[key] for key, _ in COLUMNS)
 
     def refresh_rules(self) -> None:
-        """Show the rules source as it is now (after an edit, a reload, new hits)."""
-        source = self.rules_source
-        self.query_one("#title", Static).update(
-            Text(f"rules · {_display_path(Path(source.path))} · {source.state}")
-        )
-        file_error = self.query_one("#file-error", Static)
-        if source.error:
-            file_error.update(
-                Text(f"{source.error}\nthe last good rules stay active; edits wait for a fix")
-            )
-        file_error.display = bool(source.error)
+        """Show the rules source as it is now (after an edit, a reload, new hits).
 
-        rules = list(source.ordered())
-        rows = {rule.id: self._row_for(rule) for rule in rules}
+        Cheap when little changed (it runs every second): unchanged rules are not
+        re-rendered, changed cells are updated in place, the cursor stays on its rule.
+        """
+        source = self.rules_source
+        title = f"rules · {_display_path(Path(source.path))} · {source.state}"
+        if title != self._title:
+            self._title = title
+            self.query_one("#title", Static).update(Text(title))
+        if source.error != self._error:
+            self._error = source.error
+            file_error = self.query_one("#file-error", Static)
+            if source.error:
+                file_error.update(
+                    Text(f"{source.error}\nthe last good rules stay active; edits wait for a fix")
+                )
+            file_error.display = bool(source.error)
+
+        facts = [self._facts(rule) for rule in source.ordered()]
+        if len(facts) == len(self._facts_shown) and all(
+            new[0] is old[0] and new[1:] == old[1:]
+            for new, old in zip(facts, self._facts_shown, strict=True)
+        ):
+            return
+        self._facts_shown = facts
+        rows = {fact[0].id: self._row_for(fact) for fact in facts}
         table = self.table
         if list(rows) == list(self._rows):
             for rule_id, cells in rows.items():
@@ -541,14 +569,7 @@ class RulesScreen(Screen[None]):
             elif rows:
                 table.move_cursor(row=min(row_index, len(rows) - 1), animate=False)
         self._rows = rows
-        empty = self.query_one("#empty", Static)
-        empty.update(
-            Content(
-                "No rules yet. Remember a decision in a dialog (keys 2-4), or edit the "
-                "rules file: every change to it is picked up."
-            )
-        )
-        empty.display = not rows
+        self.query_one("#empty", Static).display = not rows
 
     # -- changing ---------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import io
 import pytest
 from rich.console import Console
 from textual.app import App
+from textual.screen import ModalScreen
 from textual.widgets import Input, Static, TextArea
 
 from widgets.dialogs import (
@@ -566,6 +567,29 @@ async def test_flow_updated_with_another_event_closes_the_dialog() -> None:
         await pilot.pause()
         assert app.results == [None]
         assert any("now paused at response" in notice for notice in app.notices)
+
+
+async def test_flow_updated_under_another_screen_or_before_it_shows() -> None:
+    # before the dialog is even on screen
+    dialog = dialog_for(make_view("request"), FakeController(), clock=fixed_clock)
+    dialog.flow_updated(dataclasses.replace(make_view(), paused=None, state="done", status=200))
+    app = DialogHost(dialog)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert app.results == [None]
+        assert any("decided elsewhere" in notice for notice in app.notices)
+    # under another screen (help, say): closes once it is back on top
+    app, controller = host_for("request")
+    async with app.run_test() as pilot:
+        other = ModalScreen()
+        await app.push_screen(other)
+        app.dialog.flow_updated(dataclasses.replace(make_view(), paused=None, state="cancelled"))
+        await pilot.pause()
+        assert app.screen is other and app.results == []
+        app.pop_screen()
+        await pilot.pause()
+        assert app.results == [None]
+        assert app.dialog not in app.screen_stack
 
 
 async def test_flow_updated_timed_out() -> None:
