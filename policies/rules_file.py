@@ -390,6 +390,7 @@ class RulesFile:
         self.path = Path(path).expanduser()
         self.secrets = SecretStore(self.path.parent)
         self.hits: dict[str, int] = {}
+        """Decisions made by each rule id since this object was created."""
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self._lock = threading.RLock()
@@ -533,7 +534,12 @@ class RulesFile:
     # -- deciding ---------------------------------------------------------------------
 
     def decide(self, details: EventDetails) -> Decision:
-        """Decide one event with the current rules; counts hits and ``times``."""
+        """Decide one event with the current rules.
+
+        Counts the deciding rule's hit in ``hits`` and, for a rule with ``times``, counts
+        down and writes the new count (see the module docstring): that write happens in
+        the calling thread, under the lock.
+        """
         while True:
             decision = self._engine.decide(details)
             rule = decision.rule
@@ -558,7 +564,7 @@ class RulesFile:
         fields: dict[str, Any] = {"times": left} if left > 0 else {"times": None, "enabled": False}
         try:
             self.update(rule.id, **fields)
-        except RulesFileError:
+        except (RulesFileError, OSError):
             if left <= 0:  # cannot write: disable it in memory
                 self._rebuild(
                     r.replace(enabled=False, times=None) if r.id == rule.id else r
@@ -838,7 +844,10 @@ class RulesFile:
                         missing_once = True  # an editor's save may briefly remove the file
                         continue
                     missing_once = False
-                    self.load()
+                    try:
+                        self.load()
+                    except Exception as exc:  # never let the watcher die
+                        self._reject([f"{self.path}:1:1: cannot load: {exc}"], current)
                 if on_change is not None:
                     try:
                         on_change(self)

@@ -269,3 +269,23 @@ def test_rule_set_errors():
     with pytest.raises(ValidationError) as caught:
         RuleSetModel.model_validate({"version": 2})
     assert "unsupported version 2" in problems_from_validation_error(caught.value)[0][1]
+
+
+def test_policies_imports_neither_textual_nor_mitmproxy():
+    """policies is a pure library: textual never, mitmproxy only for `filter` rules."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, policies, policies.cli\n"
+        "from policies import Engine, EventDetails, Rule, RulesFile\n"
+        "Engine([Rule(id='a', action='cancel')]).decide(EventDetails('request', 'https://x/'))\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'mitmproxy')]\n"
+        "assert not bad, bad\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
