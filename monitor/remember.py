@@ -43,10 +43,13 @@ def rule_fields(
     realm: str | None = None,
     fingerprint: str | None = None,
     secret: str | None = None,
+    proxy: bool | None = None,
+    urls: list[str] | None = None,
 ) -> dict:
-    """The fields of the rule an answer remembers (not yet validated, no id)."""
+    """The fields of the rule an answer remembers (not yet validated, no id). ``urls``
+    replaces the scope's pattern (auth for an upstream proxy: every URL)."""
     fields: dict = {"event": event}
-    fields["urls"] = [scope_pattern(url, answer.remember, answer.pattern)]
+    fields["urls"] = urls or [scope_pattern(url, answer.remember, answer.pattern)]
     fields["action"] = answer.action
     p = answer.params
     if answer.action in ("redirect", "rewrite"):
@@ -67,8 +70,10 @@ def rule_fields(
     elif answer.action == "credentials":
         fields["username"] = p["username"]
         fields["secret"] = secret
-        if realm:
-            fields["realm"] = realm
+    if realm:
+        fields["realm"] = realm
+    if proxy is not None:
+        fields["proxy"] = proxy
     if fingerprint:
         fields["fingerprint"] = fingerprint
     if answer.action == "continue" and event == "redirect":

@@ -74,7 +74,12 @@ class Session:
         )
         self.decider = Decider(self.rules, self.pauses, ask_default=settings.ask_default)
         self.extra_addons = event_addons(self)
-        self.proxy = EmbeddedProxy(settings, [*self.extra_addons, self.decider, self.recorder])
+        # An event addon may need a hook after the decider's (e.g. the auth cache: a request
+        # a rule rewrites must not take the old host's credentials along).
+        late = [a for addon in self.extra_addons for a in getattr(addon, "after_decider", ())]
+        self.proxy = EmbeddedProxy(
+            settings, [*self.extra_addons, self.decider, *late, self.recorder]
+        )
         self.controller = ProxyController(self.proxy, self.pauses, self.recorder, self.rules)
         for addon in self.extra_addons:
             register = getattr(addon, "register_controller", None)

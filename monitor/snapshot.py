@@ -35,6 +35,16 @@ def _body(message: http.Message | None) -> tuple[bytes, int]:
     return content[:BODY_PREVIEW], len(content)
 
 
+def _redacted(headers, added) -> tuple[tuple[str, str], ...]:
+    """Request headers, with the values of those waylay added (credentials) hidden."""
+    if not added:
+        return tuple(headers)
+    from monitor.har import REDACTED
+
+    names = {h.lower() for h in added}
+    return tuple((k, REDACTED if k.lower() in names else v) for k, v in headers)
+
+
 def _timing(flow: http.HTTPFlow) -> tuple[tuple[str, float], ...]:
     start = flow.request.timestamp_start
     points = [
@@ -111,7 +121,7 @@ def snapshot(
         rule_id=m.get("rule_id"),
         trace=tuple(TraceEntry(*t) for t in m.get("trace", ())),
         notes=tuple(m.get("notes", ())),
-        request_headers=tuple(req.headers.items(multi=True)),
+        request_headers=_redacted(req.headers.items(multi=True), m.get("added_headers")),
         request_body=req_body,
         request_body_size=req_size,
         response_headers=tuple(resp.headers.items(multi=True)) if resp is not None else (),

@@ -1,0 +1,864 @@
+"""The ``auth`` event: answering 401/407 challenges from rules or from the screen (SPEC §4).
+
+A server answers 401 with a Basic or Digest ``WWW-Authenticate`` challenge, or the upstream
+proxy of ``--mode upstream:URL`` answers 407 with ``Proxy-Authenticate``: the rules decide
+(``credentials``, ``cancel``, or ``ask``, the default), and for credentials the request is
+re-sent upstream with ``Authorization`` / ``Proxy-Authorization``. The client only ever
+sees the final response, as behind a browser's GetAuthCredentials / onAuthRequired.
+
+How a retry reaches upstream
+    Through mitmproxy's own connection machinery, not a second HTTP client: a copy of the
+    request (method, headers, body) is played by a ``ReplayHandler`` (the engine of
+    mitmproxy's client replay) on a fresh server connection. The retry therefore gets what
+    every proxied request gets: the same upstream TLS verification (tlsconfig: certifi plus
+    ``ssl_verify_upstream_trusted_ca``; the certificate event's hooks), the same upstream
+    proxy (absolute-form requests or CONNECT in upstream mode), HTTP/2, reverse mode's
+    target. Only the retry's connection-level hooks (server connect, TLS, upstream CONNECT)
+    reach the addons; its request and response hooks do not, so a retry is neither a second
+    flow in the list nor decided a second time. Its response replaces the 401/407 on the
+    original flow before the decider and the recorder see it. An httpx client would have to
+    replicate TLS verification, certificate decisions and upstream mode, and would disagree
+    with mitmproxy on some of them sooner or later.
+
+Digest (RFC 7616: MD5, SHA-256, ``-sess``, qop ``auth``)
+    The header is built by httpx's ``DigestAuth`` (a well-kept implementation) through its
+    private ``_build_auth_header`` / ``_DigestAuthChallenge``, isolated in ``Signer``. The
+    signer keeps the nonce count, so a cached signer keeps counting per server and realm.
+
+No loops
+    At most ``MAX_TRIES`` credentials per request. Credentials a rule supplies that are
+    rejected end it (the 401 goes to the client); credentials a person typed that are
+    rejected ask again. A Digest ``stale=true`` answer is a new nonce, not a rejection.
+
+Auth cache
+    Accepted credentials are kept in memory per server and realm (per upstream proxy for
+    407), and later requests under the same path carry them up front, as a browser does.
+    That is done after the decider's request hook (``after_decider``), so a request that a
+    rule rewrites to another host does not take this host's credentials along.
+
+Secrets
+    A password lives in this process's memory and in ``secrets.toml`` when remembered;
+    never in a rule, a note, a log line or a HAR export (the headers waylay adds are listed
+    in the flow's ``added_headers`` and redacted there and on the screen).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
+
+from mitmproxy import flow as mflow
+from mitmproxy import http
+from mitmproxy.addons.clientplayback import ReplayHandler
+from mitmproxy.net.http import http1
+from mitmproxy.proxy import commands
+from mitmproxy.proxy.layers.http import (
+    HttpErrorHook,
+    HttpRequestHeadersHook,
+    HttpRequestHook,
+    HttpResponseHeadersHook,
+    HttpResponseHook,
+)
+from mitmproxy.proxy.mode_specs import ProxyMode, UpstreamMode
+
+from monitor.decider import note, record
+from monitor.pauses import Ended
+from monitor.snapshot import meta
+from policies import EventDetails
+
+if TYPE_CHECKING:
+    from monitor.controller import ProxyController
+    from monitor.session import Session
+    from widgets.model import Answer
+
+log = logging.getLogger("waylay.auth")
+
+MAX_TRIES = 3
+"""Credentials tried per request, at most (rules, the dialog and stale nonces together)."""
+
+_SENT = "auth_sent"  # meta key: the request went upstream (our late request hook saw it)
+_PREEMPTED = "auth_preempted"  # meta key: header name -> cache entry used up front
+
+
+# -- challenges ---------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """One challenge of a ``WWW-Authenticate`` / ``Proxy-Authenticate`` header."""
+
+    scheme: str  # as sent: "Basic", "Digest", "Bearer"...
+    params: dict[str, str] = field(default_factory=dict)  # names lower-cased
+    token68: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.scheme.lower()
+
+    @property
+    def realm(self) -> str:
+        return self.params.get("realm", "")
+
+    @property
+    def label(self) -> str:
+        """ "Basic" or "Digest" as the dialog shows it."""
+        return {"basic": "Basic", "digest": "Digest"}.get(self.kind, self.scheme)
+
+    @property
+    def algorithm(self) -> str:
+        return self.params.get("algorithm", "MD5").upper()
+
+    @property
+    def stale(self) -> bool:
+        return self.params.get("stale", "").lower() == "true"
+
+
+def _skip(s: str, pos: int, chars: str) -> int:
+    while pos < len(s) and s[pos] in chars:
+        pos += 1
+    return pos
+
+
+def _quoted(s: str, pos: int) -> tuple[str, int]:
+    """The quoted-string starting at ``s[pos] == '"'``, unescaped, and the position after it."""
+    out = []
+    pos += 1
+    while pos < len(s):
+        c = s[pos]
+        if c == "\\" and pos + 1 < len(s):
+            out.append(s[pos + 1])
+            pos += 2
+            continue
+        if c == '"':
+            return "".join(out), pos + 1
+        out.append(c)
+        pos += 1
+    return "".join(out), pos
+
+
+def parse_challenges(values: Iterable[str]) -> list[Challenge]:
+    """Every challenge in the given header values (RFC 9110 §11.6.1): several challenges
+    may share one header, separated by commas like their parameters."""
+    found: list[Challenge] = []
+    for value in values:
+        s = value
+        pos = 0
+        current: Challenge | None = None
+        while pos < len(s):
+            pos = _skip(s, pos, " \t,")
+            m = _TOKEN.match(s, pos)
+            if m is None:
+                break  # malformed: keep what was understood
+            name = m.group()
+            after = _skip(s, m.end(), " \t")
+            if current is not None and after < len(s) and s[after] == "=":
+                pos = _skip(s, after + 1, " \t")
+                if pos < len(s) and s[pos] == '"':
+                    val, pos = _quoted(s, pos)
+                else:
+                    mv = _TOKEN.match(s, pos)
+                    val, pos = (mv.group(), mv.end()) if mv else ("", pos)
+                current.params.setdefault(name.lower(), val)
+                continue
+            current = Challenge(scheme=name)
+            found.append(current)
+            pos = after
+            t = _TOKEN68.match(s, pos)
+            if t is not None:
+                rest = _skip(s, t.end(), " \t")
+                if rest >= len(s) or s[rest] == ",":
+                    current = Challenge(scheme=name, token68=t.group())
+                    found[-1] = current
+                    pos = rest
+    return found
+
+
+_DIGEST_STRENGTH = {
+    "MD5": 1,
+    "MD5-SESS": 1,
+    "SHA": 2,
+    "SHA-SESS": 2,
+    "SHA-256": 3,
+    "SHA-256-SESS": 3,
+    "SHA-512": 4,
+    "SHA-512-SESS": 4,
+}
+
+
+def _unsupported(c: Challenge) -> str | None:
+    """Why waylay cannot answer this Basic/Digest challenge, or None."""
+    if c.kind == "basic":
+        return None
+    if c.kind != "digest":
+        return f"{c.scheme} is not Basic or Digest"
+    if "nonce" not in c.params:
+        return "the Digest challenge has no nonce"
+    if c.algorithm not in _DIGEST_STRENGTH:
+        return f"Digest algorithm {c.algorithm} is not supported"
+    qop = c.params.get("qop")
+    if qop is not None and "auth" not in [q.strip().lower() for q in qop.split(",")]:
+        return f"Digest qop {qop!r} is not supported (only auth)"
+    return None
+
+
+def is_auth_challenge(challenges: Iterable[Challenge]) -> bool:
+    """True when a Basic or Digest challenge is among them (Bearer alone is not an event)."""
+    return any(c.kind in ("basic", "digest") for c in challenges)
+
+
+def pick(challenges: Iterable[Challenge]) -> Challenge | None:
+    """The strongest challenge waylay can answer: Digest (strongest algorithm) over Basic."""
+    best: tuple[int, Challenge] | None = None
+    for c in challenges:
+        if _unsupported(c) is not None:
+            continue
+        rank = _DIGEST_STRENGTH[c.algorithm] if c.kind == "digest" else 0
+        if best is None or rank > best[0]:
+            best = (rank, c)
+    return best[1] if best else None
+
+
+# -- signing ------------------------------------------------------------------------------
+
+
+class SigningError(ValueError):
+    pass
+
+
+class Signer:
+    """Builds the Authorization value for one user and one protection space; for Digest it
+    keeps the nonce and its count, so every header it makes is fresh."""
+
+    def __init__(self, challenge: Challenge, username: str, password: str) -> None:
+        self.username = username
+        self._password = password
+        self.scheme = challenge.label
+        self.realm = challenge.realm
+        self._digest = None
+        self._challenge = None
+        if challenge.kind == "digest":
+            self.update(challenge)
+
+    def __repr__(self) -> str:  # never the password
+        return f"Signer({self.scheme}, {self.username!r}, realm={self.realm!r})"
+
+    @property
+    def credentials(self) -> tuple[str, str]:
+        return self.username, self._password
+
+    def update(self, challenge: Challenge) -> None:
+        """A new Digest challenge (new nonce, e.g. after ``stale=true``): the count restarts."""
+        try:
+            from httpx._auth import DigestAuth, _DigestAuthChallenge
+        except ImportError as e:  # pragma: no cover - httpx moved its internals
+            raise SigningError(f"Digest is unavailable: {e}") from None
+        p = challenge.params
+        self._challenge = _DigestAuthChallenge(
+            realm=challenge.realm.encode(),
+            nonce=p["nonce"].encode(),
+            algorithm=p.get("algorithm", "MD5"),
+            opaque=p["opaque"].encode() if "opaque" in p else None,
+            qop=p["qop"].encode() if "qop" in p else None,
+        )
+        if self._digest is None:
+            self._digest = DigestAuth(self.username, self._password)
+        self._digest._nonce_count = 1
+
+    def header(self, method: str, target: str) -> str:
+        """The header value for a request of ``method`` to request-target ``target``."""
+        if self._digest is None:
+            token = base64.b64encode(f"{self.username}:{self._password}".encode()).decode()
+            return f"Basic {token}"
+        request = SimpleNamespace(method=method, url=SimpleNamespace(raw_path=target.encode()))
+        try:
+            return self._digest._build_auth_header(request, self._challenge)
+        except Exception as e:  # unknown algorithm, qop auth-int only...
+            raise SigningError(f"cannot answer this Digest challenge: {e}") from None
+
+
+# -- the auth cache -----------------------------------------------------------------------
+
+
+@dataclass
+class CacheEntry:
+    signer: Signer
+    prefixes: set[str]
+
+
+class AuthCache:
+    """Accepted credentials per server (scheme, host, port) or upstream proxy, per realm."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, dict[str, CacheEntry]] = {}
+
+    def find(self, key: tuple, path: str) -> CacheEntry | None:
+        best: tuple[int, CacheEntry] | None = None
+        for entry in self._entries.get(key, {}).values():
+            for prefix in entry.prefixes:
+                if path.startswith(prefix) and (best is None or len(prefix) > best[0]):
+                    best = (len(prefix), entry)
+        return best[1] if best else None
+
+    def store(self, key: tuple, signer: Signer, prefix: str) -> None:
+        realms = self._entries.setdefault(key, {})
+        entry = realms.get(signer.realm)
+        prefixes = {prefix}
+        if entry is not None and entry.signer.credentials == signer.credentials:
+            prefixes |= entry.prefixes
+        realms[signer.realm] = CacheEntry(signer, prefixes)
+
+    def drop(self, key: tuple, entry: CacheEntry) -> None:
+        realms = self._entries.get(key, {})
+        if realms.get(entry.signer.realm) is entry:
+            del realms[entry.signer.realm]
+
+
+def protected_prefix(path: str) -> str:
+    """The paths the same credentials are sent to up front: the challenged path's folder
+    and below (RFC 7617 §2.2)."""
+    path = path.split("?", 1)[0] or "/"
+    return path[: path.rfind("/") + 1] or "/"
+
+
+def upstream_proxy(mode: str) -> tuple[str, int] | None:
+    """The upstream proxy's address in ``--mode upstream:URL``, else None."""
+    if not mode.startswith("upstream:"):
+        return None
+    spec = ProxyMode.parse(mode)
+    assert isinstance(spec, UpstreamMode)
+    return spec.address
+
+
+# -- the retry ----------------------------------------------------------------------------
+
+_SKIPPED_HOOKS = (HttpRequestHeadersHook, HttpRequestHook, HttpResponseHeadersHook)
+
+
+class _Retry(ReplayHandler):
+    """mitmproxy's replay of one request on a fresh server connection, whose flow hooks
+    stay private: only connection-level hooks (TLS, server connect, upstream CONNECT) reach
+    the addons."""
+
+    def __init__(self, flow: http.HTTPFlow, master) -> None:
+        super().__init__(flow, master.options)
+        self._master = master
+
+    async def handle_hook(self, hook: commands.StartHook) -> None:
+        if isinstance(hook, HttpResponseHook | HttpErrorHook):
+            for io in self.transports.values():
+                if io.handler:
+                    io.handler.cancel()
+            handlers = [io.handler for io in self.transports.values() if io.handler]
+            if handlers:
+                await asyncio.wait(handlers)
+            self.done.set()
+            return
+        if isinstance(hook, _SKIPPED_HOOKS):
+            return
+        await self._master.addons.handle_lifecycle(hook)
+        for data in hook.args():
+            if isinstance(data, mflow.Flow):
+                await data.wait_for_resume()
+
+
+async def resend(master, flow: http.HTTPFlow, header: str, value: str) -> http.Response | str:
+    """Send a copy of ``flow``'s request upstream with ``header: value``; the response, or
+    why there is none."""
+    retry = http.HTTPFlow(flow.client_conn, flow.server_conn.copy())
+    retry.request = flow.request.copy()
+    retry.request.headers[header] = value
+    retry.is_replay = "request"
+    try:
+        handler = _Retry(retry, master)
+        await handler.replay()
+    except Exception as e:  # noqa: BLE001 - reported on the flow, the 401 goes through
+        log.debug("retry failed", exc_info=True)
+        return f"{type(e).__name__}: {e}"
+    if retry.response is not None:
+        return retry.response
+    return retry.error.msg if retry.error is not None else "no response"
+
+
+# -- the addon ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Asking:
+    """What the dialog of a paused auth event is about, for the rule it may remember."""
+
+    host: str
+    port: int
+    proxy: bool
+    realm: str
+
+
+@dataclass
+class _Exchange:
+    """One challenged request, as the event loop sees it: who asked, what to sign, and how
+    to send it again with credentials."""
+
+    proxy: bool
+    host: str
+    port: int
+    url: str  # what rules match and the dialog shows
+    method: str
+    target: str  # the request-target Digest signs
+    header: str  # Authorization or Proxy-Authorization
+    send: Callable[[str], Awaitable[http.Response | str]]
+    preempted: CacheEntry | None = None  # cached credentials it carried up front
+
+
+def secret_name(host: str, realm: str, username: str) -> str:
+    """The secrets-store name of remembered credentials: one per host, realm and user."""
+    raw = f"auth-{host}-{realm}-{username}".lower()
+    slug = re.sub(r"[^a-z0-9_]+", "-", raw).strip("-_")
+    return (slug or "auth")[:80].rstrip("-_")
+
+
+class _AfterDecider:
+    """The auth cache's request hook, placed after the decider (see the module docstring)."""
+
+    def __init__(self, responder: AuthResponder) -> None:
+        self.responder = responder
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        self.responder.preempt(flow)
+
+
+class AuthResponder:
+    """The mitmproxy addon of the ``auth`` event."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.cache = AuthCache()
+        self.proxy_address = upstream_proxy(session.settings.mode)
+        self.after_decider = [_AfterDecider(self)]
+        self._asking: dict[str, _Asking] = {}
+        self._proxy_lock: asyncio.Lock | None = None
+        self._proxy_open = False  # a CONNECT probe got through without credentials
+
+    def register_controller(self, controller: ProxyController) -> None:
+        controller.extra_rule_fields["auth"] = self.rule_fields
+
+    # -- remembering ----------------------------------------------------------------------
+
+    def rule_fields(self, flow_id: str, answer: Answer) -> dict:
+        """The auth-specific fields of a remembered rule. Called by the controller before it
+        saves the rule: with the password in the answer, it goes to the secrets store now,
+        so the rule never holds more than its name."""
+        asking = self._asking.get(flow_id)
+        if asking is None:
+            raise KeyError("this flow is not asking for credentials")
+        fields: dict = {"realm": asking.realm or None}
+        username = answer.params.get("username")
+        if answer.action == "credentials" and username:
+            name = secret_name(asking.host, asking.realm, username)
+            password = answer.params.get("password")
+            if password is not None:
+                self.session.rules.secrets.set(name, password)
+            fields["secret"] = name
+        if asking.proxy:
+            fields["proxy"] = True
+            if answer.remember == "host":
+                fields["urls"] = ["<all_urls>"]  # "this host" is the proxy: every URL
+        return fields
+
+    # -- the auth cache, up front ---------------------------------------------------------
+
+    def preempt(self, flow: http.HTTPFlow) -> None:
+        """Credentials from the auth cache, up front (after the decider's request hook)."""
+        if flow.response is not None or flow.error is not None or not flow.live:
+            return
+        m = meta(flow)
+        m[_SENT] = True
+        req = flow.request
+        if self.proxy_address and req.scheme == "http" and "proxy-authorization" not in req.headers:
+            self._attach(flow, "Proxy-Authorization", self._proxy_key(), "", req.pretty_url)
+        if "authorization" not in req.headers:
+            self._attach(flow, "Authorization", self._server_key(flow), req.path, req.path)
+
+    def _attach(self, flow, header: str, key: tuple, path: str, target: str) -> None:
+        entry = self.cache.find(key, path)
+        if entry is None:
+            return
+        try:
+            value = entry.signer.header(flow.request.method, target)
+        except SigningError:
+            return
+        flow.request.headers[header] = value
+        _added(flow, header)
+        meta(flow).setdefault(_PREEMPTED, {})[header.lower()] = entry
+        signer = entry.signer
+        note(
+            flow,
+            f"auth: {header} for {signer.username} sent up front "
+            f"({signer.scheme}, realm {signer.realm!r}, accepted earlier)",
+        )
+
+    # -- hooks ----------------------------------------------------------------------------
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        m = meta(flow)
+        if (
+            flow.response is None
+            or flow.error is not None
+            or not flow.live
+            or m.get("local_response")
+            or not m.get(_SENT)
+        ):
+            return
+        found = self._challenges(flow.response)
+        if found is None:
+            return
+        proxy, challenges = found
+        req = flow.request
+        if proxy:
+            assert self.proxy_address is not None
+            host, port = self.proxy_address
+            target = req.pretty_url
+        else:
+            host, port, target = req.pretty_host, req.port, req.path
+        header = "Proxy-Authorization" if proxy else "Authorization"
+
+        async def send(value: str) -> http.Response | str:
+            return await resend(self.session.proxy.master, flow, header, value)
+
+        ex = _Exchange(
+            proxy=proxy,
+            host=host,
+            port=port,
+            url=req.pretty_url,
+            method=req.method,
+            target=target,
+            header=header,
+            send=send,
+            preempted=(m.get(_PREEMPTED) or {}).get(header.lower()),
+        )
+        if req.raw_content is None:
+            note(flow, f"auth: {flow.response.status_code} challenge, but the request body was "
+                 "streamed and cannot be re-sent; it passes to the client")  # fmt: skip
+            return
+        try:
+            last, value = await self._event(flow, flow.response, challenges, ex)
+            if last is not None:
+                flow.response = last  # the authenticated response, or the latest challenge
+            if value is not None:
+                flow.request.headers[header] = value
+                _added(flow, header)
+        finally:
+            self.session.recorder.touch(flow)
+
+    async def http_connect_upstream(self, flow: http.HTTPFlow) -> None:
+        """HTTPS in upstream mode: the CONNECT to the upstream proxy carries its credentials.
+
+        The proxy's 407 to a CONNECT is not a response a hook can replace (mitmproxy fails
+        the connection), so the first CONNECT is probed: a CONNECT of our own tells whether
+        the proxy wants credentials and checks the ones a rule or a person gives. Later
+        CONNECTs carry the cached credentials without probing."""
+        if self.proxy_address is None or "proxy-authorization" in flow.request.headers:
+            return
+        if self._proxy_lock is None:
+            self._proxy_lock = asyncio.Lock()
+        async with self._proxy_lock:  # one probe (and one dialog) at a time
+            if self._sign_connect(flow) or self._proxy_open:
+                return
+            await self._probe_and_ask(flow)
+
+    def http_connect_error(self, flow: http.HTTPFlow) -> None:
+        if (
+            self._proxy_open and flow.response is not None and "407" in (flow.response.text or "")
+        ):  # the proxy started to want credentials: probe again
+            self._proxy_open = False
+
+    # -- the event ------------------------------------------------------------------------
+
+    def _challenges(self, response: http.Response) -> tuple[bool, list[Challenge]] | None:
+        """(proxy?, challenges) when ``response`` is an auth challenge waylay handles."""
+        if response.status_code == 401:
+            proxy, header = False, "www-authenticate"
+        elif response.status_code == 407 and self.proxy_address is not None:
+            proxy, header = True, "proxy-authenticate"
+        else:
+            return None
+        challenges = parse_challenges(response.headers.get_all(header))
+        if not is_auth_challenge(challenges):
+            return None
+        return proxy, challenges
+
+    def _server_key(self, flow: http.HTTPFlow) -> tuple:
+        req = flow.request
+        return ("server", req.scheme, req.host.lower(), req.port)
+
+    def _proxy_key(self) -> tuple:
+        assert self.proxy_address is not None
+        return ("proxy", *self.proxy_address)
+
+    def _key(self, ex: _Exchange, flow: http.HTTPFlow) -> tuple[tuple, str]:
+        if ex.proxy:
+            return self._proxy_key(), ""
+        return self._server_key(flow), protected_prefix(flow.request.path)
+
+    async def _event(
+        self,
+        flow: http.HTTPFlow,
+        response: http.Response,
+        challenges: list[Challenge],
+        ex: _Exchange,
+    ) -> tuple[http.Response | None, str | None]:
+        """Answer a challenge until it is met, passed on, or ``MAX_TRIES`` credentials were
+        tried. Returns the last response upstream gave (None: nothing was re-sent) and the
+        header value that was accepted (None: the challenge passes to the client)."""
+        status = response.status_code
+        key, prefix = self._key(ex, flow)
+        challenge = pick(challenges)
+        shown = challenge or next(c for c in challenges if c.kind in ("basic", "digest"))
+        asker = f"the upstream proxy {ex.host}:{ex.port}" if ex.proxy else f"{ex.host}:{ex.port}"
+        note(flow, f"auth: {status} from {asker}: {shown.label} realm {shown.realm!r}")
+        if challenge is None:
+            note(flow, f"auth: {_unsupported(shown)}; the {status} passes to the client")
+            return None, None
+
+        failed: list[tuple[str, str]] = []
+        again: tuple[tuple[str, str], str] | None = None
+        if ex.preempted is not None:
+            used = ex.preempted
+            self.cache.drop(key, used)
+            if challenge.stale and challenge.kind == "digest" and used.signer.scheme == "Digest":
+                note(flow, "auth: the nonce was stale; trying again with the new one")
+                again = (used.signer.credentials, "cache")
+            else:
+                failed.append(used.signer.credentials)
+                note(flow, f"auth: the cached credentials for {used.signer.username} were rejected")
+
+        last: http.Response | None = None
+        tries = 0
+        while tries < MAX_TRIES:
+            if again is not None:
+                (credentials, origin), again = again, None
+            else:
+                got = await self._credentials(flow, ex, status, challenge, failed, tries)
+                if got is None:
+                    return last, None
+                credentials, origin = got
+            username, password = credentials
+            signer = Signer(challenge, username, password)
+            try:
+                value = signer.header(ex.method, ex.target)
+            except SigningError as e:
+                note(flow, f"auth: {e}; the {status} passes to the client")
+                return last, None
+            tries += 1
+            result = await ex.send(value)
+            if isinstance(result, str):
+                note(flow, f"auth: the retry failed ({result}); the {status} passes to the client")
+                return last, None
+            last = result
+            found = self._challenges(result)
+            if found is None or found[0] != ex.proxy:
+                self.cache.store(key, signer, prefix)
+                note(
+                    flow,
+                    f"auth: {result.status_code} {result.reason} with credentials for {username}",
+                )
+                return last, value
+            status = result.status_code
+            fresh = pick(found[1])
+            if fresh is None:
+                note(flow, f"auth: credentials for {username} rejected; no challenge to answer")
+                return last, None
+            if fresh.kind == "digest" and fresh.stale and challenge.kind == "digest":
+                note(flow, "auth: the nonce was stale; trying again with the new one")
+                again = (credentials, origin)
+            else:
+                failed.append(credentials)
+                note(flow, f"auth: credentials for {username} rejected ({status})")
+                if origin not in ("you", "cache"):  # a rule would give the same again
+                    note(flow, f"auth: {origin} gave them; the {status} passes to the client")
+                    return last, None
+            challenge = fresh
+        note(flow, f"auth: {MAX_TRIES} tries; the {status} passes to the client")
+        return last, None
+
+    async def _credentials(
+        self,
+        flow: http.HTTPFlow,
+        ex: _Exchange,
+        status: int,
+        challenge: Challenge,
+        failed: list[tuple[str, str]],
+        tries: int,
+    ) -> tuple[tuple[str, str], str] | None:
+        """Who answers the challenge: a rule, the defaults, or a person. None: it passes."""
+        rules = self.session.rules
+        decision = rules.decide(
+            EventDetails(
+                event="auth",
+                url=ex.url,
+                method=ex.method,
+                type=meta(flow).get("type", "other"),
+                status=status,
+                realm=challenge.realm,
+                proxy=ex.proxy,
+                flow=flow,
+            )
+        )
+        record(flow, decision)
+        who = f"rule {decision.rule.id}" if decision.rule is not None else "defaults"
+        if decision.action == "credentials" and decision.rule is not None:
+            rule = decision.rule
+            password = rules.secrets.get(rule.secret) if rule.secret else None
+            if rule.username is None or password is None:
+                note(flow, f"auth: {who}: secret {rule.secret!r} is not set; {status} passes")
+                return None
+            if (rule.username, password) in failed:
+                note(flow, f"auth: {who} gives the rejected credentials; the {status} passes")
+                return None
+            note(flow, f"auth: credentials supplied for {rule.username} ({who})")
+            return (rule.username, password), who
+        if decision.action != "ask":
+            note(flow, f"auth: cancelled ({who}); the {status} passes to the client")
+            return None
+
+        details = (
+            ("host", ex.host),
+            ("port", str(ex.port)),
+            ("proxy", "yes" if ex.proxy else "no"),
+            ("realm", challenge.realm),
+            ("scheme", challenge.label),
+            ("url", ex.url),
+        )
+        if tries:
+            details += (("attempt", f"{tries + 1} of {MAX_TRIES}"),)
+        self._asking[flow.id] = _Asking(ex.host, ex.port, ex.proxy, challenge.realm)
+        try:
+            answer = await self.session.pauses.ask(
+                flow.id,
+                "auth",
+                url=ex.url,
+                method=ex.method,
+                details=details,
+                client=flow.client_conn,
+            )
+        finally:
+            self._asking.pop(flow.id, None)
+        if isinstance(answer, Ended):
+            note(flow, f"auth: {answer.value}; the {status} passes to the client")
+            return None
+        params = answer.params
+        if rule_id := params.get("remembered_as"):
+            note(flow, f"auth: remembered as rule {rule_id}")
+        if answer.action != "credentials" or not params.get("username"):
+            note(flow, f"auth: cancelled (you); the {status} passes to the client")
+            return None
+        username = str(params["username"])
+        note(flow, f"auth: credentials supplied for {username} (you)")
+        return (username, str(params.get("password") or "")), "you"
+
+    # -- CONNECT through the upstream proxy -------------------------------------------------
+
+    def _sign_connect(self, flow: http.HTTPFlow) -> bool:
+        entry = self.cache.find(self._proxy_key(), "")
+        if entry is None:
+            return False
+        try:
+            value = entry.signer.header("CONNECT", flow.request.authority)
+        except SigningError:
+            return False
+        flow.request.headers["Proxy-Authorization"] = value
+        return True
+
+    async def _probe_and_ask(self, flow: http.HTTPFlow) -> None:
+        assert self.proxy_address is not None
+        authority = flow.request.authority
+        probe = await self._probe(authority, None)
+        if isinstance(probe, str):
+            log.info("probing the upstream proxy failed: %s", probe)
+            return  # the real CONNECT will tell the client
+        found = self._challenges(probe)
+        if found is None or not found[0]:
+            self._proxy_open = True
+            return
+        # An auth event on the CONNECT itself: show it, so that the dialog can be answered.
+        recorder = self.session.recorder
+        flow.response = probe
+        recorder.track(flow)
+        host, port = self.proxy_address
+
+        async def send(value: str) -> http.Response | str:
+            return await self._probe(authority, value)
+
+        ex = _Exchange(
+            proxy=True,
+            host=host,
+            port=port,
+            url=f"https://{authority}/",
+            method="CONNECT",
+            target=authority,
+            header="Proxy-Authorization",
+            send=send,
+        )
+        try:
+            last, value = await self._event(flow, probe, found[1], ex)
+            if last is not None:
+                flow.response = last
+            if value is not None:
+                self._sign_connect(flow)  # a fresh header: a Digest nonce count is single-use
+        finally:
+            recorder.response(flow)  # finished: the CONNECT itself goes on after this hook
+
+    async def _probe(self, authority: str, value: str | None) -> http.Response | str:
+        """A CONNECT of our own to the upstream proxy: its response head, or why none."""
+        assert self.proxy_address is not None
+        host, port = self.proxy_address
+        lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+        if value is not None:
+            lines.append(f"Proxy-Authorization: {value}")
+        ssl_context = None
+        if self.session.settings.mode.split(":", 1)[1].startswith("https:"):
+            ssl_context = _proxy_tls_context(self.session.settings.upstream_ca)
+        writer = None
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=ssl_context), PROBE_TIMEOUT
+            )
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), PROBE_TIMEOUT)
+            response = http1.read_response_head(head.split(b"\r\n")[:-2])
+            response.content = b""
+            return response
+        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as e:
+            return str(e) or type(e).__name__
+        finally:
+            if writer is not None:
+                writer.close()
+
+
+PROBE_TIMEOUT = 15.0
+
+
+def _proxy_tls_context(extra_ca):
+    import ssl
+
+    import certifi
+
+    context = ssl.create_default_context(cafile=certifi.where())
+    if extra_ca is not None:
+        context.load_verify_locations(cafile=str(extra_ca))
+    return context
+
+
+def _added(flow: http.HTTPFlow, header: str) -> None:
+    """Mark a header waylay added upstream: HAR export and the screen redact its value."""
+    added = meta(flow).setdefault("added_headers", [])
+    if header not in added:
+        added.append(header)
