@@ -169,6 +169,10 @@ class WaylayApp(App[None]):
         if detail.has_class("-open") and detail.flow_id in self._paused_ids:
             self._show_detail_of(detail.flow_id)
 
+    def rules_changed(self) -> None:
+        """The rules file was (re)loaded: show its state now rather than within a second."""
+        self._read_rules_state()
+
     def _read_rules_state(self) -> None:
         source = self.rules_source
         header = self.header
@@ -224,6 +228,11 @@ class WaylayApp(App[None]):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table is self.table and self.detail.has_class("-open"):
             self._show_detail_of(self.table.selected_id)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """A click on the highlighted row does what `enter` does."""
+        if event.data_table is self.table:
+            self.action_open_selected()
 
     def _follow_detail(self, changed: set[str]) -> None:
         detail = self.detail
@@ -329,7 +338,10 @@ class WaylayApp(App[None]):
             if spec is None:
                 return
             self.breakpoint = spec.strip()
+            if self.breakpoint:
+                self.breakpoints_on = True  # a new breakpoint is on, whatever it was before
             self.header.breakpoint = self.breakpoint
+            self.header.breakpoints_on = self.breakpoints_on
             self.notify(
                 f"Breakpoint: {self.breakpoint}" if self.breakpoint else "Breakpoint cleared.",
                 markup=False,
@@ -430,7 +442,8 @@ class WaylayApp(App[None]):
     async def action_quit(self) -> None:
         """`q`: quit; while flows are paused, ask first (a second ctrl+q forces it)."""
         paused = len(self._paused_ids)
-        if not paused or isinstance(self.screen, ConfirmPrompt) and self.screen.id == "quit":
+        asking = isinstance(self.screen, ConfirmPrompt) and self.screen.id == "quit"
+        if not paused or asking:
             self.exit()
             return
 

@@ -38,6 +38,7 @@ KEYS: tuple[tuple[str, str, str], ...] = (
     ("rules screen", "d", "delete"),
     ("rules screen", "K / J", "move up / down"),
     ("rules screen", "enter", "edit"),
+    ("rules screen", "s", "save an unsaved rule (a breakpoint) to the file"),
     ("rules screen", "escape", "back; every change is already saved"),
 )
 """(where, key, what it does) for every key of the screen (SPEC §6)."""

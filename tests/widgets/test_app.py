@@ -409,6 +409,18 @@ async def test_enter_on_a_finished_flow_opens_its_details_and_escape_closes(cont
         assert app.focused is app.table
 
 
+async def test_clicking_the_highlighted_row_opens_it(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(1), make_view(2)])
+        await pilot.click(FlowTable, offset=(20, 2))  # header line, then f1, then f2
+        assert app.table.selected_id == "f2"
+        assert not app.detail.has_class("-open")
+        await pilot.click(FlowTable, offset=(20, 2))
+        assert app.detail.has_class("-open")
+        assert app.detail.flow_id == "f2"
+
+
 async def test_the_details_follow_the_cursor_and_new_snapshots(controller):
     app = make_app(controller)
     async with app.run_test(size=SIZE) as pilot:
@@ -453,6 +465,7 @@ async def test_i_sets_a_breakpoint_and_a_bad_one_keeps_the_prompt_open(controlle
             ("set_breakpoint", "*://api.example.com/*"),
         ]
         assert app.header.breakpoint == "*://api.example.com/*"
+        assert "breakpoint *://api.example.com/* (on)" in app.header.render().plain
         # empty clears it
         await pilot.press("i")
         app.screen.query_one(Input).value = ""
@@ -467,6 +480,15 @@ async def test_escape_leaves_the_breakpoint_alone(controller):
         await pilot.press("i", "x", "escape")
         assert controller.calls == []
         assert not isinstance(app.screen, InputPrompt)
+
+
+async def test_a_new_breakpoint_is_on(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("I")
+        assert not app.header.breakpoints_on
+        await pilot.press("i", *"*://x.example/*", "enter")
+        assert app.header.breakpoints_on  # as the controller does: setting one turns them on
 
 
 async def test_capital_i_toggles_breakpoints(controller):
@@ -597,6 +619,16 @@ async def test_q_with_paused_flows_asks_first(controller):
         assert controller.answers == []  # the proxy side applies the timeout outcome
 
 
+async def test_ctrl_q_on_the_quit_question_quits(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [paused_view(1)])
+        await pilot.press("ctrl+q")
+        assert isinstance(app.screen, ConfirmPrompt)
+        await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: app._exit, "exit")
+
+
 async def test_question_mark_opens_help_anywhere(controller):
     app = make_app(controller)
     async with app.run_test(size=SIZE) as pilot:
@@ -720,8 +752,11 @@ async def test_the_header_shows_proxy_counts_rules_and_state(controller, clock):
         ):
             assert part in text, part
         source.state = "error: rules.toml:4:1: expected '='"
-        app._tick()
+        app.rules_changed()
         assert "error: rules.toml:4:1" in app.header.render().plain
+        source.state = "4 rules"
+        app._tick()  # polled once a second as well
+        assert "4 rules" in app.header.render().plain
 
 
 async def test_notify_error_from_another_thread_is_a_toast(controller):
