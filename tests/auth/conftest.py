@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import re
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -74,7 +75,7 @@ def start_session(settings):
 def client(session, waylay_ca=None, timeout=20) -> httpx.Client:
     return httpx.Client(
         proxy=f"http://127.0.0.1:{session.port}",
-        verify=str(waylay_ca) if waylay_ca else True,
+        verify=ssl.create_default_context(cafile=str(waylay_ca)) if waylay_ca else True,
         timeout=timeout,
     )
 
@@ -85,6 +86,21 @@ def paused(session, n=1, timeout=10.0) -> list[str]:
         timeout,
         what=f"{n} paused flows",
     )
+
+
+def asked(session, attempt: int) -> str:
+    """The id of the flow paused at auth for the ``attempt``-th time."""
+
+    def check():
+        for fid in session.pauses.keys():
+            info = session.pauses.info(fid)
+            if info is not None and (
+                attempt == 1 or ("attempt", f"{attempt} of 3") in info.details
+            ):
+                return fid
+        return None
+
+    return wait_for(check, what=f"auth asked for the {attempt}. time")
 
 
 def flow_of(session, flow_id):

@@ -15,6 +15,7 @@ from monitor.har import REDACTED
 from policies import SecretStore
 from tests.auth.conftest import (
     PASSWORD,
+    asked,
     client,
     credentials_rule,
     notes,
@@ -22,7 +23,7 @@ from tests.auth.conftest import (
     write_rules,
 )
 from tests.auth.servers import AuthUpstream, parse_digest
-from tests.helpers import curl, wait_for
+from tests.helpers import curl
 from widgets.model import Answer
 
 pytestmark = pytest.mark.e2e
@@ -291,21 +292,6 @@ def test_a_wrong_password_from_the_dialog_asks_again(settings, start_session, po
         assert fut.result(10).status_code == 200
         assert [a.accepted for a in srv.attempts] == [False, False, True]
     assert "auth: credentials for alice rejected (401)" in notes(session, fid)
-
-
-def asked(session, attempt: int) -> str:
-    """The id of the flow paused at auth for the ``attempt``-th time."""
-
-    def check():
-        for fid in session.pauses.keys():
-            info = session.pauses.info(fid)
-            if info is not None and (
-                attempt == 1 or ("attempt", f"{attempt} of 3") in info.details
-            ):
-                return fid
-        return None
-
-    return wait_for(check, what=f"auth asked for the {attempt}. time")
 
 
 def test_three_wrong_passwords_end_with_the_401(settings, start_session, pool):
