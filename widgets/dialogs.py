@@ -947,6 +947,9 @@ class AuthDialog(DecisionDialog):
         table.add_row("realm", Text(_detail(view, "realm") or "(none)"))
         table.add_row("scheme", Text(_detail(view, "scheme") or "?"))
         table.add_row("URL", Text(f"{view.method} {view.url}"))
+        attempt = _detail(view, "attempt")
+        if attempt:
+            table.add_row("attempt", Text(f"{attempt} (the last credentials were refused)"))
         yield Static(table, id="challenge")
 
     def compose_forms(self) -> ComposeResult:

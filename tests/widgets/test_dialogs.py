@@ -4,9 +4,12 @@ elsewhere closes its dialog."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import io
+import tomllib
 
+import httpx
 import pytest
 from rich.console import Console
 from textual.app import App
@@ -790,3 +793,152 @@ def test_snapshot_certificate_dialog(snap_compare) -> None:
     remember bar offers only "once (this connection)" and "always for this certificate"."""
     app, _ = host_for("certificate")
     assert snap_compare(app, terminal_size=(110, 34))
+
+
+# --------------------------------------------------------------------------- with the real proxy
+
+
+@pytest.fixture
+def pool():
+    """Clients block: they run here while the dialog runs on the test's loop."""
+    with concurrent.futures.ThreadPoolExecutor(4) as executor:
+        yield executor
+
+
+@pytest.fixture
+def live(settings, pool):
+    """A real session whose rules pause every request to a path starting with /ask."""
+    from monitor.session import Session
+
+    settings.rules.parent.mkdir(parents=True, exist_ok=True)
+    settings.rules.write_text(
+        'version = 1\n[[rule]]\nid = "ask"\nurls = ["*://127.0.0.1/ask*"]\naction = "ask"\n'
+    )
+    session = Session(settings)
+    _, port = session.start()
+    yield session, port, pool
+    session.stop()
+
+
+def paused_view(session) -> FlowView:
+    from tests.helpers import wait_for
+
+    [flow_id] = wait_for(lambda: list(session.pauses.keys()), what="a paused flow")
+    return wait_for(
+        lambda: (v := session.recorder.view(flow_id)) is not None and v.paused and v,
+        what="its snapshot",
+    )
+
+
+def proxied(port: int) -> httpx.Client:
+    return httpx.Client(proxy=f"http://127.0.0.1:{port}", timeout=20)
+
+
+@pytest.mark.e2e
+async def test_live_respond_redirect_and_edit(live, upstream) -> None:
+    session, port, pool = live
+    with proxied(port) as client:
+        reply = pool.submit(client.get, upstream.url("/ask-respond"))
+        app = DialogHost(dialog_for(paused_view(session), session.controller))
+        async with app.run_test() as pilot:
+            await pilot.press("m")
+            await type_text(pilot, "from waylay")
+            app.dialog.query_one("#respond-status", Input).value = "202"
+            await pilot.press("ctrl+s")
+            assert app.results and app.results[0].action == "respond"
+        response = reply.result(10)
+        assert (response.status_code, response.text) == (202, "from waylay")
+        assert response.headers["content-type"].startswith("text/plain")
+
+        reply = pool.submit(client.get, upstream.url("/ask-redirect"))
+        app = DialogHost(dialog_for(paused_view(session), session.controller))
+        async with app.run_test() as pilot:
+            await pilot.press("r")
+            await replace_input(pilot, "no url")
+            await pilot.press("enter")
+            assert app.results == [] and session.pauses.keys()  # still paused
+            await replace_input(pilot, "https://elsewhere.example/")
+            await pilot.press("enter")
+        response = reply.result(10)
+        assert response.status_code == 307
+        assert response.headers["location"] == "https://elsewhere.example/"
+
+        reply = pool.submit(client.post, upstream.url("/ask-edit"), content=b"short")
+        app = DialogHost(dialog_for(paused_view(session), session.controller))
+        async with app.run_test() as pilot:
+            await pilot.press("e")
+            await replace_input(pilot, upstream.url("/echo/edited"))
+            app.dialog.query_one("#edit-body", TextArea).text = "a much longer body"
+            await pilot.press("ctrl+s")
+        echoed = reply.result(10).json()
+        assert echoed["path"] == "/echo/edited" and echoed["body"] == "a much longer body"
+        assert echoed["headers"]["content-length"] == str(len("a much longer body"))
+
+
+@pytest.mark.e2e
+async def test_live_remember_this_host(live, upstream) -> None:
+    session, port, pool = live
+    with proxied(port) as client:
+        reply = pool.submit(client.get, upstream.url("/ask-1"))
+        app = DialogHost(dialog_for(paused_view(session), session.controller))
+        async with app.run_test() as pilot:
+            await pilot.press("3", "x")
+            shown = text_of(app.dialog.query_one("#preview", Static))
+            assert '"*://127.0.0.1/*"' in shown and 'action = "cancel"' in shown
+            assert session.pauses.keys()  # shown, not yet decided
+            await pilot.press("enter")
+        with pytest.raises(httpx.TransportError):
+            reply.result(10)
+        saved = [r for r in on_disk_rules(session.rules.path) if r["action"] == "cancel"]
+        assert [r["urls"] for r in saved] == [["*://127.0.0.1/*"]]
+        with pytest.raises(httpx.TransportError):
+            client.get(upstream.url("/ask-2"))  # decided by the new rule, no pause
+        assert not session.pauses.keys()
+
+
+def on_disk_rules(path) -> list[dict]:
+    return tomllib.loads(path.read_text())["rule"]
+
+
+@pytest.mark.e2e
+async def test_live_auth_dialog_remembers_without_writing_the_password(settings, pool):
+    from monitor.session import Session
+    from tests.auth.servers import AuthUpstream
+
+    password = "tea-party-42"
+    settings.rules.parent.mkdir(parents=True, exist_ok=True)
+    settings.rules.write_text("version = 1\n")
+    session = Session(settings)
+    _, port = session.start()
+    try:
+        with (
+            AuthUpstream("basic", users={"alice": password}, realm="Lab") as server,
+            proxied(port) as client,
+        ):
+            reply = pool.submit(client.get, server.url("/echo/x"))
+            view = paused_view(session)
+            assert view.paused.event == "auth"
+            app = DialogHost(dialog_for(view, session.controller))
+            async with app.run_test(size=(110, 40)) as pilot:
+                shown = app.export_screenshot()
+                assert "Lab" in shown and "Basic" in shown
+                await pilot.press("3", "enter")
+                await type_text(pilot, "alice")
+                await pilot.press("enter")
+                await type_text(pilot, password)
+                preview = text_of(app.dialog.query_one("#preview", Static))
+                assert 'username = "alice"' in preview and password not in preview
+                assert password not in app.export_screenshot()
+                await pilot.press("enter")
+                assert app.results and app.results[0].remember == "host"
+                assert not any(password in notice for notice in app.notices)
+            response = reply.result(10)
+            assert response.status_code == 200 and response.json()["path"] == "/echo/x"
+    finally:
+        session.stop()
+    rules_text = settings.rules.read_text()
+    assert 'username = "alice"' in rules_text and "secret = " in rules_text
+    assert password not in rules_text
+    secrets = settings.rules.parent / "secrets.toml"
+    assert password in secrets.read_text()
+    assert secrets.stat().st_mode & 0o777 == 0o600
