@@ -51,6 +51,10 @@ COLUMNS: tuple[tuple[str, str, int | None], ...] = (
 RIGHT_ALIGNED = frozenset({"size", "duration"})
 MIN_FLEX_WIDTH = 10
 MAX_HOST_WIDTH = 32
+WANTED_FLEX_WIDTH = 40
+"""Host and path together get at least this much before other columns shrink..."""
+SHRINKABLE: tuple[tuple[str, int], ...] = (("state", 16), ("rule", 8), ("type", 6))
+"""...in this order, down to these widths."""
 
 
 def row_cells(view: FlowView, now: float) -> tuple[str, ...]:
@@ -189,7 +193,7 @@ class FlowTable(DataTable[str]):
         """Changes whenever rows are removed, cleared or re-ordered (not when appended)."""
         self._ordered_rows_cache: tuple[tuple[int, int], list[Row]] | None = None
         self._kind_styles: dict[str, Style] = {}
-        self._flex_widths: tuple[int, int] | None = None
+        self._flex_widths: dict[str, int] | None = None
 
     # ----------------------------------------------------------------- public API
 
@@ -499,23 +503,29 @@ class FlowTable(DataTable[str]):
         self._fit_flexible_columns()
 
     def _fit_flexible_columns(self) -> None:
-        """Give host (two fifths, at most 32) and path (the rest) what is left of the width."""
+        """Share the width: host two fifths (at most 32) and path the rest of what the
+        other columns leave; on a narrow screen state, rule and type give up some first."""
         if not self.columns:
             return
-        flexible = [self.columns[ColumnKey(key)] for key, _, width in COLUMNS if width is None]
-        fixed = sum(
-            column.get_render_width(self)
-            for column in self.columns.values()
-            if column not in flexible
-        )
-        padding = 2 * self.cell_padding * len(flexible)
-        room = max(self.scrollable_content_region.width - fixed - padding, 2 * MIN_FLEX_WIDTH)
-        host = max(MIN_FLEX_WIDTH, min(room * 2 // 5, MAX_HOST_WIDTH))
-        path = max(MIN_FLEX_WIDTH, room - host)
-        if self._flex_widths == (host, path):
+        widths = {key: width for key, _, width in COLUMNS if width is not None}
+        padding = 2 * self.cell_padding * len(COLUMNS)
+        room = self.scrollable_content_region.width - padding - sum(widths.values())
+        deficit = WANTED_FLEX_WIDTH - room
+        for key, narrowest in SHRINKABLE:
+            if deficit <= 0:
+                break
+            give = min(deficit, widths[key] - narrowest)
+            widths[key] -= give
+            room += give
+            deficit -= give
+        room = max(room, 2 * MIN_FLEX_WIDTH)
+        widths["host"] = max(MIN_FLEX_WIDTH, min(room * 2 // 5, MAX_HOST_WIDTH))
+        widths["path"] = max(MIN_FLEX_WIDTH, room - widths["host"])
+        if self._flex_widths == widths:
             return
-        self._flex_widths = (host, path)
-        flexible[0].width, flexible[1].width = host, path
+        self._flex_widths = widths
+        for key, width in widths.items():
+            self.columns[ColumnKey(key)].width = width
         self._clear_caches()
         self._update_count += 1
         self._require_update_dimensions = True

@@ -161,6 +161,17 @@ async def test_the_cursor_stays_on_its_flow_when_rows_above_go(controller):
         assert app.table.selected_id == "f8"
 
 
+@pytest.mark.parametrize(
+    ("size", "state", "host", "path"), [((140, 36), 26, 16, 26), ((80, 24), 16, 10, 10)]
+)
+async def test_columns_share_the_width(controller, size, state, host, path):
+    app = make_app(controller)
+    async with app.run_test(size=size) as pilot:
+        await push(app, pilot, [make_view(1)])
+        widths = {key.value: column.width for key, column in app.table.columns.items()}
+        assert (widths["state"], widths["host"], widths["path"]) == (state, host, path)
+
+
 async def test_push_flows_from_another_thread(controller):
     app = make_app(controller)
     async with app.run_test(size=SIZE) as pilot:
