@@ -237,6 +237,7 @@ class DecisionDialog(ModalScreen[Answer | None]):
         width: 96%;
         max-width: 140;
         height: 94%;
+        overflow-y: auto;
         border: thick $primary;
         border-title-style: bold;
         background: $surface;
@@ -585,14 +586,19 @@ class HttpDialog(DecisionDialog):
     HttpDialog #edit-method {
         width: 14;
     }
-    HttpDialog #respond-body {
-        height: 6;
+    HttpDialog .form Input {
+        background: $boost;
     }
-    HttpDialog #edit-headers {
-        height: 8;
+    HttpDialog .form Horizontal Input {
+        margin-right: 1;
     }
-    HttpDialog #edit-body {
-        height: 6;
+    HttpDialog .form TextArea {
+        height: auto;
+        min-height: 3;
+        max-height: 10;
+    }
+    HttpDialog #respond-body, HttpDialog #edit-body {
+        min-height: 5;
     }
     """
 
@@ -639,15 +645,22 @@ class HttpDialog(DecisionDialog):
             yield Static(Content(self.decide_hint()), id="decide")
             with Vertical(id="url-form", classes="form"):
                 yield Label("", id="url-label")
-                yield Input(placeholder="https://…", id="url-input")
+                yield Input(placeholder="https://…", id="url-input", compact=True)
             with Vertical(id="respond-form", classes="form"):
                 yield Label("respond to the client with  (ctrl+s sends)")
                 with Horizontal():
-                    yield Input("200", placeholder="status", type="integer", id="respond-status")
+                    yield Input(
+                        "200",
+                        placeholder="status",
+                        type="integer",
+                        id="respond-status",
+                        compact=True,
+                    )
                     yield Input(
                         "text/plain; charset=utf-8",
                         placeholder="content type",
                         id="respond-type",
+                        compact=True,
                     )
                 yield TextArea("", id="respond-body", soft_wrap=True)
             if "edit" in self.FORMS:
@@ -655,8 +668,10 @@ class HttpDialog(DecisionDialog):
                 with Vertical(id="edit-form", classes="form"):
                     yield Label("edit the request, then continue  (ctrl+s sends)")
                     with Horizontal():
-                        yield Input(view.method, placeholder="method", id="edit-method")
-                        yield Input(view.url, placeholder="URL", id="edit-url")
+                        yield Input(
+                            view.method, placeholder="method", id="edit-method", compact=True
+                        )
+                        yield Input(view.url, placeholder="URL", id="edit-url", compact=True)
                     yield Label("headers (one 'Name: value' per line)")
                     yield TextArea(
                         "\n".join(f"{name}: {value}" for name, value in view.request_headers),
