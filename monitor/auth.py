@@ -316,6 +316,9 @@ class AuthCache:
             prefixes |= entry.prefixes
         realms[signer.realm] = CacheEntry(signer, prefixes)
 
+    def clear(self, key: tuple) -> None:
+        self._entries.pop(key, None)
+
     def drop(self, key: tuple, entry: CacheEntry) -> None:
         realms = self._entries.get(key, {})
         if realms.get(entry.signer.realm) is entry:
@@ -415,6 +418,12 @@ class _Exchange:
     header: str  # Authorization or Proxy-Authorization
     send: Callable[[str], Awaitable[http.Response | str]]
     preempted: CacheEntry | None = None  # cached credentials it carried up front
+
+    def passes(self, status: int) -> str:
+        """What happens when nobody answers the challenge."""
+        if self.method == "CONNECT":  # mitmproxy turns a refused CONNECT into a 502
+            return "the CONNECT goes on without credentials (the client gets a 502)"
+        return f"the {status} passes to the client"
 
 
 def secret_name(host: str, realm: str, username: str) -> str:
@@ -519,6 +528,9 @@ class AuthResponder:
         found = self._challenges(flow.response)
         if found is None:
             return
+        if flow.response.stream:
+            note(flow, "auth: the challenge was streamed to the client; it cannot be answered")
+            return
         proxy, challenges = found
         req = flow.request
         if proxy:
@@ -573,11 +585,14 @@ class AuthResponder:
                 return
             await self._probe_and_ask(flow)
 
-    def http_connect_error(self, flow: http.HTTPFlow) -> None:
-        if (
-            self._proxy_open and flow.response is not None and "407" in (flow.response.text or "")
-        ):  # the proxy started to want credentials: probe again
+    def error(self, flow: http.HTTPFlow) -> None:
+        """The upstream proxy refused a CONNECT with 407 (it started to want credentials, or
+        the cached ones went bad): the next CONNECT probes and asks again."""
+        if self.proxy_address is None or flow.error is None:
+            return
+        if "refused HTTP CONNECT request: 407" in flow.error.msg:
             self._proxy_open = False
+            self.cache.clear(self._proxy_key())
 
     # -- the event ------------------------------------------------------------------------
 
@@ -624,7 +639,7 @@ class AuthResponder:
         asker = f"the upstream proxy {ex.host}:{ex.port}" if ex.proxy else f"{ex.host}:{ex.port}"
         note(flow, f"auth: {status} from {asker}: {shown.label} realm {shown.realm!r}")
         if challenge is None:
-            note(flow, f"auth: {_unsupported(shown)}; the {status} passes to the client")
+            note(flow, f"auth: {_unsupported(shown)}; {ex.passes(status)}")
             return None, None
 
         failed: list[tuple[str, str]] = []
@@ -654,12 +669,12 @@ class AuthResponder:
             try:
                 value = signer.header(ex.method, ex.target)
             except SigningError as e:
-                note(flow, f"auth: {e}; the {status} passes to the client")
+                note(flow, f"auth: {e}; {ex.passes(status)}")
                 return last, None
             tries += 1
             result = await ex.send(value)
             if isinstance(result, str):
-                note(flow, f"auth: the retry failed ({result}); the {status} passes to the client")
+                note(flow, f"auth: the retry failed ({result}); {ex.passes(status)}")
                 return last, None
             last = result
             found = self._challenges(result)
@@ -682,10 +697,10 @@ class AuthResponder:
                 failed.append(credentials)
                 note(flow, f"auth: credentials for {username} rejected ({status})")
                 if origin not in ("you", "cache"):  # a rule would give the same again
-                    note(flow, f"auth: {origin} gave them; the {status} passes to the client")
+                    note(flow, f"auth: {origin} gave them; {ex.passes(status)}")
                     return last, None
             challenge = fresh
-        note(flow, f"auth: {MAX_TRIES} tries; the {status} passes to the client")
+        note(flow, f"auth: {MAX_TRIES} tries; {ex.passes(status)}")
         return last, None
 
     async def _credentials(
@@ -717,15 +732,15 @@ class AuthResponder:
             rule = decision.rule
             password = rules.secrets.get(rule.secret) if rule.secret else None
             if rule.username is None or password is None:
-                note(flow, f"auth: {who}: secret {rule.secret!r} is not set; {status} passes")
+                note(flow, f"auth: {who}: secret {rule.secret!r} is not set; {ex.passes(status)}")
                 return None
             if (rule.username, password) in failed:
-                note(flow, f"auth: {who} gives the rejected credentials; the {status} passes")
+                note(flow, f"auth: {who} gives the rejected credentials; {ex.passes(status)}")
                 return None
             note(flow, f"auth: credentials supplied for {rule.username} ({who})")
             return (rule.username, password), who
         if decision.action != "ask":
-            note(flow, f"auth: cancelled ({who}); the {status} passes to the client")
+            note(flow, f"auth: cancelled ({who}); {ex.passes(status)}")
             return None
 
         details = (
@@ -751,13 +766,13 @@ class AuthResponder:
         finally:
             self._asking.pop(flow.id, None)
         if isinstance(answer, Ended):
-            note(flow, f"auth: {answer.value}; the {status} passes to the client")
+            note(flow, f"auth: {answer.value}; {ex.passes(status)}")
             return None
         params = answer.params
         if rule_id := params.get("remembered_as"):
             note(flow, f"auth: remembered as rule {rule_id}")
         if answer.action != "credentials" or not params.get("username"):
-            note(flow, f"auth: cancelled (you); the {status} passes to the client")
+            note(flow, f"auth: cancelled (you); {ex.passes(status)}")
             return None
         username = str(params["username"])
         note(flow, f"auth: credentials supplied for {username} (you)")

@@ -147,3 +147,24 @@ def test_a_wrong_proxy_password_gives_the_client_the_407(
     assert "proxy-authenticate" in r.headers
     assert all_notes(session)[-1] == "auth: rule corp-proxy gave them; the 407 passes to the client"
     assert upstream.requests == []
+
+
+def test_an_unanswered_connect_gives_the_client_a_502(
+    via_proxy, start_session, tls_upstream, waylay_ca
+):
+    """mitmproxy fails a CONNECT the upstream proxy refuses: the client gets a 502 naming
+    the 407, and the next CONNECT probes and decides again."""
+    via_proxy.headless = True
+    write_rules(via_proxy, "")
+    session = start_session()
+    for _ in range(2):
+        p = curl(session.port, tls_upstream.url("/echo"), cacert=waylay_ca)
+        assert p.stdout.endswith("\n502")
+        assert "refused HTTP CONNECT request: 407" in p.stdout
+    connects = [f for f in session.recorder.flows.values() if f.request.method == "CONNECT"]
+    assert len(connects) >= 2
+    assert connects[0].metadata["waylay"]["notes"][-1] == (
+        "auth: nobody to ask (headless); the CONNECT goes on without credentials "
+        "(the client gets a 502)"
+    )
+    assert tls_upstream.requests == []
