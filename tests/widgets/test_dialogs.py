@@ -942,3 +942,48 @@ async def test_live_auth_dialog_remembers_without_writing_the_password(settings,
     secrets = settings.rules.parent / "secrets.toml"
     assert password in secrets.read_text()
     assert secrets.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.e2e
+async def test_live_certificate_dialog_allow_always_pins_the_certificate(
+    settings, upstream_ca, waylay_ca, pool
+) -> None:
+    import ssl
+
+    from monitor.session import Session
+    from tests.certificates.certs import make
+    from tests.servers import Upstream
+
+    cert = make("self-signed", upstream_ca)
+    session = Session(settings)
+    _, port = session.start()
+    trust = ssl.create_default_context(cafile=str(waylay_ca))
+    try:
+        with (
+            Upstream("bad", ssl_context=cert.context()) as bad,
+            httpx.Client(proxy=f"http://127.0.0.1:{port}", verify=trust, timeout=20) as client,
+        ):
+            reply = pool.submit(client.get, bad.url("/secret"))
+            view = paused_view(session)
+            assert view.paused.event == "certificate"
+            app = DialogHost(dialog_for(view, session.controller))
+            async with app.run_test(size=(120, 40)) as pilot:
+                shown = app.export_screenshot()
+                assert cert.reason.replace(" ", "&#160;") in shown or cert.reason in shown
+                await pilot.press("2", "y")
+                preview = text_of(app.dialog.query_one("#preview", Static))
+                assert 'action = "allow"' in preview and "fingerprint" in preview
+                assert session.pauses.keys()  # shown, not decided yet
+                await pilot.press("enter")
+                assert app.results and app.results[0] == Answer("allow", remember="url")
+            assert reply.result(10).status_code == 200
+            [saved] = [r for r in on_disk_rules(settings.rules) if r["event"] == "certificate"]
+            assert saved["action"] == "allow"
+            assert saved["urls"] == [f"https://127.0.0.1:{bad.port}/*"]
+            assert saved["fingerprint"] == cert.fingerprint
+            # a new connection: the pinned rule allows it without asking
+            with httpx.Client(proxy=f"http://127.0.0.1:{port}", verify=trust, timeout=20) as fresh:
+                assert fresh.get(bad.url("/again")).status_code == 200
+            assert not session.pauses.keys()
+    finally:
+        session.stop()
