@@ -48,6 +48,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -532,7 +533,9 @@ def re2_problem(regex: str) -> str | None:
     ASCII text (URLs are ASCII), and names the first construct outside it.
     """
     try:
-        tree = _sre_parse.parse(regex)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "possible nested set"
+            tree = _sre_parse.parse(regex)
     except re.error as exc:
         return f"not a valid regular expression ({exc})"
     if tree.state.flags & _sre_c.SRE_FLAG_VERBOSE:
@@ -799,11 +802,13 @@ def _import_rule(raw: Mapping[str, Any], where: str, notes: list[str]) -> tuple[
         else:
             regex = translated.regex
     elif "regexFilter" in condition:
-        regex = _python_regex(condition["regexFilter"], case_sensitive)
-    if not types:
-        raise _LeftOut("it matches no request waylay can see (no resource type is left)")
-    if types != _ALL_TYPES:
-        fields["types"] = [t for t in RESOURCE_TYPES if t in types]
+        original = condition["regexFilter"]
+        scheme_kind, original = _regex_scheme_kind(original)
+        if scheme_kind == "web":
+            types = types - {"websocket"}
+        elif scheme_kind == "ws":
+            types = types & {"websocket"}
+        regex = _python_regex(original, case_sensitive)
     if urls is not None:
         fields["urls"] = urls
     methods = _import_methods(condition, where)
@@ -821,6 +826,7 @@ def _import_rule(raw: Mapping[str, Any], where: str, notes: list[str]) -> tuple[
                 "the regex for the scheme"
             )
         regex = r"^http://(.*)$"
+        types = types - {"websocket"}  # DNR upgrades http (and ftp) requests, not ws
         fields["action"] = "rewrite"
         fields["url"] = r"https://\1"
     else:
@@ -845,6 +851,10 @@ def _import_rule(raw: Mapping[str, Any], where: str, notes: list[str]) -> tuple[
                 f"{where}: `redirect` needs url, regexSubstitution, transform or extensionPath"
             )
         fields["action"] = "redirect"
+    if not types:
+        raise _LeftOut("it matches no request waylay can see (no resource type is left)")
+    if types != _ALL_TYPES:
+        fields["types"] = [t for t in RESOURCE_TYPES if t in types]
     if regex is not None:
         fields["regex"] = regex
     return fields, _RANK[kind]
@@ -1062,11 +1072,37 @@ def _filter_patterns(
         patterns.append(f"{_proxy_scheme(s)}://{star}{host}:{port}{path}")
     if not patterns:
         return None
+    if len(patterns) == 2 and patterns[0][len("http") :] == patterns[1][len("https") :]:
+        return ("*" + patterns[0][len("http") :],)
     return tuple(patterns)
 
 
 def _proxy_scheme(scheme: str) -> str:
     return {"ws": "http", "wss": "https"}.get(scheme, scheme)
+
+
+_SCHEME_PREFIXES: Final = {
+    "^http://": ("web", "^http://"),
+    "^https://": ("web", "^https://"),
+    "^https?://": ("web", "^https?://"),
+    "^ws://": ("ws", "^http://"),
+    "^wss://": ("ws", "^https://"),
+    "^wss?://": ("ws", "^https?://"),
+}
+
+
+def _regex_scheme_kind(regex: str) -> tuple[str | None, str]:
+    """A regexFilter that starts with a literal scheme matches either only http(s) or
+    only WebSocket requests in the browser; for the latter the proxy sees http(s)."""
+    for prefix, (kind, replacement) in _SCHEME_PREFIXES.items():
+        if regex.lower().startswith(prefix):
+            try:
+                if _top_level_branch(regex):
+                    return None, regex
+            except re.error:
+                return None, regex
+            return kind, replacement + regex[len(prefix) :]
+    return None, regex
 
 
 def _python_regex(regex: str, case_sensitive: bool) -> str:
