@@ -521,7 +521,11 @@ class WaylayApp(App[None]):
         dialog_for = self._optional("widgets.dialogs", "dialog_for", "dialog")
         if dialog_for is None:
             return
-        screen = dialog_for(view, self.controller, clock=self.clock)
+        try:
+            screen = dialog_for(view, self.controller, clock=self.clock)
+        except ValueError as exc:  # an event without a dialog
+            self.notify_error(str(exc))
+            return
         self._decision = (view.id, view.paused.since, screen)
 
         def closed(_result: object) -> None:

@@ -387,6 +387,19 @@ async def test_without_the_dialogs_module_enter_says_so(controller, monkeypatch)
         assert controller.answers == []
 
 
+async def test_an_event_without_a_dialog_is_a_toast(controller, monkeypatch):
+    def dialog_for(view, ctl, clock=None):
+        raise ValueError(f"no dialog for the {view.paused.event!r} event")
+
+    fake_module(monkeypatch, "widgets.dialogs", dialog_for=dialog_for)
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [paused_view(1, "cookies")])
+        await pilot.press("enter")
+        assert notifications(app) == ["no dialog for the 'cookies' event"]
+        assert app.screen is app.default_screen
+
+
 async def test_the_real_dialogs_plug_in(controller):
     pytest.importorskip("widgets.dialogs")
     app = make_app(controller)
