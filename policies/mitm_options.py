@@ -33,11 +33,19 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Final
 
 from .engine import Engine, EventDetails
-from .match_pattern import ALL_URLS, ALL_URLS_SCHEMES, DEFAULT_PORTS, MatchPattern, compile_pattern
+from .match_pattern import (
+    ALL_URLS,
+    ALL_URLS_SCHEMES,
+    DEFAULT_PORTS,
+    MatchPattern,
+    compile_pattern,
+    split_url,
+)
 from .model import Rule
 
 try:
@@ -283,6 +291,26 @@ def _effective(condition: str, shields: list[str]) -> str:
     return " & ".join([f"({condition})", *(f"!({s})" for s in shields)])
 
 
+_REQUEST_ONLY_CODES: Final = frozenset({"m", "u", "d", "hq", "bq", "tq", "src", "http", "all"})
+"""Filter operators whose result is the same on the request and, later, on its response."""
+
+
+def _request_only(expr: str) -> bool:
+    from mitmproxy import flowfilter
+
+    def walk(node) -> bool:
+        if isinstance(node, flowfilter.FNot):
+            return walk(node.itm)
+        if isinstance(node, flowfilter.FAnd | flowfilter.FOr):
+            return all(walk(item) for item in node.lst)
+        return getattr(type(node), "code", None) in _REQUEST_ONLY_CODES
+
+    try:
+        return walk(flowfilter.parse(expr))
+    except ValueError:
+        return False
+
+
 def _separator(*parts: str) -> str:
     for sep in _SEPARATORS:
         if not any(sep in part for part in parts):
@@ -354,7 +382,6 @@ def _entries_for(
     higher = shields[rule.event]
     effective = _effective(condition, [c for c, _ in higher])
     filters = [f for f in (rule.filter, *(f for _, f in higher)) if f is not None]
-    uses_filter = bool(filters)
 
     def block(status: int) -> _Entry:
         if any(f != f.lower() for f in filters):
@@ -366,10 +393,10 @@ def _entries_for(
         return _Entry("block_list", rule, f"{sep}{effective}{sep}{status}")
 
     def header(name: str, value: str, after_block: bool) -> _Entry:
-        if uses_filter:
+        if not all(_request_only(f) for f in filters):
             raise _LeftOut(
-                "a `filter` expression would be evaluated again on the response to set "
-                f"the {name} header"
+                "a `filter` expression that reads more than the request would be evaluated "
+                f"again on the response to set the {name} header"
             )
         if not value or value.startswith("@"):
             raise _LeftOut(f"header {name}: mitmproxy's modify_headers cannot set {value!r}")
@@ -527,8 +554,11 @@ def _map_local_after_rewrites(
 
 
 def _may_meet(local: Rule, rewrite: Rule) -> bool:
-    if rewrite.url_is_substitution or local.filter is not None or rewrite.url is None:
+    """Whether a URL ``rewrite`` produces could meet the conditions of ``local``."""
+    if local.filter is not None or rewrite.url is None:
         return True
+    if rewrite.url_is_substitution:
+        return _may_meet_template(local, rewrite.url)
     probe = local.model_copy(update={"priority": 1, "enabled": True, "times": None})
     engine = Engine([probe])
     methods = rewrite.methods or local.methods or ("GET",)
@@ -536,3 +566,50 @@ def _may_meet(local: Rule, rewrite: Rule) -> bool:
         engine.decide(EventDetails("request", rewrite.url, method)).rule is not None
         for method in methods
     )
+
+
+def _may_meet_template(local: Rule, template: str) -> bool:
+    """For a substitution, only the literal part before the first ``\\N`` is known; a
+    local rule none of whose patterns can match a URL that starts with it is not met."""
+    head = re.match(r"([a-z][a-z0-9+.-]*)://([^/?#\\]+)(?=[/?#])", template, re.IGNORECASE)
+    if head is None or local.regex is not None:
+        return True
+    scheme = head.group(1).lower()
+    parts = split_url(f"{scheme}://{head.group(2)}/")
+    if parts is None:
+        return True
+    tail = template[head.end() :].split("\\", 1)[0]
+    if "#" in tail:
+        tail = tail.split("#", 1)[0]  # the rest is a fragment: nothing more is known
+    path = tail if tail.startswith("/") else "/" + tail
+    for text in local.urls:
+        p = compile_pattern(text)
+        if p.all_urls:
+            return True
+        if scheme not in p.schemes or (p.port is not None and p.port != parts.port):
+            continue
+        if p.host_suffix is not None:
+            host_ok = parts.host == p.host_suffix or parts.host.endswith("." + p.host_suffix)
+        else:
+            host_ok = p.host in ("*", parts.host)
+        if host_ok and _globs_meet(p.path, path + "*"):
+            return True
+    return False
+
+
+def _globs_meet(a: str, b: str) -> bool:
+    """Whether some string matches both globs (``*`` is any run of characters)."""
+
+    @cache
+    def meet(i: int, j: int) -> bool:
+        if i == len(a):
+            return all(ch == "*" for ch in b[j:])
+        if j == len(b):
+            return all(ch == "*" for ch in a[i:])
+        if a[i] == "*":
+            return meet(i + 1, j) or meet(i, j + 1)
+        if b[j] == "*":
+            return meet(i, j + 1) or meet(i + 1, j)
+        return a[i] == b[j] and meet(i + 1, j + 1)
+
+    return meet(0, 0)
