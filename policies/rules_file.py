@@ -4,10 +4,12 @@
   (TOML syntax and schema errors alike, at the line of the offending key or rule).
 - A file that fails to load is *broken*: the last good rules stay active and nothing is
   ever written to it until a later load succeeds.
-- Edits go through a ``tomlkit`` document, so comments, order and formatting survive;
-  every edit validates the resulting text exactly as a load would, then saves it
-  atomically (temp file in the same folder, fsync, rename) and keeps the previous
-  version as ``<name>.bak``.
+- Edits change the text, never regenerate it: a rule's keys are edited with ``tomlkit``
+  on that rule's block alone; adding, removing and moving cut and paste whole
+  ``[[rule]]`` blocks (with the comment lines right above them). Comments, order and
+  formatting survive. Every edit validates the resulting text exactly as a load would,
+  then saves it atomically (temp file in the same folder, fsync, rename) and keeps the
+  previous version as ``<name>.bak``.
 - ``times``: each time a rule *decides*, its count goes down and is written back
   (``times = 2`` → ``times = 1``), so a restart continues the countdown. When it reaches
   0 the rule is disabled: ``enabled = false`` is written and the ``times`` key removed
