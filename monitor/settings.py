@@ -63,7 +63,7 @@ class Settings:
     (mitmproxy's ssl_verify_upstream_trusted_ca)."""
     stream_large_bodies: str = "2m"
     """Bodies larger than this are streamed through, not kept (bounded memory)."""
-    batch_interval: float = 0.05
+    batch_interval: float = 0.2
     """Seconds between snapshot batches sent to the screen."""
 
     def validate(self) -> None:

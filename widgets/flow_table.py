@@ -194,6 +194,9 @@ class FlowTable(DataTable[str]):
         self._ordered_rows_cache: tuple[tuple[int, int], list[Row]] | None = None
         self._kind_styles: dict[str, Style] = {}
         self._flex_widths: dict[str, int] | None = None
+        self._offscreen_changed = False
+        """Rows out of view changed without invalidating the render caches (see
+        `_rows_changed`); the caches go when the view moves."""
 
     # ----------------------------------------------------------------- public API
 
@@ -337,7 +340,8 @@ class FlowTable(DataTable[str]):
         kinds = self._kinds
         paused = self._paused
         was_empty = self.row_count == 0
-        index = self.row_count
+        index = first_index = self.row_count
+        last_index = index - 1
         for view in views:
             key = RowKey(view.id)
             if key in locations:
@@ -345,6 +349,7 @@ class FlowTable(DataTable[str]):
                 continue
             locations[key] = index
             index += 1
+            last_index = index - 1
             data[key] = dict(zip(column_keys, row_cells(view, now), strict=True))
             rows[key] = Row(key, 1)
             kind = row_kind(view)
@@ -352,13 +357,34 @@ class FlowTable(DataTable[str]):
                 kinds[view.id] = kind
                 if view.paused is not None:
                     paused[view.id] = view.paused
-        self._update_count += 1
+        self._rows_changed(first_index, last_index)
         self._require_update_dimensions = True
         self.cursor_coordinate = self.cursor_coordinate
         if was_empty and self.row_count and self.show_cursor and self.cursor_type != "none":
             self._highlight_cursor()
         self.check_idle()
         self.refresh()
+
+    def _rows_changed(self, first: int, last: int) -> None:
+        """Rows ``first..last`` changed. DataTable keys every render cache on one update
+        count, so bumping it re-renders every visible row; under a stream of new flows
+        that is most of the screen's work. Bump it only when a changed row is on screen
+        (or may be: the margins are generous); otherwise remember to bump it when the
+        view moves (`watch_scroll_y`, resize)."""
+        if last < first:
+            return
+        top = int(self.scroll_y)
+        bottom = top + self.size.height + 2
+        if last >= top - 2 and first <= bottom:
+            self._update_count += 1
+        else:
+            self._offscreen_changed = True
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        if self._offscreen_changed:
+            self._offscreen_changed = False
+            self._update_count += 1
+        super().watch_scroll_y(old_value, new_value)
 
     def _update_row(self, view: FlowView, now: float) -> None:
         flow_id = view.id
@@ -367,7 +393,7 @@ class FlowTable(DataTable[str]):
         for (key, _, _), value in zip(COLUMNS, row_cells(view, now), strict=True):
             column = ColumnKey(key)
             if old[column] != value:
-                self.update_cell(flow_id, column, value)
+                old[column] = value
                 changed = True
         kind = row_kind(view)
         if kind != self._kinds.get(flow_id, ""):
@@ -375,9 +401,12 @@ class FlowTable(DataTable[str]):
                 self._kinds[flow_id] = kind
             else:
                 self._kinds.pop(flow_id, None)
-            if not changed:
-                self._update_count += 1
-                self.refresh()
+            changed = True
+        if changed:
+            index = self._row_locations.get(RowKey(flow_id))
+            if index is not None:
+                self._rows_changed(index, index)
+            self.refresh()
         if view.paused is not None:
             self._paused[flow_id] = view.paused
         else:
@@ -500,6 +529,8 @@ class FlowTable(DataTable[str]):
     # ----------------------------------------------------------------- width
 
     def on_resize(self) -> None:
+        self._offscreen_changed = False
+        self._update_count += 1
         self._fit_flexible_columns()
 
     def _fit_flexible_columns(self) -> None:

@@ -107,26 +107,52 @@ async def test_an_update_changes_only_the_cells_of_the_changed_row(controller):
         pending = make_view(2, state="pending", status=None, size=None, duration=None)
         await push(app, pilot, [make_view(1), pending])
         assert row(app, "f2")[column("state")] == "…"
-        updates: list[tuple[str, str]] = []
-        original = app.table.update_cell
+        before = {key.value: dict(cells) for key, cells in app.table._data.items()}
+        changed_rows: list[tuple[int, int]] = []
+        original = app.table._rows_changed
 
-        def spy(row_key, column_key, value, **kwargs):
-            updates.append(
-                (getattr(row_key, "value", row_key), getattr(column_key, "value", column_key))
-            )
-            return original(row_key, column_key, value, **kwargs)
+        def spy(first, last):
+            changed_rows.append((first, last))
+            return original(first, last)
 
-        app.table.update_cell = spy
+        app.table._rows_changed = spy
         await push(app, pilot, [make_view(2, status=404, reason="Not Found", rule_id="r1")])
-        assert sorted(updates) == [
-            ("f2", "duration"),
-            ("f2", "rule"),
-            ("f2", "size"),
-            ("f2", "state"),
-        ]
+        after = {key.value: dict(cells) for key, cells in app.table._data.items()}
+        assert after["f1"] == before["f1"]
+        differs = sorted(k.value for k in after["f2"] if after["f2"][k] != before["f2"][k])
+        assert differs == ["duration", "rule", "size", "state"]
+        assert changed_rows == [(1, 1)]  # one row invalidated, not the table
         assert row(app, "f2")[column("state")] == "404"
         assert row(app, "f2")[column("rule")] == "r1"
         assert app.table.flow_ids() == ["f1", "f2"]
+
+
+async def test_an_offscreen_update_shows_once_scrolled_into_view(controller):
+    """Off-screen changes skip the render caches' invalidation; scrolling must not show
+    a stale row."""
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        views = [
+            make_view(n, state="pending", status=None, size=None, duration=None)
+            for n in range(1, 201)
+        ]
+        await push(app, pilot, views)
+        table = app.table
+
+        def rendered(flow_id: str) -> str:
+            y = table._row_locations.get(flow_id) + table._header_offset() - int(table.scroll_y)
+            return table.render_line(y).text
+
+        table.scroll_to(y=150, animate=False)
+        await pilot.pause()
+        assert "404" not in rendered("f160")  # rendered (and cached) while pending
+        table.scroll_to(y=0, animate=False)
+        await pilot.pause()
+        await push(app, pilot, [make_view(160, status=404, reason="Not Found")])
+        assert table._offscreen_changed
+        table.scroll_to(y=150, animate=False)
+        await pilot.pause()
+        assert "404" in rendered("f160")
 
 
 async def test_removed_flows_lose_their_rows(controller):
