@@ -14,7 +14,8 @@ Export prints the text on stdout (or writes ``-o FILE`` atomically) and names ea
 it left out on stderr with the reason; exit 0, or 3 with ``--strict`` when a rule was
 left out or narrowed, 1 when the rules file does not load.
 
-Import adds the rules to the target file (``--into``, else the default rules file):
+Import adds the rules to the target file (``--into``, else the default rules file; a
+new file also takes the imported ``[defaults]``):
 an id already in use gets a new one (``id-2``…), a rule identical to one already there
 (apart from its id) is skipped, and both are reported. ``--replace`` replaces the
 target's rules (and, for toml/json, its ``[defaults]``). DNR rules waylay cannot express
@@ -434,7 +435,7 @@ def _merged_text(target: Path, incoming: _Incoming, replace: bool) -> tuple[str 
         taken.add(rule.id)
         seen[key] = rule.id
         new.append(rule)
-    if incoming.defaults is not None:
+    if incoming.defaults is not None and current_text is not None:
         differing = {
             k: v
             for k, v in incoming.defaults.model_dump().items()
@@ -449,7 +450,10 @@ def _merged_text(target: Path, incoming: _Incoming, replace: bool) -> tuple[str 
     report.added = len(new)
     if not new:
         return None, report
-    base = current_text if current_text is not None else _HEADER + "version = 1\n"
+    if current_text is None:  # a new file takes the imported [defaults] too
+        base = render_toml([], incoming.defaults, header=_HEADER)
+    else:
+        base = current_text
     text = _append_rules(base, new)
     _check_result(text, target, secrets)
     return text, report
