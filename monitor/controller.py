@@ -194,6 +194,8 @@ class ProxyController:
         return None
 
     def toggle_breakpoints(self) -> bool:
+        """Breakpoints on/off: the unsaved one and saved ``ask`` rules made from one stay
+        as they are in the file (the rules screen turns those on and off)."""
         self._breakpoints_on = not self._breakpoints_on
         self._apply_breakpoints()
         return self._breakpoints_on
@@ -206,8 +208,10 @@ class ProxyController:
         return f"{spec} ({'on' if self._breakpoints_on else 'off'})"
 
     def _apply_breakpoints(self) -> None:
-        active = [self._breakpoint] if self._breakpoint and self._breakpoints_on else []
-        self.rules.set_transient(active)
+        bp = self._breakpoint
+        if bp is not None and not self.rules.is_transient(bp.id) and self.rules.get(bp.id):
+            self._breakpoint = bp = None  # saved from the rules screen: now a file rule
+        self.rules.set_transient([bp] if bp is not None and self._breakpoints_on else [])
 
     # -- the list -------------------------------------------------------------------
 

@@ -222,3 +222,16 @@ def test_breakpoint_pattern_and_filter(session, upstream, pool):
         assert f.result(5).status_code == 200
     assert ctl.set_breakpoint("") is None
     assert not [r for r in session.rules.ordered() if session.rules.is_transient(r.id)]
+
+
+def test_a_breakpoint_saved_from_the_rules_screen_becomes_a_file_rule(session):
+    ctl = session.controller
+    assert ctl.set_breakpoint("*://127.0.0.1/saved*") is None
+    [bp] = [r for r in session.rules.ordered() if session.rules.is_transient(r.id)]
+    session.rules.persist_transient(bp.id)
+    assert ctl.toggle_breakpoints() is False  # no error: the saved rule is left alone
+    assert ctl.toggle_breakpoints() is True
+    assert ctl.set_breakpoint("*://127.0.0.1/next*") is None
+    on_disk = RulesFile(session.rules.path)
+    on_disk.load()
+    assert bp.id in [r.id for r in on_disk.rules]
