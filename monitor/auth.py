@@ -354,6 +354,12 @@ class _Retry(ReplayHandler):
     def __init__(self, flow: http.HTTPFlow, master) -> None:
         super().__init__(flow, master.options)
         self._master = master
+        # The replay works on a copy of the client connection; with the original's id it
+        # stays the same client for the addons (e.g. a certificate allowed once for it).
+        # Connections hash by id: re-key the layer's table.
+        mock = self.layer.connections.pop(self.client)
+        self.client.id = flow.client_conn.id
+        self.layer.connections[self.client] = mock
 
     async def handle_hook(self, hook: commands.StartHook) -> None:
         if isinstance(hook, HttpResponseHook | HttpErrorHook):

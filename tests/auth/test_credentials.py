@@ -426,3 +426,27 @@ def test_httpx_sees_no_challenge_with_its_own_digest_client(settings, start_sess
             proxy=f"http://127.0.0.1:{session.port}", auth=httpx.DigestAuth("alice", PASSWORD)
         ) as c:
             assert c.get(srv.url("/echo")).status_code == 200
+
+
+def test_a_certificate_allowed_once_holds_for_the_retry(
+    settings, start_session, monkeypatch, pool, waylay_ca
+):
+    """The retry opens a new connection for the same client: a certificate a person allowed
+    for that client is allowed for the retry too, without asking again."""
+    import trustme
+
+    untrusted = trustme.CA()
+    give_secret(settings, monkeypatch, "env")
+    write_rules(settings, credentials_rule())
+    session = start_session()
+    with AuthUpstream(
+        "basic", users={"alice": PASSWORD}, ssl_context=tls_context(untrusted)
+    ) as srv:
+        with client(session, waylay_ca) as c:
+            fut = pool.submit(c.get, srv.url("/page"))
+            [fid] = paused(session)
+            assert session.pauses.info(fid).event == "certificate"
+            assert session.controller.answer(fid, "certificate", Answer("allow")) is None
+            r = fut.result(10)
+        assert r.status_code == 200, r.text
+        assert [a.accepted for a in srv.attempts] == [False, True]
