@@ -21,6 +21,8 @@ def outcome(flow: http.HTTPFlow) -> str:
     m = flow.metadata.get(META) or {}
     if m.get("state") == "cancelled":
         return "cancelled"
+    if m.get("state") == "error" and flow.error is not None:
+        return f"error: {flow.error.msg}"
     if flow.response is not None and m.get("state") != "cancelled":
         return str(flow.response.status_code)
     if flow.error is not None:

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from mitmproxy import connection, http
+from mitmproxy.flow import Error as flow_error
 
 from monitor.pauses import Pauses
 from monitor.snapshot import META, meta, snapshot
@@ -88,6 +89,16 @@ class Recorder:
             m["done"] = True
             self._finish(flow)
         self.touch(flow)
+
+    def http_connect_error(self, flow: http.HTTPFlow) -> None:
+        """A CONNECT that failed (upstream unreachable, proxy auth...): no request inside
+        the tunnel will ever show it, so the CONNECT itself becomes the row."""
+        if flow.error is None and flow.response is not None:
+            text = flow.response.get_text(strict=False) or flow.response.reason
+            flow.error = flow_error(text.split(" If you plan", 1)[0].strip())
+        meta(flow)["state"] = "error"
+        self.track(flow)
+        self.error(flow)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         self.touch(flow)

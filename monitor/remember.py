@@ -87,6 +87,10 @@ def rule_toml(rule_id: str, fields: dict) -> str:
     table = tomlkit.table()
     table.add("id", rule_id)
     for k, v in fields.items():
+        if isinstance(v, dict):  # as RulesFile writes it: one line, not a sub-table
+            inline = tomlkit.inline_table()
+            inline.update(v)
+            v = inline
         table.add(k, v)
     aot.append(table)
     doc.add("rule", aot)

@@ -64,7 +64,7 @@ def state_of(flow: http.HTTPFlow, paused: PausedEvent | None) -> str:
     m = flow.metadata.get(META) or {}
     if paused is not None:
         return "paused"
-    if m.get("state") in ("cancelled", "redirected"):
+    if m.get("state") in ("cancelled", "redirected", "error"):
         return m["state"]
     if flow.error is not None:
         return "error"

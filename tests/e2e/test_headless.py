@@ -159,3 +159,15 @@ def test_shutdown_with_a_paused_flow_gives_it_the_timeout_outcome(settings, upst
         assert w.wait_lines(1)[0].endswith("cancelled rule=ask-all")
         assert w.terminate() == 0
     assert upstream.requests == []
+
+
+def test_https_to_an_unreachable_upstream_is_an_error_line(settings, waylay_ca):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+        with headless(*common(settings)) as w:
+            r = curl(w.port, f"https://127.0.0.1:{dead_port}/", cacert=waylay_ca)
+            assert r.returncode != 0
+            [line] = w.wait_lines(1)
+            assert f"CONNECT 127.0.0.1:{dead_port} error: Cannot connect to" in line
+            assert "If you plan" not in line
