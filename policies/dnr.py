@@ -38,9 +38,15 @@ Translation rules (waylay → DNR):
 Import (DNR → waylay): ``block`` → ``cancel``, ``allow`` → ``continue``, ``redirect``
 → ``redirect``, ``upgradeScheme`` → ``rewrite`` to ``https://``. ``urlFilter`` becomes
 match patterns when exact, else a ``regex`` with the same meaning; ``regexFilter`` is kept
-as ``regex``. Rules with actions or conditions waylay has no equivalent for
-(``modifyHeaders``, ``allowAllRequests``, ``initiatorDomains``, ``tabIds``…) are skipped
-and reported; malformed input raises :class:`DnrError`.
+as ``regex`` (a filter anchored at ``ws://``/``wss://`` becomes an ``http(s)`` one for
+``websocket`` requests only). Case-insensitive filters (DNR's default) become ``(?i)``
+regexes unless the case cannot matter. Rules with actions or conditions waylay has no
+equivalent for (``modifyHeaders``, ``allowAllRequests``, ``initiatorDomains``,
+``tabIds``…) are skipped and reported; malformed input, or a rule waylay would reject,
+raises :class:`DnrError`. The imported rules are ordered so that waylay's tie-break (file
+order) gives DNR's (action order). One difference remains: a filter that does not start
+with a scheme, yet mentions one (``s://``), sees ``http(s)`` where a browser's WebSocket
+request has ``ws(s)``.
 """
 
 from __future__ import annotations

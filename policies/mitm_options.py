@@ -20,7 +20,9 @@ act on a response, a redirect, a challenge or a certificate):
   precedence; ``strip`` (cookies) → ``modify_headers`` removing ``Cookie`` and
   ``Set-Cookie``.
 
-URL conditions become ``~u`` regexes that match exactly the URLs waylay's matcher does
+Answers mitmproxy makes carry its own ``Server`` header (and ``map_local`` a guessed
+``Content-Type`` unless the rule sets one); status, body and the rule's headers are
+waylay's. URL conditions become ``~u`` regexes that match exactly the URLs waylay's matcher does
 on ``pretty_url`` (the string both look at), case-insensitive for scheme and host and
 case-sensitive for the path, written so that they survive mitmproxy 11's
 ``block_list``, which lower-cases its whole filter. ``types`` and ``times`` have no

@@ -185,3 +185,16 @@ def test_curl_refuses_what_it_cannot_reproduce():
         curl_command(binary)
     with pytest.raises(ValueError, match="only HTTP"):
         curl_command(tflow.ttcpflow())  # type: ignore[arg-type]
+
+
+def test_curl_works_inside_waylays_proxy_which_lacks_the_export_addon():
+    """waylay's master loads no Export addon, so ctx.options has no
+    export_preserve_original_ip; the exporter still works and ctx.options is left alone."""
+    from mitmproxy import ctx
+    from mitmproxy.test import taddons
+
+    with taddons.context() as tctx:
+        assert "export_preserve_original_ip" not in tctx.options
+        before = ctx.options
+        assert curl_command(tflow.tflow()).startswith("curl ")
+        assert ctx.options is before
