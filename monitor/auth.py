@@ -71,11 +71,11 @@ from monitor.decider import note, record
 from monitor.pauses import Ended
 from monitor.snapshot import meta
 from policies import EventDetails
+from widgets.model import Answer
 
 if TYPE_CHECKING:
     from monitor.controller import ProxyController
     from monitor.session import Session
-    from widgets.model import Answer
 
 log = logging.getLogger("waylay.auth")
 
@@ -84,6 +84,7 @@ MAX_TRIES = 3
 
 _SENT = "auth_sent"  # meta key: the request went upstream (our late request hook saw it)
 _PREEMPTED = "auth_preempted"  # meta key: header name -> cache entry used up front
+_SHARED = "shared"  # answer param: credentials accepted on another request of the realm
 
 
 # -- challenges ---------------------------------------------------------------------------
@@ -690,6 +691,9 @@ class AuthResponder:
                     flow,
                     f"auth: {result.status_code} {result.reason} with credentials for {username}",
                 )
+                self._share(
+                    flow.id, _Asking(ex.host, ex.port, ex.proxy, challenge.realm), credentials
+                )
                 return last, value
             status = result.status_code
             fresh = pick(found[1])
@@ -781,8 +785,21 @@ class AuthResponder:
             note(flow, f"auth: cancelled (you); {ex.passes(status)}")
             return None
         username = str(params["username"])
-        note(flow, f"auth: credentials supplied for {username} (you)")
+        if params.get(_SHARED):
+            note(flow, f"auth: credentials for {username} accepted on another request; trying them")
+        else:
+            note(flow, f"auth: credentials supplied for {username} (you)")
         return (username, str(params.get("password") or "")), "you"
+
+    def _share(self, flow_id: str, asking: _Asking, credentials: tuple[str, str]) -> None:
+        """Credentials that worked answer every other dialog open for the same server (or
+        proxy) and realm: one question for a page's many requests, as in a browser."""
+        username, password = credentials
+        for other_id, other in list(self._asking.items()):
+            if other_id != flow_id and other == asking:
+                shared = Answer("credentials", {"username": username, "password": password})
+                shared.params[_SHARED] = True
+                self.session.pauses.answer(other_id, "auth", shared)
 
     # -- CONNECT through the upstream proxy -------------------------------------------------
 

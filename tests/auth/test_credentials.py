@@ -450,3 +450,17 @@ def test_a_certificate_allowed_once_holds_for_the_retry(
             r = fut.result(10)
         assert r.status_code == 200, r.text
         assert [a.accepted for a in srv.attempts] == [False, True]
+
+
+def test_one_answer_serves_every_request_waiting_on_the_realm(settings, start_session, pool):
+    write_rules(settings, "")
+    session = start_session()
+    with AuthUpstream("digest", users={"alice": PASSWORD}) as srv, client(session) as c:
+        futures = [pool.submit(c.get, srv.url(f"/img/{i}")) for i in range(3)]
+        fids = paused(session, 3)
+        answer = Answer("credentials", {"username": "alice", "password": PASSWORD})
+        assert session.controller.answer(fids[0], "auth", answer) is None
+        assert [f.result(10).status_code for f in futures] == [200, 200, 200]
+    assert session.pauses.keys() == []
+    assert sum(a.accepted for a in srv.attempts) == 3
+    assert any("accepted on another request" in n for fid in fids[1:] for n in notes(session, fid))
