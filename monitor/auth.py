@@ -16,9 +16,19 @@ How a retry reaches upstream
     target. Only the retry's connection-level hooks (server connect, TLS, upstream CONNECT)
     reach the addons; its request and response hooks do not, so a retry is neither a second
     flow in the list nor decided a second time. Its response replaces the 401/407 on the
-    original flow before the decider and the recorder see it. An httpx client would have to
-    replicate TLS verification, certificate decisions and upstream mode, and would disagree
-    with mitmproxy on some of them sooner or later.
+    original flow before the decider and the recorder see it. The replay's copy of the
+    client connection keeps the original's id, so what was decided for that client (a
+    certificate allowed once) holds for its retry. An httpx client would have to replicate
+    TLS verification, certificate decisions and upstream mode, and would disagree with
+    mitmproxy on some of them sooner or later.
+
+HTTPS through an upstream proxy
+    The proxy's 407 to a CONNECT never becomes a response a hook could replace (mitmproxy
+    fails the connection and the client gets a 502). So in ``http_connect_upstream`` the
+    first CONNECT is probed with a CONNECT of our own; a 407 is an auth event on the CONNECT
+    flow (shown in the list, so its dialog can be answered), credentials are checked with a
+    second probe and then put on the real CONNECT. Later CONNECTs carry cached credentials;
+    a proxy that wanted none is not probed again until a CONNECT is refused with 407.
 
 Digest (RFC 7616: MD5, SHA-256, ``-sess``, qop ``auth``)
     The header is built by httpx's ``DigestAuth`` (a well-kept implementation) through its
@@ -34,7 +44,8 @@ Auth cache
     Accepted credentials are kept in memory per server and realm (per upstream proxy for
     407), and later requests under the same path carry them up front, as a browser does.
     That is done after the decider's request hook (``after_decider``), so a request that a
-    rule rewrites to another host does not take this host's credentials along.
+    rule rewrites to another host does not take this host's credentials along. Credentials
+    that worked also answer every other dialog open for the same server and realm.
 
 Secrets
     A password lives in this process's memory and in ``secrets.toml`` when remembered;
