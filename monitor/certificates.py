@@ -162,7 +162,7 @@ class Verdict:
     that decided or that the answer was remembered as."""
 
     action: str
-    why: str  # "by rule dev-box", "by you", "timed out (30 s)", ...
+    why: str  # "by rule dev-box", "by you (once)", "(no answer within 30 s)", ...
     rule_id: str | None = None
     decision: object | None = None  # policies.Decision, for the flows' trace
     gone: bool = False  # the person's client left before an answer: ask again
@@ -183,7 +183,7 @@ class _Check:
     chain: list[x509.Certificate] = dataclasses.field(default_factory=list)
     fingerprint: str | None = None
     verdict: Verdict | None = None
-    pending: bool = False  # needs a person: decided in tls_established_server
+    pending: bool = False  # needs a person: asked on the connection's first request
     asked_by: object | None = None  # the rules' Decision that said "ask" (for the trace)
     deciding: asyncio.Future | None = None  # set while the first request asks
     logged: bool = False
@@ -212,8 +212,8 @@ class _Check:
         assert self.verdict is not None
         fp = f" [{self.fingerprint}]" if self.fingerprint else ""
         return (
-            f"waylay rejected the TLS certificate of {self.host}:{self.port}: {self.reason} "
-            f"({self.openssl}){fp}; rejected {self.verdict.why}"
+            f"waylay: the TLS certificate of {self.host}:{self.port} failed verification: "
+            f"{self.reason} ({self.openssl}){fp}; rejected {self.verdict.why}"
         )
 
     def summary(self) -> str:
@@ -262,7 +262,8 @@ class CertificateGuard:
         return fields
 
     def questions(self) -> dict[str, int]:
-        """Open questions: the flow id each is shown on -> how many connections wait on it."""
+        """Open questions: the flow id each is shown on -> how many requests wait for its
+        answer (that one included; on its connection or on others with that certificate)."""
         return dict(self._waiting)
 
     # -- mitmproxy hooks -------------------------------------------------------------
@@ -374,8 +375,8 @@ class CertificateGuard:
         return True  # a person decides, on the first request
 
     def _first_problem(self, check: _Check, conn: SSL.Connection) -> None:
-        chain = conn.get_peer_cert_chain() or []
-        check.chain = [c.to_cryptography() for c in chain]
+        # pyOpenSSL before 24.3 (allowed by mitmproxy 11) has no as_cryptography.
+        check.chain = [c.to_cryptography() for c in conn.get_peer_cert_chain() or []]
         if not check.chain:
             check.verdict = Verdict("reject", "(the server sent no certificate)")
             return

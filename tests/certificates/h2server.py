@@ -7,6 +7,7 @@ body naming the path.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
@@ -35,6 +36,8 @@ class H2Upstream:
 
     def __exit__(self, *exc) -> None:
         self._closed = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
         self._sock.close()
         self._thread.join(5)
 

@@ -4,7 +4,11 @@ way the screen delivers them (``ProxyController.answer``)."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import ssl
 import subprocess
+import threading
 
 import pytest
 
@@ -223,3 +227,66 @@ def test_the_client_leaving_ends_the_question(cert_for, serve, start_session, wa
     wait_for(lambda: session.pauses.keys() == [], what="the question to end")
     wait_for(lambda: session.recorder.view(key).finished, what="the flow to end")
     assert bad.requests == []
+
+
+class _ClosesFirstConnection:
+    """A TLS upstream that drops its first connection right after the handshake (as a
+    server whose keep-alive runs out while a person thinks) and answers on the next."""
+
+    def __init__(self, ctx: ssl.SSLContext) -> None:
+        self.ctx = ctx
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str) -> str:
+        return f"https://127.0.0.1:{self.port}{path}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                raw, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            try:
+                with self.ctx.wrap_socket(raw, server_side=True) as conn:
+                    if self.connections == 1:
+                        continue  # handshake done, then gone
+                    head = conn.recv(65536)
+                    self.requests.append(head.split(b"\r\n", 1)[0])
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self._sock.close()
+        self._thread.join(5)
+
+
+def test_an_answer_holds_for_the_reconnect_when_the_upstream_dropped_the_idle_connection(
+    cert_for, start_session, waylay_ca, pool
+):
+    upstream = _ClosesFirstConnection(cert_for("expired").context())
+    try:
+        session = start_session()
+        asked = record_questions(session)
+        with client(session, waylay_ca) as c:
+            pending = pool.submit(c.get, upstream.url("/after-reconnect"))
+            key = question(session)
+            server_conn = session.recorder.flows[key].server_conn
+            wait_for(lambda: server_conn.timestamp_end, what="the upstream to drop the connection")
+            session.controller.answer(key, "certificate", Answer("allow"))
+            r = pending.result(10)
+        assert r.status_code == 200 and r.text == "ok\n"
+        assert upstream.connections == 2 and asked == [key]
+        assert upstream.requests == [b"GET /after-reconnect HTTP/1.1"]
+        notes = session.recorder.view(key).notes
+        assert any("allowed by you (once)" in n for n in notes), notes
+    finally:
+        upstream.close()

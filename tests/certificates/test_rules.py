@@ -157,7 +157,7 @@ def test_waylay_headless_subprocess_with_curl(settings, cert_for, serve, waylay_
         assert "hostname mismatch" in no.stdout
         lines = w.wait_lines(2)
     assert lines[0].endswith(f"GET https://127.0.0.1:{good.port}/ok 200 rule=dev-cert")
-    assert f"GET https://127.0.0.1:{bad.port}/no error: waylay rejected" in lines[1]
+    assert f"GET https://127.0.0.1:{bad.port}/no error: waylay: the TLS certificate" in lines[1]
     assert "hostname mismatch" in lines[1]
     assert bad.requests == []
 
