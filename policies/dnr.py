@@ -123,6 +123,7 @@ DNR_ACTION_TYPES: Final = (
 )
 
 MAX_REGEX_RULES: Final = 1000
+_MAX_PRIORITY: Final = 2**31 - 1  # a DNR priority is a 32-bit integer
 
 _RANK: Final = {
     "allow": 6,
@@ -642,7 +643,7 @@ def _priorities(items: list[_Exported]) -> tuple[dict[int, int], bool]:
     renumbering in waylay's precedence order that splits conflicting ties."""
     if not items:
         return {}, False
-    keep = all(item.rule.priority >= 1 for item in items)
+    keep = all(1 <= item.rule.priority <= _MAX_PRIORITY for item in items)
     if keep:
         by_priority: dict[int, list[_Exported]] = {}
         for item in items:

@@ -207,10 +207,11 @@ def test_priorities_are_kept_when_that_changes_nothing():
     assert_same_decisions(rules)
 
 
-def test_priorities_below_one_are_renumbered():
+@pytest.mark.parametrize(("high", "low"), [(0, -3), (2**40, 2**35)])
+def test_priorities_dnr_cannot_hold_are_renumbered(high, low):
     rules = [
-        Rule(id="a", urls=["*://*.example.com/*"], action="cancel", priority=0),
-        Rule(id="b", urls=["*://*.sub.example.com/*"], action="continue", priority=-3),
+        Rule(id="a", urls=["*://*.example.com/*"], action="cancel", priority=high),
+        Rule(id="b", urls=["*://*.sub.example.com/*"], action="continue", priority=low),
     ]
     exported = dnr.export_rules(rules)
     assert [r["priority"] for r in exported.rules] == [2, 1]
