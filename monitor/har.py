@@ -23,6 +23,11 @@ def make_har(flows: Iterable[http.HTTPFlow]) -> dict:
         "comment": f"mitmproxy {version.VERSION}",
     }
     for flow, entry in zip(flows, har["log"]["entries"], strict=True):
+        # mitmproxy leaves `content` empty for flows without a response (cancelled,
+        # errored); HAR 1.2 requires size and mimeType.
+        content = entry["response"].setdefault("content", {})
+        content.setdefault("size", 0)
+        content.setdefault("mimeType", "x-unknown")
         added = {h.lower() for h in (flow.metadata.get(META) or {}).get("added_headers", ())}
         if not added:
             continue

@@ -117,24 +117,31 @@ class WaylayApp(App[None]):
     # ------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
-        yield WaylayHeader(id="header")
-        with Vertical(id="main", classes="-empty"):
-            yield FlowTable(clock=self.clock, id="flows")
-            yield Static(id="empty", markup=False)
-            yield FlowDetail(id="detail")
+        # Kept as attributes: App.query_one searches the *active* screen, which is a
+        # dialog or prompt whenever one is open, and timers and proxy batches keep coming.
+        self._header = WaylayHeader(id="header")
+        self._table = FlowTable(clock=self.clock, id="flows")
+        self._detail = FlowDetail(id="detail")
+        self._main = Vertical(id="main", classes="-empty")
+        self._empty = Static(id="empty", markup=False)
+        yield self._header
+        with self._main:
+            yield self._table
+            yield self._empty
+            yield self._detail
         yield Footer()
 
     @property
     def table(self) -> FlowTable:
-        return self.query_one("#flows", FlowTable)
+        return self._table
 
     @property
     def header(self) -> WaylayHeader:
-        return self.query_one("#header", WaylayHeader)
+        return self._header
 
     @property
     def detail(self) -> FlowDetail:
-        return self.query_one("#detail", FlowDetail)
+        return self._detail
 
     @property
     def selected_flow(self) -> FlowView | None:
@@ -210,7 +217,7 @@ class WaylayApp(App[None]):
         header.paused_count = len(self._paused_ids)
         rows = self.table.row_count
         header.shown_count = rows if self._visible is not None else None
-        main = self.query_one("#main")
+        main = self._main
         empty = rows == 0
         main.set_class(empty, "-empty")
         if empty:
@@ -221,7 +228,7 @@ class WaylayApp(App[None]):
                     f"Waiting for traffic. Point a client at the proxy, "
                     f"e.g. curl -x {self.controller.address} http://example.com/"
                 )
-            self.query_one("#empty", Static).update(hint)
+            self._empty.update(hint)
 
     # ------------------------------------------------------------ detail pane
 
