@@ -101,13 +101,39 @@ class Decider:
 
     # -- hooks ------------------------------------------------------------------------
 
+    # Hooks are plain functions that return a coroutine only when there is something to
+    # decide: with no rule about an event and its default "pass", a flow costs no
+    # coroutine and no EventDetails (mitmproxy awaits whatever a hook returns).
+
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         req = flow.request
         meta(flow)["type"] = infer_type(req.method, req.pretty_url, req.headers)
 
-    async def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow):
         if flow.response or flow.error or not flow.live:
-            return
+            return None
+        engine = self.rules.engine
+        if (
+            not engine.listens("request")
+            and engine.defaults.request == "continue"
+            and not ("cookie" in flow.request.headers and _cookies_matter(engine))
+        ):
+            return None
+        return self._request(flow)
+
+    def response(self, flow: http.HTTPFlow):
+        engine = self.rules.engine
+        if (
+            not engine.listens("response")
+            and not engine.listens("redirect")
+            and not _cookies_matter(engine)
+            and engine.defaults.response == "continue"
+            and engine.defaults.redirect == "follow"
+        ):
+            return None
+        return self._response(flow)
+
+    async def _request(self, flow: http.HTTPFlow) -> None:
         await self._cookies_out(flow)
         req = flow.request
         details = EventDetails(
@@ -124,7 +150,7 @@ class Decider:
             action, params, origin = await self._ask(flow, "request")
         self._apply_request(flow, action, params, origin, decision)
 
-    async def response(self, flow: http.HTTPFlow) -> None:
+    async def _response(self, flow: http.HTTPFlow) -> None:
         m = meta(flow)
         if flow.response is None or flow.error or not flow.live or m.get("local_response"):
             return
@@ -272,6 +298,10 @@ class Decider:
         elif action == "continue" and origin == "you" and params:
             edit(flow, params)
             note(flow, "edited and continued (you)")
+
+
+def _cookies_matter(engine) -> bool:
+    return engine.listens("cookies") or engine.defaults.cookies != "allow"
 
 
 def _params(decision, rules: RulesFile) -> dict:

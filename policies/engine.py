@@ -330,6 +330,12 @@ class Engine:
     def get(self, rule_id: str) -> Rule | None:
         return self._by_id.get(rule_id)
 
+    def listens(self, event: str) -> bool:
+        """Whether any enabled rule is about ``event``. With none, every decision for it is
+        the default: callers skip building the details (the proxy's per-flow fast path)."""
+        index = self._index[event]
+        return bool(index.exact or index.suffix or index.fallback)
+
     def ordered(self) -> list[Rule]:
         """Every rule (enabled or not) in precedence order: priority, then file order."""
         order = sorted(range(len(self.rules)), key=lambda i: (-self.rules[i].priority, i))

@@ -149,3 +149,72 @@ def test_https_rewrite_and_cancel(run, tls_upstream, waylay_ca):
         assert r.returncode == 52
         r = curl(w.port, tls_upstream.url("/echo"), cacert=waylay_ca)
         assert json.loads(r.stdout.rsplit("\n", 1)[0])["server"] == "tls"
+
+
+def test_cookies_strip_both_ways(run, upstream):
+    rules = (
+        '[[rule]]\nid = "no-cookies"\nevent = "cookies"\nurls = ["*://127.0.0.1/*"]\n'
+        'action = "strip"\n'
+    )
+    with run(rules) as w:
+        with httpx.Client(proxy=f"http://127.0.0.1:{w.port}") as c:
+            r = c.get(upstream.url("/echo"), headers={"Cookie": "session=abc"})
+            assert "cookie" not in r.json()["headers"]
+            r = c.get(upstream.url("/set-cookie"))
+            assert "set-cookie" not in r.headers
+            assert r.text == "cookies\n"
+
+
+def test_cookies_default_strip_without_any_rule(run, upstream):
+    with run('[defaults]\ncookies = "strip"\n') as w:
+        with httpx.Client(proxy=f"http://127.0.0.1:{w.port}") as c:
+            assert (
+                "cookie"
+                not in c.get(upstream.url("/echo"), headers={"Cookie": "a=1"}).json()["headers"]
+            )
+            assert "set-cookie" not in c.get(upstream.url("/set-cookie")).headers
+
+
+def test_cookies_pass_by_default(run, upstream):
+    with run("") as w:
+        with httpx.Client(proxy=f"http://127.0.0.1:{w.port}") as c:
+            assert (
+                c.get(upstream.url("/echo"), headers={"Cookie": "a=1"}).json()["headers"]["cookie"]
+                == "a=1"
+            )
+            assert c.get(upstream.url("/set-cookie")).headers.get_list("set-cookie") == [
+                "a=1; Path=/",
+                "b=2",
+            ]
+
+
+def test_response_event_respond_and_cancel_by_status(run, upstream):
+    rules = (
+        '[[rule]]\nid = "hide-404"\nevent = "response"\nstatus = 404\naction = "respond"\n'
+        'respond_status = 200\nbody = "nothing to see"\n'
+        '[[rule]]\nid = "drop-5xx"\nevent = "response"\nstatus = [500, 503]\naction = "cancel"\n'
+    )
+    with run(rules) as w:
+        with httpx.Client(proxy=f"http://127.0.0.1:{w.port}") as c:
+            r = c.get(upstream.url("/status/404"))
+            assert (r.status_code, r.text) == (200, "nothing to see")
+            with pytest.raises(httpx.RemoteProtocolError):
+                c.get(upstream.url("/status/503"))
+            assert c.get(upstream.url("/status/201")).status_code == 201
+        lines = w.wait_lines(3)
+        assert lines[0].endswith("/status/404 200 rule=hide-404")
+        assert lines[1].endswith("/status/503 cancelled rule=drop-5xx")
+
+
+def test_redirect_event_rewrite_location_and_cancel(run, upstream, other_upstream):
+    rules = (
+        f'[[rule]]\nid = "bounce"\nevent = "redirect"\nurls = ["*://127.0.0.1/redirect*"]\n'
+        f'action = "rewrite"\nurl = "{other_upstream.url("/echo/moved")}"\n'
+        '[[rule]]\nid = "no-3xx"\nevent = "redirect"\nstatus = 301\naction = "cancel"\npriority = 5\n'
+    )
+    with run(rules) as w:
+        with httpx.Client(proxy=f"http://127.0.0.1:{w.port}", follow_redirects=True) as c:
+            r = c.get(upstream.url("/redirect?to=/echo"))
+            assert r.json()["server"] == "other" and r.json()["path"] == "/echo/moved"
+            with pytest.raises(httpx.RemoteProtocolError):
+                c.get(upstream.url("/redirect?to=/echo&code=301"))
