@@ -5,13 +5,16 @@ way the screen delivers them (``ProxyController.answer``)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import ssl
 import subprocess
 import threading
 
+import httpx
 import pytest
 
+from monitor.har import make_har
 from policies import RulesFile
 from tests.certificates.certs import BAD
 from tests.certificates.conftest import (
@@ -89,6 +92,8 @@ def test_allow_once_lets_the_waiting_request_through_and_the_next_connection_ask
         assert view.certificate is not None and view.certificate.reason == "expired"
         assert any("expired" in n and "allowed by you (once)" in n for n in view.notes)
     assert session.recorder.view(key).path == "/one"
+    har = json.dumps(make_har(list(session.recorder.flows.values())))  # exports still work
+    assert "/two" in har
 
     with client(session, waylay_ca) as c:  # a new connection: "once" was for the other one
         pending = pool.submit(c.get, bad.url("/three"))
@@ -290,3 +295,16 @@ def test_an_answer_holds_for_the_reconnect_when_the_upstream_dropped_the_idle_co
         assert any("allowed by you (once)" in n for n in notes), notes
     finally:
         upstream.close()
+
+
+def test_reverse_proxy_mode_asks_on_the_first_request_too(cert_for, serve, start_session, pool):
+    bad = serve(cert_for("self-signed"))
+    session = start_session(mode=f"reverse:https://127.0.0.1:{bad.port}")
+    with httpx.Client(timeout=20) as c:  # plain HTTP to waylay, which speaks TLS upstream
+        pending = pool.submit(c.get, f"http://127.0.0.1:{session.port}/rev")
+        key = question(session)
+        assert session.pauses.info(key).certificate.reason == "self-signed"
+        session.controller.answer(key, "certificate", Answer("allow"))
+        r = pending.result(10)
+    assert r.status_code == 200 and r.text == "hello from bad\n"
+    assert [q["path"] for q in bad.requests] == ["/rev"]
