@@ -27,7 +27,8 @@ cached ``SSL.Context``:
 4. Rejected: the server connection's ``error`` names the problem. mitmproxy answers every
    request that wants that connection with a 502 whose body is that text
    (``HttpLayer.get_connection`` checks ``connection.error``); after a failed handshake
-   we replace mitmproxy's own text with ours in ``tls_failed_server``.
+   we replace mitmproxy's own text with ours in ``tls_failed_server``. (A connection a
+   person rejects after its handshake stays open, unused, until its client leaves.)
 
 A connection opened for a request that already waits on it (``HttpClient`` in the layer
 stack: absolute-form ``https://`` requests without CONNECT, the lazy connection strategy,
