@@ -80,7 +80,7 @@ from mitmproxy.proxy.mode_specs import ProxyMode, UpstreamMode
 
 from monitor.decider import note, record
 from monitor.pauses import Ended
-from monitor.snapshot import meta
+from monitor.snapshot import flow_type, meta
 from policies import EventDetails
 from widgets.model import Answer
 
@@ -740,7 +740,7 @@ class AuthResponder:
                 event="auth",
                 url=ex.url,
                 method=ex.method,
-                type=meta(flow).get("type", "other"),
+                type=flow_type(flow),
                 status=status,
                 realm=challenge.realm,
                 proxy=ex.proxy,

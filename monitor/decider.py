@@ -14,8 +14,8 @@ from pathlib import Path
 from mitmproxy import http
 
 from monitor.pauses import Ended, Pauses
-from monitor.snapshot import meta
-from policies import EventDetails, RulesFile, infer_type
+from monitor.snapshot import flow_type, meta
+from policies import EventDetails, RulesFile
 
 log = logging.getLogger("waylay.decider")
 
@@ -105,10 +105,6 @@ class Decider:
     # decide: with no rule about an event and its default "pass", a flow costs no
     # coroutine and no EventDetails (mitmproxy awaits whatever a hook returns).
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
-        req = flow.request
-        meta(flow)["type"] = infer_type(req.method, req.pretty_url, req.headers)
-
     def request(self, flow: http.HTTPFlow):
         if flow.response or flow.error or not flow.live:
             return None
@@ -140,7 +136,7 @@ class Decider:
             event="request",
             url=req.pretty_url,
             method=req.method,
-            type=meta(flow).get("type", "other"),
+            type=flow_type(flow),
             flow=flow,
         )
         decision = self.rules.decide(details)
@@ -162,7 +158,7 @@ class Decider:
             event="response",
             url=flow.request.pretty_url,
             method=flow.request.method,
-            type=m.get("type", "other"),
+            type=flow_type(flow),
             status=resp.status_code,
             flow=flow,
         )
@@ -195,7 +191,7 @@ class Decider:
             event="redirect",
             url=flow.request.pretty_url,
             method=flow.request.method,
-            type=meta(flow).get("type", "other"),
+            type=flow_type(flow),
             status=resp.status_code,
             flow=flow,
         )
@@ -223,7 +219,7 @@ class Decider:
                 event="cookies",
                 url=flow.request.pretty_url,
                 method=flow.request.method,
-                type=meta(flow).get("type", "other"),
+                type=flow_type(flow),
                 flow=flow,
             )
         )
@@ -239,7 +235,7 @@ class Decider:
                 event="cookies",
                 url=flow.request.pretty_url,
                 method=flow.request.method,
-                type=meta(flow).get("type", "other"),
+                type=flow_type(flow),
                 status=flow.response.status_code if flow.response else None,
                 flow=flow,
             )

@@ -78,7 +78,7 @@ class Session:
         # a rule rewrites must not take the old host's credentials along).
         late = [a for addon in self.extra_addons for a in getattr(addon, "after_decider", ())]
         self.proxy = EmbeddedProxy(
-            settings, [*self.extra_addons, self.decider, *late, self.recorder]
+            settings, [*self.extra_addons, self.decider, *late], tail=[self.recorder]
         )
         self.controller = ProxyController(self.proxy, self.pauses, self.recorder, self.rules)
         for addon in self.extra_addons:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mitmproxy import http
 
+from policies import infer_type
 from widgets.model import CertificateInfo, FlowView, PausedEvent, TraceEntry
 
 BODY_PREVIEW = 64 * 1024
@@ -20,6 +21,16 @@ def meta(flow: http.HTTPFlow) -> dict:
     if m is None:
         m = flow.metadata[META] = {"trace": [], "notes": [], "rule_id": None, "state": None}
     return m
+
+
+def flow_type(flow: http.HTTPFlow) -> str:
+    """The webRequest resource type of a flow's request, inferred once and kept."""
+    m = meta(flow)
+    t = m.get("type")
+    if t is None:
+        req = flow.request
+        t = m["type"] = infer_type(req.method, req.pretty_url, req.headers)
+    return t
 
 
 def _body(message: http.Message | None) -> tuple[bytes, int]:
@@ -110,7 +121,7 @@ def snapshot(
         path=req.path,
         url=req.pretty_url,
         http_version=req.http_version,
-        type=m.get("type", "other"),
+        type=flow_type(flow),
         state=state,  # type: ignore[arg-type]
         status=resp.status_code if resp is not None else None,
         reason=resp.reason if resp is not None else "",
