@@ -1,0 +1,273 @@
+"""The whole app under Textual's pilot with the real embedded proxy, real clients and
+real upstreams: rows, details, the flow-list keys and remembering (issues 2 and 4)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import socket
+import time
+import tomllib
+
+import httpx
+import pytest
+from rich.console import Console
+
+from monitor.app import make_app
+from tests.helpers import curl
+
+pytestmark = pytest.mark.e2e
+
+SIZE = (150, 40)
+
+
+async def until(pilot, cond, what: str, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.02)
+
+
+def cells(app, flow_id: str) -> dict[str, str]:
+    from widgets.flow_table import COLUMNS
+
+    row = app.table.get_row(flow_id)
+    return {key: str(value) for (key, _, _), value in zip(COLUMNS, row, strict=True)}
+
+
+def row_with_path(app, path: str) -> str | None:
+    for flow_id, view in app.flows.items():
+        if view.path == path:
+            return flow_id
+    return None
+
+
+def detail_text(app) -> str:
+    console = Console(width=140, record=True, color_system=None)
+    console.print(app.query_one("#detail-body").content)
+    return console.export_text()
+
+
+@pytest.fixture
+def pool():
+    with concurrent.futures.ThreadPoolExecutor(16) as ex:
+        yield ex
+
+
+def with_rules(settings, text: str):
+    settings.rules.parent.mkdir(parents=True, exist_ok=True)
+    settings.rules.write_text("version = 1\n" + text)
+    return settings
+
+
+ASK = '[[rule]]\nid = "ask"\nurls = ["*://127.0.0.1/ask*"]\naction = "ask"\n'
+
+
+def client(port: int, **kw) -> httpx.Client:
+    return httpx.Client(proxy=f"http://127.0.0.1:{port}", timeout=20, **kw)
+
+
+async def test_rows_status_and_details_for_http_and_https(
+    settings, upstream, tls_upstream, waylay_ca, pool
+):
+    app = make_app(settings)
+    _, port = app.session.start()
+    async with app.run_test(size=SIZE) as pilot:
+
+        def traffic():
+            with client(port, verify=str(waylay_ca)) as c:
+                c.post(upstream.url("/echo/json"), json={"hello": "waylay"})
+                c.get(tls_upstream.url("/status/404"))
+            return curl(port, upstream.url("/curl-path"))
+
+        r = await asyncio.get_running_loop().run_in_executor(pool, traffic)
+        assert r.stdout.endswith("\n200")
+        await until(
+            pilot,
+            lambda: len(app.flows) == 3 and all(v.finished for v in app.flows.values()),
+            "three finished rows",
+        )
+        post = row_with_path(app, "/echo/json")
+        assert cells(app, post)["method"] == "POST"
+        assert cells(app, post)["state"] == "200"
+        assert cells(app, row_with_path(app, "/status/404"))["state"] == "404"
+        assert app.flows[row_with_path(app, "/status/404")].scheme == "https"
+        assert app.table.flow_ids()[2] == row_with_path(app, "/curl-path")
+        app.table.select_flow(post)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.detail.has_class("-open"), "detail pane")
+        text = detail_text(app)
+        assert "POST" in text and "/echo/json" in text
+        assert '"hello"' in text and "waylay" in text  # request body
+        assert '"server"' in text  # the echoed JSON response body
+        assert "application/json" in text.lower()
+    app.session.stop()
+
+
+async def test_unreachable_upstream_row_shows_the_error_and_the_proxy_keeps_serving(
+    settings, upstream, pool
+):
+    app = make_app(settings)
+    _, port = app.session.start()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+        async with app.run_test(size=SIZE) as pilot:
+
+            def traffic():
+                with client(port) as c:
+                    first = c.get(f"http://127.0.0.1:{dead}/gone").status_code
+                    return first, c.get(upstream.url("/alive")).status_code
+
+            codes = await asyncio.get_running_loop().run_in_executor(pool, traffic)
+            assert codes == (502, 200)
+            gone = await until(pilot, lambda: row_with_path(app, "/gone"), "the failed row")
+            await until(pilot, lambda: app.flows[gone].state == "error", "error state")
+            assert cells(app, gone)["state"].startswith("error")
+            assert "Connect call failed" in cells(app, gone)["state"]
+    app.session.stop()
+
+
+async def test_a_continues_X_cancels_A_continues_all(settings, upstream, pool):
+    app = make_app(with_rules(settings, ASK))
+    _, port = app.session.start()
+    async with app.run_test(size=SIZE) as pilot:
+        with client(port) as c:
+            waiting = pool.submit(c.get, upstream.url("/ask-a"))
+            fid = await until(pilot, lambda: row_with_path(app, "/ask-a"), "the row")
+            await until(pilot, lambda: app.flows[fid].paused, "paused")
+            assert cells(app, fid)["state"].startswith("⏸ request")
+            assert not waiting.done()  # the client is still waiting
+            app.table.select_flow(fid)
+            await pilot.press("a")
+            assert waiting.result(10).status_code == 200
+
+            waiting = pool.submit(c.get, upstream.url("/ask-x"))
+            fid = await until(pilot, lambda: row_with_path(app, "/ask-x"), "the row")
+            await until(pilot, lambda: app.flows[fid].paused, "paused")
+            app.table.select_flow(fid)
+            await pilot.press("X")
+            with pytest.raises(httpx.RemoteProtocolError):
+                waiting.result(10)
+            await until(pilot, lambda: app.flows[fid].state == "cancelled", "cancelled row")
+
+            many = [pool.submit(c.get, upstream.url(f"/ask-many-{i}")) for i in range(8)]
+            await until(pilot, lambda: len(app.paused_flows) == 8, "eight paused rows")
+            await pilot.press("A")
+            assert [f.result(10).status_code for f in many] == [200] * 8
+    app.session.stop()
+    assert {r["path"] for r in upstream.requests} == {"/ask-a"} | {
+        f"/ask-many-{i}" for i in range(8)
+    }
+
+
+async def paused_dialog(app, pilot, pool, c, url, path):
+    waiting = pool.submit(c.get, url)
+    fid = await until(pilot, lambda: row_with_path(app, path), f"row {path}")
+    await until(pilot, lambda: app.flows[fid].paused, "paused")
+    app.table.select_flow(fid)
+    await pilot.press("enter")
+    from widgets.dialogs import DecisionDialog
+
+    await until(pilot, lambda: isinstance(app.screen, DecisionDialog), "the dialog")
+    return waiting
+
+
+async def test_dialog_keys_continue_cancel_rewrite(settings, upstream, other_upstream, pool):
+    app = make_app(with_rules(settings, ASK))
+    _, port = app.session.start()
+    async with app.run_test(size=SIZE) as pilot:
+        with client(port) as c:
+            w = await paused_dialog(app, pilot, pool, c, upstream.url("/ask-c"), "/ask-c")
+            await pilot.press("c")
+            assert w.result(10).status_code == 200
+
+            w = await paused_dialog(app, pilot, pool, c, upstream.url("/ask-x"), "/ask-x")
+            await pilot.press("x")
+            with pytest.raises(httpx.RemoteProtocolError):
+                w.result(10)
+
+            w = await paused_dialog(app, pilot, pool, c, upstream.url("/ask-w"), "/ask-w")
+            await pilot.press("w")
+            app.screen.focused.value = ""
+            await pilot.press(*other_upstream.url("/echo/rewritten"))
+            await pilot.press("enter")
+            body = w.result(10).json()
+            assert body["server"] == "other" and body["path"] == "/echo/rewritten"
+    app.session.stop()
+
+
+def saved_rules(path) -> list[dict]:
+    return tomllib.loads(path.read_text()).get("rule", [])
+
+
+async def test_remember_this_url_and_a_pattern(settings, upstream, pool):
+    app = make_app(with_rules(settings, ASK))
+    _, port = app.session.start()
+    async with app.run_test(size=SIZE) as pilot:
+        with client(port) as c:
+            url = upstream.url("/ask-url?q=1")
+            w = await paused_dialog(app, pilot, pool, c, url, "/ask-url?q=1")
+            await pilot.press("2", "x", "enter")  # this URL, cancel, confirm
+            with pytest.raises(httpx.RemoteProtocolError):
+                w.result(10)
+            [rule] = [r for r in saved_rules(settings.rules) if r["action"] == "cancel"]
+            assert rule["urls"] == [url]
+            with pytest.raises(httpx.RemoteProtocolError):
+                c.get(url)  # decided by the remembered rule, no pause
+            assert not app.session.pauses.keys()
+
+            w = await paused_dialog(app, pilot, pool, c, upstream.url("/ask-pat/1"), "/ask-pat/1")
+            await pilot.press("4")
+            app.screen.focused.value = ""
+            await pilot.press(*"*://127.0.0.1/ask-pat/*", "enter")
+            await pilot.press("c", "enter")  # continue, confirm
+            assert w.result(10).status_code == 200
+            [rule] = [r for r in saved_rules(settings.rules) if r["action"] == "continue"]
+            assert rule["urls"] == ["*://127.0.0.1/ask-pat/*"]
+            assert c.get(upstream.url("/ask-pat/2")).status_code == 200  # no pause
+            assert not app.session.pauses.keys()
+    app.session.stop()
+
+
+async def test_max_flows_keeps_the_store_and_the_list_bounded(settings, upstream, pool):
+    settings.max_flows = 20
+    app = make_app(settings)
+    _, port = app.session.start()
+    async with app.run_test(size=SIZE) as pilot:
+
+        def traffic():
+            with client(port) as c:
+                return [c.get(upstream.url(f"/n/{i}")).status_code for i in range(60)]
+
+        assert await asyncio.get_running_loop().run_in_executor(pool, traffic) == [200] * 60
+        await until(
+            pilot,
+            lambda: row_with_path(app, "/n/59") and app.flows[row_with_path(app, "/n/59")].finished,
+            "the last flow",
+        )
+        assert len(app.session.recorder.flows) <= 20
+        await until(pilot, lambda: len(app.flows) <= 20, "the list to follow the store")
+        assert len(app.table.flow_ids()) == len(app.flows)
+        assert row_with_path(app, "/n/0") is None  # the oldest went first
+    app.session.stop()
+
+
+async def test_z_clears_finished_flows(settings, upstream, pool):
+    app = make_app(settings)
+    _, port = app.session.start()
+    async with app.run_test(size=SIZE) as pilot:
+
+        def traffic():
+            with client(port) as c:
+                return [c.get(upstream.url(f"/z/{i}")).status_code for i in range(3)]
+
+        await asyncio.get_running_loop().run_in_executor(pool, traffic)
+        await until(pilot, lambda: len(app.flows) == 3, "three rows")
+        await pilot.press("z")
+        await until(pilot, lambda: not app.flows and not app.session.recorder.flows, "cleared")
+    app.session.stop()
