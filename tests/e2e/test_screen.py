@@ -271,3 +271,50 @@ async def test_z_clears_finished_flows(settings, upstream, pool):
         await pilot.press("z")
         await until(pilot, lambda: not app.flows and not app.session.recorder.flows, "cleared")
     app.session.stop()
+
+
+async def test_http2_and_websocket_flows_show_up(settings, upstream_ca, waylay_ca, pool):
+    import ssl
+    import subprocess
+
+    from tests.certificates.h2server import H2Upstream
+    from tests.wsserver import WebSocketEcho, echo_through_proxy
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    upstream_ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    ctx.set_alpn_protocols(["h2"])
+    app = make_app(settings)
+    _, port = app.session.start()
+    with H2Upstream(ctx) as h2up, WebSocketEcho() as ws:
+        async with app.run_test(size=SIZE) as pilot:
+
+            def traffic():
+                r = subprocess.run(
+                    [
+                        "curl",
+                        "-sS",
+                        "--http2",
+                        "--cacert",
+                        str(waylay_ca),
+                        "-x",
+                        f"http://127.0.0.1:{port}",
+                        h2up.url("/over-h2"),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=20,
+                )
+                return r, echo_through_proxy(port, ws.port, "hi")
+
+            r, reply = await asyncio.get_running_loop().run_in_executor(pool, traffic)
+            assert r.returncode == 0, r.stderr
+            assert reply == "echo: hi" and ws.messages == ["hi"]
+            h2 = await until(pilot, lambda: row_with_path(app, "/over-h2"), "the HTTP/2 row")
+            await until(pilot, lambda: app.flows[h2].finished, "HTTP/2 flow done")
+            assert app.flows[h2].http_version == "HTTP/2.0"
+            assert cells(app, h2)["state"] == "200"
+            chat = await until(pilot, lambda: row_with_path(app, "/chat"), "the WebSocket row")
+            await until(pilot, lambda: app.flows[chat].is_websocket, "websocket flow")
+            assert app.flows[chat].status == 101
+            assert app.flows[chat].type == "websocket"
+    app.session.stop()
