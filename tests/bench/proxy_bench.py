@@ -191,6 +191,7 @@ def main(argv: list[str]) -> int:
     )
     ap.add_argument("--seconds", type=float, default=5, help="per round and concurrency (wrk)")
     ap.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
+    ap.add_argument("--skip-screen", action="store_true", help="only mitmdump and headless")
     args = ap.parse_args(argv)
     use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))
     tmp = Path(tempfile.mkdtemp(prefix="waylay-bench-"))
@@ -201,6 +202,8 @@ def main(argv: list[str]) -> int:
         "waylay --headless": lambda: _headless(confdir, rules),
         "waylay screen": lambda: _screen(confdir, rules),
     }
+    if args.skip_screen:
+        del configs["waylay screen"]
     results: dict[tuple[str, int], dict[str, list[float]]] = {}
     with _upstream() as (up_port, up_name):
         per = (
