@@ -218,3 +218,55 @@ def test_redirect_event_rewrite_location_and_cancel(run, upstream, other_upstrea
             assert r.json()["server"] == "other" and r.json()["path"] == "/echo/moved"
             with pytest.raises(httpx.RemoteProtocolError):
                 c.get(upstream.url("/redirect?to=/echo&code=301"))
+
+
+def test_an_edit_to_the_rules_file_applies_to_the_next_request(run, upstream, settings):
+    from tests.helpers import wait_for
+
+    with run("") as w:
+        assert curl(w.port, upstream.url("/live")).stdout.endswith("\n200")
+        write_rules(
+            settings,
+            '[[rule]]\nid = "now-blocked"\nurls = ["*://127.0.0.1/live*"]\naction = "cancel"\n',
+        )
+        wait_for(
+            lambda: curl(w.port, upstream.url("/live")).returncode == 52,
+            timeout=10,
+            what="the edited rule to apply",
+        )
+
+
+def test_a_broken_edit_keeps_the_last_good_rules(settings, upstream):
+    from monitor.session import Session
+    from tests.helpers import wait_for
+
+    write_rules(
+        settings, '[[rule]]\nid = "blocked"\nurls = ["*://127.0.0.1/live*"]\naction = "cancel"\n'
+    )
+    s = Session(settings)
+    _, port = s.start()
+    try:
+        broken = "version = 1\n[[rule]]\nid = \n"
+        settings.rules.write_text(broken)
+        wait_for(lambda: s.rules.error, what="the watcher to see the broken file")
+        assert "rules.toml:3" in s.rules.error
+        assert curl(port, upstream.url("/live")).returncode == 52  # still the old rule
+        assert settings.rules.read_text() == broken  # never overwritten
+    finally:
+        s.stop()
+    assert settings.rules.read_text() == broken
+
+
+def test_large_bodies_are_streamed_not_kept(settings, upstream):
+    from monitor.session import Session
+
+    s = Session(settings)
+    _, port = s.start()
+    try:
+        with httpx.Client(proxy=f"http://127.0.0.1:{port}") as c:
+            r = c.get(upstream.url(f"/bytes/{5 * 1024 * 1024}"))
+        assert r.status_code == 200 and len(r.content) == 5 * 1024 * 1024
+        [flow] = list(s.recorder.flows.values())
+        assert flow.response.raw_content is None  # streamed through, not kept
+    finally:
+        s.stop()
