@@ -103,6 +103,8 @@ class WaylayApp(App[None]):
         self._visible: FlowFilter | None = None
         self._paused_ids: set[str] = set()
         self._decision: tuple[str, float, Screen] | None = None
+        self._reask: tuple[str, float] | None = None
+        """A flow whose credentials were just sent: if refused, its next question opens."""
 
     # ------------------------------------------------------------ feeding (any thread)
 
@@ -210,6 +212,7 @@ class WaylayApp(App[None]):
         self._follow_detail(changed)
         if self._decision is not None and self._decision[0] in changed:
             self._decision_flow_changed()
+        self._reopen_refused_auth(changed)
 
     def _refresh_counts(self) -> None:
         header = self.header
@@ -535,11 +538,28 @@ class WaylayApp(App[None]):
             return
         self._decision = (view.id, view.paused.since, screen)
 
-        def closed(_result: object) -> None:
+        def closed(result: object) -> None:
             if self._decision is not None and self._decision[2] is screen:
                 self._decision = None
+            if result is not None and view.paused is not None and view.paused.event == "auth":
+                # Credentials go upstream; if they are refused the flow pauses at auth
+                # again ("attempt 2 of 3"): that question opens by itself.
+                self._reask = (view.id, view.paused.since)
 
         self.push_screen(screen, closed)
+
+    def _reopen_refused_auth(self, changed: set[str]) -> None:
+        if self._reask is None or self._reask[0] not in changed:
+            return
+        flow_id, since = self._reask
+        view = self.flows.get(flow_id)
+        if view is None or view.paused is None:
+            if view is None or view.finished:
+                self._reask = None
+            return
+        self._reask = None
+        if view.paused.event == "auth" and view.paused.since > since and self._decision is None:
+            self.open_decision(view)
 
     def _decision_flow_changed(self) -> None:
         assert self._decision is not None

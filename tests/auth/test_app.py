@@ -67,8 +67,13 @@ async def test_typing_credentials_in_the_dialog(settings, pool):
                     "the flow to pause again",
                 )
 
+                # the question comes back by itself ("attempt 2 of 3")
+                await until(
+                    pilot, lambda: isinstance(app.screen, AuthDialog), "the dialog to reopen"
+                )
+                assert "2 of 3 (the last credentials were refused)" in screen_text(app)
+
                 # the right one, remembered for this host and realm
-                await open_auth_dialog(app, pilot)
                 await pilot.press("3", "enter", *"alice", "enter", *PASSWORD)
                 assert PASSWORD not in screen_text(app)
                 await pilot.press("enter")
