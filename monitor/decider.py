@@ -129,22 +129,35 @@ class Decider:
             return None
         return self._response(flow)
 
+    def _decision(self, flow: http.HTTPFlow, event: str, status: int | None = None):
+        """Decide ``event`` for ``flow`` with the rules and record the trace."""
+        decision = self.rules.decide(
+            EventDetails(
+                event=event,
+                url=flow.request.pretty_url,
+                method=flow.request.method,
+                type=flow_type(flow),
+                status=status,
+                flow=flow,
+            )
+        )
+        if decision.rule is not None:
+            record(flow, decision)
+        return decision
+
+    async def _decide(
+        self, flow: http.HTTPFlow, event: str, status: int | None = None, ask_details=()
+    ) -> tuple[str, dict, str]:
+        """(action, params, who decided) for a blocking event; ``ask`` pauses the flow."""
+        decision = self._decision(flow, event, status)
+        if decision.action == "ask":
+            return await self._ask(flow, event, ask_details)
+        return decision.action, _params(decision, self.rules), "rule"
+
     async def _request(self, flow: http.HTTPFlow) -> None:
         await self._cookies_out(flow)
-        req = flow.request
-        details = EventDetails(
-            event="request",
-            url=req.pretty_url,
-            method=req.method,
-            type=flow_type(flow),
-            flow=flow,
-        )
-        decision = self.rules.decide(details)
-        record(flow, decision)
-        action, params, origin = decision.action, _params(decision, self.rules), "rule"
-        if action == "ask":
-            action, params, origin = await self._ask(flow, "request")
-        self._apply_request(flow, action, params, origin, decision)
+        action, params, origin = await self._decide(flow, "request")
+        self._apply_request(flow, action, params, origin)
 
     async def _response(self, flow: http.HTTPFlow) -> None:
         m = meta(flow)
@@ -154,20 +167,7 @@ class Decider:
         if 300 <= resp.status_code < 400 and "location" in resp.headers:
             if not await self._redirect_event(flow):
                 return
-        details = EventDetails(
-            event="response",
-            url=flow.request.pretty_url,
-            method=flow.request.method,
-            type=flow_type(flow),
-            status=resp.status_code,
-            flow=flow,
-        )
-        decision = self.rules.decide(details)
-        if decision.rule is not None:
-            record(flow, decision)
-        action, params, origin = decision.action, _params(decision, self.rules), "rule"
-        if action == "ask":
-            action, params, origin = await self._ask(flow, "response")
+        action, params, origin = await self._decide(flow, "response", resp.status_code)
         if action == "cancel":
             cancel(flow, f"response cancelled ({origin})")
         elif action == "respond":
@@ -187,22 +187,8 @@ class Decider:
         """Upstream answered 3xx with a Location. Returns False when the flow ended."""
         resp = flow.response
         assert resp is not None
-        details = EventDetails(
-            event="redirect",
-            url=flow.request.pretty_url,
-            method=flow.request.method,
-            type=flow_type(flow),
-            status=resp.status_code,
-            flow=flow,
-        )
-        decision = self.rules.decide(details)
-        if decision.rule is not None:
-            record(flow, decision)
-        action, params, origin = decision.action, _params(decision, self.rules), "rule"
-        if action == "ask":
-            action, params, origin = await self._ask(
-                flow, "redirect", (("Location", resp.headers["location"]),)
-            )
+        location = (("Location", resp.headers["location"]),)
+        action, params, origin = await self._decide(flow, "redirect", resp.status_code, location)
         if action == "cancel":
             cancel(flow, f"redirect to {resp.headers['location']} cancelled ({origin})")
             return False
@@ -214,35 +200,13 @@ class Decider:
     async def _cookies_out(self, flow: http.HTTPFlow) -> None:
         if "cookie" not in flow.request.headers:
             return
-        d = self.rules.decide(
-            EventDetails(
-                event="cookies",
-                url=flow.request.pretty_url,
-                method=flow.request.method,
-                type=flow_type(flow),
-                flow=flow,
-            )
-        )
-        if d.rule is not None:
-            record(flow, d)
-        if d.action == "strip":
+        if self._decision(flow, "cookies").action == "strip":
             del flow.request.headers["cookie"]
             note(flow, "Cookie header stripped")
 
     async def _cookies_in(self, flow: http.HTTPFlow) -> None:
-        d = self.rules.decide(
-            EventDetails(
-                event="cookies",
-                url=flow.request.pretty_url,
-                method=flow.request.method,
-                type=flow_type(flow),
-                status=flow.response.status_code if flow.response else None,
-                flow=flow,
-            )
-        )
-        if d.rule is not None:
-            record(flow, d)
-        if d.action == "strip" and flow.response is not None:
+        status = flow.response.status_code if flow.response else None
+        if self._decision(flow, "cookies", status).action == "strip" and flow.response:
             del flow.response.headers["set-cookie"]
             note(flow, "Set-Cookie headers stripped")
 
@@ -268,7 +232,7 @@ class Decider:
             note(flow, f"remembered as rule {rule_id}")
         return answer.action, params, "you"
 
-    def _apply_request(self, flow, action: str, params: dict, origin: str, decision) -> None:
+    def _apply_request(self, flow, action: str, params: dict, origin: str) -> None:
         if action == "gone":
             m = meta(flow)
             m["state"] = "cancelled"

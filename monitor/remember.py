@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 import tomlkit
 
 from policies import RulesFile
+from policies.rules_file import toml_value
 from widgets.model import Answer
 
 
@@ -87,11 +88,7 @@ def rule_toml(rule_id: str, fields: dict) -> str:
     table = tomlkit.table()
     table.add("id", rule_id)
     for k, v in fields.items():
-        if isinstance(v, dict):  # as RulesFile writes it: one line, not a sub-table
-            inline = tomlkit.inline_table()
-            inline.update(v)
-            v = inline
-        table.add(k, v)
+        table.add(k, toml_value(v))  # as RulesFile writes it (inline tables, literal strings)
     aot.append(table)
     doc.add("rule", aot)
     return tomlkit.dumps(doc)

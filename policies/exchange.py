@@ -43,7 +43,7 @@ from pydantic import ValidationError
 
 from . import dnr, mitm_options
 from .model import Defaults, Rule, RuleSetModel, problems_from_validation_error
-from .rules_file import check_text, default_rules_path
+from .rules_file import check_text, default_rules_path, toml_value
 from .secrets import SecretStore
 
 __all__ = [
@@ -133,31 +133,13 @@ def _document(rules: tuple[Rule, ...] | list[Rule], defaults: Defaults) -> dict[
     return data
 
 
-def _toml_value(value: Any) -> Any:
-    if isinstance(value, str):
-        if "\\" in value and "'" not in value and "\n" not in value:
-            return tomlkit.string(value, literal=True)
-        return tomlkit.string(value)
-    if isinstance(value, dict):
-        table = tomlkit.inline_table()
-        for key, item in value.items():
-            table[key] = _toml_value(item)
-        return table
-    if isinstance(value, list | tuple):
-        array = tomlkit.array()
-        for item in value:
-            array.append(_toml_value(item))
-        return array
-    return value
-
-
 def _rule_tables(rules: list[Rule] | tuple[Rule, ...]) -> str:
     doc = tomlkit.document()
     aot = tomlkit.aot()
     for rule in rules:
         table = tomlkit.table()
         for key, value in rule.to_dict().items():
-            table.add(key, _toml_value(value))
+            table.add(key, toml_value(value))
         aot.append(table)
     doc.append("rule", aot)
     return doc.as_string().strip("\n") + "\n"
@@ -478,7 +460,7 @@ def _append_rules(text: str, rules: list[Rule]) -> str:
         doc["rule"] = tomlkit.aot()
         array = doc["rule"]
     for rule in rules:
-        array.append(_toml_value(rule.to_dict()))
+        array.append(toml_value(rule.to_dict()))
     return doc.as_string()
 
 

@@ -281,7 +281,7 @@ def _file_problems(rule: Rule, folder: Path, secrets: SecretStore | None) -> lis
 # -- writing -------------------------------------------------------------------------------
 
 
-def _toml_value(value: Any) -> Any:
+def toml_value(value: Any) -> Any:
     """A tomlkit item for a rule value: literal strings for backslashes, inline tables."""
     if isinstance(value, str):
         if "\\" in value and "'" not in value and "\n" not in value:
@@ -290,12 +290,12 @@ def _toml_value(value: Any) -> Any:
     if isinstance(value, dict):
         table = tomlkit.inline_table()
         for key, item in value.items():
-            table[key] = _toml_value(item)
+            table[key] = toml_value(item)
         return table
     if isinstance(value, list | tuple):
         array = tomlkit.array()
         for item in value:
-            array.append(_toml_value(item))
+            array.append(toml_value(item))
         return array
     return value
 
@@ -643,7 +643,7 @@ class RulesFile:
                     doc = self._document()
                     array = doc["rule"]
                     index = len(array) if position is None else max(0, position)
-                    array.insert(min(index, len(array)), _toml_value(rule.to_dict()))
+                    array.insert(min(index, len(array)), toml_value(rule.to_dict()))
                     return doc.as_string(), None
                 return blocks.insert(position, _render_rule(rule)), None
 
@@ -666,7 +666,7 @@ class RulesFile:
                         if key in table:
                             del table[key]
                     elif key not in table or _unwrap(table[key]) != wanted[key]:
-                        _set_key(table, key, _toml_value(wanted[key]))
+                        _set_key(table, key, toml_value(wanted[key]))
 
             def change() -> tuple[str, tomlkit.TOMLDocument | None]:
                 blocks = self._blocks()
@@ -714,7 +714,7 @@ class RulesFile:
                     array = doc["rule"]
                     plain = _unwrap(array[index])
                     del array[index]
-                    array.insert(target, _toml_value(plain))
+                    array.insert(target, toml_value(plain))
                     return doc.as_string(), None
                 return blocks.move(index, target), None
 
@@ -883,7 +883,7 @@ def _render_rule(rule: Rule) -> str:
     """``[[rule]]`` and its keys, as waylay writes a new rule."""
     table = tomlkit.table()
     for key, value in rule.to_dict().items():
-        table.add(key, _toml_value(value))
+        table.add(key, toml_value(value))
     doc = tomlkit.document()
     doc.append("rule", tomlkit.aot())
     doc["rule"].append(table)
