@@ -95,3 +95,12 @@ def settings(tmp_path, confdir, rules_path, upstream_ca_pem):
         ask_timeout=30,
         batch_interval=0.02,
     )
+
+
+@pytest.fixture
+def pool():
+    """Threads for blocking clients while a test drives the proxy or the app."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(64) as ex:
+        yield ex

@@ -114,3 +114,25 @@ def headless(*args: str, env: dict | None = None, timeout: float = 30.0):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def until(pilot, condition: Callable[[], object], what: str, timeout: float = 10.0):
+    """In a pilot test: let the app run until ``condition`` is truthy; return it."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await pilot.pause(0.02)
+    return value
+
+
+def screen_text(app) -> str:
+    """What the screen shows, as text (the SVG screenshot with spaces restored)."""
+    return app.export_screenshot().replace("&#160;", " ")
+
+
+def write_rules(settings, text: str) -> Path:
+    """Write a rules file (``version = 1`` and ``text``) where ``settings`` points."""
+    settings.rules.parent.mkdir(parents=True, exist_ok=True)
+    settings.rules.write_text("version = 1\n" + text)
+    return settings.rules

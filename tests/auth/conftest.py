@@ -3,7 +3,6 @@ proxy (a real ``mitmdump`` with ``proxyauth``), and helpers to write rules and s
 
 from __future__ import annotations
 
-import concurrent.futures
 import re
 import ssl
 import subprocess
@@ -33,18 +32,6 @@ def basic_server():
 def digest_server():
     with AuthUpstream("digest", users={"alice": PASSWORD}) as s:
         yield s
-
-
-@pytest.fixture
-def pool():
-    with concurrent.futures.ThreadPoolExecutor(8) as ex:
-        yield ex
-
-
-def write_rules(settings, text: str) -> Path:
-    settings.rules.parent.mkdir(parents=True, exist_ok=True)
-    settings.rules.write_text("version = 1\n" + text)
-    return settings.rules
 
 
 def credentials_rule(

@@ -5,31 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 
 import pytest
 
 from monitor.app import make_app
-from tests.auth.conftest import PASSWORD, client, write_rules
+from tests.auth.conftest import PASSWORD, client
 from tests.auth.servers import AuthUpstream
+from tests.helpers import screen_text, until, write_rules
 from widgets.dialogs import AuthDialog
 
 pytestmark = pytest.mark.e2e
 
 SIZE = (150, 45)
-
-
-async def until(pilot, condition, what: str, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.02)
-    return value
-
-
-def screen_text(app) -> str:
-    return app.export_screenshot().replace("&#160;", " ")
 
 
 async def open_auth_dialog(app, pilot) -> AuthDialog:

@@ -20,10 +20,9 @@ from tests.auth.conftest import (
     credentials_rule,
     notes,
     paused,
-    write_rules,
 )
 from tests.auth.servers import AuthUpstream, parse_digest
-from tests.helpers import curl
+from tests.helpers import curl, write_rules
 from widgets.model import Answer
 
 pytestmark = pytest.mark.e2e

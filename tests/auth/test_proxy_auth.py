@@ -14,9 +14,8 @@ from tests.auth.conftest import (
     client,
     credentials_rule,
     paused,
-    write_rules,
 )
-from tests.helpers import curl
+from tests.helpers import curl, write_rules
 from widgets.model import Answer
 
 pytestmark = pytest.mark.e2e

@@ -3,7 +3,6 @@ clients that trust only waylay's CA."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import ssl
 from contextlib import contextmanager
@@ -62,17 +61,6 @@ def start_session(settings):
     yield start
     for session in started:
         session.stop()
-
-
-@pytest.fixture
-def pool():
-    with concurrent.futures.ThreadPoolExecutor(8) as ex:
-        yield ex
-
-
-def write_rules(settings, text: str) -> None:
-    settings.rules.parent.mkdir(parents=True, exist_ok=True)
-    settings.rules.write_text("version = 1\n" + text)
 
 
 def allow_rule(port: int, fingerprint: str | None, rule_id: str = "dev-cert") -> str:

@@ -4,7 +4,6 @@ upstreams with bad certificates, real clients; a person decides with ``y`` / ``n
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -12,25 +11,12 @@ from monitor.app import make_app
 from policies import RulesFile
 from tests.certificates.certs import BAD
 from tests.certificates.conftest import client, record_questions
-from tests.helpers import curl
+from tests.helpers import curl, screen_text, until
 from widgets.dialogs import CertificateDialog
 
 pytestmark = pytest.mark.e2e
 
 SIZE = (160, 50)
-
-
-async def until(pilot, condition, what: str, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.02)
-    return value
-
-
-def screen_text(app) -> str:
-    return app.export_screenshot().replace("&#160;", " ")
 
 
 async def open_certificate_dialog(app, pilot) -> CertificateDialog:

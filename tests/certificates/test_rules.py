@@ -13,9 +13,8 @@ from tests.certificates.conftest import (
     client,
     flows_to,
     record_questions,
-    write_rules,
 )
-from tests.helpers import curl, headless
+from tests.helpers import curl, headless, write_rules
 
 pytestmark = pytest.mark.e2e
 

@@ -3,7 +3,6 @@ answers delivered the way the screen delivers them (``ProxyController.answer``).
 
 from __future__ import annotations
 
-import concurrent.futures
 import socket
 import time
 
@@ -34,12 +33,6 @@ def session(ask_rules):
     s.port = port
     yield s
     s.stop()
-
-
-@pytest.fixture
-def pool():
-    with concurrent.futures.ThreadPoolExecutor(64) as ex:
-        yield ex
 
 
 def client(session, timeout=20) -> httpx.Client:

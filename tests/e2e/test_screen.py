@@ -4,9 +4,7 @@ real upstreams: rows, details, the flow-list keys and remembering (issues 2 and 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import socket
-import time
 import tomllib
 
 import httpx
@@ -14,22 +12,11 @@ import pytest
 from rich.console import Console
 
 from monitor.app import make_app
-from tests.helpers import curl
+from tests.helpers import curl, until
 
 pytestmark = pytest.mark.e2e
 
 SIZE = (150, 40)
-
-
-async def until(pilot, cond, what: str, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.02)
 
 
 def cells(app, flow_id: str) -> dict[str, str]:
@@ -50,12 +37,6 @@ def detail_text(app) -> str:
     console = Console(width=140, record=True, color_system=None)
     console.print(app.query_one("#detail-body").content)
     return console.export_text()
-
-
-@pytest.fixture
-def pool():
-    with concurrent.futures.ThreadPoolExecutor(16) as ex:
-        yield ex
 
 
 def with_rules(settings, text: str):
