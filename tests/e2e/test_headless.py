@@ -171,3 +171,47 @@ def test_https_to_an_unreachable_upstream_is_an_error_line(settings, waylay_ca):
             [line] = w.wait_lines(1)
             assert f"CONNECT 127.0.0.1:{dead_port} error: Cannot connect to" in line
             assert "If you plan" not in line
+
+
+def test_an_upstream_that_resets_is_an_error_and_the_proxy_keeps_serving(settings, upstream):
+    import struct
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    reset_port = listener.getsockname()[1]
+
+    def reset_each() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(65536)  # read the request, then reset instead of answering
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    threading.Thread(target=reset_each, daemon=True).start()
+    try:
+        with headless(*common(settings)) as w:
+            r = curl(w.port, f"http://127.0.0.1:{reset_port}/reset")
+            assert r.stdout.endswith("\n502")
+            assert curl(w.port, upstream.url("/after-reset")).stdout.endswith("\n200")
+            lines = w.wait_lines(2)
+            assert f":{reset_port}/reset error: " in lines[0]
+            assert lines[1].endswith("/after-reset 200")
+            assert w.terminate() == 0
+    finally:
+        listener.close()
+
+
+def test_socks5_mode(settings, upstream):
+    with headless(*common(settings), "--mode", "socks5") as w:
+        r = subprocess.run(
+            ["curl", "-sS", "--socks5", f"127.0.0.1:{w.port}", upstream.url("/echo/socks")],
+            capture_output=True,
+            text=True,
+            timeout=15,
+        )
+        assert json.loads(r.stdout)["path"] == "/echo/socks"
+        assert w.wait_lines(1)[0].endswith("/echo/socks 200")
+        assert w.terminate() == 0
