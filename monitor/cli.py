@@ -58,6 +58,13 @@ def main_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="flows kept in memory (default 50000)",
     )
+    p.add_argument(
+        "--max-body-memory",
+        default="256m",
+        metavar="SIZE",
+        help="bytes of bodies kept across flows (k/m/g suffixes; default 256m); "
+        "past it the oldest flows lose their bodies",
+    )
     p.add_argument("--har", type=Path, default=None, help="write the session as HAR 1.2 on exit")
     p.add_argument(
         "--headless",
@@ -123,6 +130,18 @@ def rules_main(argv: list[str]) -> int:
     return exchange.import_command(args.file, args.format, into=args.into, replace=args.replace)
 
 
+def _size(text: str) -> int:
+    from mitmproxy.utils import human
+
+    try:
+        size = human.parse_size(text)
+    except ValueError:
+        size = None
+    if size is None:
+        raise SettingsError(f"--max-body-memory {text!r}: expected a size such as 256m")
+    return size
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(
         listen_host=args.listen_host,
@@ -133,6 +152,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ask_timeout=args.ask_timeout,
         ask_default=args.ask_default,
         max_flows=args.max_flows,
+        max_body_memory=_size(args.max_body_memory),
         har=args.har,
         headless=args.headless,
         proxy_auth=args.proxy_auth,
@@ -150,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return ca_main(argv[1:])
     args = main_parser().parse_args(argv)
-    settings = settings_from(args)
     try:
+        settings = settings_from(args)
         settings.validate()
     except SettingsError as e:
         print(f"waylay: {e}", file=sys.stderr)

@@ -35,8 +35,12 @@ class Recorder:
         sink: Sink | None = None,
         on_finished: Callable[[http.HTTPFlow], None] | None = None,
         interval: float = 0.05,
+        max_body_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self.max_flows = max_flows
+        self.max_body_bytes = max_body_bytes
+        self._bodies: OrderedDict[str, int] = OrderedDict()
+        self._body_bytes = 0
         self.pauses = pauses
         self.sink = sink
         self.on_finished = on_finished
@@ -129,6 +133,8 @@ class Recorder:
 
     def _finish(self, flow: http.HTTPFlow) -> None:
         self._finished_count += 1
+        if flow.id in self._seq:
+            self._keep_bodies_bounded(flow)
         if self.on_finished is not None:
             try:
                 self.on_finished(flow)
@@ -136,22 +142,52 @@ class Recorder:
                 log.exception("on_finished failed")
 
     def _evict(self) -> None:
+        """Drop the oldest finished flows beyond ``max_flows``. The scan stops as soon as
+        enough are found (usually the first one), so a full store costs O(1) per flow."""
         excess = len(self.flows) - self.max_flows
         if excess <= 0:
             return
-        for fid in list(self.flows):
-            if excess <= 0:
-                break
-            f = self.flows[fid]
+        victims = []
+        for fid, f in self.flows.items():
             if (f.metadata.get(META) or {}).get("done") and self.pauses.info(fid) is None:
-                self._forget(fid)
-                excess -= 1
+                victims.append(fid)
+                if len(victims) >= excess:
+                    break
+        for fid in victims:
+            self._forget(fid)
+
+    def _keep_bodies_bounded(self, flow: http.HTTPFlow) -> None:
+        """Bodies of finished flows count against ``max_body_bytes``; past it the oldest
+        kept bodies are dropped (the flow stays, with a note), so memory is bounded by
+        bytes as well as by flows."""
+        size = len(flow.request.raw_content or b"")
+        if flow.response is not None:
+            size += len(flow.response.raw_content or b"")
+        if not size:
+            return
+        self._bodies[flow.id] = size
+        self._body_bytes += size
+        while self._body_bytes > self.max_body_bytes and self._bodies:
+            fid, dropped = next(iter(self._bodies.items()))
+            del self._bodies[fid]
+            self._body_bytes -= dropped
+            old = self.flows.get(fid)
+            if old is None:
+                continue
+            old.request.data.content = None
+            if old.response is not None:
+                old.response.data.content = None
+            meta(old)["notes"].append(
+                f"bodies dropped to keep memory bounded ({dropped:,} bytes; newer flows keep theirs)"
+            )
+            self._dirty.add(fid)
 
     def _forget(self, fid: str) -> None:
         del self.flows[fid]
         self._seq.pop(fid, None)
         self._dirty.discard(fid)
         self._removed.append(fid)
+        self._body_bytes -= self._bodies.pop(fid, 0)
 
     def clear_finished(self) -> list[str]:
         gone = [

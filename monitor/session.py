@@ -71,6 +71,7 @@ class Session:
             sink=sink,
             on_finished=on_finished,
             interval=settings.batch_interval,
+            max_body_bytes=settings.max_body_memory,
         )
         self.decider = Decider(self.rules, self.pauses, ask_default=settings.ask_default)
         self.extra_addons = event_addons(self)

@@ -61,6 +61,9 @@ class Settings:
     upstream_ca: Path | None = None
     """Extra CA (PEM) trusted for upstream certificates, besides certifi's
     (mitmproxy's ssl_verify_upstream_trusted_ca)."""
+    max_body_memory: int = 256 * 1024 * 1024
+    """Bytes of request/response bodies kept across all flows; past it the oldest flows'
+    bodies are dropped (the flows stay)."""
     stream_large_bodies: str = "2m"
     """Bodies larger than this are streamed through, not kept (bounded memory)."""
     batch_interval: float = 0.2

@@ -228,3 +228,24 @@ def test_a_breakpoint_saved_from_the_rules_screen_becomes_a_file_rule(session):
     on_disk = RulesFile(session.rules.path)
     on_disk.load()
     assert bp.id in [r.id for r in on_disk.rules]
+
+
+def test_bodies_are_bounded_in_bytes_as_well_as_flows(settings, upstream):
+    settings.max_body_memory = 50_000
+    s = Session(settings)
+    _, port = s.start()
+    try:
+        with httpx.Client(proxy=f"http://127.0.0.1:{port}") as c:
+            for i in range(5):
+                assert len(c.get(upstream.url("/bytes/20000")).content) == 20_000
+        flows = list(s.recorder.flows.values())
+        wait_for(
+            lambda: all((f.metadata.get("waylay") or {}).get("done") for f in flows),
+            what="all flows done",
+        )
+        kept = [f for f in flows if f.response.raw_content]
+        assert len(flows) == 5  # every flow stays
+        assert len(kept) == 2 and kept == flows[-2:]  # only the newest bodies fit 50 KB
+        assert any("bodies dropped" in n for n in s.recorder.view(flows[0].id).notes)
+    finally:
+        s.stop()
