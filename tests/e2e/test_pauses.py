@@ -236,7 +236,7 @@ def test_bodies_are_bounded_in_bytes_as_well_as_flows(settings, upstream):
     _, port = s.start()
     try:
         with httpx.Client(proxy=f"http://127.0.0.1:{port}") as c:
-            for i in range(5):
+            for _ in range(5):
                 assert len(c.get(upstream.url("/bytes/20000")).content) == 20_000
         flows = list(s.recorder.flows.values())
         wait_for(
