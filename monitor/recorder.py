@@ -125,6 +125,8 @@ class Recorder:
         self.touch(flow)
 
     def touch(self, flow: http.HTTPFlow | str) -> None:
+        if self.sink is None:
+            return
         fid = flow if isinstance(flow, str) else flow.id
         if fid in self._seq:
             self._dirty.add(fid)
@@ -186,7 +188,8 @@ class Recorder:
         del self.flows[fid]
         self._seq.pop(fid, None)
         self._dirty.discard(fid)
-        self._removed.append(fid)
+        if self.sink is not None:  # headless has no screen to tell (and never flushes)
+            self._removed.append(fid)
         self._body_bytes -= self._bodies.pop(fid, 0)
 
     def clear_finished(self) -> list[str]:

@@ -249,3 +249,28 @@ def test_bodies_are_bounded_in_bytes_as_well_as_flows(settings, upstream):
         assert any("bodies dropped" in n for n in s.recorder.view(flows[0].id).notes)
     finally:
         s.stop()
+
+
+@pytest.mark.parametrize("with_screen", [False, True])
+def test_the_stores_bookkeeping_stays_bounded(settings, upstream, with_screen):
+    """A long session must not grow: every per-flow record goes with its flow (a headless
+    session once kept the id of every evicted flow for a screen it did not have)."""
+    settings.max_flows = 5
+    settings.headless = not with_screen
+    batches = []
+    s = Session(
+        settings,
+        sink=(lambda views, removed: batches.append(len(removed))) if with_screen else None,
+    )
+    _, port = s.start()
+    try:
+        with httpx.Client(proxy=f"http://127.0.0.1:{port}") as c:
+            for _ in range(40):
+                assert c.get(upstream.url("/bytes/10")).status_code == 200
+        rec = s.recorder
+        wait_for(lambda: not rec._dirty and not rec._removed, what="the bridge to drain")
+        assert len(rec.flows) <= 5 and len(rec._seq) <= 5 and len(rec._bodies) <= 5
+        if with_screen:
+            wait_for(lambda: sum(batches) >= 35, what="the screen to hear of the evictions")
+    finally:
+        s.stop()
