@@ -26,23 +26,12 @@ log = logging.getLogger("waylay.session")
 
 
 def event_addons(session: Session) -> list[object]:
-    """Addons for the auth and certificate events, when they are installed.
+    """Addons for the auth and certificate events. They run before the decider, so that
+    the response event sees the final (authenticated) response."""
+    from monitor.auth import AuthResponder
+    from monitor.certificates import CertificateGuard
 
-    They run before the decider, so that the response event sees the final response."""
-    addons: list[object] = []
-    try:
-        from monitor.auth import AuthResponder
-    except ImportError:
-        pass
-    else:
-        addons.append(AuthResponder(session))
-    try:
-        from monitor.certificates import CertificateGuard
-    except ImportError:
-        pass
-    else:
-        addons.append(CertificateGuard(session))
-    return addons
+    return [AuthResponder(session), CertificateGuard(session)]
 
 
 class Session:
