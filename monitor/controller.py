@@ -140,16 +140,21 @@ class ProxyController:
             return error
         params = dict(answer.params)
         if answer.remember != "once":
+            secrets_before = set(self.rules.secrets.names())
             try:
                 made = self._rule_for(flow_id, event, answer)
                 if made is not None:
                     rule_id, fields = made
                     if error := self._check_rule(rule_id, fields):
-                        return f"cannot remember: {error}"
+                        raise ValueError(f"cannot remember: {error}")
                     self.rules.add(Rule(id=rule_id, **fields), position=0)
                     params["remembered_as"] = rule_id
             except Exception as e:  # RulesFileError (broken file), RememberError
-                return f"not remembered: {_first_line(e)}"
+                # a password stored for a rule that could not be saved must not linger
+                for name in set(self.rules.secrets.names()) - secrets_before:
+                    self.rules.secrets.delete(name)
+                text = _first_line(e)
+                return text if text.startswith("cannot remember") else f"not remembered: {text}"
         delivered = dataclasses.replace(answer, params=params, remember="once")
         self.proxy.call_soon(self._deliver, flow_id, event, delivered)
         return None

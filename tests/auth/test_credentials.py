@@ -463,3 +463,37 @@ def test_one_answer_serves_every_request_waiting_on_the_realm(settings, start_se
     assert session.pauses.keys() == []
     assert sum(a.accepted for a in srv.attempts) == 3
     assert any("accepted on another request" in n for fid in fids[1:] for n in notes(session, fid))
+
+
+def test_remembering_into_a_broken_rules_file_leaves_no_password_behind(settings, pool):
+    """The dialog gets an error, the flow stays paused, and secrets.toml does not keep a
+    password for a rule that was never saved."""
+    from monitor.session import Session
+    from tests.auth.servers import AuthUpstream
+    from tests.helpers import wait_for
+    from widgets.model import Answer
+
+    with AuthUpstream("basic", users={"alice": PASSWORD}) as srv:
+        s = Session(settings)
+        _, port = s.start()
+        try:
+            with httpx.Client(proxy=f"http://127.0.0.1:{port}", timeout=20) as c:
+                reply = pool.submit(c.get, srv.url("/page"))
+                [fid] = wait_for(lambda: s.pauses.keys(), what="the auth pause")
+                settings.rules.parent.mkdir(parents=True, exist_ok=True)
+                settings.rules.write_text("version = 1\n[[rule]]\nid = \n")  # broken
+                wait_for(lambda: s.rules.error, what="the watcher to see it")
+                answer = Answer(
+                    "credentials", {"username": "alice", "password": PASSWORD}, remember="host"
+                )
+                error = s.controller.answer(fid, "auth", answer)
+                assert error and error.startswith("not remembered")
+                assert s.pauses.keys() == [fid]  # still paused
+                secrets = settings.rules.parent / "secrets.toml"
+                assert not secrets.exists() or PASSWORD not in secrets.read_text()
+                s.controller.answer(
+                    fid, "auth", Answer("credentials", {"username": "alice", "password": PASSWORD})
+                )
+                assert reply.result(10).status_code == 200
+        finally:
+            s.stop()
