@@ -16,6 +16,10 @@ def main() -> int:
     else:
         print()
         bench_rules.main()
+    from tests.bench import soak
+
+    print()
+    soak.main([])
     return rc
 
 

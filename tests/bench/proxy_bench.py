@@ -47,7 +47,14 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None
 
 
 @contextmanager
-def _process(cmd: list[str], *, port: int | None = None, read_port: bool = False, **kw):
+def _process(
+    cmd: list[str],
+    *,
+    port: int | None = None,
+    read_port: bool = False,
+    with_pid: bool = False,
+    **kw,
+):
     proc = subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE if read_port else subprocess.DEVNULL,
@@ -62,7 +69,7 @@ def _process(cmd: list[str], *, port: int | None = None, read_port: bool = False
                 raise RuntimeError(f"{cmd[0]} did not report its port")
             port = int(line)
         _wait_port(port, proc)
-        yield port
+        yield (port, proc.pid) if with_pid else port
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -116,7 +123,7 @@ def _mitmdump(confdir: Path):
     return _process(cmd, port=port)
 
 
-def _headless(confdir: Path, rules: Path):
+def _headless(confdir: Path, rules: Path, extra: list[str] | None = None):
     port = _free_port()
     cmd = [
         str(BIN / "waylay"),
@@ -127,8 +134,9 @@ def _headless(confdir: Path, rules: Path):
         str(confdir),
         "--rules",
         str(rules),
+        *(extra or []),
     ]
-    return _process(cmd, port=port)
+    return _process(cmd, port=port, with_pid=extra is not None)
 
 
 def _screen(confdir: Path, rules: Path):
