@@ -533,7 +533,14 @@ class AuthResponder:
 
     # -- hooks ----------------------------------------------------------------------------
 
-    async def response(self, flow: http.HTTPFlow) -> None:
+    def response(self, flow: http.HTTPFlow):
+        """Only a 401 or 407 can be a challenge: other responses cost no coroutine
+        (mitmproxy awaits whatever a hook returns)."""
+        if flow.response is None or flow.response.status_code not in (401, 407):
+            return None
+        return self._response(flow)
+
+    async def _response(self, flow: http.HTTPFlow) -> None:
         m = meta(flow)
         if (
             flow.response is None

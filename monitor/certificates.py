@@ -310,10 +310,15 @@ class CertificateGuard:
         if check is not None and check.verdict is not None and check.verdict.action == "reject":
             self._applied(check, data.conn)  # type: ignore[arg-type]
 
-    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+    def requestheaders(self, flow: http.HTTPFlow):
+        """Only a request on a connection with a bad certificate has anything to wait
+        for: the others cost no coroutine (mitmproxy awaits whatever a hook returns)."""
         check = self._checks.get(flow.server_conn)
         if check is None or not check.problems:
-            return
+            return None
+        return self._hold(flow, check)
+
+    async def _hold(self, flow: http.HTTPFlow, check: _Check) -> None:
         if check.verdict is None and flow.live and not flow.error and not flow.response:
             self.session.recorder.track(flow)  # shown (paused or waiting) before it goes on
             await self._decided(check, flow)

@@ -205,13 +205,6 @@ class ProxyController:
         self._apply_breakpoints()
         return self._breakpoints_on
 
-    @property
-    def breakpoint_state(self) -> str:
-        if self._breakpoint is None:
-            return "none"
-        spec = self._breakpoint.filter or ", ".join(self._breakpoint.urls)
-        return f"{spec} ({'on' if self._breakpoints_on else 'off'})"
-
     def _apply_breakpoints(self) -> None:
         bp = self._breakpoint
         if bp is not None and not self.rules.is_transient(bp.id) and self.rules.get(bp.id):

@@ -19,8 +19,6 @@ from policies import EventDetails, RulesFile
 
 log = logging.getLogger("waylay.decider")
 
-ASKABLE_DEFAULT = {"request": "continue", "response": "continue", "redirect": "follow"}
-
 
 def record(flow: http.HTTPFlow, decision) -> None:
     """Keep the trace of a decision on the flow: every matching rule, and the one that won."""

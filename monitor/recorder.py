@@ -48,7 +48,6 @@ class Recorder:
         self.flows: OrderedDict[str, http.HTTPFlow] = OrderedDict()
         self._seq: dict[str, int] = {}
         self._next_seq = 1
-        self._finished_count = 0
         self._dirty: set[str] = set()
         self._removed: list[str] = []
         self._flusher: asyncio.Task | None = None
@@ -134,7 +133,6 @@ class Recorder:
                 self._wake.set()
 
     def _finish(self, flow: http.HTTPFlow) -> None:
-        self._finished_count += 1
         if flow.id in self._seq:
             self._keep_bodies_bounded(flow)
         if self.on_finished is not None:
@@ -203,9 +201,6 @@ class Recorder:
         if self._wake is not None:
             self._wake.set()
         return gone
-
-    def seq(self, fid: str) -> int:
-        return self._seq.get(fid, 0)
 
     # -- the bridge -----------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from mitmproxy import http
 
@@ -115,6 +115,3 @@ class Session:
                 break
             await asyncio.sleep(0.02)
         self.recorder.flush()
-
-    def finished_flows(self) -> Sequence[http.HTTPFlow]:
-        return list(self.recorder.flows.values())

@@ -88,8 +88,6 @@ def snapshot(
     flow: http.HTTPFlow,
     seq: int,
     paused: PausedEvent | None = None,
-    *,
-    with_bodies: bool = True,
 ) -> FlowView:
     req = flow.request
     resp = flow.response
@@ -100,12 +98,8 @@ def snapshot(
         duration = resp.timestamp_end - req.timestamp_start
     elif flow.error is not None and flow.error.timestamp:
         duration = flow.error.timestamp - req.timestamp_start
-    if with_bodies:
-        req_body, req_size = _body(req)
-        resp_body, resp_size = _body(resp)
-    else:
-        req_body, req_size, resp_body = b"", len(req.raw_content or b""), b""
-        resp_size = len(resp.raw_content or b"") if resp is not None else 0
+    req_body, req_size = _body(req)
+    resp_body, resp_size = _body(resp)
     error = None
     if flow.error is not None and state == "error":
         error = flow.error.msg

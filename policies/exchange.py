@@ -27,12 +27,8 @@ A target that fails to load is never written.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
 import sys
-import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +39,7 @@ from pydantic import ValidationError
 
 from . import dnr, mitm_options
 from .model import Defaults, Rule, RuleSetModel, problems_from_validation_error
-from .rules_file import check_text, default_rules_path, toml_value
+from .rules_file import check_text, default_rules_path, toml_value, write_atomic
 from .secrets import SecretStore
 
 __all__ = [
@@ -205,7 +201,7 @@ def export_command(
         out.flush()
     else:
         try:
-            _write_atomic(Path(output).expanduser(), result.text, backup=False)
+            write_atomic(Path(output).expanduser(), result.text, backup=False)
         except OSError as exc:
             print(f"waylay: cannot write {output}: {exc.strerror or exc}", file=err)
             return 1
@@ -336,7 +332,7 @@ def import_command(
         print(f"waylay: nothing to import; {target} is unchanged", file=out)
         return 0
     try:
-        _write_atomic(target, text, backup=True)
+        write_atomic(target, text, backup=True)
     except OSError as exc:
         print(f"waylay: cannot write {target}: {exc.strerror or exc}", file=err)
         return 1
@@ -470,34 +466,3 @@ def _check_result(text: str, target: Path, secrets: SecretStore) -> None:
         raise ExchangeError(
             "the imported rules would make the rules file invalid:\n" + "\n".join(loaded.errors)
         )
-
-
-def _write_atomic(path: Path, text: str, *, backup: bool) -> None:
-    """Temp file in the same folder, fsync, keep ``<name>.bak`` (if asked), rename."""
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        try:
-            mode = path.stat().st_mode & 0o777
-        except FileNotFoundError:
-            mode = 0o644
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if backup and path.exists():
-            bak = path.with_name(path.name + ".bak")
-            shutil.copy2(path, bak)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)

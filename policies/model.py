@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -88,20 +88,6 @@ DEFAULT_CHOICES: Final[dict[str, tuple[str, ...]]] = {
     for event, actions in ACTIONS_BY_EVENT.items()
 }
 
-RESOURCE_TYPES: Final = (
-    "main_frame",
-    "sub_frame",
-    "stylesheet",
-    "script",
-    "image",
-    "font",
-    "object",
-    "xmlhttprequest",
-    "ping",
-    "media",
-    "websocket",
-    "other",
-)
 ResourceType = Literal[
     "main_frame",
     "sub_frame",
@@ -116,6 +102,7 @@ ResourceType = Literal[
     "websocket",
     "other",
 ]
+RESOURCE_TYPES: Final = get_args(ResourceType)
 
 _URL_ACTIONS: Final = {("request", "redirect"), ("request", "rewrite"), ("redirect", "rewrite")}
 _STATUS_CONDITION_EVENTS: Final = frozenset({"response", "redirect", "auth"})

@@ -317,8 +317,9 @@ def _set_key(table: Any, key: str, value: Any) -> None:
         table.add(item)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Temp file in the same folder, write, flush, fsync, keep ``.bak``, rename, fsync dir."""
+def write_atomic(path: Path, text: str, *, backup: bool = True) -> None:
+    """Temp file in the same folder, write, flush, fsync, keep ``.bak`` (unless
+    ``backup=False``), rename, fsync the folder."""
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
@@ -332,7 +333,7 @@ def _write_atomic(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        if path.exists():
+        if backup and path.exists():
             _backup(path)
         os.replace(tmp, path)
     except BaseException:
@@ -809,7 +810,7 @@ class RulesFile:
                     "the change would make the rules file invalid: " + "; ".join(loaded.errors)
                 )
             try:
-                _write_atomic(self.path, text)
+                write_atomic(self.path, text)
             except BaseException:
                 self._doc = None
                 raise
