@@ -18,7 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
 
 from widgets.detail import FlowDetail
 from widgets.flow_table import FlowTable
@@ -165,7 +165,6 @@ class WaylayApp(App[None]):
         header.info = tuple((str(key), str(value)) for key, value in self.title_info.items())
         header.breakpoints_on = self.breakpoints_on
         self._read_rules_state()
-        self.table._ensure_columns()
         self.table.focus()
         self._refresh_counts()
         self.set_interval(1.0, self._tick, name="waylay-tick")
@@ -235,14 +234,21 @@ class WaylayApp(App[None]):
 
     # ------------------------------------------------------------ detail pane
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table is self.table and self.detail.has_class("-open"):
+    def on_flow_table_highlighted(self, event: FlowTable.Highlighted) -> None:
+        if event.table is self.table and self.detail.has_class("-open"):
             self._show_detail_of(self.table.selected_id)
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_flow_table_selected(self, event: FlowTable.Selected) -> None:
         """A click on the highlighted row does what `enter` does."""
-        if event.data_table is self.table:
+        if event.table is self.table:
             self.action_open_selected()
+
+    def on_flow_table_follow_changed(self, event: FlowTable.FollowChanged) -> None:
+        self.header.follow = event.follow
+
+    def on_flow_table_sort_changed(self, event: FlowTable.SortChanged) -> None:
+        arrow = " ▼" if event.reverse else ""
+        self.header.sort_label = f"{event.key}{arrow}" if event.key else ""
 
     def _follow_detail(self, changed: set[str]) -> None:
         detail = self.detail
