@@ -26,6 +26,7 @@ from widgets.header import WaylayHeader
 from widgets.help import HelpScreen
 from widgets.model import Answer, Controller, FlowView
 from widgets.prompts import ConfirmPrompt, InputPrompt
+from widgets.queue import PausedQueue
 
 CONTINUE_ACTIONS = {"request": "continue", "response": "continue", "redirect": "follow"}
 """What `a`/`A` answer per event. auth and certificate are not here on purpose: a person
@@ -33,6 +34,8 @@ decides those in their dialog, and a bad certificate is never allowed by a stray
 
 CANCEL_ACTIONS = {"certificate": "reject"}
 """What `X` answers when it is not `cancel`."""
+
+_EVENTS = ("request", "response", "redirect", "auth", "certificate", "cookies")
 
 FlowFilter = Callable[[FlowView], bool]
 
@@ -85,6 +88,9 @@ class WaylayApp(App[None]):
         title_info: Mapping[str, object] | None = None,
         clock: Callable[[], float] = time.time,
         ask_timeout: float = 120,
+        auto_advance: bool = True,
+        auto_open: bool = False,
+        follow: bool = False,
     ) -> None:
         super().__init__()
         self.controller = controller
@@ -105,6 +111,17 @@ class WaylayApp(App[None]):
         self._decision: tuple[str, float, Screen] | None = None
         self._reask: tuple[str, float] | None = None
         """A flow whose credentials were just sent: if refused, its next question opens."""
+        self.auto_advance = auto_advance
+        """After a decision in a dialog, the next paused flow's dialog opens."""
+        self.auto_open = auto_open
+        """A dialog opens by itself when something pauses (`O`), never over a form."""
+        self._follow_at_start = follow
+        self.marked_only = False
+        """The list shows marked flows only (`M`)."""
+        self._text_visible: FlowFilter | None = None
+        """The filter typed with `f`; `_visible` adds `marked_only` to it."""
+        self._answered: dict[str, float] = {}
+        """Flow id -> the `since` of the pause answered here and not yet seen as over."""
 
     # ------------------------------------------------------------ feeding (any thread)
 
@@ -126,8 +143,10 @@ class WaylayApp(App[None]):
         self._detail = FlowDetail(id="detail")
         self._main = Vertical(id="main", classes="-empty")
         self._empty = Static(id="empty", markup=False)
+        self._queue = PausedQueue(id="queue")
         yield self._header
         with self._main:
+            yield self._queue
             yield self._table
             yield self._empty
             yield self._detail
@@ -146,6 +165,10 @@ class WaylayApp(App[None]):
         return self._detail
 
     @property
+    def queue(self) -> PausedQueue:
+        return self._queue
+
+    @property
     def selected_flow(self) -> FlowView | None:
         """The flow under the list's cursor."""
         flow_id = self.table.selected_id
@@ -158,12 +181,28 @@ class WaylayApp(App[None]):
             (self.flows[flow_id] for flow_id in self._paused_ids), key=lambda view: view.seq
         )
 
+    @property
+    def waiting_flows(self) -> list[FlowView]:
+        """Paused flows nobody has answered here yet, the longest waiting first (the
+        queue: the first one is the first to time out)."""
+        answered = self._answered
+        waiting = [
+            view
+            for view in self.paused_flows
+            if view.paused is not None and answered.get(view.id) != view.paused.since
+        ]
+        waiting.sort(key=lambda view: view.paused.since if view.paused else 0.0)
+        return waiting
+
     def on_mount(self) -> None:
         header = self.header
         header.address = self.controller.address
         header.mode = self.controller.mode
         header.info = tuple((str(key), str(value)) for key, value in self.title_info.items())
         header.breakpoints_on = self.breakpoints_on
+        header.auto_open = self.auto_open
+        if self._follow_at_start:
+            self.table.set_follow(True)
         self._read_rules_state()
         self.table.focus()
         self._refresh_counts()
@@ -172,6 +211,7 @@ class WaylayApp(App[None]):
     def _tick(self) -> None:
         """Once a second: paused rows count their seconds; the rules file may have changed."""
         self.table.refresh_paused()
+        self._refresh_queue()
         self._read_rules_state()
         detail = self.detail
         if detail.has_class("-open") and detail.flow_id in self._paused_ids:
@@ -195,17 +235,31 @@ class WaylayApp(App[None]):
     def on_flows_updated(self, message: FlowsUpdated) -> None:
         flows = self.flows
         paused = self._paused_ids
+        answered = self._answered
+        newly_paused = False
         for view in message.views:
+            old = flows.get(view.id)
             flows[view.id] = view
             if view.paused is not None:
                 paused.add(view.id)
+                if old is None or old.paused is None or old.paused.since != view.paused.since:
+                    newly_paused = True
             else:
                 paused.discard(view.id)
+            if view.id in answered and (
+                view.paused is None or view.paused.since != answered[view.id]
+            ):
+                del answered[view.id]
+        marked = self.table.marked
         for flow_id in message.removed:
             flows.pop(flow_id, None)
             paused.discard(flow_id)
+            answered.pop(flow_id, None)
+            marked.discard(flow_id)
         self.table.apply(message.views, message.removed, visible=self._visible)
         self._refresh_counts()
+        if newly_paused and self.auto_open:
+            self._open_next_by_itself()
         changed = {view.id for view in message.views}
         changed.update(message.removed)
         self._follow_detail(changed)
@@ -219,6 +273,7 @@ class WaylayApp(App[None]):
         header.paused_count = len(self._paused_ids)
         rows = self.table.row_count
         header.shown_count = rows if self._visible is not None else None
+        self._refresh_queue()
         main = self._main
         empty = rows == 0
         main.set_class(empty, "-empty")
@@ -235,6 +290,7 @@ class WaylayApp(App[None]):
     # ------------------------------------------------------------ detail pane
 
     def on_flow_table_highlighted(self, event: FlowTable.Highlighted) -> None:
+        self._refresh_queue()
         if event.table is self.table and self.detail.has_class("-open"):
             self._show_detail_of(self.table.selected_id)
 
@@ -293,7 +349,11 @@ class WaylayApp(App[None]):
             self.show_detail()
 
     def action_continue_selected(self) -> None:
-        """`a`: continue the selected paused flow; auth and certificate go to their dialog."""
+        """`a`: continue the selected paused flow; auth and certificate go to their dialog.
+        With marked paused flows, continue those instead."""
+        if self._marked_paused():
+            self._act_on_marked(CONTINUE_ACTIONS, "Continued")
+            return
         view = self._selected_paused()
         if view is None:
             return
@@ -323,7 +383,12 @@ class WaylayApp(App[None]):
         self.notify(message, severity="warning" if left else "information")
 
     def action_cancel_selected(self) -> None:
-        """`X`: cancel the selected paused flow (reject a certificate)."""
+        """`X`: cancel the selected paused flow (reject a certificate); with marked paused
+        flows, cancel those instead (auth included: cancelling needs no credentials)."""
+        if self._marked_paused():
+            cancel = {event: CANCEL_ACTIONS.get(event, "cancel") for event in _EVENTS}
+            self._act_on_marked(cancel, "Cancelled")
+            return
         view = self._selected_paused()
         if view is None:
             return
@@ -342,7 +407,132 @@ class WaylayApp(App[None]):
         if error:
             self.notify_error(f"{view.method} {view.url}: {error}")
             return False
+        self._answered[view.id] = view.paused.since
+        self._refresh_queue()
         return True
+
+    def _marked_paused(self) -> list[FlowView]:
+        """Marked flows still waiting for a decision, oldest first."""
+        marked = self.table.marked
+        if not marked:
+            return []
+        return [view for view in self.waiting_flows if view.id in marked]
+
+    def _act_on_marked(self, actions: Mapping[str, str], verb: str) -> None:
+        done = 0
+        left: list[FlowView] = []
+        for view in self._marked_paused():
+            assert view.paused is not None
+            action = actions.get(view.paused.event)
+            if action is None:
+                left.append(view)
+            elif self._answer(view, Answer(action)):
+                done += 1
+                self.table.set_mark(view.id, False)
+        message = f"{verb} {done} marked flow{'' if done == 1 else 's'}."
+        if left:
+            events = ", ".join(sorted({view.paused.event for view in left if view.paused}))
+            message += f" {len(left)} ({events}) need a decision in their dialog (enter)."
+        self.notify(message, severity="warning" if left else "information")
+
+    # ------------------------------------------------------------ the breakpoint queue
+
+    def _refresh_queue(self) -> None:
+        queue = getattr(self, "_queue", None)
+        if queue is None:
+            return
+        queue.show(
+            self.waiting_flows,
+            self.clock(),
+            marked=self.table.marked,
+            selected=self.table.selected_id,
+        )
+
+    def action_next_paused(self) -> None:
+        """`p`: the next paused flow, oldest first (after the selected one if it is paused).
+        A paused flow the filter hides gets its dialog at once."""
+        waiting = self.waiting_flows
+        if not waiting:
+            self.notify("No flow is paused.", severity="warning")
+            return
+        ids = [view.id for view in waiting]
+        selected = self.table.selected_id
+        index = (ids.index(selected) + 1) % len(ids) if selected in ids else 0
+        view = waiting[index]
+        if self.table.select_flow(view.id):
+            self.table.set_follow(False)
+            self._refresh_queue()
+            return
+        self.notify("That paused flow is hidden by the filter; here is its dialog.")
+        self.open_decision(view)
+
+    def action_toggle_auto_open(self) -> None:
+        """`O`: dialogs open by themselves when something pauses (never over a form)."""
+        self.auto_open = not self.auto_open
+        self.header.auto_open = self.auto_open
+        self.notify(
+            "Dialogs open by themselves when a flow pauses."
+            if self.auto_open
+            else "Dialogs open only with enter."
+        )
+        if self.auto_open:
+            self._open_next_by_itself()
+
+    def action_toggle_auto_advance(self) -> None:
+        """After a decision, the next paused flow's dialog opens (on by default)."""
+        self.auto_advance = not self.auto_advance
+        self.notify(f"Auto-advance {'on' if self.auto_advance else 'off'}.")
+
+    def can_open_by_itself(self) -> bool:
+        """Nothing is open over the flow list: no dialog, prompt, form or other screen."""
+        return self._decision is None and len(self.screen_stack) == 1
+
+    def _open_next_by_itself(self) -> bool:
+        """Open the oldest waiting flow's dialog if nothing else is open; True if it did."""
+        if not self.can_open_by_itself():
+            return False
+        for view in self.waiting_flows:
+            assert view.paused is not None
+            if view.paused.event not in _EVENTS:
+                continue
+            self.table.select_flow(view.id)
+            self.open_decision(view)
+            return True
+        return False
+
+    def action_toggle_mark(self) -> None:
+        """`m`: mark or unmark the selected flow."""
+        flow_id = self.table.selected_id
+        if flow_id is None:
+            return
+        self.table.set_mark(flow_id, flow_id not in self.table.marked)
+        self._refresh_queue()
+        if self.marked_only and flow_id not in self.table.marked:
+            self._apply_visibility()
+
+    def action_marked_only(self) -> None:
+        """`M`: show marked flows only, or every flow (the filter still applies)."""
+        self.marked_only = not self.marked_only
+        self.header.marked_only = self.marked_only
+        self._apply_visibility()
+
+    def _apply_visibility(self) -> None:
+        text_visible = self._text_visible
+        if self.marked_only:
+            marked = self.table.marked
+            if text_visible is None:
+                visible: FlowFilter | None = lambda view: view.id in marked  # noqa: E731
+            else:
+                visible = lambda view: view.id in marked and text_visible(view)  # noqa: E731
+        else:
+            visible = text_visible
+        self._visible = visible
+        views: Iterable[FlowView] = self.flows.values()
+        if visible is not None:
+            views = [view for view in views if visible(view)]
+        self.table.replace(views)
+        self._refresh_counts()
+        self._follow_detail(set())
 
     def action_set_breakpoint(self) -> None:
         """`i`: a breakpoint spec; the controller's error keeps the prompt open."""
@@ -428,14 +618,9 @@ class WaylayApp(App[None]):
         if error:
             return error
         self.filter_text = text.strip()
-        self._visible = visible
+        self._text_visible = visible
         self.header.filter_text = self.filter_text
-        views: Iterable[FlowView] = self.flows.values()
-        if visible is not None:
-            views = [view for view in views if visible(view)]
-        self.table.replace(views)
-        self._refresh_counts()
-        self._follow_detail(set())
+        self._apply_visibility()
         return None
 
     def action_rules(self) -> None:
@@ -505,6 +690,19 @@ class WaylayApp(App[None]):
             "Toggle breakpoints", "Breakpoints on/off (I)", self.action_toggle_breakpoints
         )
         yield SystemCommand("Filter flows", "Filter the flow list (f)", self.action_filter)
+        yield SystemCommand(
+            "Next paused flow", "The oldest paused flow (p)", self.action_next_paused
+        )
+        yield SystemCommand(
+            "Toggle auto-open",
+            "Dialogs open by themselves when a flow pauses (O)",
+            self.action_toggle_auto_open,
+        )
+        yield SystemCommand(
+            "Toggle auto-advance",
+            "After a decision, the next paused flow's dialog opens",
+            self.action_toggle_auto_advance,
+        )
         yield SystemCommand("Rules", "The rules screen (R)", self.open_rules)
         yield SystemCommand("Export", "curl, HAR, rules (E)", self.open_export)
 
@@ -547,10 +745,15 @@ class WaylayApp(App[None]):
         def closed(result: object) -> None:
             if self._decision is not None and self._decision[2] is screen:
                 self._decision = None
-            if result is not None and view.paused is not None and view.paused.event == "auth":
-                # Credentials go upstream; if they are refused the flow pauses at auth
-                # again ("attempt 2 of 3"): that question opens by itself.
-                self._reask = (view.id, view.paused.since)
+            if result is not None and view.paused is not None:
+                self._answered[view.id] = view.paused.since
+                self._refresh_queue()
+                if view.paused.event == "auth":
+                    # Credentials go upstream; if they are refused the flow pauses at auth
+                    # again ("attempt 2 of 3"): that question opens by itself.
+                    self._reask = (view.id, view.paused.since)
+                if self.auto_advance:
+                    self.call_later(self._open_next_by_itself)
 
         self.push_screen(screen, closed)
 

@@ -828,6 +828,19 @@ async def test_notify_error_from_another_thread_is_a_toast(controller):
         assert toast.severity == "error"
 
 
+async def test_every_flow_list_key_is_in_the_help():
+    from widgets.help import KEYS
+
+    keys = {
+        token
+        for place, key, _ in KEYS
+        if place in ("flow list", "details", "anywhere")
+        for token in key.replace("/", " ").split()
+    }
+    for binding in FlowTable.BINDINGS:
+        assert binding.key.split(",")[0] in keys, binding.key
+
+
 async def test_bindings_have_ids_for_keymaps():
     ids = {binding.id for binding in FlowTable.BINDINGS}
     assert {
@@ -842,7 +855,16 @@ async def test_bindings_have_ids_for_keymaps():
         "waylay.export",
         "waylay.clear",
         "waylay.quit",
+        "waylay.next_paused",
+        "waylay.auto_open",
+        "waylay.mark",
+        "waylay.marked_only",
+        "waylay.follow",
+        "waylay.first",
+        "waylay.last",
+        "waylay.sort",
     } <= ids
+    assert all(binding.id for binding in FlowTable.BINDINGS)
 
 
 async def test_a_keymap_remaps_a_key(controller):
