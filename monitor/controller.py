@@ -67,7 +67,10 @@ class ProxyController:
         rules: RulesFile,
         *,
         extra_rule_fields=None,
+        ask_default: str = "continue",
     ) -> None:
+        self.ask_default = ask_default
+        """What an unanswered pause gets at --ask-timeout (the dialogs name it)."""
         self.proxy = proxy
         self.pauses = pauses
         self.recorder = recorder

@@ -70,7 +70,9 @@ class Session:
         self.proxy = EmbeddedProxy(
             settings, [*self.extra_addons, self.decider, *late], tail=[self.recorder]
         )
-        self.controller = ProxyController(self.proxy, self.pauses, self.recorder, self.rules)
+        self.controller = ProxyController(
+            self.proxy, self.pauses, self.recorder, self.rules, ask_default=settings.ask_default
+        )
         for addon in self.extra_addons:
             register = getattr(addon, "register_controller", None)
             if register is not None:

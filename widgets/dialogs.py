@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from typing import ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -33,6 +33,7 @@ from textual.screen import ModalScreen
 from textual.widgets import ContentSwitcher, Footer, Input, Label, Static, TextArea
 
 from policies import MatchPatternError, compile_pattern
+from widgets.format import header_value
 from widgets.model import Answer, Controller, FlowView, Headers, RememberScope
 
 Clock = Callable[[], float]
@@ -87,6 +88,16 @@ def check_match_pattern(text: str) -> str | None:
 
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_COMMON_HEADERS = (
+    "accept|age|allow|authorization|connection|cookie|date|etag|expect|expires|from|host|"
+    "link|location|origin|pragma|range|referer|server|te|trailer|upgrade|vary|via|warning"
+)
+_SECOND_HEADER = re.compile(
+    rf"(?:^|\s)((?:[A-Za-z0-9]+-)+[A-Za-z0-9]+|(?i:{_COMMON_HEADERS})):\s",
+)
+"""A header name followed by ": " inside a value: two headers pasted on one line.
+Only names that look like headers (with a hyphen, or a common one-word name), so that a
+value such as "note: see below" stays a value."""
 
 
 def parse_header_lines(text: str) -> list[tuple[str, str]]:
@@ -99,8 +110,20 @@ def parse_header_lines(text: str) -> list[tuple[str, str]]:
         name = name.strip()
         if not sep or not _TOKEN.match(name):
             raise ValueError(f"header line {number}: expected 'Name: value', got {line!r}")
+        second = _SECOND_HEADER.search(value)
+        if second:
+            raise ValueError(
+                f"header line {number} holds two headers ({name} and {second.group(1)}): "
+                "put each on its own line"
+            )
         headers.append((name, value.strip()))
     return headers
+
+
+def _field(value: str = "", **kwargs) -> Input:
+    """An input that keeps its text when it gets focus: with select-all on focus, one
+    key wiped a whole URL (and an Input has no undo)."""
+    return Input(value, select_on_focus=False, **kwargs)
 
 
 def _decode_body(body: bytes) -> str | None:
@@ -210,7 +233,13 @@ class DecisionDialog(ModalScreen[Answer | None]):
 
     EVENT: ClassVar[str] = ""
     TITLE_TEXT: ClassVar[str] = ""
-    TIMEOUT_OUTCOME: ClassVar[str] = "then the --ask-default outcome"
+    TIMEOUT_OUTCOME: ClassVar[str] = ""
+    """What happens at the deadline, when it does not depend on --ask-default."""
+    DEFAULT_OUTCOMES: ClassVar[dict[str, str]] = {
+        "continue": "then it continues",
+        "cancel": "then it is cancelled",
+    }
+    """What --ask-default does at the deadline (`Controller.ask_default`), in words."""
     SCOPES: ClassVar[tuple[tuple[str, RememberScope, str], ...]] = (
         ("1", "once", "once"),
         ("2", "url", "this URL"),
@@ -267,6 +296,29 @@ class DecisionDialog(ModalScreen[Answer | None]):
         text-style: bold;
         height: auto;
     }
+    DecisionDialog #summary {
+        min-height: 4;
+    }
+    DecisionDialog > ToastRack {
+        /* Over a dialog, only the newest toast shows, squeezed into the lines above the
+           summary's end: it never covers a field someone is typing in. */
+        dock: top;
+        align: right top;
+        margin: 0;
+        max-height: 4;
+        overflow: hidden hidden;
+        & ToastHolder {
+            display: none;
+        }
+        & ToastHolder:last-of-type {
+            display: block;
+        }
+        & Toast {
+            margin-top: 0;
+            padding: 0 1;
+            max-height: 4;
+        }
+    }
     """
 
     def __init__(self, view: FlowView, controller: Controller, *, clock: Clock = time.time):
@@ -309,7 +361,7 @@ class DecisionDialog(ModalScreen[Answer | None]):
             yield from self.compose_forms()
             yield RememberBar(self.SCOPES, id="remember")
             if any(scope == "pattern" for _, scope, _ in self.SCOPES):
-                yield Input(
+                yield _field(
                     placeholder="match pattern, e.g. *://*.example.com/*",
                     id="pattern",
                 )
@@ -348,7 +400,16 @@ class DecisionDialog(ModalScreen[Answer | None]):
         if left <= 0:
             frame.border_subtitle = Content("⏱ timing out…")
         else:
-            frame.border_subtitle = Content(f"⏱ {_format_left(left)} left, {self.TIMEOUT_OUTCOME}")
+            frame.border_subtitle = Content(
+                f"⏱ {_format_left(left)} left, {self.timeout_outcome()}"
+            )
+
+    def timeout_outcome(self) -> str:
+        """ "then it continues": what the deadline does, named."""
+        if self.TIMEOUT_OUTCOME:
+            return self.TIMEOUT_OUTCOME
+        default = getattr(self.controller, "ask_default", None)
+        return self.DEFAULT_OUTCOMES.get(str(default), "then it gets the timeout outcome")
 
     def flow_updated(self, view: FlowView) -> None:
         """A new snapshot of this dialog's flow: close when it is no longer paused here."""
@@ -375,6 +436,11 @@ class DecisionDialog(ModalScreen[Answer | None]):
             return f"{what}: flow moved on, now paused at {view.paused.event}"
         if view.state == "error":
             return f"{what}: flow ended: {view.error or 'client disconnected'}"
+        if any("client disconnected" in note for note in view.notes):
+            return (
+                f"{what}: the client stopped waiting (it disconnected or timed out); "
+                "the flow was dropped"
+            )
         deadline = self.view.paused.deadline if self.view.paused else math.inf
         if self.clock() >= deadline - 1:
             return f"{what}: flow ended: timed out ({view.state_label})"
@@ -405,6 +471,7 @@ class DecisionDialog(ModalScreen[Answer | None]):
         if self.query("#pattern"):
             pattern_input = self.query_one("#pattern", Input)
             pattern_input.display = scope == "pattern"
+            pattern_input.border_title = "match pattern (enter keeps it)"
             if scope == "pattern":
                 if not pattern_input.value:
                     pattern_input.value = self.suggested_pattern()
@@ -580,11 +647,12 @@ class HttpDialog(DecisionDialog):
         margin-top: 1;
         text-style: bold;
     }
-    HttpDialog #respond-status {
-        width: 16;
+    HttpDialog .form .field {
+        height: auto;
+        width: 1fr;
     }
-    HttpDialog #edit-method {
-        width: 14;
+    HttpDialog .form .field.-narrow {
+        width: 16;
     }
     HttpDialog .form Input {
         background: $boost;
@@ -645,33 +713,43 @@ class HttpDialog(DecisionDialog):
             yield Static(Content(self.decide_hint()), id="decide")
             with Vertical(id="url-form", classes="form"):
                 yield Label("", id="url-label")
-                yield Input(placeholder="https://…", id="url-input", compact=True)
+                yield _field(placeholder="https://…", id="url-input", compact=True)
             with Vertical(id="respond-form", classes="form"):
-                yield Label("respond to the client with  (ctrl+s sends)")
+                yield Label("respond to the client with  (ctrl+s sends)", id="respond-title")
                 with Horizontal():
-                    yield Input(
-                        "200",
-                        placeholder="status",
-                        type="integer",
-                        id="respond-status",
-                        compact=True,
-                    )
-                    yield Input(
-                        "text/plain; charset=utf-8",
-                        placeholder="content type",
-                        id="respond-type",
-                        compact=True,
-                    )
+                    with Vertical(classes="field -narrow"):
+                        yield Label("status")
+                        yield _field(
+                            "200",
+                            placeholder="status",
+                            type="integer",
+                            id="respond-status",
+                            compact=True,
+                        )
+                    with Vertical(classes="field"):
+                        yield Label("content type")
+                        yield _field(
+                            "text/plain; charset=utf-8",
+                            placeholder="content type",
+                            id="respond-type",
+                            compact=True,
+                        )
+                yield from self.compose_respond_headers()
+                yield Label("body")
                 yield TextArea("", id="respond-body", soft_wrap=True)
             if "edit" in self.FORMS:
                 body = self._editable_body()
                 with Vertical(id="edit-form", classes="form"):
                     yield Label("edit the request, then continue  (ctrl+s sends)")
                     with Horizontal():
-                        yield Input(
-                            view.method, placeholder="method", id="edit-method", compact=True
-                        )
-                        yield Input(view.url, placeholder="URL", id="edit-url", compact=True)
+                        with Vertical(classes="field -narrow"):
+                            yield Label("method")
+                            yield _field(
+                                view.method, placeholder="method", id="edit-method", compact=True
+                            )
+                        with Vertical(classes="field"):
+                            yield Label("URL")
+                            yield _field(view.url, placeholder="URL", id="edit-url", compact=True)
                     yield Label("headers (one 'Name: value' per line)")
                     yield TextArea(
                         "\n".join(f"{name}: {value}" for name, value in view.request_headers),
@@ -690,6 +768,10 @@ class HttpDialog(DecisionDialog):
                         soft_wrap=True,
                         read_only=body is None,
                     )
+
+    def compose_respond_headers(self) -> ComposeResult:
+        """More response headers for the respond form (the response dialog's `e`)."""
+        yield from ()
 
     def decide_hint(self) -> str:
         return "escape closes, the flow stays paused"
@@ -734,7 +816,7 @@ class HttpDialog(DecisionDialog):
             url_input.focus()
         elif mode == "respond":
             switcher.current = "respond-form"
-            self.query_one("#respond-body").focus()
+            self.query_one("#respond-status").focus()
         elif mode == "edit":
             switcher.current = "edit-form"
             self.query_one("#edit-url").focus()
@@ -751,7 +833,7 @@ class HttpDialog(DecisionDialog):
         targets = {
             "redirect": "#url-input",
             "rewrite": "#url-input",
-            "respond": "#respond-body",
+            "respond": "#respond-status",
             "edit": "#edit-url",
         }
         self.query_one(targets.get(self.mode, "#summary")).focus()
@@ -904,8 +986,12 @@ class RedirectDialog(HttpDialog):
         )
 
     def default_url(self, mode: str) -> str:
-        location = _detail(self.view, "location")
-        return location if check_http_url(location) is None else self.view.url
+        """The Location (made absolute against the request URL), else the request URL."""
+        view = self.view
+        location = _detail(view, "location") or header_value(view.response_headers, "location")
+        if location:
+            location = urljoin(view.url, location.strip())
+        return location if check_http_url(location) is None else view.url
 
 
 # --------------------------------------------------------------------------- auth
@@ -920,6 +1006,8 @@ class AuthDialog(DecisionDialog):
 
     EVENT = "auth"
     TIMEOUT_OUTCOME = "then the challenge passes to the client"
+    AUTO_FOCUS = "#username"
+    """Typing starts in the username: before, keys were lost until enter moved focus."""
     SCOPES = (("1", "once", "once"), ("3", "host", "this host + realm"))
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -946,6 +1034,11 @@ class AuthDialog(DecisionDialog):
     AuthDialog .field Input {
         width: 1fr;
     }
+    AuthDialog #auth-hint {
+        color: $text-muted;
+        height: auto;
+        margin-top: 1;
+    }
     """
 
     def compose_summary(self) -> ComposeResult:
@@ -970,10 +1063,22 @@ class AuthDialog(DecisionDialog):
     def compose_forms(self) -> ComposeResult:
         with Horizontal(classes="field"):
             yield Label("username")
-            yield Input(id="username")
+            yield _field(id="username")
         with Horizontal(classes="field"):
             yield Label("password")
-            yield Input(id="password", password=True)
+            yield _field(id="password", password=True)
+        yield Static(
+            Content(
+                "enter sends · shift+tab leaves the fields, then x passes the challenge to "
+                "the client and 1 / 3 choose what to remember · escape closes"
+            ),
+            id="auth-hint",
+        )
+
+    def focus_home(self) -> None:
+        username = self.query_one("#username", Input)
+        password = self.query_one("#password", Input)
+        (password if username.value and not password.value else username).focus()
 
     def _credentials(self) -> Answer:
         return Answer(

@@ -150,6 +150,10 @@ class Controller(Protocol):
     @property
     def mode(self) -> str: ...
 
+    @property
+    def ask_default(self) -> str:
+        """--ask-default: what a pause gets at its deadline, "continue" or "cancel"."""
+
     def answer(self, flow_id: str, event: str, answer: Answer) -> str | None:
         """Decide a paused event. Returns an error message (and changes nothing) when the
         answer is invalid, e.g. a redirect URL that is not a URL."""

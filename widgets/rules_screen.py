@@ -295,7 +295,14 @@ class RuleEditor(ModalScreen[bool]):
     def _row(self, name: str, value: str, placeholder: str, type: str = "text") -> ComposeResult:
         with Horizontal(classes="row"):
             yield Label(name)
-            yield Input(value, placeholder=placeholder, id=name, type=type, compact=True)  # type: ignore[arg-type]
+            yield Input(
+                value,
+                placeholder=placeholder,
+                id=name,
+                type=type,
+                compact=True,
+                select_on_focus=False,
+            )  # type: ignore[arg-type]
 
     def on_mount(self) -> None:
         self.query_one("#form").border_title = Content(f"edit rule {self.rule.id}")

@@ -29,6 +29,7 @@ class FakeController:
 
     address = "http://127.0.0.1:8080"
     mode = "regular"
+    ask_default = "continue"
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []
