@@ -95,6 +95,8 @@ class Decider:
         self.rules = rules
         self.pauses = pauses
         self.ask_default = ask_default
+        self.events = None
+        """An ``EventLog`` that hears of decisions made by a timeout (the session sets it)."""
         self.touch = lambda flow: None  # set by the wiring: tell the recorder a flow changed
 
     # -- hooks ------------------------------------------------------------------------
@@ -224,6 +226,12 @@ class Decider:
             if event == "redirect" and outcome == "continue":
                 outcome = "follow"
             note(flow, f"{event}: {answer.value}; {outcome}")
+            if self.events is not None:
+                self.events.add(
+                    "timeout",
+                    f"{flow.request.method} {flow.request.pretty_url}: {event} {answer.value}; "
+                    f"{outcome}",
+                )
             return outcome, {}, answer.value
         params = dict(answer.params)
         if rule_id := params.pop("remembered_as", None):

@@ -15,6 +15,7 @@ from mitmproxy import http
 
 from monitor.controller import ProxyController
 from monitor.decider import Decider
+from monitor.events import EventLog
 from monitor.har import write_har
 from monitor.pauses import Pauses
 from monitor.proxy import EmbeddedProxy
@@ -63,15 +64,24 @@ class Session:
             max_body_bytes=settings.max_body_memory,
         )
         self.decider = Decider(self.rules, self.pauses, ask_default=settings.ask_default)
+        self.events = EventLog()
+        self.decider.events = self.events
         self.extra_addons = event_addons(self)
         # An event addon may need a hook after the decider's (e.g. the auth cache: a request
         # a rule rewrites must not take the old host's credentials along).
         late = [a for addon in self.extra_addons for a in getattr(addon, "after_decider", ())]
         self.proxy = EmbeddedProxy(
-            settings, [*self.extra_addons, self.decider, *late], tail=[self.recorder]
+            settings,
+            [*self.extra_addons, self.decider, *late],
+            tail=[self.recorder, self.events],
         )
         self.controller = ProxyController(
-            self.proxy, self.pauses, self.recorder, self.rules, ask_default=settings.ask_default
+            self.proxy,
+            self.pauses,
+            self.recorder,
+            self.rules,
+            ask_default=settings.ask_default,
+            events=self.events,
         )
         for addon in self.extra_addons:
             register = getattr(addon, "register_controller", None)
@@ -89,6 +99,11 @@ class Session:
     def _rules_changed(self, rules: RulesFile) -> None:
         if rules.error:
             log.warning("rules file: %s (keeping the last good rules)", rules.error)
+            self.events.add(
+                "rules", f"rules file not loaded: {rules.error} (the last good rules stay)"
+            )
+        else:
+            self.events.add("rules", f"rules file reloaded: {len(rules.rules)} rules")
         if self.on_rules_changed is not None:
             self.on_rules_changed(rules)
 

@@ -623,6 +623,67 @@ class WaylayApp(App[None]):
         self._apply_visibility()
         return None
 
+    def action_delete_selected(self) -> None:
+        """`d`: delete the selected finished flow, here and in the proxy's store."""
+        view = self.selected_flow
+        if view is None:
+            return
+        if not view.finished:
+            self.notify("Only a finished flow can be deleted.", severity="warning")
+            return
+        delete = getattr(self.controller, "delete_flow", None)
+        error = delete(view.id) if callable(delete) else "deleting is not available here"
+        if error:
+            self.notify_error(f"{view.method} {view.url}: {error}")
+            return
+        self.flows.pop(view.id, None)
+        self._answered.pop(view.id, None)
+        self.table.marked.discard(view.id)
+        self.table.remove_flows([view.id])
+        self._refresh_counts()
+        self._follow_detail({view.id})
+
+    def action_replay(self) -> None:
+        """`r`: the selected flow's request again through the proxy; a new row."""
+        view = self.selected_flow
+        if view is None:
+            return
+        replay = getattr(self.controller, "replay", None)
+        error = replay(view.id) if callable(replay) else "replay is not available here"
+        if error:
+            self.notify_error(f"Replay of {view.method} {view.url}: {error}")
+            return
+        self.notify(f"Replaying #{view.seq}: a new row follows.", markup=False)
+
+    def action_duplicate(self) -> None:
+        """`D`: a copy of the selected flow's request in the edit form; sending makes a
+        new flow."""
+        view = self.selected_flow
+        if view is None:
+            return
+        if view.paused is not None or not view.finished:
+            self.notify(
+                "Duplicate a finished flow (a paused one is edited in its dialog: e).",
+                severity="warning",
+            )
+            return
+        from widgets.request_editor import RequestEditor
+
+        def sent(original: str | None) -> None:
+            if original is not None:
+                self.notify(f"Sent an edited copy of #{view.seq}: a new row follows.")
+
+        self.push_screen(RequestEditor(view, self.controller), sent)
+
+    def action_event_log(self) -> None:
+        """`l`: the event log (proxy errors, rules reloads, timeouts, TLS failures)."""
+        from widgets.event_log import EventLogScreen
+
+        if isinstance(self.screen, EventLogScreen):
+            self.screen.dismiss(None)
+            return
+        self.push_screen(EventLogScreen(self.controller))
+
     def action_rules(self) -> None:
         self.open_rules()
 
@@ -702,6 +763,9 @@ class WaylayApp(App[None]):
             "Toggle auto-advance",
             "After a decision, the next paused flow's dialog opens",
             self.action_toggle_auto_advance,
+        )
+        yield SystemCommand(
+            "Event log", "Proxy errors, reloads, timeouts (l)", self.action_event_log
         )
         yield SystemCommand("Rules", "The rules screen (R)", self.open_rules)
         yield SystemCommand("Export", "curl, HAR, rules (E)", self.open_export)

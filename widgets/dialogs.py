@@ -737,6 +737,8 @@ class HttpDialog(DecisionDialog):
                 yield from self.compose_respond_headers()
                 yield Label("body")
                 yield TextArea("", id="respond-body", soft_wrap=True)
+            if "upstream" in self.FORMS:
+                yield from self.compose_upstream_form()
             if "edit" in self.FORMS:
                 body = self._editable_body()
                 with Vertical(id="edit-form", classes="form"):
@@ -768,6 +770,42 @@ class HttpDialog(DecisionDialog):
                         soft_wrap=True,
                         read_only=body is None,
                     )
+
+    def compose_upstream_form(self) -> ComposeResult:
+        """`e` in the response dialog: upstream's response, editable."""
+        view = self.view
+        body = self._upstream_body()
+        headers = [
+            (name, value)
+            for name, value in view.response_headers
+            if name.lower() not in ("content-encoding", "transfer-encoding")
+        ]
+        with Vertical(id="upstream-form", classes="form"):
+            yield Label("edit upstream's response, then pass it on  (ctrl+s sends)")
+            with Horizontal():
+                with Vertical(classes="field -narrow"):
+                    yield Label("status")
+                    yield _field(
+                        str(view.status or 200),
+                        placeholder="status",
+                        type="integer",
+                        id="upstream-status",
+                        compact=True,
+                    )
+            yield Label("headers (one 'Name: value' per line)")
+            yield TextArea("\n".join(f"{n}: {v}" for n, v in headers), id="upstream-headers")
+            if body is None:
+                yield Label("body (not text, or not all of it is here: cannot be edited)")
+            else:
+                yield Label("body")
+            yield TextArea(body or "", id="upstream-body", soft_wrap=True, read_only=body is None)
+
+    def _upstream_body(self) -> str | None:
+        """Upstream's response body as text when all of it is here and it is text."""
+        view = self.view
+        if view.size is not None and view.size > len(view.response_body):
+            return None
+        return _decode_body(view.response_body)
 
     def compose_respond_headers(self) -> ComposeResult:
         """More response headers for the respond form (the response dialog's `e`)."""
@@ -820,6 +858,9 @@ class HttpDialog(DecisionDialog):
         elif mode == "edit":
             switcher.current = "edit-form"
             self.query_one("#edit-url").focus()
+        elif mode == "upstream":
+            switcher.current = "upstream-form"
+            self.query_one("#upstream-status").focus()
         else:
             switcher.current = "decide"
             self.focus_home()
@@ -835,6 +876,7 @@ class HttpDialog(DecisionDialog):
             "rewrite": "#url-input",
             "respond": "#respond-status",
             "edit": "#edit-url",
+            "upstream": "#upstream-status",
         }
         self.query_one(targets.get(self.mode, "#summary")).focus()
 
@@ -889,6 +931,24 @@ class HttpDialog(DecisionDialog):
                 ]
                 params["body"] = body
             return Answer("continue", params)
+        if mode == "upstream":
+            raw = self.query_one("#upstream-status", Input).value.strip()
+            try:
+                status = int(raw)
+            except ValueError:
+                raise ValueError(f"status must be a number, got {raw!r}") from None
+            if not 100 <= status <= 599:
+                raise ValueError(f"status must be between 100 and 599, got {status}")
+            headers = parse_header_lines(self.query_one("#upstream-headers", TextArea).text)
+            if self._upstream_body() is None:
+                raise ValueError("this body cannot be edited here: c passes it on unchanged")
+            body = self.query_one("#upstream-body", TextArea).text
+            length = str(len(body.encode("utf-8")))
+            headers = [
+                (name, length if name.lower() == "content-length" else value)
+                for name, value in headers
+            ]
+            return Answer("respond", {"status": status, "headers": headers, "body": body})
         raise ValueError("no form is open")
 
     def candidate(self) -> Answer | None:
@@ -915,12 +975,18 @@ class HttpDialog(DecisionDialog):
             return
         self.send(answer)
 
-    @on(Input.Submitted, "#url-input, #respond-status, #respond-type, #edit-method, #edit-url")
+    @on(
+        Input.Submitted,
+        "#url-input, #respond-status, #respond-type, #edit-method, #edit-url, #upstream-status",
+    )
     def _form_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.action_submit_form()
 
-    @on(Input.Changed, "#url-input, #respond-status, #respond-type, #edit-method, #edit-url")
+    @on(
+        Input.Changed,
+        "#url-input, #respond-status, #respond-type, #edit-method, #edit-url, #upstream-status",
+    )
     @on(TextArea.Changed)
     def _form_changed(self) -> None:
         if self.mode != "decide":
@@ -953,17 +1019,18 @@ class ResponseDialog(HttpDialog):
     """A paused response (event ``response``): continue, cancel, respond."""
 
     EVENT = "response"
-    FORMS = ("respond",)
+    FORMS = ("respond", "upstream")
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "decide('continue')", "continue", id="dialog.continue"),
         Binding("x", "decide('cancel')", "cancel", id="dialog.cancel"),
         Binding("m", "open_form('respond')", "respond", id="dialog.respond"),
+        Binding("e", "open_form('upstream')", "edit response", id="dialog.edit_response"),
     ]
 
     def decide_hint(self) -> str:
         return (
             "c pass the response on · x cancel · m respond with something else · "
-            "escape closes, the flow stays paused"
+            "e edit upstream's response · escape closes, the flow stays paused"
         )
 
 

@@ -222,6 +222,10 @@ class FlowTable(ScrollView, can_focus=True):
     | p | waylay.next_paused | the next paused flow, oldest first |
     | O | waylay.auto_open | open dialogs by themselves on/off |
     | m / M | waylay.mark / waylay.marked_only | mark / marked flows only |
+    | d | waylay.delete | delete the selected finished flow |
+    | r | waylay.replay | replay the selected flow |
+    | D | waylay.duplicate | duplicate the selected flow into the edit form |
+    | l | waylay.event_log | the event log |
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -251,6 +255,10 @@ class FlowTable(ScrollView, can_focus=True):
         Binding("O", "app.toggle_auto_open", "Auto-open", show=False, id="waylay.auto_open"),
         Binding("m", "app.toggle_mark", "Mark", show=False, id="waylay.mark"),
         Binding("M", "app.marked_only", "Marked only", show=False, id="waylay.marked_only"),
+        Binding("d", "app.delete_selected", "Delete", show=False, id="waylay.delete"),
+        Binding("r", "app.replay", "Replay", show=False, id="waylay.replay"),
+        Binding("D", "app.duplicate", "Duplicate", show=False, id="waylay.duplicate"),
+        Binding("l", "app.event_log", "Event log", show=False, id="waylay.event_log"),
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {

@@ -130,3 +130,164 @@ async def test_follow_sort_and_jumps_on_live_traffic(settings, upstream, pool):
         assert paths == sorted(paths, reverse=True)
         assert "sorted by path" in app.header.render().plain
     app.session.stop()
+
+
+async def finished_row(app, pilot, path: str) -> str:
+    fid = await until(pilot, lambda: row_with_path(app, path), f"row {path}")
+    await until(pilot, lambda: app.flows[fid].finished, f"{path} finished")
+    return fid
+
+
+async def test_d_deletes_one_finished_flow_here_and_in_the_proxy(settings, upstream, pool):
+    app = make_app(settings)
+    _, port = app.session.start()
+    async with app.run_test(size=SIZE) as pilot:
+
+        def traffic():
+            with client(port) as c:
+                return [c.get(upstream.url(p)).status_code for p in ("/d/1", "/d/2")]
+
+        await asyncio.get_running_loop().run_in_executor(pool, traffic)
+        first = await finished_row(app, pilot, "/d/1")
+        second = await finished_row(app, pilot, "/d/2")
+        app.table.select_flow(first)
+        await pilot.press("d")
+        await until(pilot, lambda: first not in app.session.recorder.flows, "gone in the proxy")
+        assert app.table.flow_ids() == [second] and first not in app.flows
+        assert app.table.selected_id == second
+        await pilot.pause(0.2)  # a late batch must not bring it back
+        assert first not in app.flows
+    app.session.stop()
+
+
+async def test_r_replays_through_the_proxy_as_a_new_linked_row(settings, upstream, pool):
+    app = make_app(settings)
+    _, port = app.session.start()
+    async with app.run_test(size=SIZE) as pilot:
+        with client(port) as c:
+            await asyncio.get_running_loop().run_in_executor(
+                pool, lambda: c.post(upstream.url("/echo/r"), content=b"payload")
+            )
+        original = await finished_row(app, pilot, "/echo/r")
+        app.table.select_flow(original)
+        await pilot.press("r")
+        await until(pilot, lambda: len(upstream.requests) == 2, "the replay upstream")
+        replay = await until(
+            pilot,
+            lambda: next((f for f in app.flows if f != original and app.flows[f].finished), None),
+            "the replayed row",
+        )
+        view = app.flows[replay]
+        assert (view.method, view.path, view.status) == ("POST", "/echo/r", 200)
+        assert f"replay of #{app.flows[original].seq}" in view.notes
+        assert upstream.requests[1]["body"] == "payload"
+    app.session.stop()
+
+
+async def test_capital_d_duplicates_into_the_edit_form_and_sends_a_new_flow(
+    settings, upstream, pool
+):
+    from widgets.request_editor import RequestEditor
+
+    app = make_app(settings)
+    _, port = app.session.start()
+    async with app.run_test(size=SIZE) as pilot:
+        with client(port) as c:
+            await asyncio.get_running_loop().run_in_executor(
+                pool, lambda: c.post(upstream.url("/echo/orig"), content=b"one")
+            )
+        original = await finished_row(app, pilot, "/echo/orig")
+        app.table.select_flow(original)
+        await pilot.press("D")
+        await until(pilot, lambda: isinstance(app.screen, RequestEditor), "the edit form")
+        editor = app.screen
+        url = editor.query_one("#editor-url")
+        assert app.focused is url and url.value == upstream.url("/echo/orig")
+        url.value = upstream.url("/echo/edited")
+        editor.query_one("#editor-body").text = "two, longer"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not isinstance(app.screen, RequestEditor), "sent")
+        await finished_row(app, pilot, "/echo/edited")
+        assert [r["path"] for r in upstream.requests] == ["/echo/orig", "/echo/edited"]
+        assert upstream.requests[1]["body"] == "two, longer"
+        assert app.flows[original].path == "/echo/orig"  # the original is untouched
+    app.session.stop()
+
+
+async def test_e_edits_the_upstream_response(settings, upstream, pool):
+    from widgets.dialogs import ResponseDialog
+
+    rule = (
+        '[[rule]]\nid = "ask-resp"\nevent = "response"\n'
+        'urls = ["*://127.0.0.1/echo/resp*"]\naction = "ask"\n'
+    )
+    app = make_app(with_rules(settings, rule))
+    _, port = app.session.start()
+    async with app.run_test(size=SIZE) as pilot:
+        with client(port) as c:
+            waiting = pool.submit(c.get, upstream.url("/echo/resp"))
+            fid = await until(pilot, lambda: row_with_path(app, "/echo/resp"), "the row")
+            await until(pilot, lambda: app.flows[fid].paused, "paused at response")
+            app.table.select_flow(fid)
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, ResponseDialog), "the dialog")
+            await pilot.press("e")
+            dialog = app.screen
+            status = dialog.query_one("#upstream-status")
+            assert app.focused is status and status.value == "200"
+            headers = dialog.query_one("#upstream-headers").text
+            assert "Content-Type: application/json" in headers  # upstream's, prefilled
+            body = dialog.query_one("#upstream-body")
+            assert '"path": "/echo/resp"' in body.text
+            body.text = body.text.replace("/echo/resp", "/edited-by-waylay")
+            await pilot.press("ctrl+s")
+            response = waiting.result(10)
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()["path"] == "/edited-by-waylay"
+    app.session.stop()
+
+
+async def test_l_shows_proxy_errors_reloads_timeouts_and_tls_failures(
+    settings, upstream, tls_upstream, pool
+):
+    import socket
+
+    from widgets.event_log import EventLogScreen
+
+    settings.ask_timeout = 1
+    app = make_app(with_rules(settings, ASK))
+    _, port = app.session.start()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+        async with app.run_test(size=SIZE) as pilot:
+
+            def traffic():
+                with client(port) as c:
+                    c.get(f"http://127.0.0.1:{dead}/gone")  # an upstream error
+                    c.get(upstream.url("/ask-timeout"))  # times out after 1 s: continues
+                with client(port) as c:  # does not trust waylay's CA
+                    try:
+                        c.get(tls_upstream.url("/x"))
+                    except httpx.ConnectError:
+                        pass
+
+            await asyncio.get_running_loop().run_in_executor(pool, traffic)
+            settings.rules.write_text("version = 1\n" + ASK + "# touched\n")
+            await pilot.press("l")
+            assert isinstance(app.screen, EventLogScreen)
+
+            def kinds():
+                app.screen.reload()
+                return {kind for _, kind, _ in app.screen.lines}
+
+            await until(pilot, lambda: {"error", "timeout", "tls", "rules"} <= kinds(), "events")
+            text = "\n".join(f"{kind} {line}" for _, kind, line in app.screen.lines)
+            assert f"127.0.0.1:{dead}/gone" in text
+            assert "/ask-timeout: request timed out; continue" in text
+            assert "failed the TLS handshake" in text
+            assert "rules file reloaded" in text
+            await pilot.press("l")
+            assert not isinstance(app.screen, EventLogScreen)
+    app.session.stop()

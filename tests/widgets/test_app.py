@@ -863,6 +863,10 @@ async def test_bindings_have_ids_for_keymaps():
         "waylay.first",
         "waylay.last",
         "waylay.sort",
+        "waylay.delete",
+        "waylay.replay",
+        "waylay.duplicate",
+        "waylay.event_log",
     } <= ids
     assert all(binding.id for binding in FlowTable.BINDINGS)
 

@@ -619,7 +619,7 @@ async def test_flow_updated_timed_out() -> None:
 async def test_response_dialog_actions() -> None:
     app, controller = host_for("response")
     async with app.run_test() as pilot:
-        await pilot.press("r", "w", "e")  # not response actions
+        await pilot.press("r", "w")  # not response actions
         assert app.dialog.mode == "decide"
         await pilot.press("m")
         await pilot.press("ctrl+s")
