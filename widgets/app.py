@@ -39,6 +39,9 @@ _EVENTS = ("request", "response", "redirect", "auth", "certificate", "cookies")
 
 FlowFilter = Callable[[FlowView], bool]
 
+FILTER_SLICE = 0.02
+"""Seconds of filtering between two breaths of the screen (keys, repaints, batches)."""
+
 
 @dataclass
 class FlowsUpdated(Message):
@@ -120,6 +123,9 @@ class WaylayApp(App[None]):
         """The list shows marked flows only (`M`)."""
         self._text_visible: FlowFilter | None = None
         """The filter typed with `f`; `_visible` adds `marked_only` to it."""
+        self._filter_job = 0
+        self._filter_changed: set[str] = set()
+        """Flows that changed while a filter was being applied (rechecked at its end)."""
         self._answered: dict[str, float] = {}
         """Flow id -> the `since` of the pause answered here and not yet seen as over."""
 
@@ -250,6 +256,8 @@ class WaylayApp(App[None]):
                 view.paused is None or view.paused.since != answered[view.id]
             ):
                 del answered[view.id]
+        if self.header.filter_progress:
+            self._filter_changed.update(view.id for view in message.views)
         marked = self.table.marked
         for flow_id in message.removed:
             flows.pop(flow_id, None)
@@ -527,12 +535,64 @@ class WaylayApp(App[None]):
         else:
             visible = text_visible
         self._visible = visible
-        views: Iterable[FlowView] = self.flows.values()
-        if visible is not None:
-            views = [view for view in views if visible(view)]
-        self.table.replace(views)
+        self._filter_job += 1
+        self._filter_changed = set()
+        if visible is None:
+            self.header.filter_progress = ""
+            self.table.replace(self.flows.values())
+            self._filtered()
+            return
+        views = list(self.flows.values())
+        self._filter_step(self._filter_job, visible, views, 0, [])
+
+    def _filter_step(
+        self,
+        job: int,
+        visible: FlowFilter,
+        views: list[FlowView],
+        start: int,
+        matches: list[FlowView],
+    ) -> None:
+        """Filter `views[start:]` for at most `FILTER_SLICE` seconds, then let the screen
+        breathe (keys, repaints, proxy batches) and go on; a newer filter stops this one."""
+        if job != self._filter_job:
+            return
+        deadline = time.perf_counter() + FILTER_SLICE
+        total = len(views)
+        index = start
+        while index < total:
+            end = min(index + 500, total)
+            matches.extend(view for view in views[index:end] if visible(view))
+            index = end
+            if time.perf_counter() > deadline:
+                break
+        if index < total:
+            self.header.filter_progress = f"{index * 100 // total}%"
+            self.set_timer(0.001, lambda: self._filter_step(job, visible, views, index, matches))
+            return
+        flows = self.flows
+        shown = {view.id for view in matches}
+        result = [flows[view.id] for view in matches if view.id in flows]
+        for flow_id in self._filter_changed:  # batches that came in meanwhile
+            view = flows.get(flow_id)
+            if view is not None and flow_id not in shown and visible(view):
+                result.append(view)
+        result = [view for view in result if view.id not in self._filter_changed or visible(view)]
+        if self._filter_changed:
+            result.sort(key=lambda view: view.seq)
+        self._filter_changed = set()
+        self.header.filter_progress = ""
+        self.table.replace(result)
+        self._filtered()
+
+    def _filtered(self) -> None:
         self._refresh_counts()
         self._follow_detail(set())
+
+    @property
+    def filtering(self) -> bool:
+        """A filter is being applied (in slices: the screen stays responsive)."""
+        return bool(self.header.filter_progress)
 
     def action_set_breakpoint(self) -> None:
         """`i`: a breakpoint spec; the controller's error keeps the prompt open."""

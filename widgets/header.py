@@ -60,6 +60,8 @@ class WaylayHeader(Widget):
     """Whether breakpoints pause requests."""
     filter_text: reactive[str] = reactive("")
     """The flow list's filter, "" for none."""
+    filter_progress: reactive[str] = reactive("")
+    """How far a filter being applied has got ("40%"), "" when none is running."""
     follow: reactive[bool] = reactive(False)
     """Whether the flow list follows new flows (`F`)."""
     auto_open: reactive[bool] = reactive(False)
@@ -137,4 +139,6 @@ class WaylayHeader(Widget):
                 ("filter ", "$text-muted"),
                 (self.filter_text, "bold $text-accent"),
             ]
+        if self.filter_progress:
+            parts.append((f" (filtering… {self.filter_progress})", "$text-warning"))
         return Content.assemble(*parts)
