@@ -291,3 +291,28 @@ async def test_l_shows_proxy_errors_reloads_timeouts_and_tls_failures(
             await pilot.press("l")
             assert not isinstance(app.screen, EventLogScreen)
     app.session.stop()
+
+
+async def test_f_filters_live_flows_with_a_mitmproxy_expression(settings, upstream, pool):
+    app = make_app(settings)
+    _, port = app.session.start()
+    async with app.run_test(size=SIZE) as pilot:
+
+        def traffic():
+            with client(port) as c:
+                for i in range(6):
+                    c.post(upstream.url(f"/p/{i}"), content=b"x") if i % 2 else c.get(
+                        upstream.url(f"/g/{i}")
+                    )
+
+        await asyncio.get_running_loop().run_in_executor(pool, traffic)
+        await until(pilot, lambda: sum(v.finished for v in app.flows.values()) == 6, "six rows")
+        await pilot.press("f", *"~m POST", "enter")
+        await until(pilot, lambda: not app.filtering, "the filter applied")
+        assert sorted(app.flows[f].path for f in app.table.flow_ids()) == ["/p/1", "/p/3", "/p/5"]
+        assert "(3 shown)" in app.header.render().plain
+        await pilot.press("f")
+        app.screen.focused.value = ""
+        await pilot.press("enter")
+        await until(pilot, lambda: app.table.row_count == 6, "every row again")
+    app.session.stop()
