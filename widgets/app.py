@@ -539,7 +539,7 @@ class WaylayApp(App[None]):
         self._filter_changed = set()
         if visible is None:
             self.header.filter_progress = ""
-            self.table.replace(self.flows.values())
+            self.table.replace(self.flows, self._paused_ids)
             self._filtered()
             return
         views = list(self.flows.values())
