@@ -481,7 +481,7 @@ class FlowTable(ScrollView, can_focus=True):
         store = self._views
         gone = [flow_id for flow_id in removed_ids if flow_id in store]
         added: list[FlowView] = []
-        moved = False
+        moved: list[str] = []
         repaint = False
         top, bottom = self._visible_range()
         for view in views:
@@ -499,14 +499,14 @@ class FlowTable(ScrollView, can_focus=True):
             store[flow_id] = view
             self._track_paused(view)
             if self.sort_key and sort_value(old, self.sort_key) != sort_value(view, self.sort_key):
-                moved = True
+                moved.append(flow_id)
             elif not repaint:
                 index = self.index_of(flow_id)
                 repaint = index is not None and top <= index < bottom
         if gone:
             self.remove_flows(gone)
         if moved:
-            self._resort()
+            self._reposition(moved)
         if added:
             self._add(added)
         elif repaint or moved:
@@ -724,6 +724,28 @@ class FlowTable(ScrollView, can_focus=True):
         if self.sort_reverse:
             return _Reversed(value)
         return value
+
+    def _reposition(self, flow_ids: list[str]) -> None:
+        """Rows whose sort value changed go to their new place: out, then back in with
+        a binary search (a full sort of a million rows per batch would be too slow)."""
+        if len(flow_ids) > 1000:
+            self._resort()
+            return
+        selected = self.selected_id
+        order = self._order
+        if len(flow_ids) <= 20:
+            for flow_id in flow_ids:
+                order.remove(flow_id)
+        else:
+            doomed = set(flow_ids)
+            order[:] = [flow_id for flow_id in order if flow_id not in doomed]
+        store = self._views
+        for flow_id in flow_ids:
+            insort(order, flow_id, key=lambda fid: self._sort_key_of(store[fid]))
+        self._positions = None
+        self._scans = 0
+        if selected is not None:
+            self.cursor_row = self.index_of(selected) or 0
 
     def _resort(self, *, keep_cursor: bool = True) -> None:
         selected = self.selected_id if keep_cursor else None

@@ -155,7 +155,11 @@ class RequestEditor(ModalScreen[str | None]):
         except ValueError as exc:
             self.show_error(str(exc))
             return
-        error = self.controller.send_request(self.view.id, changes)
+        send = getattr(self.controller, "send_request", None)
+        if not callable(send):
+            self.show_error("sending is not available with this proxy")
+            return
+        error = send(self.view.id, changes)
         if error:
             self.show_error(error)
             return

@@ -940,6 +940,13 @@ async def test_o_and_a_header_click_sort_and_the_cursor_keeps_its_flow(controlle
         await push(app, pilot, [make_view(4, size=250)])
         assert app.table.flow_ids() == ["f1", "f4", "f3", "f2"]
         assert app.table.selected_id == "f3"
+        # a row whose sort value changes moves to its place; the cursor keeps its flow
+        await push(app, pilot, [make_view(2, size=275)])
+        assert app.table.flow_ids() == ["f1", "f2", "f4", "f3"]
+        assert app.table.selected_id == "f3"
+        await push(app, pilot, [make_view(1, size=10), make_view(4, size=400)])
+        assert app.table.flow_ids() == ["f4", "f2", "f3", "f1"]
+        assert app.table.selected_id == "f3"
         # o cycles from arrival order through the columns
         app.table.sort_by("")
         assert app.table.flow_ids() == ["f1", "f2", "f3", "f4"]
