@@ -9,13 +9,12 @@ headless log and HAR export.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from mitmproxy import http
 
 from monitor.pauses import Ended, Pauses
 from monitor.snapshot import flow_type, meta
-from policies import EventDetails, RulesFile
+from policies import Decision, EventDetails, RulesFile
 
 log = logging.getLogger("waylay.decider")
 
@@ -150,7 +149,7 @@ class Decider:
         decision = self._decision(flow, event, status)
         if decision.action == "ask":
             return await self._ask(flow, event, ask_details)
-        return decision.action, _params(decision, self.rules), "rule"
+        return decision.action, _params(decision), "rule"
 
     async def _request(self, flow: http.HTTPFlow) -> None:
         await self._cookies_out(flow)
@@ -262,29 +261,24 @@ def _cookies_matter(engine) -> bool:
     return engine.listens("cookies") or engine.defaults.cookies != "allow"
 
 
-def _params(decision, rules: RulesFile) -> dict:
-    """The action parameters of a rule's decision, body_file read relative to the rules file."""
-    rule = decision.rule
-    if rule is None:
+def _params(decision: Decision) -> dict:
+    """The action parameters of a rule's decision; ``body_file`` is read by the engine's
+    ``Decision`` (``~`` expanded, relative to the rules file's folder)."""
+    if decision.rule is None:
         return {}
     params: dict = {}
     if decision.url:
         params["url"] = decision.url
-    status = getattr(rule, "respond_status", None) if decision.event == "response" else rule.status
     if decision.action == "respond":
-        params["status"] = status if isinstance(status, int) else 200
-        params["headers"] = dict(rule.headers or {})
-        if rule.body_file:
-            path = Path(rule.body_file)
-            if not path.is_absolute():
-                path = Path(rules.path).parent / path
-            try:
-                params["body"] = path.read_bytes()
-            except OSError as e:
-                params["body"] = f"waylay: cannot read body_file {path}: {e.strerror}".encode()
-                params["status"] = 500
-        else:
-            params["body"] = rule.body or ""
+        params["status"] = decision.status or 200
+        params["headers"] = decision.headers
+        try:
+            params["body"] = decision.read_body()
+        except OSError as e:
+            params["body"] = (
+                f"waylay: cannot read body_file {decision.body_path}: {e.strerror}".encode()
+            )
+            params["status"] = 500
     return params
 
 
