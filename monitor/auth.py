@@ -78,9 +78,8 @@ from mitmproxy.proxy.layers.http import (
 )
 from mitmproxy.proxy.mode_specs import ProxyMode, UpstreamMode
 
-from monitor.decider import note, record
 from monitor.pauses import Ended
-from monitor.snapshot import flow_type, meta
+from monitor.record import flow_type, record_of
 from policies import EventDetails
 from widgets.model import Answer
 
@@ -93,8 +92,6 @@ log = logging.getLogger("waylay.auth")
 MAX_TRIES = 3
 """Credentials tried per request, at most (rules, the dialog and stale nonces together)."""
 
-_SENT = "auth_sent"  # meta key: the request went upstream (our late request hook saw it)
-_PREEMPTED = "auth_preempted"  # meta key: header name -> cache entry used up front
 _SHARED = "shared"  # answer param: credentials accepted on another request of the realm
 
 
@@ -505,8 +502,7 @@ class AuthResponder:
         """Credentials from the auth cache, up front (after the decider's request hook)."""
         if flow.response is not None or flow.error is not None or not flow.live:
             return
-        m = meta(flow)
-        m[_SENT] = True
+        record_of(flow).auth_sent = True
         req = flow.request
         if self.proxy_address and req.scheme == "http" and "proxy-authorization" not in req.headers:
             self._attach(flow, "Proxy-Authorization", self._proxy_key(), "", req.pretty_url)
@@ -522,11 +518,11 @@ class AuthResponder:
         except SigningError:
             return
         flow.request.headers[header] = value
-        _added(flow, header)
-        meta(flow).setdefault(_PREEMPTED, {})[header.lower()] = entry
+        rec = record_of(flow)
+        rec.added(header)
+        rec.auth_preempted[header.lower()] = entry
         signer = entry.signer
-        note(
-            flow,
+        record_of(flow).note(
             f"auth: {header} for {signer.username} sent up front "
             f"({signer.scheme}, realm {signer.realm!r}, accepted earlier)",
         )
@@ -541,20 +537,22 @@ class AuthResponder:
         return self._response(flow)
 
     async def _response(self, flow: http.HTTPFlow) -> None:
-        m = meta(flow)
+        rec = record_of(flow)
         if (
             flow.response is None
             or flow.error is not None
             or not flow.live
-            or m.get("local_response")
-            or not m.get(_SENT)
+            or rec.local_response
+            or not rec.auth_sent
         ):
             return
         found = self._challenges(flow.response)
         if found is None:
             return
         if flow.response.stream:
-            note(flow, "auth: the challenge was streamed to the client; it cannot be answered")
+            record_of(flow).note(
+                "auth: the challenge was streamed to the client; it cannot be answered"
+            )
             return
         proxy, challenges = found
         req = flow.request
@@ -578,10 +576,10 @@ class AuthResponder:
             target=target,
             header=header,
             send=send,
-            preempted=(m.get(_PREEMPTED) or {}).get(header.lower()),
+            preempted=rec.auth_preempted.get(header.lower()),  # type: ignore[arg-type]
         )
         if req.raw_content is None:
-            note(flow, f"auth: {flow.response.status_code} challenge, but the request body was "
+            record_of(flow).note(f"auth: {flow.response.status_code} challenge, but the request body was "
                  "streamed and cannot be re-sent; it passes to the client")  # fmt: skip
             return
         try:
@@ -590,7 +588,7 @@ class AuthResponder:
                 flow.response = last  # the authenticated response, or the latest challenge
             if value is not None:
                 flow.request.headers[header] = value
-                _added(flow, header)
+                rec.added(header)
         finally:
             self.session.recorder.touch(flow)
 
@@ -662,9 +660,9 @@ class AuthResponder:
         challenge = pick(challenges)
         shown = challenge or next(c for c in challenges if c.kind in ("basic", "digest"))
         asker = f"the upstream proxy {ex.host}:{ex.port}" if ex.proxy else f"{ex.host}:{ex.port}"
-        note(flow, f"auth: {status} from {asker}: {shown.label} realm {shown.realm!r}")
+        record_of(flow).note(f"auth: {status} from {asker}: {shown.label} realm {shown.realm!r}")
         if challenge is None:
-            note(flow, f"auth: {_unsupported(shown)}; {ex.passes(status)}")
+            record_of(flow).note(f"auth: {_unsupported(shown)}; {ex.passes(status)}")
             return None, None
 
         failed: list[tuple[str, str]] = []
@@ -673,11 +671,13 @@ class AuthResponder:
             used = ex.preempted
             self.cache.drop(key, used)
             if challenge.stale and challenge.kind == "digest" and used.signer.scheme == "Digest":
-                note(flow, "auth: the nonce was stale; trying again with the new one")
+                record_of(flow).note("auth: the nonce was stale; trying again with the new one")
                 again = (used.signer.credentials, "cache")
             else:
                 failed.append(used.signer.credentials)
-                note(flow, f"auth: the cached credentials for {used.signer.username} were rejected")
+                record_of(flow).note(
+                    f"auth: the cached credentials for {used.signer.username} were rejected"
+                )
 
         last: http.Response | None = None
         tries = 0
@@ -694,19 +694,18 @@ class AuthResponder:
             try:
                 value = signer.header(ex.method, ex.target)
             except SigningError as e:
-                note(flow, f"auth: {e}; {ex.passes(status)}")
+                record_of(flow).note(f"auth: {e}; {ex.passes(status)}")
                 return last, None
             tries += 1
             result = await ex.send(value)
             if isinstance(result, str):
-                note(flow, f"auth: the retry failed ({result}); {ex.passes(status)}")
+                record_of(flow).note(f"auth: the retry failed ({result}); {ex.passes(status)}")
                 return last, None
             last = result
             found = self._challenges(result)
             if found is None or found[0] != ex.proxy:
                 self.cache.store(key, signer, prefix)
-                note(
-                    flow,
+                record_of(flow).note(
                     f"auth: {result.status_code} {result.reason} with credentials for {username}",
                 )
                 self._share(
@@ -716,19 +715,21 @@ class AuthResponder:
             status = result.status_code
             fresh = pick(found[1])
             if fresh is None:
-                note(flow, f"auth: credentials for {username} rejected; no challenge to answer")
+                record_of(flow).note(
+                    f"auth: credentials for {username} rejected; no challenge to answer"
+                )
                 return last, None
             if fresh.kind == "digest" and fresh.stale and challenge.kind == "digest":
-                note(flow, "auth: the nonce was stale; trying again with the new one")
+                record_of(flow).note("auth: the nonce was stale; trying again with the new one")
                 again = (credentials, origin)
             else:
                 failed.append(credentials)
-                note(flow, f"auth: credentials for {username} rejected ({status})")
+                record_of(flow).note(f"auth: credentials for {username} rejected ({status})")
                 if origin not in ("you", "cache"):  # a rule would give the same again
-                    note(flow, f"auth: {origin} gave them; {ex.passes(status)}")
+                    record_of(flow).note(f"auth: {origin} gave them; {ex.passes(status)}")
                     return last, None
             challenge = fresh
-        note(flow, f"auth: {MAX_TRIES} tries; {ex.passes(status)}")
+        record_of(flow).note(f"auth: {MAX_TRIES} tries; {ex.passes(status)}")
         return last, None
 
     async def _credentials(
@@ -754,21 +755,25 @@ class AuthResponder:
                 flow=flow,
             )
         )
-        record(flow, decision)
+        record_of(flow).decided(decision)
         who = f"rule {decision.rule.id}" if decision.rule is not None else "defaults"
         if decision.action == "credentials" and decision.rule is not None:
             rule = decision.rule
             password = rules.secrets.get(rule.secret) if rule.secret else None
             if rule.username is None or password is None:
-                note(flow, f"auth: {who}: secret {rule.secret!r} is not set; {ex.passes(status)}")
+                record_of(flow).note(
+                    f"auth: {who}: secret {rule.secret!r} is not set; {ex.passes(status)}"
+                )
                 return None
             if (rule.username, password) in failed:
-                note(flow, f"auth: {who} gives the rejected credentials; {ex.passes(status)}")
+                record_of(flow).note(
+                    f"auth: {who} gives the rejected credentials; {ex.passes(status)}"
+                )
                 return None
-            note(flow, f"auth: credentials supplied for {rule.username} ({who})")
+            record_of(flow).note(f"auth: credentials supplied for {rule.username} ({who})")
             return (rule.username, password), who
         if decision.action != "ask":
-            note(flow, f"auth: cancelled ({who}); {ex.passes(status)}")
+            record_of(flow).note(f"auth: cancelled ({who}); {ex.passes(status)}")
             return None
 
         details = (
@@ -794,19 +799,21 @@ class AuthResponder:
         finally:
             self._asking.pop(flow.id, None)
         if isinstance(answer, Ended):
-            note(flow, f"auth: {answer.value}; {ex.passes(status)}")
+            record_of(flow).note(f"auth: {answer.value}; {ex.passes(status)}")
             return None
         params = answer.params
         if rule_id := params.get("remembered_as"):
-            note(flow, f"auth: remembered as rule {rule_id}")
+            record_of(flow).note(f"auth: remembered as rule {rule_id}")
         if answer.action != "credentials" or not params.get("username"):
-            note(flow, f"auth: cancelled (you); {ex.passes(status)}")
+            record_of(flow).note(f"auth: cancelled (you); {ex.passes(status)}")
             return None
         username = str(params["username"])
         if params.get(_SHARED):
-            note(flow, f"auth: credentials for {username} accepted on another request; trying them")
+            record_of(flow).note(
+                f"auth: credentials for {username} accepted on another request; trying them"
+            )
         else:
-            note(flow, f"auth: credentials supplied for {username} (you)")
+            record_of(flow).note(f"auth: credentials supplied for {username} (you)")
         return (username, str(params.get("password") or "")), "you"
 
     def _share(self, flow_id: str, asking: _Asking, credentials: tuple[str, str]) -> None:
@@ -911,10 +918,3 @@ def _proxy_tls_context(extra_ca):
     if extra_ca is not None:
         context.load_verify_locations(cafile=str(extra_ca))
     return context
-
-
-def _added(flow: http.HTTPFlow, header: str) -> None:
-    """Mark a header waylay added upstream: HAR export and the screen redact its value."""
-    added = meta(flow).setdefault("added_headers", [])
-    if header not in added:
-        added.append(header)

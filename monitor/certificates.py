@@ -39,7 +39,7 @@ connection); a certificate that would need a question is rejected. Raw TCP insid
 (no request to hold) is treated the same way.
 
 Every flow that used such a connection gets a note, the deciding rule and the
-certificate (``meta(flow)["certificate"]``, shown in the detail pane).
+certificate (``record_of(flow).certificate``, shown in the detail pane).
 """
 
 from __future__ import annotations
@@ -58,9 +58,8 @@ from mitmproxy.flow import Error
 from mitmproxy.proxy.layers.http import HttpClient
 from OpenSSL import SSL
 
-from monitor.decider import note, record
 from monitor.pauses import Ended
-from monitor.snapshot import meta
+from monitor.record import record_of
 from policies import EventDetails
 from widgets.model import Answer, CertificateInfo
 
@@ -473,7 +472,7 @@ class CertificateGuard:
         self._waiting[flow.id] = 1
         verdict = Verdict("reject", "(waylay shut down)")
         try:
-            meta(flow)["certificate"] = check.certificate()
+            record_of(flow).certificate = check.certificate()
             answer = await self.session.pauses.ask(
                 flow.id,
                 "certificate",
@@ -528,18 +527,18 @@ class CertificateGuard:
 
     def _annotate(self, flow: http.HTTPFlow, check: _Check) -> None:
         """Note the decision on a flow once: the note, the rule, the certificate."""
-        m = meta(flow)
-        if m.get("certificate_check") == check.serial:
+        rec = record_of(flow)
+        if rec.certificate_check == check.serial:
             return
-        m["certificate_check"] = check.serial
+        rec.certificate_check = check.serial
         info = check.certificate()
         if info is not None:
-            m["certificate"] = info
+            rec.certificate = info
         assert check.verdict is not None
-        note(flow, check.summary())
+        rec.note(check.summary())
         decision = check.verdict.decision or check.asked_by
         if decision is not None:
-            record(flow, decision)
+            rec.decided(decision)
         if check.verdict.rule_id:
-            m["rule_id"] = check.verdict.rule_id
+            rec.rule_id = check.verdict.rule_id
         self.session.recorder.touch(flow)

@@ -15,6 +15,7 @@ from mitmproxy import flowfilter
 
 from monitor.pauses import Pauses
 from monitor.proxy import EmbeddedProxy
+from monitor.record import record_of
 from monitor.recorder import Recorder
 from monitor.remember import RememberError, new_rule_id, rule_fields, rule_toml
 from policies import MatchPatternError, Rule, RulesFile, compile_pattern
@@ -108,7 +109,7 @@ class ProxyController:
         # The remembered rule must decide the next matching flow, so it goes first in the
         # file with the priority of the (saved) rule that asked: ties go to the earlier rule.
         flow = self.recorder.flows.get(flow_id)
-        asked_by = (flow.metadata.get("waylay") or {}).get("rule_id") if flow is not None else None
+        asked_by = record_of(flow).rule_id if flow is not None else None
         rule = self.rules.get(asked_by) if asked_by else None
         if rule is not None and not self.rules.is_transient(rule.id) and rule.priority != 1:
             fields["priority"] = rule.priority

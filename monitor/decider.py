@@ -13,39 +13,19 @@ import logging
 from mitmproxy import http
 
 from monitor.pauses import Ended, Pauses
-from monitor.snapshot import flow_type, meta
+from monitor.record import flow_type, record_of
 from policies import Decision, EventDetails, RulesFile
 
 log = logging.getLogger("waylay.decider")
-
-
-def record(flow: http.HTTPFlow, decision) -> None:
-    """Keep the trace of a decision on the flow: every matching rule, and the one that won."""
-    m = meta(flow)
-    winner = decision.rule.id if decision.rule is not None else None
-    for rid in decision.matched:
-        m["trace"].append((decision.event, rid, _action_of(decision, rid), rid == winner))
-    if winner is not None:
-        m["rule_id"] = winner
-
-
-def _action_of(decision, rid: str) -> str:
-    if decision.rule is not None and decision.rule.id == rid:
-        return decision.action
-    return "matched"
-
-
-def note(flow: http.HTTPFlow, text: str) -> None:
-    meta(flow)["notes"].append(text)
 
 
 def cancel(flow: http.HTTPFlow, why: str) -> None:
     """Abort: the client gets no response (the connection is closed), like a browser's
     ``cancel``. Killing inside an async hook is enough: mitmproxy checks for it when the
     hook returns, so nothing hangs."""
-    m = meta(flow)
-    m["state"] = "cancelled"
-    note(flow, why)
+    rec = record_of(flow)
+    rec.state = "cancelled"
+    rec.note(why)
     if flow.killable:
         flow.kill()
 
@@ -55,12 +35,12 @@ def respond(flow: http.HTTPFlow, status: int, headers: dict | list | None, body:
     flow.response = http.Response.make(
         status, body, [(str(k).encode(), str(v).encode()) for k, v in hdrs]
     )
-    meta(flow)["local_response"] = True
+    record_of(flow).local_response = True
 
 
 def redirect(flow: http.HTTPFlow, url: str) -> None:
     respond(flow, 307, {"Location": url}, b"")
-    meta(flow)["state"] = "redirected"
+    record_of(flow).state = "redirected"
 
 
 def rewrite(flow: http.HTTPFlow, url: str) -> None:
@@ -139,7 +119,7 @@ class Decider:
             )
         )
         if decision.rule is not None:
-            record(flow, decision)
+            record_of(flow).decided(decision)
         return decision
 
     async def _decide(
@@ -157,8 +137,7 @@ class Decider:
         self._apply_request(flow, action, params, origin)
 
     async def _response(self, flow: http.HTTPFlow) -> None:
-        m = meta(flow)
-        if flow.response is None or flow.error or not flow.live or m.get("local_response"):
+        if flow.response is None or flow.error or not flow.live or record_of(flow).local_response:
             return
         resp = flow.response
         if 300 <= resp.status_code < 400 and "location" in resp.headers:
@@ -174,7 +153,7 @@ class Decider:
                 _respond_headers(params),
                 _body_bytes(params),
             )
-            note(flow, f"response replaced with {params.get('status') or 200} ({origin})")
+            record_of(flow).note(f"response replaced with {params.get('status') or 200} ({origin})")
         if flow.response is not None and "set-cookie" in flow.response.headers:
             await self._cookies_in(flow)
 
@@ -190,7 +169,9 @@ class Decider:
             cancel(flow, f"redirect to {resp.headers['location']} cancelled ({origin})")
             return False
         if action == "rewrite" and params.get("url"):
-            note(flow, f"Location {resp.headers['location']} → {params['url']} ({origin})")
+            record_of(flow).note(
+                f"Location {resp.headers['location']} → {params['url']} ({origin})"
+            )
             resp.headers["location"] = params["url"]
         return True
 
@@ -199,13 +180,13 @@ class Decider:
             return
         if self._decision(flow, "cookies").action == "strip":
             del flow.request.headers["cookie"]
-            note(flow, "Cookie header stripped")
+            record_of(flow).note("Cookie header stripped")
 
     async def _cookies_in(self, flow: http.HTTPFlow) -> None:
         status = flow.response.status_code if flow.response else None
         if self._decision(flow, "cookies", status).action == "strip" and flow.response:
             del flow.response.headers["set-cookie"]
-            note(flow, "Set-Cookie headers stripped")
+            record_of(flow).note("Set-Cookie headers stripped")
 
     async def _ask(self, flow: http.HTTPFlow, event: str, details=()) -> tuple[str, dict, str]:
         answer = await self.pauses.ask(
@@ -222,28 +203,28 @@ class Decider:
             outcome = self.ask_default
             if event == "redirect" and outcome == "continue":
                 outcome = "follow"
-            note(flow, f"{event}: {answer.value}; {outcome}")
+            record_of(flow).note(f"{event}: {answer.value}; {outcome}")
             return outcome, {}, answer.value
         params = dict(answer.params)
         if rule_id := params.pop("remembered_as", None):
-            note(flow, f"remembered as rule {rule_id}")
+            record_of(flow).note(f"remembered as rule {rule_id}")
         return answer.action, params, "you"
 
     def _apply_request(self, flow, action: str, params: dict, origin: str) -> None:
         if action == "gone":
-            m = meta(flow)
-            m["state"] = "cancelled"
-            note(flow, "client disconnected while paused")
+            rec = record_of(flow)
+            rec.state = "cancelled"
+            rec.note("client disconnected while paused")
             if flow.killable:
                 flow.kill()
         elif action == "cancel":
             cancel(flow, f"cancelled ({origin})")
         elif action == "redirect":
             redirect(flow, params["url"])
-            note(flow, f"redirected to {params['url']} ({origin})")
+            record_of(flow).note(f"redirected to {params['url']} ({origin})")
         elif action == "rewrite":
             rewrite(flow, params["url"])
-            note(flow, f"rewritten to {params['url']} ({origin})")
+            record_of(flow).note(f"rewritten to {params['url']} ({origin})")
         elif action == "respond":
             respond(
                 flow,
@@ -251,10 +232,10 @@ class Decider:
                 _respond_headers(params),
                 _body_bytes(params),
             )
-            note(flow, f"answered locally with {params.get('status') or 200} ({origin})")
+            record_of(flow).note(f"answered locally with {params.get('status') or 200} ({origin})")
         elif action == "continue" and origin == "you" and params:
             edit(flow, params)
-            note(flow, "edited and continued (you)")
+            record_of(flow).note("edited and continued (you)")
 
 
 def _cookies_matter(engine) -> bool:

@@ -9,9 +9,7 @@ from pathlib import Path
 from mitmproxy import http, version
 from mitmproxy.addons.savehar import SaveHar
 
-from monitor.snapshot import META
-
-REDACTED = "(added by waylay; redacted)"
+from monitor.record import REDACTED, record_of
 
 
 def make_har(flows: Iterable[http.HTTPFlow]) -> dict:
@@ -28,7 +26,7 @@ def make_har(flows: Iterable[http.HTTPFlow]) -> dict:
         content = entry["response"].setdefault("content", {})
         content.setdefault("size", 0)
         content.setdefault("mimeType", "x-unknown")
-        added = {h.lower() for h in (flow.metadata.get(META) or {}).get("added_headers", ())}
+        added = {h.lower() for h in record_of(flow).added_headers}
         if not added:
             continue
         for header in entry["request"]["headers"]:

@@ -12,18 +12,18 @@ from typing import TextIO
 from mitmproxy import http
 
 from monitor.proxy import ProxyStartError
+from monitor.record import record_of
 from monitor.session import Session
 from monitor.settings import Settings
-from monitor.snapshot import META
 
 
 def outcome(flow: http.HTTPFlow) -> str:
-    m = flow.metadata.get(META) or {}
-    if m.get("state") == "cancelled":
+    state = record_of(flow).state
+    if state == "cancelled":
         return "cancelled"
-    if m.get("state") == "error" and flow.error is not None:
+    if state == "error" and flow.error is not None:
         return f"error: {flow.error.msg}"
-    if flow.response is not None and m.get("state") != "cancelled":
+    if flow.response is not None:
         return str(flow.response.status_code)
     if flow.error is not None:
         return f"error: {flow.error.msg}"
@@ -46,7 +46,7 @@ def _stamp(ts: float) -> str:
 def flow_line(flow: http.HTTPFlow) -> str:
     """time, method, URL, outcome, and the deciding rule (SPEC §3)."""
     stamp = _stamp(flow.request.timestamp_start)
-    rule = (flow.metadata.get(META) or {}).get("rule_id")
+    rule = record_of(flow).rule_id
     line = f"{stamp} {flow.request.method} {flow.request.pretty_url} {outcome(flow)}"
     return f"{line} rule={rule}" if rule else line
 

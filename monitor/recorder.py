@@ -18,7 +18,8 @@ from mitmproxy import connection, http
 from mitmproxy.flow import Error as flow_error
 
 from monitor.pauses import Pauses
-from monitor.snapshot import META, meta, snapshot
+from monitor.record import record_of
+from monitor.snapshot import snapshot
 from widgets.model import FlowView
 
 log = logging.getLogger("waylay.recorder")
@@ -80,16 +81,16 @@ class Recorder:
         self.touch(flow)
 
     def response(self, flow: http.HTTPFlow) -> None:
-        m = meta(flow)
-        if not m.get("done"):
-            m["done"] = True
+        rec = record_of(flow)
+        if not rec.done:
+            rec.done = True
             self._finish(flow)
         self.touch(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        m = meta(flow)
-        if not m.get("done"):
-            m["done"] = True
+        rec = record_of(flow)
+        if not rec.done:
+            rec.done = True
             self._finish(flow)
         self.touch(flow)
 
@@ -99,7 +100,7 @@ class Recorder:
         if flow.error is None and flow.response is not None:
             text = flow.response.get_text(strict=False) or flow.response.reason
             flow.error = flow_error(text.split(" If you plan", 1)[0].strip())
-        meta(flow)["state"] = "error"
+        record_of(flow).state = "error"
         self.track(flow)
         self.error(flow)
 
@@ -118,7 +119,7 @@ class Recorder:
         self._seq[flow.id] = self._next_seq
         self._next_seq += 1
         self.flows[flow.id] = flow
-        meta(flow)
+        record_of(flow)
         if len(self.flows) > self.max_flows:
             self._evict()
         self.touch(flow)
@@ -149,7 +150,7 @@ class Recorder:
             return
         victims = []
         for fid, f in self.flows.items():
-            if (f.metadata.get(META) or {}).get("done") and self.pauses.info(fid) is None:
+            if record_of(f).done and self.pauses.info(fid) is None:
                 victims.append(fid)
                 if len(victims) >= excess:
                     break
@@ -177,7 +178,7 @@ class Recorder:
             old.request.data.content = None
             if old.response is not None:
                 old.response.data.content = None
-            meta(old)["notes"].append(
+            record_of(old).note(
                 f"bodies dropped to keep memory bounded ({dropped:,} bytes; newer flows keep theirs)"
             )
             self._dirty.add(fid)
@@ -194,7 +195,7 @@ class Recorder:
         gone = [
             fid
             for fid, f in self.flows.items()
-            if (f.metadata.get(META) or {}).get("done") and self.pauses.info(fid) is None
+            if record_of(f).done and self.pauses.info(fid) is None
         ]
         for fid in gone:
             self._forget(fid)

@@ -18,6 +18,7 @@ from monitor.decider import Decider
 from monitor.har import write_har
 from monitor.pauses import Pauses
 from monitor.proxy import EmbeddedProxy
+from monitor.record import record_of
 from monitor.recorder import Recorder, Sink
 from monitor.settings import Settings
 from policies import RulesFile
@@ -108,10 +109,7 @@ class Session:
         deadline = time.monotonic() + timeout
         flows = self.recorder.flows
         while time.monotonic() < deadline:
-            if all(
-                fid not in flows or (flows[fid].metadata.get("waylay") or {}).get("done")
-                for fid in was_paused
-            ):
+            if all(fid not in flows or record_of(flows[fid]).done for fid in was_paused):
                 break
             await asyncio.sleep(0.02)
         self.recorder.flush()

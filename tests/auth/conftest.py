@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from monitor.record import record_of
 from monitor.session import Session
 from tests.auth.servers import AuthUpstream
 from tests.helpers import wait_for
@@ -97,7 +98,7 @@ def flow_of(session, flow_id):
 def notes(session, flow_id=None) -> list[str]:
     flows = session.recorder.flows
     f = flows[flow_id] if flow_id else list(flows.values())[-1]
-    return list((f.metadata.get("waylay") or {}).get("notes", ()))
+    return list(record_of(f).notes)
 
 
 class MitmdumpProxy:

@@ -11,7 +11,7 @@ import ssl
 import httpx
 import pytest
 
-from monitor.har import REDACTED
+from monitor.record import REDACTED, record_of
 from policies import SecretStore
 from tests.auth.conftest import (
     PASSWORD,
@@ -102,7 +102,7 @@ def test_rule_credentials_answer_the_challenge(
     assert shown[-1] == "auth: 200 OK with credentials for alice"
     assert not any(PASSWORD in n for n in shown)
     flow = list(session.recorder.flows.values())[-1]
-    assert flow.metadata["waylay"]["rule_id"] == "staff"
+    assert record_of(flow).rule_id == "staff"
 
 
 @pytest.mark.parametrize("via", ["httpx", "curl"])
