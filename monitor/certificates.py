@@ -49,7 +49,6 @@ import dataclasses
 import itertools
 import logging
 import weakref
-from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -58,14 +57,11 @@ from mitmproxy.flow import Error
 from mitmproxy.proxy.layers.http import HttpClient
 from OpenSSL import SSL
 
-from monitor.pauses import Ended
+from monitor.pauses import Ended, Pauses
 from monitor.record import record_of
-from policies import EventDetails
+from monitor.recorder import Recorder
+from policies import Decision, EventDetails, RulesFile
 from widgets.model import Answer, CertificateInfo
-
-if TYPE_CHECKING:
-    from monitor.controller import ProxyController
-    from monitor.session import Session
 
 log = logging.getLogger("waylay.certificates")
 
@@ -164,7 +160,7 @@ class Verdict:
     action: str
     why: str  # "by rule dev-box", "by you (once)", "(no answer within 30 s)", ...
     rule_id: str | None = None
-    decision: object | None = None  # policies.Decision, for the flows' trace
+    decision: Decision | None = None  # for the flows' trace
     gone: bool = False  # the person's client left before an answer: ask again
 
 
@@ -184,7 +180,7 @@ class _Check:
     fingerprint: str | None = None
     verdict: Verdict | None = None
     pending: bool = False  # needs a person: asked on the connection's first request
-    asked_by: object | None = None  # the rules' Decision that said "ask" (for the trace)
+    asked_by: Decision | None = None  # the rules' Decision that said "ask" (for the trace)
     deciding: asyncio.Future | None = None  # set while the first request asks
     logged: bool = False
     info: CertificateInfo | None = None
@@ -227,10 +223,13 @@ class _Check:
 
 
 class CertificateGuard:
-    """The addon (placed before the decider and the recorder)."""
+    """The addon (placed before the decider and the recorder). Its collaborators: the
+    rules, the pauses and the flow store; ``rule_fields`` is handed to the controller."""
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(self, rules: RulesFile, pauses: Pauses, recorder: Recorder) -> None:
+        self.rules = rules
+        self.pauses = pauses
+        self.recorder = recorder
         self._checks: weakref.WeakKeyDictionary[connection.Server, _Check] = (
             weakref.WeakKeyDictionary()
         )
@@ -246,13 +245,10 @@ class CertificateGuard:
 
     # -- wiring ----------------------------------------------------------------------
 
-    def register_controller(self, controller: ProxyController) -> None:
-        controller.extra_rule_fields["certificate"] = self._rule_fields
-
-    def _rule_fields(self, flow_id: str, answer: Answer) -> dict:
+    def rule_fields(self, flow_id: str, answer: Answer) -> dict:
         """Remember "always for this certificate": its host and port, pinned to its
         fingerprint."""
-        info = self.session.pauses.info(flow_id)
+        info = self.pauses.info(flow_id)
         cert = info.certificate if info is not None else None
         if cert is None:
             raise KeyError(f"no certificate is paused on flow {flow_id}")
@@ -319,7 +315,7 @@ class CertificateGuard:
 
     async def _hold(self, flow: http.HTTPFlow, check: _Check) -> None:
         if check.verdict is None and flow.live and not flow.error and not flow.response:
-            self.session.recorder.track(flow)  # shown (paused or waiting) before it goes on
+            self.recorder.track(flow)  # shown (paused or waiting) before it goes on
             await self._decided(check, flow)
         if check.verdict is None:
             return
@@ -392,7 +388,7 @@ class CertificateGuard:
                 earlier, why=f"{earlier.why}, earlier on this connection"
             )
             return
-        decision = self.session.rules.decide(
+        decision = self.rules.decide(
             EventDetails(
                 event="certificate",
                 url=event_url(check.host, check.port),
@@ -404,7 +400,7 @@ class CertificateGuard:
         if decision.action in ("allow", "reject"):
             why = f"by rule {rule.id}" if rule is not None else "by the rules file's [defaults]"
             check.verdict = Verdict(decision.action, why, rule.id if rule else None, decision)
-        elif self.session.pauses.headless:
+        elif self.pauses.headless:
             check.verdict = Verdict(
                 "reject",
                 "(headless: nobody to ask, and no rule allows this certificate)",
@@ -473,7 +469,7 @@ class CertificateGuard:
         verdict = Verdict("reject", "(waylay shut down)")
         try:
             record_of(flow).certificate = check.certificate()
-            answer = await self.session.pauses.ask(
+            answer = await self.pauses.ask(
                 flow.id,
                 "certificate",
                 url=event_url(check.host, check.port),
@@ -484,6 +480,7 @@ class CertificateGuard:
                     ("fingerprint", check.fingerprint),
                 ),
                 certificate=check.certificate(),
+                asked_by=check.asked_by.rule_id if check.asked_by is not None else None,
                 client=check.client,
             )
             verdict = self._verdict_of(answer)
@@ -497,7 +494,7 @@ class CertificateGuard:
     def _verdict_of(self, answer: Answer | Ended) -> Verdict:
         if isinstance(answer, Ended):
             if answer is Ended.TIMEOUT:
-                why = f"(no answer within {self.session.pauses.timeout:g} s)"
+                why = f"(no answer within {self.pauses.timeout:g} s)"
             elif answer is Ended.GONE:
                 return Verdict("reject", "(the client disconnected)", gone=True)
             else:
@@ -541,4 +538,4 @@ class CertificateGuard:
             rec.decided(decision)
         if check.verdict.rule_id:
             rec.rule_id = check.verdict.rule_id
-        self.session.recorder.touch(flow)
+        self.recorder.touch(flow)

@@ -13,12 +13,14 @@ from urllib.parse import urlsplit
 
 from mitmproxy import flowfilter
 
+from monitor.exports import curl_command
+from monitor.har import write_har
 from monitor.pauses import Pauses
 from monitor.proxy import EmbeddedProxy
-from monitor.record import record_of
 from monitor.recorder import Recorder
 from monitor.remember import RememberError, new_rule_id, rule_fields, rule_toml
 from policies import MatchPatternError, Rule, RulesFile, compile_pattern
+from policies.exchange import export_text
 from widgets.model import Answer
 
 log = logging.getLogger("waylay.controller")
@@ -92,25 +94,18 @@ class ProxyController:
 
     # -- answers --------------------------------------------------------------------
 
-    def _paused_url(self, flow_id: str, event: str) -> str | None:
-        info = self.pauses.info(flow_id)
-        if info is None or info.event != event:
-            return None
-        return info.url
-
     def _rule_for(self, flow_id: str, event: str, answer: Answer) -> tuple[str, dict] | None:
-        url = self._paused_url(flow_id, event)
-        if url is None or answer.remember == "once":
+        info = self.pauses.info(flow_id)  # an immutable PausedEvent: safe on any thread
+        if info is None or info.event != event or answer.remember == "once":
             return None
+        url = info.url
         extra = {}
         if event in self.extra_rule_fields:
             extra = self.extra_rule_fields[event](flow_id, answer)
         fields = rule_fields(url, event, answer, **extra)
         # The remembered rule must decide the next matching flow, so it goes first in the
         # file with the priority of the (saved) rule that asked: ties go to the earlier rule.
-        flow = self.recorder.flows.get(flow_id)
-        asked_by = record_of(flow).rule_id if flow is not None else None
-        rule = self.rules.get(asked_by) if asked_by else None
+        rule = self.rules.get(info.asked_by) if info.asked_by else None
         if rule is not None and not self.rules.is_transient(rule.id) and rule.priority != 1:
             fields["priority"] = rule.priority
         return new_rule_id(self.rules, url, event), fields
@@ -246,16 +241,12 @@ class ProxyController:
         return self.proxy.run_coroutine(call()).result(10)
 
     def export_curl(self, flow_id: str) -> str:
-        from monitor.exports import curl_command
-
         flow = self.recorder.flows.get(flow_id)
         if flow is None:
             raise ValueError("that flow is no longer kept")
         return self._on_loop(curl_command, flow)
 
     def export_har(self, path: str, flow_ids: list[str] | None = None) -> int:
-        from monitor.har import write_har
-
         def flows():
             if flow_ids is None:
                 return list(self.recorder.flows.values())
@@ -264,8 +255,6 @@ class ProxyController:
         return write_har(self._on_loop(flows), path)
 
     def export_rules(self, fmt: str) -> tuple[str, list[str]]:
-        from policies.exchange import export_text
-
         return export_text(self.rules, fmt)
 
 

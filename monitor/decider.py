@@ -128,7 +128,7 @@ class Decider:
         """(action, params, who decided) for a blocking event; ``ask`` pauses the flow."""
         decision = self._decision(flow, event, status)
         if decision.action == "ask":
-            return await self._ask(flow, event, ask_details)
+            return await self._ask(flow, event, ask_details, decision.rule_id)
         return decision.action, _params(decision), "rule"
 
     async def _request(self, flow: http.HTTPFlow) -> None:
@@ -188,13 +188,16 @@ class Decider:
             del flow.response.headers["set-cookie"]
             record_of(flow).note("Set-Cookie headers stripped")
 
-    async def _ask(self, flow: http.HTTPFlow, event: str, details=()) -> tuple[str, dict, str]:
+    async def _ask(
+        self, flow: http.HTTPFlow, event: str, details=(), asked_by: str | None = None
+    ) -> tuple[str, dict, str]:
         answer = await self.pauses.ask(
             flow.id,
             event,
             url=flow.request.pretty_url,
             method=flow.request.method,
             details=details,
+            asked_by=asked_by,
             client=flow.client_conn,
         )
         if isinstance(answer, Ended):

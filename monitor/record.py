@@ -14,6 +14,7 @@ from typing import Literal
 
 from mitmproxy import http
 
+from monitor.challenges import CacheEntry
 from policies import Decision, infer_type
 from widgets.model import CertificateInfo
 
@@ -52,7 +53,7 @@ class FlowRecord:
     """The serial of the certificate check already noted on this flow."""
     auth_sent: bool = False
     """The auth addon's late request hook saw the request go upstream."""
-    auth_preempted: dict[str, object] = field(default_factory=dict)
+    auth_preempted: dict[str, CacheEntry] = field(default_factory=dict)
     """Lower-cased header name -> auth cache entry whose credentials went up front."""
 
     def note(self, text: str) -> None:

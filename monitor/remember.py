@@ -98,15 +98,3 @@ def new_rule_id(rules: RulesFile, url: str, event: str) -> str:
     host = urlsplit(url).hostname or "rule"
     stem = f"{event}-{host}".replace(".", "-").replace(":", "-")
     return rules.new_id(stem)
-
-
-def remember(rules: RulesFile, flow, event: str, answer: Answer, **extra) -> str:
-    """Save the rule for ``answer``; returns its id. Raises on an invalid rule or a
-    rules file that cannot be written (broken, unwritable)."""
-    from policies import Rule
-
-    url = flow.request.pretty_url if hasattr(flow, "request") else str(flow)
-    fields = rule_fields(url, event, answer, **extra)
-    rule_id = new_rule_id(rules, url, event)
-    rules.add(Rule(id=rule_id, **fields))
-    return rule_id

@@ -33,7 +33,7 @@ from textual.screen import ModalScreen
 from textual.widgets import ContentSwitcher, Footer, Input, Label, Static, TextArea
 
 from policies import MatchPatternError, compile_pattern
-from widgets.model import Answer, Controller, FlowView, Headers, RememberScope
+from widgets.model import Answer, AuthFacts, Controller, FlowView, Headers, RememberScope
 
 Clock = Callable[[], float]
 
@@ -950,20 +950,20 @@ class AuthDialog(DecisionDialog):
 
     def compose_summary(self) -> ComposeResult:
         view = self.view
-        proxy = _detail(view, "proxy", "no").lower() in ("yes", "true", "1")
-        host = _detail(view, "host", view.host)
-        port = _detail(view, "port", str(view.port))
-        who = "the upstream proxy (407)" if proxy else "the server (401)"
+        facts = view.paused.auth if view.paused is not None else None
+        if facts is None:  # an auth pause always carries its facts; show what there is
+            facts = AuthFacts(host=view.host, port=view.port, proxy=False, realm="", scheme="?")
+        who = "the upstream proxy (407)" if facts.proxy else "the server (401)"
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold", no_wrap=True)
         table.add_column(overflow="fold")
         table.add_row("asked by", Text(who))
-        table.add_row("host", Text(f"{host}:{port}"))
-        table.add_row("realm", Text(_detail(view, "realm") or "(none)"))
-        table.add_row("scheme", Text(_detail(view, "scheme") or "?"))
+        table.add_row("host", Text(f"{facts.host}:{facts.port}"))
+        table.add_row("realm", Text(facts.realm or "(none)"))
+        table.add_row("scheme", Text(facts.scheme or "?"))
         table.add_row("URL", Text(f"{view.method} {view.url}"))
-        attempt = _detail(view, "attempt")
-        if attempt:
+        if facts.attempt > 1:
+            attempt = f"{facts.attempt} of {facts.max_attempts}"
             table.add_row("attempt", Text(f"{attempt} (the last credentials were refused)"))
         yield Static(table, id="challenge")
 

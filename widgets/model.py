@@ -50,6 +50,19 @@ class CertificateInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthFacts:
+    """What an ``auth`` event asks: who wants credentials, for which protection space."""
+
+    host: str
+    port: int
+    proxy: bool  # the upstream proxy (407), else the server (401)
+    realm: str
+    scheme: str  # "Basic" or "Digest"
+    attempt: int = 1  # 2 and up: the credentials given before were refused
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True, slots=True)
 class PausedEvent:
     """A blocking event waiting for a person. ``details`` are plain strings for display."""
 
@@ -61,6 +74,8 @@ class PausedEvent:
     method: str = "GET"
     details: tuple[tuple[str, str], ...] = ()  # label/value pairs: realm, scheme, Location...
     certificate: CertificateInfo | None = None
+    auth: AuthFacts | None = None  # set for ``auth`` events
+    asked_by: str | None = None  # the id of the rule that said "ask", None for defaults
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,9 +82,7 @@ def asked(session, attempt: int) -> str:
     def check():
         for fid in session.pauses.keys():
             info = session.pauses.info(fid)
-            if info is not None and (
-                attempt == 1 or ("attempt", f"{attempt} of 3") in info.details
-            ):
+            if info is not None and info.auth is not None and info.auth.attempt == attempt:
                 return fid
         return None
 

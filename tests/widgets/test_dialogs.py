@@ -29,7 +29,7 @@ from widgets.dialogs import (
     dialog_for,
     parse_header_lines,
 )
-from widgets.model import Answer, CertificateInfo, FlowView, PausedEvent
+from widgets.model import Answer, AuthFacts, CertificateInfo, FlowView, PausedEvent
 
 NOW = 1_700_000_000.0
 
@@ -94,8 +94,12 @@ class FakeController:
 def make_view(event: str = "request", **changes) -> FlowView:
     details: tuple[tuple[str, str], ...] = ()
     certificate = None
+    auth = None
     url = "https://api.example.com/items?id=7"
     if event == "auth":
+        auth = AuthFacts(
+            host="api.example.com", port=443, proxy=False, realm="Staff", scheme="Digest"
+        )
         details = (
             ("host", "api.example.com"),
             ("port", "443"),
@@ -129,6 +133,7 @@ def make_view(event: str = "request", **changes) -> FlowView:
         method="POST",
         details=details,
         certificate=certificate,
+        auth=auth,
     )
     view = FlowView(
         id="f1",
