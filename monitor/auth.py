@@ -568,7 +568,7 @@ class AuthResponder:
             record_of(flow).note(f"auth: cancelled ({who}); {ex.passes(status)}")
             return None
 
-        details = (
+        details: tuple[tuple[str, str], ...] = (
             ("host", ex.host),
             ("port", str(ex.port)),
             ("proxy", "yes" if ex.proxy else "no"),

@@ -6,9 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from monitor import VERSION
 from monitor.settings import Settings, SettingsError, default_confdir, default_rules_path
-
-VERSION = "0.1.0"
 
 
 def _version() -> str:

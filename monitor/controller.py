@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from urllib.parse import urlsplit
 
 from mitmproxy import flowfilter
 
@@ -21,26 +20,13 @@ from monitor.recorder import Recorder
 from monitor.remember import RememberError, new_rule_id, rule_fields, rule_toml
 from policies import MatchPatternError, Rule, RulesFile, compile_pattern
 from policies.exchange import export_text
-from widgets.model import Answer
+from policies.urls import url_error
+from widgets.model import Answer, FilterMatch
 
 log = logging.getLogger("waylay.controller")
 
 BREAKPOINT_ID = "breakpoint"
 BREAKPOINT_PRIORITY = 1_000_000
-
-
-def url_error(url: object) -> str | None:
-    """Why ``url`` cannot be a redirect/rewrite target, or None."""
-    if not isinstance(url, str) or not url.strip():
-        return "enter a URL"
-    try:
-        parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError as e:
-        return f"{url!r} is not a URL: {e}"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"{url!r} is not an absolute http(s) URL"
-    return None
 
 
 def validate_answer(event: str, answer: Answer) -> str | None:
@@ -77,6 +63,7 @@ class ProxyController:
         self.rules = rules
         self._breakpoint: Rule | None = None
         self._breakpoints_on = True
+        self._filter_generation = 0
         # event -> callable(flow_id, answer) -> dict of extra rule fields (realm, fingerprint,
         # secret...); issues 5 and 6 register theirs.
         self.extra_rule_fields = extra_rule_fields or {}
@@ -209,28 +196,35 @@ class ProxyController:
 
     # -- the list -------------------------------------------------------------------
 
-    def filter_predicate(self, expr: str):
+    def check_filter(self, expr: str) -> str | None:
+        try:
+            flowfilter.parse(expr)
+        except ValueError as e:
+            return f"bad filter expression: {e}"
+        return None
+
+    def apply_filter(self, expr: str) -> tuple[FilterMatch | None, str | None]:
+        """The expression is parsed here and evaluated on the proxy loop, where the live
+        flows are: now for the kept flows, then for every snapshot."""
+        expr = expr.strip()
+        if not expr:
+            self._on_loop(self.recorder.set_filter, None)
+            return None, None
         try:
             flt = flowfilter.parse(expr)
         except ValueError as e:
             return None, f"bad filter expression: {e}"
-        flows = self.recorder.flows
-
-        def predicate(flow_id: str) -> bool:
-            f = flows.get(flow_id)
-            try:
-                return f is not None and bool(flt(f))
-            except Exception:
-                return False
-
-        return predicate, None
+        self._filter_generation += 1
+        generation = self._filter_generation
+        matching = self._on_loop(self.recorder.set_filter, (generation, flt))
+        return FilterMatch(generation, frozenset(matching)), None
 
     def clear_finished(self) -> None:
         self.proxy.call_soon(self.recorder.clear_finished)
 
     # -- export ---------------------------------------------------------------------
 
-    def _on_loop(self, fn, *args):
+    def _on_loop(self, fn, *args, timeout: float = 10):
         """Run ``fn`` on the proxy loop (live flows are only read there) and wait."""
 
         async def call():
@@ -238,21 +232,25 @@ class ProxyController:
 
         if self.proxy.loop is None or not self.proxy.running:
             return fn(*args)
-        return self.proxy.run_coroutine(call()).result(10)
+        return self.proxy.run_coroutine(call()).result(timeout)
 
     def export_curl(self, flow_id: str) -> str:
-        flow = self.recorder.flows.get(flow_id)
-        if flow is None:
-            raise ValueError("that flow is no longer kept")
-        return self._on_loop(curl_command, flow)
+        def curl() -> str:
+            flow = self.recorder.flows.get(flow_id)
+            if flow is None:
+                raise ValueError("that flow is no longer kept")
+            return curl_command(flow)
+
+        return self._on_loop(curl)
 
     def export_har(self, path: str, flow_ids: list[str] | None = None) -> int:
-        def flows():
+        def har() -> int:
+            flows = self.recorder.flows
             if flow_ids is None:
-                return list(self.recorder.flows.values())
-            return [self.recorder.flows[i] for i in flow_ids if i in self.recorder.flows]
+                return write_har(list(flows.values()), path)
+            return write_har([flows[i] for i in flow_ids if i in flows], path)
 
-        return write_har(self._on_loop(flows), path)
+        return self._on_loop(har, timeout=300)
 
     def export_rules(self, fmt: str) -> tuple[str, list[str]]:
         return export_text(self.rules, fmt)

@@ -38,6 +38,14 @@ def respond(flow: http.HTTPFlow, status: int, headers: dict | list | None, body:
     record_of(flow).local_response = True
 
 
+def respond_with(flow: http.HTTPFlow, params: dict) -> int:
+    """Answer locally with a respond decision's parameters (a rule's or a person's): status
+    (default 200), headers, body. Returns the status."""
+    status = int(params.get("status") or 200)
+    respond(flow, status, _respond_headers(params), _body_bytes(params))
+    return status
+
+
 def redirect(flow: http.HTTPFlow, url: str) -> None:
     respond(flow, 307, {"Location": url}, b"")
     record_of(flow).state = "redirected"
@@ -147,13 +155,8 @@ class Decider:
         if action == "cancel":
             cancel(flow, f"response cancelled ({origin})")
         elif action == "respond":
-            respond(
-                flow,
-                int(params.get("status") or 200),
-                _respond_headers(params),
-                _body_bytes(params),
-            )
-            record_of(flow).note(f"response replaced with {params.get('status') or 200} ({origin})")
+            status = respond_with(flow, params)
+            record_of(flow).note(f"response replaced with {status} ({origin})")
         if flow.response is not None and "set-cookie" in flow.response.headers:
             await self._cookies_in(flow)
 
@@ -229,13 +232,8 @@ class Decider:
             rewrite(flow, params["url"])
             record_of(flow).note(f"rewritten to {params['url']} ({origin})")
         elif action == "respond":
-            respond(
-                flow,
-                int(params.get("status") or 200),
-                _respond_headers(params),
-                _body_bytes(params),
-            )
-            record_of(flow).note(f"answered locally with {params.get('status') or 200} ({origin})")
+            status = respond_with(flow, params)
+            record_of(flow).note(f"answered locally with {status} ({origin})")
         elif action == "continue" and origin == "you" and params:
             edit(flow, params)
             record_of(flow).note("edited and continued (you)")
@@ -267,11 +265,9 @@ def _params(decision: Decision) -> dict:
 
 
 def _respond_headers(params: dict) -> list[tuple[str, str]]:
+    """A respond answer's headers: a rule's table (a dict) or the dialog's pairs."""
     headers = params.get("headers") or {}
-    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
-    if params.get("content_type") and not any(k.lower() == "content-type" for k, _ in pairs):
-        pairs.append(("content-type", params["content_type"]))
-    return pairs
+    return list(headers.items()) if isinstance(headers, dict) else list(headers)
 
 
 def _body_bytes(params: dict) -> bytes:

@@ -19,7 +19,7 @@ from mitmproxy.flow import Error as flow_error
 
 from monitor.pauses import Pauses
 from monitor.record import record_of
-from monitor.snapshot import snapshot
+from monitor.snapshot import matches, snapshot
 from widgets.model import FlowView
 
 log = logging.getLogger("waylay.recorder")
@@ -53,6 +53,8 @@ class Recorder:
         self._removed: list[str] = []
         self._flusher: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
+        self.flow_filter: tuple[int, Callable[[http.HTTPFlow], bool]] | None = None
+        """The screen's flow-list filter (generation, mitmproxy filter), or None."""
 
     # -- mitmproxy hooks ------------------------------------------------------------
 
@@ -205,11 +207,22 @@ class Recorder:
 
     # -- the bridge -----------------------------------------------------------------
 
+    def set_filter(
+        self, flow_filter: tuple[int, Callable[[http.HTTPFlow], bool]] | None
+    ) -> list[str]:
+        """Evaluate the screen's filter here, on the proxy loop, from now on; returns the
+        ids of the kept flows that match it now."""
+        self.flow_filter = flow_filter
+        if flow_filter is None:
+            return []
+        flt = flow_filter[1]
+        return [fid for fid, f in self.flows.items() if matches(flt, f)]
+
     def view(self, fid: str) -> FlowView | None:
         f = self.flows.get(fid)
         if f is None:
             return None
-        return snapshot(f, self._seq[fid], self.pauses.info(fid))
+        return snapshot(f, self._seq[fid], self.pauses.info(fid), self.flow_filter)
 
     def flush(self) -> None:
         if self.sink is None or not (self._dirty or self._removed):
@@ -220,7 +233,7 @@ class Recorder:
         for fid in sorted(dirty, key=self._seq.__getitem__):
             f = self.flows.get(fid)
             if f is not None:
-                views.append(snapshot(f, self._seq[fid], self.pauses.info(fid)))
+                views.append(snapshot(f, self._seq[fid], self.pauses.info(fid), self.flow_filter))
         try:
             self.sink(views, removed)
         except Exception:

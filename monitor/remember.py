@@ -62,8 +62,6 @@ def rule_fields(
         else:
             fields["respond_status"] = status
         headers = dict(p.get("headers") or {})
-        if p.get("content_type"):
-            headers["content-type"] = p["content_type"]
         if headers:
             fields["headers"] = headers
         body = p.get("body") or ""

@@ -89,6 +89,19 @@ class Session:
             },
         )
 
+    def connect(
+        self,
+        *,
+        sink: Sink | None = None,
+        on_rules_changed: Callable[[RulesFile], None] | None = None,
+    ) -> None:
+        """Connect a screen built after the session (it needs the controller): snapshot
+        batches go to ``sink``, rules-file reloads to ``on_rules_changed``. Before start."""
+        if sink is not None:
+            self.recorder.sink = sink
+        if on_rules_changed is not None:
+            self.on_rules_changed = on_rules_changed
+
     def _pause_changed(self, key: str) -> None:
         self.recorder.touch(key)
 

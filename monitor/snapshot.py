@@ -6,6 +6,8 @@ preview so a snapshot stays small whatever passes through.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from mitmproxy import http
 
 from monitor.record import flow_type, record_of
@@ -59,6 +61,7 @@ def snapshot(
     flow: http.HTTPFlow,
     seq: int,
     paused: PausedEvent | None = None,
+    flow_filter: tuple[int, Callable[[http.HTTPFlow], bool]] | None = None,
 ) -> FlowView:
     req = flow.request
     resp = flow.response
@@ -105,4 +108,15 @@ def snapshot(
         timing=_timing(flow),
         certificate=rec.certificate,
         is_websocket=flow.websocket is not None,
+        filter_match=None
+        if flow_filter is None
+        else (flow_filter[0], matches(flow_filter[1], flow)),
     )
+
+
+def matches(flt: Callable[[http.HTTPFlow], bool], flow: http.HTTPFlow) -> bool:
+    """A mitmproxy filter expression's verdict on a flow; a filter that fails is False."""
+    try:
+        return bool(flt(flow))
+    except Exception:  # noqa: BLE001 - a filter must never break a snapshot
+        return False

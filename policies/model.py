@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from .match_pattern import ALL_URLS, MatchPatternError, compile_pattern
+from .urls import url_error
 
 __all__ = [
     "ACTIONS_BY_EVENT",
@@ -417,7 +418,7 @@ class Rule(BaseModel):
                     )
                 ]
             return []
-        if not re.match(r"^(https?|wss?)://[^/?#\s]+", url):
+        if url_error(url, ("http", "https", "ws", "wss")) is not None:
             return [(("url",), f"{url!r} is not an absolute http(s) URL")]
         return []
 

@@ -112,6 +112,9 @@ class FlowView:
     timing: tuple[tuple[str, float], ...] = ()  # label, seconds since start
     certificate: CertificateInfo | None = None
     is_websocket: bool = False
+    filter_match: tuple[int, bool] | None = None
+    """(filter generation, matches?) under the flow-list filter the proxy side held when
+    it made this snapshot (see ``FilterMatch``); None without such a filter."""
 
     @property
     def finished(self) -> bool:
@@ -129,6 +132,22 @@ class FlowView:
         if self.status is not None:
             return str(self.status)
         return "…"
+
+
+@dataclass(frozen=True, slots=True)
+class FilterMatch:
+    """A flow-list filter expression, evaluated by the proxy side (it needs live flows):
+    the flows that matched when it was set, and its generation. Later snapshots carry
+    their own verdict under that generation in ``FlowView.filter_match``."""
+
+    generation: int
+    matching: frozenset[str]
+
+    def __call__(self, view: FlowView) -> bool:
+        verdict = view.filter_match
+        if verdict is not None and verdict[0] == self.generation:
+            return verdict[1]
+        return view.id in self.matching
 
 
 RememberScope = Literal["once", "url", "host", "pattern"]
@@ -178,8 +197,12 @@ class Controller(Protocol):
     def toggle_breakpoints(self) -> bool:
         """Turn breakpoints on/off; returns the new state."""
 
-    def filter_predicate(self, expr: str) -> tuple[object | None, str | None]:
-        """Compile a flow-list filter: (predicate(flow_id) -> bool, None) or (None, error)."""
+    def check_filter(self, expr: str) -> str | None:
+        """Why ``expr`` is not a filter expression, or None. Changes nothing."""
+
+    def apply_filter(self, expr: str) -> tuple[FilterMatch | None, str | None]:
+        """Filter the flow list by ``expr`` (evaluated on the proxy side): (the match,
+        None), or (None, error) changing nothing. "" ends the filter: (None, None)."""
 
     def clear_finished(self) -> None: ...
 

@@ -92,7 +92,10 @@ def test_cancel_redirect_rewrite_respond_from_answers(session, upstream, other_u
         session.controller.answer(
             fid,
             "request",
-            Answer("respond", {"status": 201, "body": "made", "content_type": "text/x"}),
+            Answer(
+                "respond",
+                {"status": 201, "body": "made", "headers": [("Content-Type", "text/x")]},
+            ),
         )
         r = f.result(5)
         assert (r.status_code, r.text, r.headers["content-type"]) == (201, "made", "text/x")
