@@ -32,6 +32,8 @@ bench: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check monitor widgets policies tests
 	$(BIN)/ruff format --check monitor widgets policies tests
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: $(VENV)/.installed-test
 	$(BIN)/ruff format monitor widgets policies tests

@@ -49,6 +49,7 @@ import dataclasses
 import itertools
 import logging
 import weakref
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -91,7 +92,8 @@ def reason_of(errno: int) -> str:
 def openssl_text(errno: int) -> str:
     """OpenSSL's own words for a verification error (as mitmproxy's TLS layer gets them)."""
     try:
-        return SSL._ffi.string(SSL._lib.X509_verify_cert_error_string(errno)).decode()
+        lib: Any = SSL._lib
+        return SSL._ffi.string(lib.X509_verify_cert_error_string(errno)).decode()
     except Exception:  # noqa: BLE001 - a private binding that may move
         return f"X509 verification error {errno}"
 
@@ -296,14 +298,16 @@ class CertificateGuard:
         ssl_conn.set_verify(mode, verify)
 
     def tls_established_server(self, data: tls.TlsData) -> None:
-        check = self._checks.get(data.conn)  # type: ignore[arg-type]
+        server = data.conn
+        check = self._checks.get(server) if isinstance(server, connection.Server) else None
         if check is not None and check.verdict is not None:
-            self._applied(check, data.conn)  # type: ignore[arg-type]
+            self._applied(check, server)  # type: ignore[arg-type]
 
     def tls_failed_server(self, data: tls.TlsData) -> None:
-        check = self._checks.get(data.conn)  # type: ignore[arg-type]
+        server = data.conn
+        check = self._checks.get(server) if isinstance(server, connection.Server) else None
         if check is not None and check.verdict is not None and check.verdict.action == "reject":
-            self._applied(check, data.conn)  # type: ignore[arg-type]
+            self._applied(check, server)  # type: ignore[arg-type]
 
     def requestheaders(self, flow: http.HTTPFlow):
         """Only a request on a connection with a bad certificate has anything to wait
@@ -359,10 +363,10 @@ class CertificateGuard:
             flow.messages[-1].content = b""  # nothing crosses a rejected connection
 
     def client_disconnected(self, client: connection.Client) -> None:
-        for key in [k for k in self._answered if k[0] == client.id]:
-            del self._answered[key]
-        for key in [k for k in self._opened_for_request if k[0] == client.id]:
-            del self._opened_for_request[key]
+        for answered in [k for k in self._answered if k[0] == client.id]:
+            del self._answered[answered]
+        for opened in [k for k in self._opened_for_request if k[0] == client.id]:
+            del self._opened_for_request[opened]
 
     # -- deciding at once (inside OpenSSL's verification) ------------------------------
 

@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+from httpx._auth import DigestAuth, _DigestAuthChallenge  # private: see the docstring
+
 # -- challenges ---------------------------------------------------------------------------
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -181,8 +183,8 @@ class Signer:
         self._password = password
         self.scheme = challenge.label
         self.realm = challenge.realm
-        self._digest = None
-        self._challenge = None
+        self._digest: DigestAuth | None = None
+        self._challenge: _DigestAuthChallenge | None = None
         if challenge.kind == "digest":
             self.update(challenge)
 
@@ -195,10 +197,6 @@ class Signer:
 
     def update(self, challenge: Challenge) -> None:
         """A new Digest challenge (new nonce, e.g. after ``stale=true``): the count restarts."""
-        try:
-            from httpx._auth import DigestAuth, _DigestAuthChallenge
-        except ImportError as e:  # pragma: no cover - httpx moved its internals
-            raise SigningError(f"Digest is unavailable: {e}") from None
         p = challenge.params
         self._challenge = _DigestAuthChallenge(
             realm=challenge.realm.encode(),
@@ -213,12 +211,12 @@ class Signer:
 
     def header(self, method: str, target: str) -> str:
         """The header value for a request of ``method`` to request-target ``target``."""
-        if self._digest is None:
+        if self._digest is None or self._challenge is None:
             token = base64.b64encode(f"{self.username}:{self._password}".encode()).decode()
             return f"Basic {token}"
         request = SimpleNamespace(method=method, url=SimpleNamespace(raw_path=target.encode()))
         try:
-            return self._digest._build_auth_header(request, self._challenge)
+            return self._digest._build_auth_header(request, self._challenge)  # type: ignore[arg-type]
         except Exception as e:  # unknown algorithm, qop auth-int only...
             raise SigningError(f"cannot answer this Digest challenge: {e}") from None
 

@@ -49,13 +49,8 @@ from .match_pattern import (
     split_url,
 )
 from .model import Rule
-
-try:
-    from re import _constants as _sre_c
-    from re import _parser as _sre_parse
-except ImportError:  # pragma: no cover
-    import sre_constants as _sre_c  # type: ignore[no-redef]
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+from .regex_parser import sre_constants as _sre_c
+from .regex_parser import sre_parse as _sre_parse
 
 __all__ = ["MitmExport", "export_options", "filter_quote", "pattern_regex", "case_sensitive"]
 
@@ -122,6 +117,7 @@ def pattern_regex(pattern: str | MatchPattern) -> str:
     if p.all_urls:
         return "^(?:" + "|".join(sorted(ALL_URLS_SCHEMES)) + ")://"
     schemes = sorted(p.schemes)
+    groups: list[tuple[list[str], bool | None]]
     if p.port is None:
         groups = [(schemes, None)]
     else:

@@ -153,7 +153,8 @@ async def test_rules_in_precedence_order_with_hits_and_times(rules) -> None:
         assert cell(app, "no-trackers", "mark") == ""
         assert cell(app, "no-trackers", "hits") == "7"
         assert (
-            cell(app, "no-trackers", "conditions") == "*://*.tracker.example/*  GET  types script,image"
+            cell(app, "no-trackers", "conditions")
+            == "*://*.tracker.example/*  GET  types script,image"
         )
         assert cell(app, "api-to-staging", "action").startswith("rewrite → https://staging")
         assert cell(app, "stub-health", "enabled") == "off"
