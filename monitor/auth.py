@@ -1,4 +1,4 @@
-"""The ``auth`` event: answering 401/407 challenges from rules or from the screen (SPEC §4).
+"""The ``auth`` event: answering 401/407 challenges from rules or from the screen (docs/rules.md).
 
 A server answers 401 with a Basic or Digest ``WWW-Authenticate`` challenge, or the upstream
 proxy of ``--mode upstream:URL`` answers 407 with ``Proxy-Authenticate``: the rules decide

@@ -99,7 +99,7 @@ def openssl_text(errno: int) -> str:
 
 
 def fingerprint_of(cert: x509.Certificate) -> str:
-    """``sha256:AA:BB:…`` (SPEC §5), the form rules pin."""
+    """``sha256:AA:BB:…`` (docs/rules.md), the form rules pin."""
     return "sha256:" + cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
@@ -149,7 +149,7 @@ def certificate_info(
 
 
 def event_url(host: str, port: int) -> str:
-    """The URL of a certificate event: ``https://HOST:PORT/`` (SPEC §5)."""
+    """The URL of a certificate event: ``https://HOST:PORT/`` (docs/rules.md)."""
     shown = f"[{host}]" if ":" in host else host
     return f"https://{shown}:{port}/"
 

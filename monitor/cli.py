@@ -1,4 +1,4 @@
-"""The ``waylay`` command (SPEC §3)."""
+"""The ``waylay`` command (README "Command line")."""
 
 from __future__ import annotations
 

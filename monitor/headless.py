@@ -44,7 +44,7 @@ def _stamp(ts: float) -> str:
 
 
 def flow_line(flow: http.HTTPFlow) -> str:
-    """time, method, URL, outcome, and the deciding rule (SPEC §3)."""
+    """time, method, URL, outcome, and the deciding rule (README "Command line")."""
     stamp = _stamp(flow.request.timestamp_start)
     rule = record_of(flow).rule_id
     line = f"{stamp} {flow.request.method} {flow.request.pretty_url} {outcome(flow)}"

@@ -1,4 +1,4 @@
-"""Turn a person's answer into a rule: "remember" in the decision dialogs (SPEC §6)."""
+"""Turn a person's answer into a rule: "remember" in the decision dialogs (docs/keys.md)."""
 
 from __future__ import annotations
 

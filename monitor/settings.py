@@ -36,7 +36,7 @@ class Settings:
     mode: str = "regular"
     """mitmproxy mode spec: regular, upstream:URL, reverse:URL, socks5."""
     rules: Path = field(default_factory=default_rules_path)
-    """The rules file (SPEC §5)."""
+    """The rules file (docs/rules.md)."""
     confdir: Path = field(default_factory=default_confdir)
     """Where mitmproxy's CA lives."""
     ask_timeout: float = 120.0

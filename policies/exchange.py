@@ -1,4 +1,4 @@
-"""``waylay rules export`` and ``waylay rules import`` (SPEC §3, §7), and the rules
+"""``waylay rules export`` and ``waylay rules import`` (README "Export and import"), and the rules
 export behind the screen's export menu.
 
 Formats:

@@ -1,4 +1,4 @@
-"""The rule model of SPEC §4–5: events, actions, conditions, defaults, the rule set.
+"""The rule model (docs/rules.md): events, actions, conditions, defaults, the rule set.
 
 These pydantic models are the single definition of what a valid rule is; the rules file,
 import/export and the screen's "remember" dialog all build :class:`Rule` values and get
@@ -481,7 +481,7 @@ class Rule(BaseModel):
 
 
 class Defaults(BaseModel):
-    """``[defaults]``: the outcome of an event that no rule matches (SPEC §4)."""
+    """``[defaults]``: the outcome of an event that no rule matches (docs/rules.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

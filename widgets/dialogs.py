@@ -1,4 +1,4 @@
-"""The decision dialogs: one modal screen per paused event (SPEC §4, §6).
+"""The decision dialogs: one modal screen per paused event (docs/rules.md, docs/keys.md).
 
 ``dialog_for(view, controller)`` picks the dialog for ``view.paused.event``. Every dialog
 shows what is paused, a countdown to the ``--ask-timeout`` outcome, the remember scope
@@ -63,7 +63,7 @@ def check_http_url(text: str) -> str | None:
 
 
 def check_match_pattern(text: str) -> str | None:
-    """Why ``text`` is not a WebExtension match pattern (SPEC §5), or None when it is one."""
+    """Why ``text`` is not a WebExtension match pattern (docs/rules.md), or None when it is one."""
     text = text.strip()
     if not text:
         return "type a match pattern, e.g. *://*.example.com/*"

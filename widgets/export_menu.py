@@ -1,4 +1,4 @@
-"""The export menu (``E`` in the flow list, SPEC §6–7).
+"""The export menu (``E`` in the flow list, docs/keys.md).
 
 What can be exported: the selected flow as a curl command, all flows or the listed
 (filtered) ones as HAR 1.2, and the rules as TOML, JSON, Chrome declarativeNetRequest or

@@ -173,3 +173,16 @@ HELP_SECTIONS: tuple[tuple[str, Table], ...] = (
     ("rules screen", (*RULES_TABLE, *RULES_SCREEN)),
 )  # fmt: skip
 """(where, keys) for the help screen, in the order it lists them."""
+
+
+def keys_markdown() -> str:
+    """The keys as Markdown tables, one per place (docs/keys.md holds this text)."""
+    lines: list[str] = []
+    for place, section in HELP_SECTIONS:
+        lines += [f"### {place}", "", "| key | does | binding id |", "|---|---|---|"]
+        for key in section:
+            shown = key.key_text.replace("|", "\\|")
+            binding = f"`{key.id}`" if key.id else ""
+            lines.append(f"| `{shown}` | {key.words} | {binding} |")
+        lines.append("")
+    return "\n".join(lines)

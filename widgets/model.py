@@ -157,7 +157,7 @@ RememberScope = Literal["once", "url", "host", "pattern"]
 class Answer:
     """A person's decision on a paused event, sent from the screen to the proxy.
 
-    ``action`` is one of the event's actions (SPEC §4). ``params`` hold its parameters:
+    ``action`` is one of the event's actions (docs/rules.md). ``params`` hold its parameters:
     ``url`` (redirect/rewrite), ``status``/``headers``/``body`` (respond),
     ``username``/``password`` (credentials), ``method``/``url``/``headers``/``body``
     (edit, action "continue" with changes). ``remember`` is the scope of the rule to save;

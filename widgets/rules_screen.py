@@ -1,4 +1,4 @@
-"""The rules screen (SPEC §6): every rule in precedence order, with its hits; enable,
+"""The rules screen (docs/keys.md): every rule in precedence order, with its hits; enable,
 disable, edit, delete, reorder — each change saved at once by the ``RulesFile``.
 
 The screen never writes the file itself: it calls the rules source's edit methods, which

@@ -1,4 +1,4 @@
-"""Bad upstream certificates with a person to ask (SPEC §4 ``certificate``), at the Session
+"""Bad upstream certificates with a person to ask (the ``certificate`` event), at the Session
 level: real TLS upstreams, real clients trusting only waylay's CA, answers delivered the
 way the screen delivers them (``ProxyController.answer``)."""
 

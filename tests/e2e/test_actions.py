@@ -1,4 +1,4 @@
-"""Rules acting on live traffic (SPEC §4, request event) through `waylay --headless`,
+"""Rules acting on live traffic (the request event) through `waylay --headless`,
 checked with curl and httpx against real local upstreams."""
 
 from __future__ import annotations
