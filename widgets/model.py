@@ -158,7 +158,8 @@ class Answer:
     """A person's decision on a paused event, sent from the screen to the proxy.
 
     ``action`` is one of the event's actions (docs/rules.md). ``params`` hold its parameters:
-    ``url`` (redirect/rewrite), ``status``/``headers``/``body`` (respond),
+    ``url`` (redirect/rewrite), ``status``/``headers``/``body`` (respond; ``headers`` a
+    list of (name, value) pairs, the content type among them),
     ``username``/``password`` (credentials), ``method``/``url``/``headers``/``body``
     (edit, action "continue" with changes). ``remember`` is the scope of the rule to save;
     ``pattern`` is the match pattern for scope "pattern".
@@ -175,8 +176,12 @@ class Answer:
 
 
 class Controller(Protocol):
-    """What the screen may ask of the proxy side. Every method is safe to call from the
-    UI thread; the implementation hops to the proxy's loop itself."""
+    """What the screen may ask of the proxy side: the only way it talks to the proxy.
+
+    Every method is safe to call from the UI thread; the implementation hops to the
+    proxy's loop itself, where live flows are read. Arguments and results are plain data
+    (strings, ``Answer``, ``FilterMatch``), so the protocol can cross a process boundary.
+    """
 
     @property
     def address(self) -> str: ...  # "http://127.0.0.1:8080"
