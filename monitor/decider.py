@@ -14,6 +14,7 @@ from pathlib import Path
 from mitmproxy import http
 
 from monitor.pauses import Ended, Pauses
+from monitor.retries import Retries
 from monitor.snapshot import flow_type, meta
 from policies import EventDetails, RulesFile
 
@@ -96,6 +97,8 @@ class Decider:
         self.pauses = pauses
         self.ask_default = ask_default
         self.touch = lambda flow: None  # set by the wiring: tell the recorder a flow changed
+        self.forget = lambda flow: None  # set by the wiring: drop a flow from the store
+        self.retries = Retries()
 
     # -- hooks ------------------------------------------------------------------------
 
@@ -105,6 +108,9 @@ class Decider:
 
     def request(self, flow: http.HTTPFlow):
         if flow.response or flow.error or not flow.live:
+            return None
+        if self.retries and (original := self.retries.absorb(flow)) is not None:
+            self._absorbed(flow, original)
             return None
         engine = self.rules.engine
         if (
@@ -167,7 +173,7 @@ class Decider:
                 return
         action, params, origin = await self._decide(flow, "response", resp.status_code)
         if action == "cancel":
-            cancel(flow, f"response cancelled ({origin})")
+            self._cancel(flow, f"response cancelled ({origin})")
         elif action == "respond":
             respond(
                 flow,
@@ -179,6 +185,19 @@ class Decider:
         if flow.response is not None and "set-cookie" in flow.response.headers:
             await self._cookies_in(flow)
 
+    def _cancel(self, flow: http.HTTPFlow, why: str) -> None:
+        """Cancel, and make the cancel hold: the client's retries are part of it."""
+        cancel(flow, why)
+        self.retries.cancelled(flow)
+
+    def _absorbed(self, flow: http.HTTPFlow, original: http.HTTPFlow) -> None:
+        """``flow`` is the client retrying ``original``, which was cancelled: cancel it again
+        without asking the rules (no hit, no ``times``, no pause) and show it as part of
+        ``original``, not as a row or a headless line of its own."""
+        cancel(flow, f"retry of a cancelled request ({original.id})")
+        self.forget(flow)
+        self.touch(original)
+
     # -- events -----------------------------------------------------------------------
 
     async def _redirect_event(self, flow: http.HTTPFlow) -> bool:
@@ -188,7 +207,7 @@ class Decider:
         location = (("Location", resp.headers["location"]),)
         action, params, origin = await self._decide(flow, "redirect", resp.status_code, location)
         if action == "cancel":
-            cancel(flow, f"redirect to {resp.headers['location']} cancelled ({origin})")
+            self._cancel(flow, f"redirect to {resp.headers['location']} cancelled ({origin})")
             return False
         if action == "rewrite" and params.get("url"):
             note(flow, f"Location {resp.headers['location']} → {params['url']} ({origin})")
@@ -238,7 +257,7 @@ class Decider:
             if flow.killable:
                 flow.kill()
         elif action == "cancel":
-            cancel(flow, f"cancelled ({origin})")
+            self._cancel(flow, f"cancelled ({origin})")
         elif action == "redirect":
             redirect(flow, params["url"])
             note(flow, f"redirected to {params['url']} ({origin})")

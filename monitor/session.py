@@ -63,6 +63,8 @@ class Session:
             max_body_bytes=settings.max_body_memory,
         )
         self.decider = Decider(self.rules, self.pauses, ask_default=settings.ask_default)
+        self.decider.touch = self.recorder.touch
+        self.decider.forget = self.recorder.drop
         self.extra_addons = event_addons(self)
         # An event addon may need a hook after the decider's (e.g. the auth cache: a request
         # a rule rewrites must not take the old host's credentials along).

@@ -135,4 +135,5 @@ def snapshot(
         timing=_timing(flow),
         certificate=cert if isinstance(cert, CertificateInfo) else None,
         is_websocket=flow.websocket is not None,
+        retries=m.get("retries", 0),
     )

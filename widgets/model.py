@@ -97,6 +97,7 @@ class FlowView:
     timing: tuple[tuple[str, float], ...] = ()  # label, seconds since start
     certificate: CertificateInfo | None = None
     is_websocket: bool = False
+    retries: int = 0  # the client's retries of this cancelled request, cancelled with it
 
     @property
     def finished(self) -> bool:
@@ -109,6 +110,8 @@ class FlowView:
             return f"⏸ {self.paused.event}"
         if self.state == "error":
             return f"error: {self.error}" if self.error else "error"
+        if self.state == "cancelled" and self.retries:
+            return f"cancelled, {self.retries} {'retry' if self.retries == 1 else 'retries'}"
         if self.state in ("cancelled", "redirected"):
             return self.state
         if self.status is not None:
