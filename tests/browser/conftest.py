@@ -114,3 +114,14 @@ def plain_site():
     with Site("plain-site") as s:
         s.origin = f"http://127.0.0.1:{s.port}"
         yield s
+
+
+@pytest.fixture
+def h2_site(upstream_ca):
+    """The cancel page over HTTP/2 (Chromium then speaks HTTP/2 to waylay too)."""
+    from tests.browser.h2site import H2Site
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    upstream_ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
+    with H2Site(ctx) as s:
+        yield s
