@@ -211,3 +211,35 @@ def test_retries_remembers_a_bounded_number(monkeypatch):
     assert len(rs) == 3
     assert rs.absorb(flows[0]) is None  # the oldest went first
     assert rs.absorb(flows[4]) is flows[4]
+
+
+def test_a_persons_cancel_holds_without_a_second_pause(settings, upstream, pool):
+    """`x` in the dialog: the retry is not paused again (no new question), not a row."""
+    from monitor.session import Session
+    from widgets.model import Answer
+
+    write_rules(settings, '[[rule]]\nid = "ask"\nurls = ["*://*/blocked*"]\naction = "ask"\n')
+    paused: list[str] = []
+    session = Session(settings, sink=lambda views, gone: None)
+    original_ask = session.pauses.ask
+
+    async def counting_ask(key, event, **kw):
+        paused.append(key)
+        return await original_ask(key, event, **kw)
+
+    session.pauses.ask = counting_ask
+    host, port = session.start()
+    try:
+        run = pool.submit(curl_many, port, upstream.url("/first"), upstream.url("/blocked"))
+        wait_for(lambda: session.pauses.keys(), what="the pause")
+        (fid,) = session.pauses.keys()
+        session.proxy.call_soon(session.pauses.answer, fid, "request", Answer("cancel"))
+        r = run.result(20)
+        assert "Connection died, retrying a fresh connect" in r.stderr, r.stderr
+        assert r.returncode == 52
+        assert paused == [fid]  # one question for the request and its retry
+        rows = [f for f in session.recorder.flows.values() if f.request.path == "/blocked"]
+        assert len(rows) == 1 and rows[0].metadata["waylay"]["retries"] == 1
+        assert [x["path"] for x in upstream.requests] == ["/first"]
+    finally:
+        session.stop()
