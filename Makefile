@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8080
 ARGS ?=
 
-.PHONY: run test bench lint format clean
+.PHONY: run test bench lint format clean ca
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 run: $(VENV)/.installed
 	$(BIN)/waylay --listen-host 127.0.0.1 --listen-port $(PORT) $(ARGS)
+
+# Where waylay's CA certificate is and how to trust it (`waylay ca`, from the venv).
+ca: $(VENV)/.installed
+	$(BIN)/waylay ca $(ARGS)
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(ARGS)

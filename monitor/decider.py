@@ -14,6 +14,8 @@ from mitmproxy import http
 
 from monitor.pauses import Ended, Pauses
 from monitor.record import flow_type, record_of
+from monitor.recorder import Recorder
+from monitor.retries import Retries
 from policies import Decision, EventDetails, RulesFile
 
 log = logging.getLogger("waylay.decider")
@@ -78,11 +80,19 @@ def edit(flow: http.HTTPFlow, params: dict) -> None:
 class Decider:
     """Applies rules to request/response/redirect/cookies events and pauses on ``ask``."""
 
-    def __init__(self, rules: RulesFile, pauses: Pauses, *, ask_default: str = "continue") -> None:
+    def __init__(
+        self,
+        rules: RulesFile,
+        pauses: Pauses,
+        recorder: Recorder | None = None,
+        *,
+        ask_default: str = "continue",
+    ) -> None:
         self.rules = rules
         self.pauses = pauses
+        self.recorder = recorder
         self.ask_default = ask_default
-        self.touch = lambda flow: None  # set by the wiring: tell the recorder a flow changed
+        self.retries = Retries()
 
     # -- hooks ------------------------------------------------------------------------
 
@@ -92,6 +102,9 @@ class Decider:
 
     def request(self, flow: http.HTTPFlow):
         if flow.response or flow.error or not flow.live:
+            return None
+        if self.retries and (original := self.retries.absorb(flow)) is not None:
+            self._absorbed(flow, original)
             return None
         engine = self.rules.engine
         if (
@@ -153,12 +166,26 @@ class Decider:
                 return
         action, params, origin = await self._decide(flow, "response", resp.status_code)
         if action == "cancel":
-            cancel(flow, f"response cancelled ({origin})")
+            self._cancel(flow, f"response cancelled ({origin})")
         elif action == "respond":
             status = respond_with(flow, params)
             record_of(flow).note(f"response replaced with {status} ({origin})")
         if flow.response is not None and "set-cookie" in flow.response.headers:
             await self._cookies_in(flow)
+
+    def _cancel(self, flow: http.HTTPFlow, why: str) -> None:
+        """Cancel, and make the cancel hold: the client's retries are part of it."""
+        cancel(flow, why)
+        self.retries.cancelled(flow)
+
+    def _absorbed(self, flow: http.HTTPFlow, original: http.HTTPFlow) -> None:
+        """``flow`` is the client retrying ``original``, which was cancelled: cancel it again
+        without asking the rules (no hit, no ``times``, no pause) and show it as part of
+        ``original``, not as a row or a headless line of its own."""
+        cancel(flow, f"retry of a cancelled request ({original.id})")
+        if self.recorder is not None:
+            self.recorder.drop(flow)
+            self.recorder.touch(original)
 
     # -- events -----------------------------------------------------------------------
 
@@ -169,7 +196,7 @@ class Decider:
         location = (("Location", resp.headers["location"]),)
         action, params, origin = await self._decide(flow, "redirect", resp.status_code, location)
         if action == "cancel":
-            cancel(flow, f"redirect to {resp.headers['location']} cancelled ({origin})")
+            self._cancel(flow, f"redirect to {resp.headers['location']} cancelled ({origin})")
             return False
         if action == "rewrite" and params.get("url"):
             record_of(flow).note(
@@ -224,7 +251,7 @@ class Decider:
             if flow.killable:
                 flow.kill()
         elif action == "cancel":
-            cancel(flow, f"cancelled ({origin})")
+            self._cancel(flow, f"cancelled ({origin})")
         elif action == "redirect":
             redirect(flow, params["url"])
             record_of(flow).note(f"redirected to {params['url']} ({origin})")

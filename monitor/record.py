@@ -55,6 +55,10 @@ class FlowRecord:
     """The auth addon's late request hook saw the request go upstream."""
     auth_preempted: dict[str, CacheEntry] = field(default_factory=dict)
     """Lower-cased header name -> auth cache entry whose credentials went up front."""
+    retries: int = 0
+    """The client's retries of this cancelled request, cancelled with it (retries.py)."""
+    retry_of: str | None = None
+    """This flow is a client's retry of that cancelled flow: not a row of its own."""
 
     def note(self, text: str) -> None:
         self.notes.append(text)

@@ -135,10 +135,18 @@ class Recorder:
             if self._wake is not None:
                 self._wake.set()
 
+    def drop(self, flow: http.HTTPFlow) -> None:
+        """Stop keeping a flow that is part of another (a client's retry of a cancelled
+        request, see monitor/retries.py): no row of its own, no headless line."""
+        if flow.id in self._seq:
+            self._forget(flow.id)
+            if self._wake is not None:
+                self._wake.set()
+
     def _finish(self, flow: http.HTTPFlow) -> None:
         if flow.id in self._seq:
             self._keep_bodies_bounded(flow)
-        if self.on_finished is not None:
+        if self.on_finished is not None and record_of(flow).retry_of is None:
             try:
                 self.on_finished(flow)
             except Exception:  # a broken printer must not break the proxy

@@ -64,7 +64,9 @@ class Session:
             interval=settings.batch_interval,
             max_body_bytes=settings.max_body_memory,
         )
-        self.decider = Decider(self.rules, self.pauses, ask_default=settings.ask_default)
+        self.decider = Decider(
+            self.rules, self.pauses, self.recorder, ask_default=settings.ask_default
+        )
         self.auth = AuthResponder(
             self.rules,
             self.pauses,

@@ -111,6 +111,7 @@ def snapshot(
         filter_match=None
         if flow_filter is None
         else (flow_filter[0], matches(flow_filter[1], flow)),
+        retries=rec.retries,
     )
 
 

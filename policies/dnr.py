@@ -61,6 +61,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from .loops import loop_example, narrowing_host
 from .match_pattern import MatchPattern, compile_pattern
 from .model import RESOURCE_TYPES, Rule, problems_from_validation_error
 from .regex_parser import sre_constants as _sre_c
@@ -307,7 +308,33 @@ def _export_rule(rule: Rule, index: int) -> tuple[_Exported, str | None]:
             )
 
     action = _dnr_action(rule, conds)
+    if action["type"] == "redirect":
+        unlooped = _without_loop(rule, shared)
+        if unlooped:
+            narrowed = f"{narrowed}; {unlooped}" if narrowed else unlooped
     return _Exported(rule, index, conds, action, shared), narrowed
+
+
+def _without_loop(rule: Rule, shared: dict[str, Any]) -> str | None:
+    """A browser's DNR redirect is a new request the rules see again: a rule must not
+    match its own target (policies/loops.py). Narrow it by the target's host, or leave
+    it out; returns what was narrowed."""
+    excluded = tuple(shared.get("excludedRequestDomains", ()))
+    example = loop_example(rule, excluded)
+    if example is None:
+        return None
+    source, target = example
+    host = narrowing_host(rule, target, excluded)
+    if host is None:
+        raise _LeftOut(
+            f"it matches its own redirect target ({source} → {target}): a browser would "
+            "redirect it again and again"
+        )
+    shared["excludedRequestDomains"] = [*excluded, host]
+    return (
+        f"requests to {host} (and its subdomains) are not redirected: the rule matches its "
+        f"own redirect target there ({source} → {target}), a browser would loop"
+    )
 
 
 def _dnr_action(rule: Rule, conds: list[_Cond]) -> dict[str, Any]:

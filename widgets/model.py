@@ -115,6 +115,7 @@ class FlowView:
     filter_match: tuple[int, bool] | None = None
     """(filter generation, matches?) under the flow-list filter the proxy side held when
     it made this snapshot (see ``FilterMatch``); None without such a filter."""
+    retries: int = 0  # the client's retries of this cancelled request, cancelled with it
 
     @property
     def finished(self) -> bool:
@@ -127,6 +128,8 @@ class FlowView:
             return f"⏸ {self.paused.event}"
         if self.state == "error":
             return f"error: {self.error}" if self.error else "error"
+        if self.state == "cancelled" and self.retries:
+            return f"cancelled, {self.retries} {'retry' if self.retries == 1 else 'retries'}"
         if self.state in ("cancelled", "redirected"):
             return self.state
         if self.status is not None:
