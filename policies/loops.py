@@ -21,7 +21,6 @@ import re
 from .engine import substitute
 from .match_pattern import compile_pattern, split_url
 from .model import Rule
-
 from .regex_parser import sre_constants as _sre
 from .regex_parser import sre_parse as _sre_parse
 
