@@ -438,6 +438,7 @@ class RulesFile:
         self._text: str | None = None
         self._doc: tomlkit.TOMLDocument | None = None
         self._blocks_cache: tuple[str, _RuleBlocks | None] | None = None
+        self._positions_cache: tuple[tuple[Rule, ...], dict[str, int]] | None = None
         self._version: FileVersion = NO_FILE
         """The version on disk as far as waylay knows (what the next save expects)."""
         self._broken = False
@@ -589,6 +590,9 @@ class RulesFile:
         self._loaded_once = True
         self.errors = []
         self.warnings = loaded.warnings
+        cached = self._positions_cache
+        if change and change.replaced is not None and cached and cached[0] is self._rules:
+            self._positions_cache = (loaded.rules, cached[1])  # same ids in the same places
         self._rules = loaded.rules
         self._defaults = loaded.defaults
         self._transient = tuple(
@@ -790,7 +794,7 @@ class RulesFile:
         """The text with the counts in memory of ``ids`` written (None: already there)."""
         with self._count_lock:
             counts = {rule_id: self._times_left.get(rule_id) for rule_id in ids}
-        positions = {rule.id: index for index, rule in enumerate(self._rules)}
+        positions = self._positions()
         wanted: dict[int, tuple[Rule, dict[str, Any]]] = {}
         for rule_id, left in counts.items():
             index = positions.get(rule_id)
@@ -847,7 +851,7 @@ class RulesFile:
             return
         if not force and time.monotonic() - self._hits_saved_at < self.hits_interval:
             return
-        known = {rule.id for rule in self._rules}
+        known = self._positions()
         with self._count_lock:
             self._hits_dirty = False
             counts = {k: v for k, v in self.hits.items() if v > 0 and k in known}
@@ -1060,10 +1064,18 @@ class RulesFile:
     def _file_rule(self, rule_id: str) -> Rule:
         return self._rules[self._file_index(rule_id)]
 
+    def _positions(self) -> dict[str, int]:
+        """Each file rule's index by id (for the rules as they are now)."""
+        rules = self._rules
+        cached = self._positions_cache
+        if cached is None or cached[0] is not rules:
+            cached = self._positions_cache = (rules, {r.id: i for i, r in enumerate(rules)})
+        return cached[1]
+
     def _file_index(self, rule_id: str) -> int:
-        for index, rule in enumerate(self._rules):
-            if rule.id == rule_id:
-                return index
+        index = self._positions().get(rule_id)
+        if index is not None:
+            return index
         if self.is_transient(rule_id):
             raise RulesFileError(f"rule {rule_id!r} is not saved in the file (it is transient)")
         raise KeyError(rule_id)
