@@ -234,7 +234,12 @@ def write_checked(
             after = os.fstat(old_fd)
             if swapped:
                 replaced = os.stat(tmp)
-                if replaced.st_ino != seen.st_ino or _sig(after) != _sig(seen):
+                if (
+                    replaced.st_ino != seen.st_ino
+                    or _sig(after) != _sig(seen)
+                    # a same-size write within the clock's tick keeps the signature
+                    or digest_of(_read_fd(old_fd)) != expected.digest
+                ):
                     # another program wrote in the instant of the save: theirs is at tmp
                     theirs = _settled_bytes(tmp)
                     on_disk = FileVersion(digest_of(data), signature(target))
