@@ -764,6 +764,7 @@ class RulesFile:
             dirty, self._dirty = self._dirty, set()
             counts = {rule_id: self._times_left.get(rule_id) for rule_id in dirty}
         if not dirty:
+            self.notice = None  # nothing is left unsaved
             return True
         transient = {rule.id for rule in self._transient}
         used_up = {i for i in dirty & transient if (counts[i] or 0) <= 0}
@@ -776,10 +777,11 @@ class RulesFile:
                 self._swap_engine(engine)
         in_file = dirty - transient
         if not in_file:
+            self.notice = None
             return True
         try:
             self._edit(lambda: self._count_change(in_file))
-        except (RulesFileError, OSError) as exc:
+        except Exception as exc:  # kept pending: the next round tries again
             with self._count_lock:
                 self._dirty |= in_file & set(self._times_left)
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
