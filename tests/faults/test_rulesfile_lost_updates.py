@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from monitor.session import Session
-from policies import RulesFile
+from policies import RulesFile, files
 from tests.bench.bench_rules import mixed_rules, toml_text
 from tests.helpers import wait_for
 
@@ -62,7 +62,12 @@ def _edit(path, k: int) -> None:
             handle.write(new[half:])
 
 
-def test_no_edit_is_lost_while_times_rules_count_down_under_traffic(settings, upstream):
+@pytest.mark.parametrize("swap", ["exchange", "rename"])
+def test_no_edit_is_lost_while_times_rules_count_down_under_traffic(
+    settings, upstream, monkeypatch, swap
+):
+    if swap == "rename":  # systems without an atomic exchange (not Linux): check, then rename
+        monkeypatch.setattr(files, "_exchange_works", False)
     path = settings.rules
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(_rules_text())
