@@ -11,7 +11,7 @@ from mitmproxy.addons.savehar import SaveHar
 
 from monitor import VERSION
 from monitor.record import REDACTED, record_of
-from policies.atomic import write_atomic
+from policies.files import write_atomic
 
 
 def make_har(flows: Iterable[http.HTTPFlow]) -> dict:

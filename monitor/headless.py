@@ -51,6 +51,37 @@ def flow_line(flow: http.HTTPFlow) -> str:
     return f"{line} rule={rule}" if rule else line
 
 
+class _RulesReporter:
+    """Says on stderr when a runtime edit breaks the rules file, when it loads again, and
+    when countdowns cannot (or can again) be saved. Runs in the watcher and writer
+    threads."""
+
+    def __init__(self, err: TextIO) -> None:
+        self.err = err
+        self.error: str | None = None
+        self.notice: str | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, rules) -> None:
+        with self._lock:
+            error, notice = rules.error, rules.notice
+            lines = []
+            if error != self.error:
+                if error is not None:
+                    lines.append(f"waylay: rules file: {error} (keeping the last good rules)")
+                else:
+                    lines.append(f"waylay: rules file loads again: {rules.state}")
+            if notice != self.notice:
+                if notice is not None:
+                    lines.append(f"waylay: rules file: {notice}")
+                else:
+                    lines.append("waylay: rules file: countdowns saved again")
+            self.error, self.notice = error, notice
+            if lines:
+                self.err.write("".join(line + "\n" for line in lines))
+                self.err.flush()
+
+
 def run_headless(settings: Settings, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     pending: list[str] = []
 
@@ -67,10 +98,12 @@ def run_headless(settings: Settings, out: TextIO = sys.stdout, err: TextIO = sys
             asyncio.get_running_loop().call_soon(write_out)
         pending.append(flow_line(flow) + "\n")
 
-    session = Session(settings, on_finished=on_finished)
+    reporter = _RulesReporter(err)
+    session = Session(settings, on_finished=on_finished, on_rules_changed=reporter)
     if session.rules.error:
         print(f"waylay: rules file: {session.rules.error}", file=err)
         print("waylay: continuing with no rules until the file is fixed", file=err)
+        reporter.error = session.rules.error  # said: the watcher need not say it again
     try:
         host, port = session.start()
     except ProxyStartError as e:
