@@ -614,6 +614,8 @@ def loads(text: str) -> DnrImport:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DnrError(f"not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except RecursionError:
+        raise DnrError("not JSON waylay reads: nested too deeply") from None
     return import_rules(data)
 
 

@@ -449,6 +449,10 @@ class Rule(BaseModel):
             )
         if self.regex is not None and re.search(r"(?<!\\)\{,\d*\}", self.regex):
             found.append("`regex` has {,n}, which RE2 reads as literal text: write {0,n}")
+        if self.regex is not None and re.search(r"(?<!\\)\{\d{10,}", self.regex):
+            found.append(
+                "`regex` has a repeat count RE2 reads as literal text (counts go up to 1000)"
+            )
         return found
 
     def replace(self, **fields: Any) -> Rule:
