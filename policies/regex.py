@@ -98,7 +98,9 @@ def regex_problem(
         reason = exc.args[0] if exc.args else str(exc)
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
-        return _explain(pattern, str(reason))
+        # RE2 quotes the pattern: keep the message on one line, control characters escaped
+        reason = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(reason))
+        return _explain(pattern, reason)
     return None
 
 
@@ -135,10 +137,10 @@ class Regex:
     __slots__ = ("pattern", "groups", "_find", "_spans")
 
     def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
         problem = regex_problem(pattern)
         if problem is not None:
             raise RegexError(problem)
-        self.pattern = pattern
         full = re2.compile(pattern, _options(capture=True))
         self.groups: int = full.groups
         self._spans = full  # submatches, for substitution
