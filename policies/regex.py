@@ -8,8 +8,8 @@ the rules are loaded, with a message that says why (:class:`RegexError`).
 
 :func:`compile_regex` returns a :class:`Regex`: ``search(url)`` gives a :class:`RegexMatch`
 with ``start()``, ``end()``, ``group(n)`` and ``re.groups`` (what ``\\1``..``\\9``
-substitution needs). Matching goes straight to the RE2 object (no per-call Python layer)
-for ASCII text; other text goes through the bindings' offset mapping.
+substitution needs). Matching goes straight to the RE2 object (no per-call Python layer);
+for text that is not ASCII, UTF-8 byte offsets are mapped back to characters.
 
 :func:`to_python` turns an RE2 pattern into Python ``re`` syntax with the same meaning on
 URLs, for exports whose consumer (mitmproxy) uses Python's ``re``.
@@ -18,8 +18,10 @@ URLs, for exports whose consumer (mitmproxy) uses Python's ``re``.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from functools import lru_cache
-from typing import Final
+from itertools import accumulate
+from typing import Any, Final
 
 import re2
 
@@ -37,7 +39,8 @@ __all__ = [
 MAX_PATTERN_CHARS: Final = 100_000
 """Longer patterns are refused before RE2 sees them (a rules file is written by a person)."""
 
-_UNANCHORED = re2._re2.RE2.Anchor.UNANCHORED
+_re2 = re2._re2
+_UNANCHORED = _re2.RE2.Anchor.UNANCHORED
 _NULL: Final = (-1, -1)
 
 
@@ -54,6 +57,9 @@ def _options(*, capture: bool = True, case_sensitive: bool = True, max_mem: int 
         options.max_mem = max_mem
     return options
 
+
+_CAPTURE = _options(capture=True)
+_FIND = _options(capture=False)
 
 _HINTS: Final = (
     ("invalid perl operator: (?=", "lookahead (?=…) is not RE2"),
@@ -82,25 +88,43 @@ def _explain(pattern: str, reason: str) -> str:
     return reason
 
 
-def regex_problem(
+def _compiled(
     pattern: str, *, case_sensitive: bool = True, capture: bool = True, max_mem: int = 0
-) -> str | None:
-    """Why RE2 cannot compile ``pattern`` with these options, or None."""
+) -> Any:
+    """The raw RE2 object for ``pattern`` (str), or :class:`RegexError` saying why not."""
     if len(pattern) > MAX_PATTERN_CHARS:
-        return f"longer than {MAX_PATTERN_CHARS:,} characters"
+        raise RegexError(f"longer than {MAX_PATTERN_CHARS:,} characters")
     if "\x00" in pattern:
-        return "contains a NUL character"
+        raise RegexError("contains a NUL character")
     try:
-        re2.compile(
-            pattern, _options(capture=capture, case_sensitive=case_sensitive, max_mem=max_mem)
-        )
-    except re2.error as exc:
-        reason = exc.args[0] if exc.args else str(exc)
+        data = pattern.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RegexError("not valid Unicode text (a lone surrogate)") from None
+    if capture and not max_mem:
+        options = _CAPTURE if case_sensitive else _options(case_sensitive=False)
+    elif not capture and not max_mem and case_sensitive:
+        options = _FIND
+    else:
+        options = _options(capture=capture, case_sensitive=case_sensitive, max_mem=max_mem)
+    compiled = _re2.RE2(data, options)
+    if not compiled.ok():
+        reason = compiled.error()
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
         # RE2 quotes the pattern: keep the message on one line, control characters escaped
         reason = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(reason))
-        return _explain(pattern, reason)
+        raise RegexError(_explain(pattern, reason))
+    return compiled
+
+
+def regex_problem(
+    pattern: str, *, case_sensitive: bool = True, capture: bool = True, max_mem: int = 0
+) -> str | None:
+    """Why RE2 cannot compile ``pattern`` with these options, or None."""
+    try:
+        _compiled(pattern, case_sensitive=case_sensitive, capture=capture, max_mem=max_mem)
+    except RegexError as exc:
+        return str(exc)
     return None
 
 
@@ -132,41 +156,51 @@ class RegexMatch:
 
 
 class Regex:
-    """A compiled RE2 rule regex. ``pattern`` is the text, ``groups`` its capture groups."""
+    """A compiled RE2 rule regex. ``pattern`` is the text, ``groups`` its capture groups.
 
-    __slots__ = ("pattern", "groups", "_find", "_spans")
+    Whether a rule matches needs no submatches: that is RE2's DFA alone (fast even for a
+    pattern of thousands of nested groups). The capturing program, for substitution, is
+    compiled the first time it is needed.
+    """
+
+    __slots__ = ("pattern", "_find", "_full")
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
-        problem = regex_problem(pattern)
-        if problem is not None:
-            raise RegexError(problem)
-        full = re2.compile(pattern, _options(capture=True))
-        self.groups: int = full.groups
-        self._spans = full  # submatches, for substitution
-        # Deciding whether a rule matches needs no submatches: RE2's DFA alone answers
-        # (fast even for a pattern of thousands of nested groups).
-        self._find = re2.compile(pattern, _options(capture=False))._regexp.Match
+        self._find = _compiled(pattern, capture=False).Match
+        self._full: Any = None
+
+    def _spans_program(self) -> Any:
+        if self._full is None:
+            self._full = _compiled(self.pattern, capture=True)
+        return self._full
+
+    @property
+    def groups(self) -> int:
+        return self._spans_program().NumberOfCapturingGroups()
 
     def search(self, text: str) -> RegexMatch | None:
         """The first match (with every group's span) in ``text``, or None."""
-        if text.isascii():
-            data = text.encode("ascii")
-            if self._find(_UNANCHORED, data, 0, len(data))[0] == _NULL:
-                return None
-            spans = self._spans._regexp.Match(_UNANCHORED, data, 0, len(data))
-            return RegexMatch(self, text, list(spans))
-        found = self._spans.search(text)
-        if found is None:
+        ascii = text.isascii()
+        data = text.encode("ascii") if ascii else text.encode("utf-8", "surrogatepass")
+        if self._find(_UNANCHORED, data, 0, len(data))[0] == _NULL:
             return None
-        return RegexMatch(self, text, [found.span(i) for i in range(self.groups + 1)])
+        spans = list(self._spans_program().Match(_UNANCHORED, data, 0, len(data)))
+        if not ascii:  # UTF-8 byte offsets → character offsets
+            bounds = list(
+                accumulate((len(ch.encode("utf-8", "surrogatepass")) for ch in text), initial=0)
+            )
+
+            def char(offset: int) -> int:
+                return -1 if offset < 0 else bisect_right(bounds, offset) - 1
+
+            spans = [(char(start), char(end)) for start, end in spans]
+        return RegexMatch(self, text, spans)
 
     def matches(self, text: str) -> bool:
         """Whether the pattern occurs in ``text`` (cheaper than :meth:`search`)."""
-        if text.isascii():
-            data = text.encode("ascii")
-            return self._find(_UNANCHORED, data, 0, len(data))[0] != _NULL
-        return self._spans.search(text) is not None
+        data = text.encode("utf-8", "surrogatepass")  # (mitmproxy keeps bad bytes as surrogates)
+        return self._find(_UNANCHORED, data, 0, len(data))[0] != _NULL
 
     def __repr__(self) -> str:
         return f"Regex({self.pattern!r})"

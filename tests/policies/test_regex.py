@@ -20,6 +20,7 @@ from policies.regex import (
     [
         "https://api.example.com/v1/users?id=7",
         "https://api.example.com/é/ü?x=ß",  # not ASCII: offsets are characters, not bytes
+        "https://api.example.com/\udcff\u20ac/𝄞",  # a bad byte mitmproxy kept as a surrogate
     ],
 )
 def test_substitution_with_groups(url):
