@@ -159,8 +159,8 @@ class Regex:
     """A compiled RE2 rule regex. ``pattern`` is the text, ``groups`` its capture groups.
 
     Whether a rule matches needs no submatches: that is RE2's DFA alone (fast even for a
-    pattern of thousands of nested groups). The capturing program, for substitution, is
-    compiled the first time it is needed.
+    pattern of thousands of nested groups). The capturing program (for substitution) is
+    compiled too, at once, so that a pattern either fully works or is refused at load.
     """
 
     __slots__ = ("pattern", "_find", "_full")
@@ -168,11 +168,9 @@ class Regex:
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
         self._find = _compiled(pattern, capture=False).Match
-        self._full: Any = None
+        self._full = _compiled(pattern, capture=True)
 
     def _spans_program(self) -> Any:
-        if self._full is None:
-            self._full = _compiled(self.pattern, capture=True)
         return self._full
 
     @property
