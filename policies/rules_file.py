@@ -65,7 +65,8 @@ __all__ = [
 MAX_RULES_FILE_BYTES = 32 * 1024 * 1024
 """A rules file larger than this is refused unread (10,000 rules take about 1.5 MB)."""
 MAX_NESTING = 32
-"""Where a file nested too deeply for the TOML reader is said to go wrong (a rule needs 2)."""
+"""A file nested too deeply for the TOML reader is said to go wrong where it passes this
+depth (a rule needs 2)."""
 
 _TOML_POSITION = re.compile(r"\s*\((?:at line (\d+), column (\d+)|at end of document)\)\s*$")
 _TOP_KEYS = ("version", "defaults", "rule")
@@ -218,7 +219,8 @@ def check_text(text: str, path: Path | str, secrets: SecretStore | None = None) 
             out.errors,
             line,
             col,
-            f"arrays or inline tables nested more than {MAX_NESTING} deep (a rules file needs 2)",
+            "arrays or inline tables nested too deeply for the TOML reader (hundreds of "
+            "levels; a rules file needs 2)",
         )
         return out
     except (MemoryError, ValueError) as exc:  # never a traceback
