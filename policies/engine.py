@@ -16,6 +16,7 @@ order. ``times`` is not handled here (the engine never changes); see ``RulesFile
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -468,7 +469,9 @@ def regex_host(regex: str) -> str | None:
     if _sre_parse is None:
         return None
     try:
-        tree = _sre_parse.parse(regex)
+        with warnings.catch_warnings():  # RE2 syntax such as [[:alpha:]] makes re warn
+            warnings.simplefilter("ignore")
+            tree = _sre_parse.parse(regex)
     except Exception:
         return None
     c = _sre_c

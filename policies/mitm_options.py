@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
@@ -480,7 +481,9 @@ def _map_remote(rule: Rule, effective: str) -> _Entry:
     if rule.url_is_substitution:
         assert rule.regex is not None
         regex = _python_regex(rule.regex)
-        tree = _sre_parse.parse(regex)
+        with warnings.catch_warnings():  # "possible nested set" must not reach the screen
+            warnings.simplefilter("ignore")
+            tree = _sre_parse.parse(regex)
         if _has_numbered_refs(tree):
             raise _LeftOut("its regex refers to its own groups, which map_remote would renumber")
         flags, rest = _global_flags(regex)

@@ -18,6 +18,7 @@ URLs, for exports whose consumer (mitmproxy) uses Python's ``re``.
 from __future__ import annotations
 
 import re
+import warnings
 from bisect import bisect_right
 from functools import lru_cache
 from itertools import accumulate
@@ -279,7 +280,9 @@ def to_python(pattern: str) -> str:
     if re.search(r"\{,", text):
         raise ValueError("uses {,n}, which Python's re reads as a repeat")
     try:
-        re.compile(text)
+        with warnings.catch_warnings():  # e.g. "possible nested set": never on the screen
+            warnings.simplefilter("ignore")
+            re.compile(text)
     except (re.error, RecursionError, OverflowError) as exc:
         raise ValueError(f"does not compile as a Python regex ({exc})") from None
     return text
