@@ -101,6 +101,12 @@ def rules_parser() -> argparse.ArgumentParser:
     c.add_argument("path", nargs="?", type=Path)
     ls = sub.add_parser("list", help="the rules in precedence order")
     ls.add_argument("path", nargs="?", type=Path)
+    ls.add_argument(
+        "--format",
+        choices=("table", "tsv", "json"),
+        default=None,
+        help="default: table on a terminal, tsv (one rule per line) when piped",
+    )
     ex = sub.add_parser("export", help="export rules as toml, json, dnr or mitmproxy options")
     ex.add_argument("path", nargs="?", type=Path)
     ex.add_argument("--format", required=True, choices=("toml", "json", "dnr", "mitmproxy"))
@@ -111,6 +117,11 @@ def rules_parser() -> argparse.ArgumentParser:
     im.add_argument("--format", required=True, choices=("toml", "json", "dnr"))
     im.add_argument("--into", type=Path, default=None)
     im.add_argument("--replace", action="store_true")
+    im.add_argument(
+        "--allow-outside",
+        action="store_true",
+        help="accept respond rules whose body_file is outside the rules file's folder",
+    )
     return p
 
 
@@ -121,12 +132,18 @@ def rules_main(argv: list[str]) -> int:
     if args.command == "check":
         return pcli.check(args.path)
     if args.command == "list":
-        return pcli.list_rules(args.path)
+        return pcli.list_rules(args.path, fmt=args.format)
     from policies import exchange
 
     if args.command == "export":
         return exchange.export_command(args.path, args.format, args.output, strict=args.strict)
-    return exchange.import_command(args.file, args.format, into=args.into, replace=args.replace)
+    return exchange.import_command(
+        args.file,
+        args.format,
+        into=args.into,
+        replace=args.replace,
+        allow_outside=args.allow_outside,
+    )
 
 
 def _size(text: str) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import warnings
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -25,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from .match_pattern import ALL_URLS_SCHEMES, SplitURL, compile_pattern, split_url
-from .model import EVENTS, Defaults, Rule, compile_regex, normalize_fingerprint
+from .model import EVENTS, Defaults, Rule, normalize_fingerprint
+from .regex import RegexMatch, compile_regex
 from .regex_parser import sre_constants as _sre_c
 from .regex_parser import sre_parse as _sre_parse
 
@@ -135,7 +137,7 @@ class Decision:
 _TEMPLATE = re.compile(r"\\(\d|\\)")
 
 
-def substitute(url: str, match: re.Match[str], template: str) -> str:
+def substitute(url: str, match: RegexMatch | re.Match[str], template: str) -> str:
     """declarativeNetRequest ``regexSubstitution``: the first match of the rule's regex in
     ``url`` is replaced by ``template``, where ``\\0`` is the whole match, ``\\1``..``\\9``
     the groups (empty when a group did not take part) and ``\\\\`` a backslash."""
@@ -170,6 +172,7 @@ class _Compiled:
         "patterns",
         "excludes",
         "regex",
+        "substitutes",
         "filter",
         "methods",
         "types",
@@ -189,6 +192,7 @@ class _Compiled:
         self.any_url = any(p.all_urls for p in self.patterns)
         self.excludes = tuple(compile_pattern(p) for p in rule.exclude_urls)
         self.regex = compile_regex(rule.regex) if rule.regex is not None else None
+        self.substitutes = rule.url_is_substitution
         self.filter = _compile_filter(rule.filter) if rule.filter is not None else None
         self.methods = frozenset(rule.methods) if rule.methods else None
         self.types = frozenset(rule.types) if rule.types else None
@@ -199,7 +203,7 @@ class _Compiled:
             normalize_fingerprint(rule.fingerprint) if rule.fingerprint is not None else None
         )
 
-    def check(self, parts: SplitURL | None, d: EventDetails) -> re.Match[str] | bool:
+    def check(self, parts: SplitURL | None, d: EventDetails) -> RegexMatch | bool:
         """False, or True / the regex match (truthy) when the rule matches."""
         if self.filter is not None and d.flow is None:
             return False
@@ -244,6 +248,8 @@ class _Compiled:
             except Exception:  # a filter that cannot evaluate this flow does not match
                 return False
         if self.regex is not None:
+            if not self.substitutes:
+                return self.regex.matches(d.url)
             found = self.regex.search(d.url)
             return found if found is not None else False
         return True
@@ -470,7 +476,7 @@ class Engine:
         winner, result = found[0]
         rule = winner.rule
         url = rule.url
-        if url is not None and rule.url_is_substitution and isinstance(result, re.Match):
+        if url is not None and rule.url_is_substitution and isinstance(result, RegexMatch):
             url = substitute(details.url, result, url)
         return Decision(
             details.event,
@@ -533,7 +539,9 @@ def regex_host(regex: str) -> str | None:
     ``/``, ``:``, ``?`` or the end anchor. Anything less certain returns None.
     """
     try:
-        tree = _sre_parse.parse(regex)
+        with warnings.catch_warnings():  # RE2 syntax such as [[:alpha:]] makes re warn
+            warnings.simplefilter("ignore")
+            tree = _sre_parse.parse(regex)
     except Exception:
         return None
     c = _sre_c

@@ -43,7 +43,13 @@ from pydantic import ValidationError
 from . import dnr, mitm_options
 from .files import WriteConflict, read_version, write_atomic, write_checked
 from .model import Defaults, Rule, RuleSetModel, problems_from_validation_error
-from .rules_file import check_text, default_rules_path, toml_value
+from .rules_file import (
+    body_file_outside,
+    check_text,
+    default_rules_path,
+    read_rules_text,
+    toml_value,
+)
 from .secrets import SecretStore
 
 __all__ = [
@@ -234,7 +240,7 @@ class _Incoming:
 
 def _read_incoming(file: Path, fmt: str) -> _Incoming:
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_rules_text(file)
     except FileNotFoundError:
         raise ExchangeError(f"{file}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -262,6 +268,8 @@ def _read_incoming(file: Path, fmt: str) -> _Incoming:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ExchangeError(f"{file}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
+        except RecursionError:
+            raise ExchangeError(f"{file}:1:1: not JSON waylay reads: nested too deeply") from None
         model = _validate_document(data, file)
         return _Incoming(list(model.rules), model.defaults)
     raise ExchangeError(f"unknown import format {fmt!r}; use one of {', '.join(IMPORT_FORMATS)}")
@@ -314,10 +322,16 @@ def import_command(
     *,
     into: Path | None = None,
     replace: bool = False,
+    allow_outside: bool = False,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
 ) -> int:
-    """``waylay rules import FILE --format toml|json|dnr [--into PATH] [--replace]``."""
+    """``waylay rules import FILE --format toml|json|dnr [--into PATH] [--replace]
+    [--allow-outside]``.
+
+    A ``respond`` rule whose ``body_file`` lies outside the target's folder (``/etc/passwd``,
+    ``../..``, a symbolic link out) would serve that file to every proxy client: refused
+    unless ``allow_outside``."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     target = Path(into).expanduser() if into is not None else default_rules_path()
@@ -325,6 +339,8 @@ def import_command(
         incoming = _read_incoming(Path(file).expanduser(), fmt)
         for line in incoming.skipped + incoming.notes:
             print(line, file=err)
+        if not allow_outside:
+            _refuse_outside(incoming.rules, target, Path(file))
     except ExchangeError as exc:
         print(str(exc), file=err)
         print(f"waylay: nothing imported; {target} is unchanged", file=err)
@@ -365,6 +381,26 @@ def import_command(
         return 0
     print(report.summary(target, replace), file=out)
     return 0
+
+
+def _refuse_outside(rules: list[Rule], target: Path, source: Path) -> None:
+    folder = target.parent
+    outside = [
+        rule
+        for rule in rules
+        if rule.body_file is not None and body_file_outside(rule.body_file, folder)
+    ]
+    if not outside:
+        return
+    lines = [
+        f"{source}: rule {rule.id!r}: body_file {rule.body_file!r} is outside {folder}: "
+        "waylay would serve it to every proxy client the rule matches"
+        for rule in outside
+    ]
+    lines.append(
+        "waylay: copy the files into that folder, or import with --allow-outside if you mean it"
+    )
+    raise ExchangeError("\n".join(lines))
 
 
 @dataclass

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -82,15 +83,25 @@ from .model import (
 from .secrets import SecretStore, env_name
 
 __all__ = [
+    "MAX_NESTING",
+    "MAX_RULES_FILE_BYTES",
     "RulesFile",
     "RulesFileError",
+    "body_file_outside",
     "check_text",
     "default_rules_path",
     "hits_path_for",
+    "read_rules_text",
     "write_atomic",
 ]
 
 log = logging.getLogger("waylay.rules")
+
+MAX_RULES_FILE_BYTES = 32 * 1024 * 1024
+"""A rules file larger than this is refused unread (10,000 rules take about 1.5 MB)."""
+MAX_NESTING = 32
+"""A file nested too deeply for the TOML reader is said to go wrong where it passes this
+depth (a rule needs 2)."""
 
 _TOML_POSITION = re.compile(r"\s*\((?:at line (\d+), column (\d+)|at end of document)\)\s*$")
 _TOP_KEYS = ("version", "defaults", "rule")
@@ -214,6 +225,18 @@ def check_text(text: str, path: Path | str, secrets: SecretStore | None = None) 
     def report(target: list[str], line: int, col: int, message: str) -> None:
         target.append(f"{path}:{line}:{col}: {message}")
 
+    if text.startswith("\ufeff"):
+        report(
+            out.errors,
+            1,
+            1,
+            "the file starts with a UTF-8 byte order mark (BOM), which TOML does not allow: "
+            "save it as UTF-8 without BOM",
+        )
+        return out
+    if len(text) > MAX_RULES_FILE_BYTES:
+        report(out.errors, 1, 1, _too_large(len(text.encode("utf-8", "surrogatepass"))))
+        return out
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -225,7 +248,35 @@ def check_text(text: str, path: Path | str, secrets: SecretStore | None = None) 
             line, col = max(1, text.count("\n") + (0 if text.endswith("\n") else 1)), 1
         report(out.errors, line, col, f"TOML syntax error: {_TOML_POSITION.sub('', message)}")
         return out
+    except RecursionError:  # tomllib recurses once per level of nesting
+        line, col = _too_deep(text) or (1, 1)
+        report(
+            out.errors,
+            line,
+            col,
+            "arrays or inline tables nested too deeply for the TOML reader (hundreds of "
+            "levels; a rules file needs 2)",
+        )
+        return out
+    except (MemoryError, ValueError) as exc:  # never a traceback
+        report(out.errors, 1, 1, f"cannot read it as TOML: {type(exc).__name__}")
+        return out
+    try:
+        _check_data(data, text, path, secrets, out, report)
+    except (RecursionError, MemoryError) as exc:
+        out.rules = ()
+        report(out.errors, 1, 1, f"cannot check it: {type(exc).__name__} (too complex)")
+    return out
 
+
+def _check_data(
+    data: dict[str, Any],
+    text: str,
+    path: Path,
+    secrets: SecretStore | None,
+    out: _Loaded,
+    report: Callable[[list[str], int, int, str], None],
+) -> None:
     located: list[_Locator] = []
 
     def where() -> _Locator:  # only a file with something to report pays for this
@@ -285,13 +336,92 @@ def check_text(text: str, path: Path | str, secrets: SecretStore | None = None) 
         seen[rule.id] = index
         for loc, message in _file_problems(rule, folder, secrets):
             problem(("rule", index, *loc), f"{label}: {message}")
+        if rule.body_file is not None and body_file_outside(rule.body_file, folder):
+            problem(
+                ("rule", index, "body_file"),
+                f"warning: {label}: body_file {rule.body_file!r} is outside the rules file's "
+                "folder: every proxy client the rule matches is served that file",
+                out.warnings,
+            )
         for message in rule.warnings():
             problem(("rule", index, "action"), f"warning: {label}: {message}", out.warnings)
         rules.append(rule)
     out.rules = tuple(rules)
     if secrets is not None:
         out.warnings.extend(f"warning: {message}" for message in secrets.warnings)
-    return out
+
+
+def _too_large(size: int) -> str:
+    return (
+        f"the file is {size / 1024 / 1024:.1f} MB; waylay reads rules files up to "
+        f"{MAX_RULES_FILE_BYTES // 1024 // 1024} MB"
+    )
+
+
+def read_rules_text(path: Path) -> str:
+    """The text of a rules (or import) file; a file over :data:`MAX_RULES_FILE_BYTES` is
+    refused unread (``OSError`` EFBIG with a message), bad UTF-8 is ``UnicodeDecodeError``."""
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > MAX_RULES_FILE_BYTES:
+            raise OSError(errno.EFBIG, _too_large(size))
+        data = handle.read(MAX_RULES_FILE_BYTES + 1)
+    if len(data) > MAX_RULES_FILE_BYTES:  # grew while being read, or not a regular file
+        raise OSError(errno.EFBIG, _too_large(len(data)))
+    return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text()
+
+
+def body_file_outside(body_file: str, folder: Path) -> bool:
+    """Whether ``body_file`` (relative to ``folder``) resolves outside ``folder``
+    (symbolic links followed): waylay would serve a file the rules folder does not hold."""
+    body = Path(body_file).expanduser()
+    if not body.is_absolute():
+        body = folder / body
+    try:
+        return not body.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError, ValueError):
+        return True
+
+
+def _too_deep(text: str) -> tuple[int, int] | None:
+    """Line and column where arrays or inline tables nest deeper than :data:`MAX_NESTING`
+    (strings and comments skipped), or None."""
+    depth = 0
+    line, line_start = 1, 0
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\n":
+            line, line_start = line + 1, i + 1
+        elif ch == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        elif ch in "\"'":
+            triple = text[i : i + 3] == ch * 3
+            quote = ch * 3 if triple else ch
+            j = i + len(quote)
+            while j < n:
+                if ch == '"' and text[j] == "\\":
+                    j += 2
+                    continue
+                if text.startswith(quote, j):
+                    break
+                if text[j] == "\n":
+                    if not triple:
+                        break
+                    line, line_start = line + 1, j + 1
+                j += 1
+            i = j + len(quote)
+            continue
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return line, i - line_start + 1
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return None
 
 
 def _label(raw: Mapping[str, Any], index: int) -> str:
@@ -531,6 +661,16 @@ class RulesFile:
         keeping the last good rules active and the file protected from writes."""
         with self._lock:
             self._load_hits()
+            try:
+                size = os.stat(self.path).st_size
+            except OSError:
+                size = 0
+            if size > MAX_RULES_FILE_BYTES:
+                self._reject(
+                    [f"{self.path}:1:1: cannot read: {_too_large(size)}"],
+                    FileVersion(b"", signature(self.path)),
+                )
+                return False
             try:
                 data, version = read_version(self.path)
             except OSError as exc:
