@@ -13,9 +13,11 @@ from pathlib import Path
 
 from mitmproxy import http
 
+from monitor.destination import destination_url
 from monitor.pauses import Ended, Pauses
 from monitor.snapshot import flow_type, meta
 from policies import EventDetails, RulesFile
+from policies.printable import printable
 
 log = logging.getLogger("waylay.decider")
 
@@ -51,6 +53,17 @@ def cancel(flow: http.HTTPFlow, why: str) -> None:
         flow.kill()
 
 
+def client_gone(flow: http.HTTPFlow, event: str) -> None:
+    """The client went away while its flow was paused: nobody cancelled it, so it is not
+    "cancelled" (by the ask rule, as it read before); it is "client gone"."""
+    m = meta(flow)
+    m["state"] = "error"
+    m["client_gone"] = True
+    note(flow, f"client gone: it disconnected while paused at the {event} event")
+    if flow.killable:
+        flow.kill()
+
+
 def respond(flow: http.HTTPFlow, status: int, headers: dict | list | None, body: bytes) -> None:
     hdrs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
     flow.response = http.Response.make(
@@ -77,7 +90,7 @@ def edit(flow: http.HTTPFlow, params: dict) -> None:
     req = flow.request
     if params.get("method"):
         req.method = str(params["method"]).upper()
-    if params.get("url") and params["url"] != req.pretty_url:
+    if params.get("url") and params["url"] not in (req.url, printable(req.url)):
         rewrite(flow, params["url"])
     if "headers" in params and params["headers"] is not None:
         req.headers.clear()
@@ -132,7 +145,7 @@ class Decider:
         decision = self.rules.decide(
             EventDetails(
                 event=event,
-                url=flow.request.pretty_url,
+                url=destination_url(flow),
                 method=flow.request.method,
                 type=flow_type(flow),
                 status=status,
@@ -166,6 +179,9 @@ class Decider:
             if not await self._redirect_event(flow):
                 return
         action, params, origin = await self._decide(flow, "response", resp.status_code)
+        if action == "gone":
+            client_gone(flow, "response")
+            return
         if action == "cancel":
             cancel(flow, f"response cancelled ({origin})")
         elif action == "respond":
@@ -187,6 +203,9 @@ class Decider:
         assert resp is not None
         location = (("Location", resp.headers["location"]),)
         action, params, origin = await self._decide(flow, "redirect", resp.status_code, location)
+        if action == "gone":
+            client_gone(flow, "redirect")
+            return False
         if action == "cancel":
             cancel(flow, f"redirect to {resp.headers['location']} cancelled ({origin})")
             return False
@@ -212,7 +231,7 @@ class Decider:
         answer = await self.pauses.ask(
             flow.id,
             event,
-            url=flow.request.pretty_url,
+            url=destination_url(flow),
             method=flow.request.method,
             details=details,
             client=flow.client_conn,
@@ -232,11 +251,7 @@ class Decider:
 
     def _apply_request(self, flow, action: str, params: dict, origin: str) -> None:
         if action == "gone":
-            m = meta(flow)
-            m["state"] = "cancelled"
-            note(flow, "client disconnected while paused")
-            if flow.killable:
-                flow.kill()
+            client_gone(flow, "request")
         elif action == "cancel":
             cancel(flow, f"cancelled ({origin})")
         elif action == "redirect":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -12,6 +14,10 @@ from mitmproxy.addons.savehar import SaveHar
 from monitor.snapshot import META
 
 REDACTED = "(added by waylay; redacted)"
+PROXY_REDACTED = "(redacted)"
+ALWAYS_REDACTED = ("proxy-authorization",)
+"""Request headers never written to a HAR: the proxy's own password, which a client
+sends even when the proxy rejects it (407), unlike the headers to the upstream."""
 
 
 def make_har(flows: Iterable[http.HTTPFlow]) -> dict:
@@ -28,12 +34,24 @@ def make_har(flows: Iterable[http.HTTPFlow]) -> dict:
         content = entry["response"].setdefault("content", {})
         content.setdefault("size", 0)
         content.setdefault("mimeType", "x-unknown")
-        added = {h.lower() for h in (flow.metadata.get(META) or {}).get("added_headers", ())}
-        if not added:
-            continue
+        # mitmproxy writes pretty_url, which trusts the Host header: the destination.
+        if flow.request.method != "CONNECT":
+            entry["request"]["url"] = flow.request.url
+        m = flow.metadata.get(META) or {}
+        if flow.error is not None or m.get("client_gone"):
+            # The response failed (reset mid-body, bad chunk, silence after the headers):
+            # the client did not get this status. Status 0, as browsers record failures.
+            why = "client gone" if m.get("client_gone") else flow.error.msg
+            entry["response"]["status"] = 0
+            entry["response"]["statusText"] = f"error: {why}"
+            entry["response"]["_error"] = why
+        added = {h.lower() for h in m.get("added_headers", ())}
         for header in entry["request"]["headers"]:
-            if header["name"].lower() in added:
+            name = header["name"].lower()
+            if name in added:
                 header["value"] = REDACTED
+            elif name in ALWAYS_REDACTED:
+                header["value"] = PROXY_REDACTED
     return har
 
 
@@ -41,7 +59,21 @@ def write_har(flows: Iterable[http.HTTPFlow], path: Path | str) -> int:
     """Write flows as HAR 1.2 to ``path`` atomically; returns the number of entries."""
     har = make_har(flows)
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(har, indent=2))
-    tmp.replace(path)
+    # A fresh temp file of a random name, created exclusively (O_EXCL, mode 0600) in the
+    # destination's folder: nothing planted at a predictable name is followed. The HAR
+    # holds cookies and tokens, so the final file is 0600 too (os.replace keeps it).
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(har, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
     return len(har["log"]["entries"])

@@ -11,22 +11,28 @@ from typing import TextIO
 
 from mitmproxy import http
 
+from monitor.destination import destination_url, host_mismatch
+from monitor.options_check import secrets_file_warnings
 from monitor.proxy import ProxyStartError
 from monitor.session import Session
 from monitor.settings import Settings
 from monitor.snapshot import META
+from policies.printable import printable
 
 
 def outcome(flow: http.HTTPFlow) -> str:
+    """What the client got. A flow with an error failed, even when response headers had
+    arrived (upstream reset mid-body, a bad chunk, headers then silence): the client
+    got a 502 or a cut-off body, never that status."""
     m = flow.metadata.get(META) or {}
+    if m.get("client_gone"):
+        return "client gone"
     if m.get("state") == "cancelled":
         return "cancelled"
-    if m.get("state") == "error" and flow.error is not None:
-        return f"error: {flow.error.msg}"
-    if flow.response is not None and m.get("state") != "cancelled":
-        return str(flow.response.status_code)
     if flow.error is not None:
         return f"error: {flow.error.msg}"
+    if flow.response is not None:
+        return str(flow.response.status_code)
     return "unfinished"
 
 
@@ -47,8 +53,14 @@ def flow_line(flow: http.HTTPFlow) -> str:
     """time, method, URL, outcome, and the deciding rule (SPEC §3)."""
     stamp = _stamp(flow.request.timestamp_start)
     rule = (flow.metadata.get(META) or {}).get("rule_id")
-    line = f"{stamp} {flow.request.method} {flow.request.pretty_url} {outcome(flow)}"
-    return f"{line} rule={rule}" if rule else line
+    line = f"{stamp} {flow.request.method} {destination_url(flow)} {outcome(flow)}"
+    if rule:
+        line += f" rule={rule}"
+    if note := host_mismatch(flow):
+        line += f" ({note})"
+    # Everything in the line but the stamp came from the network: no control characters
+    # reach the terminal of whoever reads the log.
+    return printable(line)
 
 
 def run_headless(settings: Settings, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -69,12 +81,14 @@ def run_headless(settings: Settings, out: TextIO = sys.stdout, err: TextIO = sys
 
     session = Session(settings, on_finished=on_finished)
     if session.rules.error:
-        print(f"waylay: rules file: {session.rules.error}", file=err)
+        print(f"waylay: rules file: {printable(session.rules.error)}", file=err)
         print("waylay: continuing with no rules until the file is fixed", file=err)
+    for warning in secrets_file_warnings(settings.rules):
+        print(f"waylay: warning: {printable(warning)}", file=err)
     try:
         host, port = session.start()
     except ProxyStartError as e:
-        print(f"waylay: {e}", file=err)
+        print(f"waylay: {printable(e)}", file=err)
         return 2
     stop = threading.Event()
 

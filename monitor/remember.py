@@ -105,7 +105,7 @@ def remember(rules: RulesFile, flow, event: str, answer: Answer, **extra) -> str
     rules file that cannot be written (broken, unwritable)."""
     from policies import Rule
 
-    url = flow.request.pretty_url if hasattr(flow, "request") else str(flow)
+    url = flow.request.url if hasattr(flow, "request") else str(flow)  # the destination
     fields = rule_fields(url, event, answer, **extra)
     rule_id = new_rule_id(rules, url, event)
     rules.add(Rule(id=rule_id, **fields))

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from mitmproxy import http
 
+from monitor.destination import host_mismatch
 from policies import infer_type
+from policies.printable import printable
 from widgets.model import CertificateInfo, FlowView, PausedEvent, TraceEntry
 
 BODY_PREVIEW = 64 * 1024
@@ -29,7 +31,7 @@ def flow_type(flow: http.HTTPFlow) -> str:
     t = m.get("type")
     if t is None:
         req = flow.request
-        t = m["type"] = infer_type(req.method, req.pretty_url, req.headers)
+        t = m["type"] = infer_type(req.method, req.url, req.headers)
     return t
 
 
@@ -54,6 +56,10 @@ def _redacted(headers, added) -> tuple[tuple[str, str], ...]:
 
     names = {h.lower() for h in added}
     return tuple((k, REDACTED if k.lower() in names else v) for k, v in headers)
+
+
+def _printable_pairs(pairs) -> tuple[tuple[str, str], ...]:
+    return tuple((printable(k), printable(v)) for k, v in pairs)
 
 
 def _timing(flow: http.HTTPFlow) -> tuple[tuple[str, float], ...]:
@@ -101,37 +107,48 @@ def snapshot(
     req_body, req_size = _body(req)
     resp_body, resp_size = _body(resp)
     error = None
-    if flow.error is not None and state == "error":
-        error = flow.error.msg
+    if m.get("client_gone"):
+        error = "client gone"
+    elif flow.error is not None and state == "error":
+        error = printable(flow.error.msg)
+    notes = tuple(printable(n) for n in m.get("notes", ()))
+    if mismatch := host_mismatch(flow):
+        notes = (printable(mismatch), *notes)
     cert = m.get("certificate")
     return FlowView(
         id=flow.id,
         seq=seq,
         started=req.timestamp_start,
-        method=req.method,
+        method=printable(req.method),
         scheme=req.scheme,
-        host=req.pretty_host,
+        host=printable(req.host),
         port=req.port,
-        path=req.path,
-        url=req.pretty_url,
+        path=printable(req.path),
+        url=printable(req.url),
         http_version=req.http_version,
         type=flow_type(flow),
         state=state,  # type: ignore[arg-type]
         status=resp.status_code if resp is not None else None,
-        reason=resp.reason if resp is not None else "",
+        reason=printable(resp.reason) if resp is not None else "",
         error=error,
         paused=paused,
         size=resp_size if resp is not None else None,
         duration=duration,
         rule_id=m.get("rule_id"),
         trace=tuple(TraceEntry(*t) for t in m.get("trace", ())),
-        notes=tuple(m.get("notes", ())),
-        request_headers=_redacted(req.headers.items(multi=True), m.get("added_headers")),
+        notes=notes,
+        request_headers=_printable_pairs(
+            _redacted(req.headers.items(multi=True), m.get("added_headers"))
+        ),
         request_body=req_body,
         request_body_size=req_size,
-        response_headers=tuple(resp.headers.items(multi=True)) if resp is not None else (),
+        response_headers=(
+            _printable_pairs(resp.headers.items(multi=True)) if resp is not None else ()
+        ),
         response_body=resp_body,
-        response_content_type=resp.headers.get("content-type", "") if resp is not None else "",
+        response_content_type=(
+            printable(resp.headers.get("content-type", "")) if resp is not None else ""
+        ),
         timing=_timing(flow),
         certificate=cert if isinstance(cert, CertificateInfo) else None,
         is_websocket=flow.websocket is not None,

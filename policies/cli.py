@@ -16,6 +16,7 @@ from rich.text import Text
 
 from .match_pattern import ALL_URLS
 from .model import Rule
+from .printable import printable
 from .rules_file import RulesFile, check_text, default_rules_path
 
 __all__ = ["check", "conditions_summary", "action_summary", "list_rules"]
@@ -57,9 +58,9 @@ def check(
     rules_file = RulesFile(target)
     loaded = check_text(text, target, rules_file.secrets)
     for message in loaded.errors:
-        print(message, file=err)
+        print(printable(message), file=err)
     for message in loaded.warnings:
-        print(message, file=err)
+        print(printable(message), file=err)
     if loaded.errors:
         count = len(loaded.errors)
         print(f"{target}: {count} error{'s' if count != 1 else ''}", file=err)
@@ -95,10 +96,10 @@ def list_rules(
     rules_file = RulesFile(target)
     if not rules_file.load():
         for message in rules_file.errors:
-            print(message, file=err)
+            print(printable(message), file=err)
         return 1
     console = Console(file=out, width=width, highlight=False, soft_wrap=False)
-    table = Table(title=str(target), title_justify="left", show_lines=False)
+    table = Table(title=Text(printable(target)), title_justify="left", show_lines=False)
     table.add_column("id", no_wrap=True)
     table.add_column("event")
     table.add_column("conditions", overflow="fold")
@@ -109,17 +110,17 @@ def list_rules(
     for rule in rules_file.ordered():
         left = rules_file.times_left(rule.id)
         table.add_row(
-            Text(rule.id),
+            Text(printable(rule.id)),
             rule.event,
-            Text(conditions_summary(rule)),
-            Text(action_summary(rule)),
+            Text(printable(conditions_summary(rule))),
+            Text(printable(action_summary(rule))),
             str(rule.priority),
             "yes" if rule.enabled else "no",
             "" if left is None else str(left),
             style=None if rule.enabled else "dim",
         )
     if not rules_file.rules:
-        console.print(f"{target}: no rules")
+        console.print(Text(f"{printable(target)}: no rules"))
     else:
         console.print(table)
     defaults = rules_file.defaults.model_dump(exclude_defaults=True)

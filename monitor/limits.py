@@ -1,0 +1,336 @@
+"""Limits mitmproxy leaves open, closed for waylay's users.
+
+mitmproxy (11.0 and 12.x) itself has no header size limit (``_http1.py`` says
+``FIXME: protect against header size DoS``), closes idle connections only after 10
+minutes, has no upstream connect or read timeout, and an interim ``1xx`` response from
+upstream ends the exchange for HTTP/1 (the client gets the ``100`` and never the final
+response). The layer classes are patched here, once per process, in the smallest way
+that works on both versions: each patch wraps mitmproxy's own method and only acts on
+the case it is about.
+
+- Headers: ``--max-header-size`` (default 64 KiB) for request and response heads. A
+  client over it gets ``431`` and the connection is closed; an upstream over it is a
+  502 ("response headers too large"). The buffer is dropped at once, so memory returns.
+- Idle connections: mitmproxy's inactivity watchdog (``TCP_TIMEOUT``, 600 s) set to
+  ``--idle-timeout`` (default 300 s). Paused flows are not idle: mitmproxy disarms the
+  watchdog while a hook runs.
+- Upstream: ``--connect-timeout`` (default 10 s) and ``--read-timeout`` (time from the
+  request to the response headers, default 60 s); the client gets ``504`` naming which.
+- 1xx: interim responses other than 101 are dropped on the way; the final one follows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import re
+import resource
+from dataclasses import dataclass
+
+log = logging.getLogger("waylay.limits")
+
+DEFAULT_MAX_HEADER_SIZE = 64 * 1024
+DEFAULT_IDLE_TIMEOUT = 300.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 60.0
+MAX_TIMEOUT = 24 * 3600
+
+
+@dataclass
+class _Config:
+    max_header_size: int = DEFAULT_MAX_HEADER_SIZE
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+
+
+CONFIG = _Config()
+"""The process-wide values the patched layer classes read (the last proxy started)."""
+
+
+# -- options ---------------------------------------------------------------------------
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected seconds in (0, {MAX_TIMEOUT}]")
+    return value
+
+
+def _header_size(text: str) -> int:
+    from monitor.options_check import parse_size
+
+    size = parse_size(text)
+    if size is None or not 1024 <= size <= 64 * 1024 * 1024:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a size from 1k to 64m")
+    return size
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-header-size",
+        type=_header_size,
+        default=DEFAULT_MAX_HEADER_SIZE,
+        metavar="SIZE",
+        help="largest request or response head, 1k-64m (default 64k); "
+        "a client over it gets 431 and is disconnected",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=_timeout,
+        default=DEFAULT_IDLE_TIMEOUT,
+        metavar="SEC",
+        help=f"close connections with no traffic for this long, (0, {MAX_TIMEOUT}] "
+        f"(default {DEFAULT_IDLE_TIMEOUT:g}; paused flows do not count as idle)",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=_timeout,
+        default=DEFAULT_CONNECT_TIMEOUT,
+        metavar="SEC",
+        help=f"give up connecting to an upstream after this long: 504, (0, {MAX_TIMEOUT}] "
+        f"(default {DEFAULT_CONNECT_TIMEOUT:g})",
+    )
+    p.add_argument(
+        "--read-timeout",
+        type=_timeout,
+        default=DEFAULT_READ_TIMEOUT,
+        metavar="SEC",
+        help="give up waiting for an upstream's response headers after this long: 504, "
+        f"(0, {MAX_TIMEOUT}] (default {DEFAULT_READ_TIMEOUT:g})",
+    )
+
+
+def settings_kwargs(args: argparse.Namespace) -> dict:
+    return {
+        "max_header_size": args.max_header_size,
+        "idle_timeout": args.idle_timeout,
+        "connect_timeout": args.connect_timeout,
+        "read_timeout": args.read_timeout,
+    }
+
+
+# -- the patches -------------------------------------------------------------------------
+
+_TIMED_OUT: dict[str, str] = {}
+"""client connection id → why its pending request was given up (504 instead of 502)."""
+
+_INTERIM = re.compile(rb"HTTP/1\.[01] (1\d\d)[ \r]")
+_installed = False
+
+
+def install(settings) -> None:
+    """Apply ``settings``' limits to mitmproxy's layers (patched once per process)."""
+    CONFIG.max_header_size = settings.max_header_size
+    CONFIG.idle_timeout = settings.idle_timeout
+    from mitmproxy.proxy import server
+
+    server.TCP_TIMEOUT = settings.idle_timeout
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    _patch_http1()
+
+
+def _patch_http1() -> None:
+    from mitmproxy.net.http import status_codes
+    from mitmproxy.proxy import commands, events
+    from mitmproxy.proxy.layers.http import _http1
+    from mitmproxy.proxy.layers.http._events import ResponseProtocolError
+    from mitmproxy.proxy.layers.http._http1 import (
+        Http1Client,
+        Http1Server,
+        ReceiveBuffer,
+        make_error_response,
+    )
+
+    server_read_headers = Http1Server.read_headers
+    client_read_headers = Http1Client.read_headers
+    server_send = Http1Server.send
+
+    def guarded_server_read_headers(self, event):
+        yield from server_read_headers(self, event)
+        if (
+            isinstance(event, events.DataReceived)
+            and getattr(self.state, "__func__", None) is guarded_server_read_headers
+            and len(self.buf) > CONFIG.max_header_size
+        ):
+            size = len(self.buf)
+            self.buf = ReceiveBuffer()  # the flood's bytes go now
+            yield commands.Log(
+                f"request headers over {CONFIG.max_header_size:,} bytes (--max-header-size): "
+                f"431, connection closed",
+                logging.INFO,
+            )
+            yield commands.SendData(
+                self.conn,
+                make_error_response(
+                    431,
+                    f"Request headers larger than {CONFIG.max_header_size:,} bytes "
+                    f"(got {size:,} without an end)",
+                ),
+            )
+            yield commands.CloseConnection(self.conn)
+            self.state = self.done
+
+    def guarded_client_read_headers(self, event):
+        if isinstance(event, events.DataReceived) and self.request is not None:
+            _drop_interim(self)
+            if not self.buf:
+                return
+        yield from client_read_headers(self, event)
+        if (
+            isinstance(event, events.DataReceived)
+            and getattr(self.state, "__func__", None) is guarded_client_read_headers
+            and len(self.buf) > CONFIG.max_header_size
+            and self.stream_id is not None
+        ):
+            self.buf = ReceiveBuffer()
+            yield commands.CloseConnection(self.conn)
+            yield _http1.ReceiveHttp(
+                ResponseProtocolError(
+                    self.stream_id,
+                    f"upstream response headers larger than {CONFIG.max_header_size:,} bytes "
+                    "(--max-header-size)",
+                )
+            )
+
+    def send_with_timeout_status(self, event):
+        if isinstance(event, ResponseProtocolError):
+            why = _TIMED_OUT.pop(self.conn.id, None)
+            if why is not None:
+                event = ResponseProtocolError(event.stream_id, why, status_codes.GATEWAY_TIMEOUT)
+        yield from server_send(self, event)
+
+    Http1Server.read_headers = guarded_server_read_headers
+    Http1Client.read_headers = guarded_client_read_headers
+    Http1Server.send = send_with_timeout_status
+
+
+def _drop_interim(conn) -> None:
+    """Remove complete interim (1xx except 101) response heads from the front of an
+    upstream connection's buffer: the client waits for the final response, which
+    mitmproxy would otherwise never read (it takes the 1xx as the response)."""
+    while True:
+        data = getattr(conn.buf, "_data", None)  # h11's bytearray; avoid copying it all
+        head = bytes(data[:64]) if isinstance(data, bytearray) else bytes(conn.buf)[:64]
+        m = _INTERIM.match(head)
+        if m is None or m.group(1) == b"101":
+            return
+        lines = conn.buf.maybe_extract_lines()
+        if lines is None:  # incomplete: wait for more
+            return
+        log.debug("dropped an interim %s response from upstream", m.group(1).decode())
+
+
+# -- the upstream timeouts ----------------------------------------------------------------
+
+
+class UpstreamTimeouts:
+    """Addon: a request that has no response headers ``connect_timeout`` seconds after it
+    was sent for lack of a connection, or ``read_timeout`` seconds after, is given up:
+    the upstream connection is closed and the client gets 504 naming the cause."""
+
+    def __init__(self, connect_timeout: float, read_timeout: float) -> None:
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    def request(self, flow) -> None:
+        if flow.response is not None or flow.error is not None or not flow.live:
+            return
+        loop = asyncio.get_running_loop()
+        self._cancel(flow)
+        self._timers[flow.id] = loop.call_later(self.connect_timeout, self._connect_check, flow)
+
+    def responseheaders(self, flow) -> None:
+        self._cancel(flow)
+
+    def error(self, flow) -> None:
+        self._cancel(flow)
+
+    def response(self, flow) -> None:
+        self._cancel(flow)
+
+    def _cancel(self, flow) -> None:
+        timer = self._timers.pop(flow.id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _connect_check(self, flow) -> None:
+        self._timers.pop(flow.id, None)
+        if flow.response is not None or flow.error is not None:
+            return
+        if not flow.server_conn.timestamp_tcp_setup:
+            self._give_up(
+                flow,
+                f"504: could not connect to {flow.request.host}:{flow.request.port} within "
+                f"{self.connect_timeout:g} s (--connect-timeout)",
+            )
+            return
+        remaining = self.read_timeout - self.connect_timeout
+        if remaining <= 0:
+            self._read_check(flow)
+            return
+        loop = asyncio.get_running_loop()
+        self._timers[flow.id] = loop.call_later(remaining, self._read_check, flow)
+
+    def _read_check(self, flow) -> None:
+        self._timers.pop(flow.id, None)
+        if flow.response is not None or flow.error is not None:
+            return
+        self._give_up(
+            flow,
+            f"504: no response from {flow.request.host}:{flow.request.port} within "
+            f"{self.read_timeout:g} s (--read-timeout)",
+        )
+
+    def _give_up(self, flow, why: str) -> None:
+        from mitmproxy import ctx
+
+        proxyserver = ctx.master.addons.get("proxyserver")
+        handler = proxyserver.connections.get(flow.client_conn.id) if proxyserver else None
+        if handler is None:
+            return
+        io = handler.transports.get(flow.server_conn)
+        if io is None or io.handler is None:
+            return
+        log.info("%s %s: %s", flow.request.method, flow.request.pretty_url, why)
+        _TIMED_OUT[flow.client_conn.id] = why
+        io.handler.cancel(why)
+
+
+# -- the connection limit ------------------------------------------------------------------
+
+
+class ConnectionWatch:
+    """Addon: warns once when open client connections come near the process's file
+    descriptor limit (each proxied connection needs two descriptors)."""
+
+    def __init__(self, share: float = 0.8) -> None:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.limit = soft if soft > 0 else 0
+        self.share = share
+        self.open = 0
+        self._warned = False
+
+    def client_connected(self, client) -> None:
+        self.open += 1
+        if self.limit and not self._warned and self.open * 2 >= self.limit * self.share:
+            self._warned = True
+            log.warning(
+                "%d client connections open, near the limit of %d file descriptors "
+                "(ulimit -n); idle ones are closed after --idle-timeout",
+                self.open,
+                self.limit,
+            )
+
+    def client_disconnected(self, client) -> None:
+        self.open = max(0, self.open - 1)
+        if self.open * 2 < self.limit * self.share / 2:
+            self._warned = False
