@@ -27,6 +27,7 @@ import logging
 import math
 import re
 import resource
+import time
 from dataclasses import dataclass
 
 log = logging.getLogger("waylay.limits")
@@ -138,7 +139,7 @@ def install(settings) -> None:
 
 
 def _patch_http1() -> None:
-    from mitmproxy.net.http import status_codes
+    from mitmproxy.connection import ConnectionState
     from mitmproxy.proxy import commands, events
     from mitmproxy.proxy.layers.http import _http1
     from mitmproxy.proxy.layers.http._events import ResponseProtocolError
@@ -191,9 +192,10 @@ def _patch_http1() -> None:
             and self.stream_id is not None
         ):
             self.buf = ReceiveBuffer()
+            self.state = self.done  # what still arrives is dropped, not buffered
             yield commands.CloseConnection(self.conn)
             yield _http1.ReceiveHttp(
-                ResponseProtocolError(
+                _response_error(
                     self.stream_id,
                     f"upstream response headers larger than {CONFIG.max_header_size:,} bytes "
                     "(--max-header-size)",
@@ -204,12 +206,31 @@ def _patch_http1() -> None:
         if isinstance(event, ResponseProtocolError):
             why = _TIMED_OUT.pop(self.conn.id, None)
             if why is not None:
-                event = ResponseProtocolError(event.stream_id, why, status_codes.GATEWAY_TIMEOUT)
+                # As mitmproxy answers a protocol error, with 504: neither version has a
+                # code for it (11 takes an int, 12 an ErrorCode without a 504).
+                if not (self.conn.state & ConnectionState.CAN_WRITE):
+                    return
+                if not self.response:
+                    yield commands.SendData(self.conn, make_error_response(504, why))
+                yield commands.CloseConnection(self.conn)
+                return
         yield from server_send(self, event)
 
     Http1Server.read_headers = guarded_server_read_headers
     Http1Client.read_headers = guarded_client_read_headers
     Http1Server.send = send_with_timeout_status
+
+
+def _response_error(stream_id: int, message: str):
+    """A 502 protocol error from upstream, on mitmproxy 11 (int codes) and 12 (ErrorCode)."""
+    from mitmproxy.proxy.layers.http import _events
+
+    error_code = getattr(_events, "ErrorCode", None)
+    if error_code is not None:
+        return _events.ResponseProtocolError(
+            stream_id, message, error_code.RESPONSE_VALIDATION_FAILED
+        )
+    return _events.ResponseProtocolError(stream_id, message)
 
 
 def _drop_interim(conn) -> None:
@@ -240,19 +261,22 @@ class UpstreamTimeouts:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._why: dict[str, str] = {}
 
     def request(self, flow) -> None:
         if flow.response is not None or flow.error is not None or not flow.live:
             return
-        loop = asyncio.get_running_loop()
         self._cancel(flow)
-        self._timers[flow.id] = loop.call_later(self.connect_timeout, self._connect_check, flow)
+        self._schedule(flow, time.monotonic(), min(self.connect_timeout, self.read_timeout))
 
     def responseheaders(self, flow) -> None:
         self._cancel(flow)
 
     def error(self, flow) -> None:
         self._cancel(flow)
+        why = self._why.pop(flow.id, None)
+        if why is not None and flow.error is not None:
+            flow.error.msg = why  # not mitmproxy's "server closed connection"
 
     def response(self, flow) -> None:
         self._cancel(flow)
@@ -262,33 +286,34 @@ class UpstreamTimeouts:
         if timer is not None:
             timer.cancel()
 
-    def _connect_check(self, flow) -> None:
+    def _schedule(self, flow, start: float, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._timers[flow.id] = loop.call_later(max(0.0, delay), self._check, flow, start)
+
+    def _check(self, flow, start: float) -> None:
+        """Still no response headers: too long connecting, or too long waiting?"""
         self._timers.pop(flow.id, None)
-        if flow.response is not None or flow.error is not None:
+        if flow.response is not None or flow.error is not None or not flow.live:
             return
+        waited = time.monotonic() - start
+        where = f"{flow.request.host}:{flow.request.port}"
         if not flow.server_conn.timestamp_tcp_setup:
+            if waited >= self.connect_timeout:
+                self._give_up(
+                    flow,
+                    f"504: could not connect to {where} within {self.connect_timeout:g} s "
+                    "(--connect-timeout)",
+                )
+            else:
+                self._schedule(flow, start, self.connect_timeout - waited)
+            return
+        if waited >= self.read_timeout:
             self._give_up(
                 flow,
-                f"504: could not connect to {flow.request.host}:{flow.request.port} within "
-                f"{self.connect_timeout:g} s (--connect-timeout)",
+                f"504: no response from {where} within {self.read_timeout:g} s (--read-timeout)",
             )
-            return
-        remaining = self.read_timeout - self.connect_timeout
-        if remaining <= 0:
-            self._read_check(flow)
-            return
-        loop = asyncio.get_running_loop()
-        self._timers[flow.id] = loop.call_later(remaining, self._read_check, flow)
-
-    def _read_check(self, flow) -> None:
-        self._timers.pop(flow.id, None)
-        if flow.response is not None or flow.error is not None:
-            return
-        self._give_up(
-            flow,
-            f"504: no response from {flow.request.host}:{flow.request.port} within "
-            f"{self.read_timeout:g} s (--read-timeout)",
-        )
+        else:
+            self._schedule(flow, start, self.read_timeout - waited)
 
     def _give_up(self, flow, why: str) -> None:
         from mitmproxy import ctx
@@ -298,10 +323,20 @@ class UpstreamTimeouts:
         if handler is None:
             return
         io = handler.transports.get(flow.server_conn)
+        if io is None:
+            # Still connecting: the flow gets its server connection only once connected,
+            # so look for the client's connection being opened to the same address.
+            address = (flow.request.host, flow.request.port)
+            for conn, candidate in list(handler.transports.items()):
+                if conn is not handler.client and getattr(conn, "address", None) == address:
+                    if not conn.timestamp_tcp_setup:
+                        io = candidate
+                        break
         if io is None or io.handler is None:
             return
         log.info("%s %s: %s", flow.request.method, flow.request.pretty_url, why)
         _TIMED_OUT[flow.client_conn.id] = why
+        self._why[flow.id] = why
         io.handler.cancel(why)
 
 

@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import gc
 import logging
+import math
 import re
 import threading
 from collections.abc import Callable, Coroutine, Sequence
@@ -226,6 +227,8 @@ class EmbeddedProxy:
         ]
         m.addons.add(AddonGroup("waylay-proxy", [*wanted, *self.waylay_addons, *guards]))
         m.addons.add(AddonGroup("waylay-store", [*self.tail_addons, _Readiness(self)]))
+        if "tcp_timeout" in opts:  # mitmproxy 12 has an option; 11 a constant (limits.py)
+            self.extra_options.setdefault("tcp_timeout", math.ceil(self.settings.idle_timeout))
         try:
             opts.update(**mitmproxy_options(self.settings), **self.extra_options)
         except Exception as e:  # OptionsError: bad mode spec, bad confdir...

@@ -1,0 +1,133 @@
+"""Issue 16, "what mitmproxy leaves open": header floods, idle connections, interim 1xx
+responses, upstreams that never answer. Each reproduced against the real proxy."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from tests.faults.common import RawUpstream, common
+from tests.helpers import curl, headless, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def recv_all(s: socket.socket, timeout: float = 10) -> bytes:
+    s.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := s.recv(65536):
+            data += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return data
+
+
+def test_header_flood_gets_431_the_connection_closes_and_memory_returns(settings, upstream):
+    with headless(*common(settings), "--max-header-size", "64k") as w:
+        assert curl(w.port, upstream.url("/")).stdout.endswith("\n200")
+        before = rss_kib(w.proc.pid)
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", w.port), timeout=10) as s:
+                s.sendall(f"GET {upstream.url('/')} HTTP/1.1\r\nX-Flood: ".encode())
+                chunk = b"a" * 65536
+                try:
+                    for _ in range(40 * 16):  # 40 MiB of one header line, unless cut off
+                        s.sendall(chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                data = recv_all(s)
+            assert data.startswith(b"HTTP/1.1 431"), data[:200]
+        grown = rss_kib(w.proc.pid) - before
+        assert grown < 20 * 1024, f"resident memory grew by {grown} KiB"
+        # the proxy still serves
+        assert curl(w.port, upstream.url("/")).stdout.endswith("\n200")
+    assert upstream.requests and all("x-flood" not in r["headers"] for r in upstream.requests)
+
+
+def test_a_flooding_upstream_response_is_an_error_not_a_hang(settings):
+    def flood(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Flood: ")
+        try:
+            for _ in range(16 * 8):
+                conn.sendall(b"b" * 65536)
+        except OSError:
+            pass
+
+    with RawUpstream(flood) as up, headless(*common(settings)) as w:
+        r = curl(w.port, up.url("/"), timeout=20)
+        assert r.stdout.endswith("\n502"), r.stdout[-300:]
+        [line] = w.wait_lines(1)
+    assert "response headers larger than" in line
+
+
+def test_idle_connections_are_closed(settings):
+    with headless(*common(settings), "--idle-timeout", "1") as w:
+        with socket.create_connection(("127.0.0.1", w.port), timeout=10) as s:
+            t0 = time.monotonic()
+            s.settimeout(10)
+            assert s.recv(1) == b""  # closed by the proxy, not by our timeout
+            assert time.monotonic() - t0 < 8
+
+
+def test_an_interim_100_from_upstream_does_not_hang_the_client(settings):
+    def interim(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n")
+        conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\nfinal")
+
+    with RawUpstream(interim) as up, headless(*common(settings)) as w:
+        r = curl(w.port, up.url("/"), timeout=10)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "final\n201"
+        [line] = w.wait_lines(1)
+    assert line.endswith(" 201")
+
+
+def test_an_upstream_that_never_answers_gets_504_naming_the_read_timeout(settings):
+    with RawUpstream(lambda conn: time.sleep(30)) as up:
+        with headless(*common(settings), "--read-timeout", "1") as w:
+            t0 = time.monotonic()
+            r = curl(w.port, up.url("/silent"), timeout=20)
+            assert time.monotonic() - t0 < 10
+            assert r.stdout.endswith("\n504"), r.stdout
+            assert "--read-timeout" in r.stdout
+            [line] = w.wait_lines(1)
+    assert "error: 504: no response from" in line
+
+
+def test_an_upstream_that_never_accepts_gets_504_naming_the_connect_timeout(settings):
+    """A listening socket whose backlog is full and never accepts: SYNs go unanswered."""
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        port = full.getsockname()[1]
+        fillers = []
+        for _ in range(8):  # fill the accept queue
+            f = socket.socket()
+            f.setblocking(False)
+            try:
+                f.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            fillers.append(f)
+        try:
+            with headless(*common(settings), "--connect-timeout", "1") as w:
+                t0 = time.monotonic()
+                r = curl(w.port, f"http://127.0.0.1:{port}/", timeout=30)
+                assert time.monotonic() - t0 < 15
+                assert r.stdout.endswith("\n504"), r.stdout
+                assert "--connect-timeout" in r.stdout
+                wait_for(lambda: w.lines, what="the line")
+        finally:
+            for f in fillers:
+                f.close()
