@@ -74,5 +74,9 @@ def run_app(settings: Settings) -> int:
         return 2
     if app.session.rules.error:
         app.call_later(app.notify_error, f"rules file: {app.session.rules.error}")
+    from monitor.options_check import secrets_file_warnings
+
+    for warning in secrets_file_warnings(settings.rules):
+        app.call_later(app.notify_error, warning)
     app.run()
     return 0
