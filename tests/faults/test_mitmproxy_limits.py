@@ -131,3 +131,64 @@ def test_an_upstream_that_never_accepts_gets_504_naming_the_connect_timeout(sett
         finally:
             for f in fillers:
                 f.close()
+
+
+def test_http2_rapid_reset_is_bounded(settings, upstream_ca, waylay_ca, upstream):
+    """A client that opens and at once resets thousands of HTTP/2 streams is cut off with
+    GOAWAY ENHANCE_YOUR_CALM, and other clients keep being served."""
+    import ssl
+
+    import h2.connection
+    import h2.errors
+    import h2.events
+
+    from tests.certificates.h2server import H2Upstream
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    upstream_ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    ctx.set_alpn_protocols(["h2"])
+    with H2Upstream(ctx) as h2up, headless(*common(settings)) as w:
+        raw = socket.create_connection(("127.0.0.1", w.port), timeout=10)
+        raw.sendall(f"CONNECT 127.0.0.1:{h2up.port} HTTP/1.1\r\n\r\n".encode())
+        assert b" 200 " in raw.recv(4096)
+        client_ctx = ssl.create_default_context(cafile=str(waylay_ca))
+        client_ctx.set_alpn_protocols(["h2"])
+        tls = client_ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        assert tls.selected_alpn_protocol() == "h2"
+        conn = h2.connection.H2Connection()
+        conn.initiate_connection()
+        tls.sendall(conn.data_to_send())
+        headers = [
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":authority", f"127.0.0.1:{h2up.port}"),
+            (":path", "/reset"),
+        ]
+        goaway = None
+        stream_id = 1
+        try:
+            for _ in range(20):
+                for _ in range(100):
+                    conn.send_headers(stream_id, headers, end_stream=True)
+                    conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+                    stream_id += 2
+                tls.sendall(conn.data_to_send())
+        except (OSError, h2.exceptions.ProtocolError):
+            pass
+        tls.settimeout(10)
+        try:
+            while goaway is None:
+                data = tls.recv(65536)
+                if not data:
+                    break
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.ConnectionTerminated):
+                        goaway = event
+                tls.sendall(conn.data_to_send())
+        except (OSError, h2.exceptions.ProtocolError):
+            pass
+        tls.close()
+        assert goaway is not None, "no GOAWAY"
+        assert goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+        r = curl(w.port, upstream.url("/"), timeout=10)
+        assert r.stdout.endswith("\n200")
