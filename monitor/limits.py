@@ -6,7 +6,15 @@ minutes, has no upstream connect or read timeout, and an interim ``1xx`` respons
 upstream ends the exchange for HTTP/1 (the client gets the ``100`` and never the final
 response). The layer classes are patched here, once per process, in the smallest way
 that works on both versions: each patch wraps mitmproxy's own method and only acts on
-the case it is about.
+the case it is about. These are mitmproxy's bugs; upstream:
+
+- header size: the FIXME above, in ``Http1Server``/``Http1Client.read_headers``;
+- 1xx taken as the final response: mitmproxy/mitmproxy#2229 (closed, but 11.0.2 and
+  12.3.1 still do it: ``expected_http_body_size`` says 0 and the exchange ends);
+- timeouts: mitmproxy/mitmproxy#1095 (connect timeout, open), #7921 (an upstream that
+  never answers holds the client); the idle timeout became the ``tcp_timeout`` option in
+  12 (mitmproxy/mitmproxy#7909), a module constant in 11;
+- HTTP/2 rapid reset (CVE-2023-44487): no limit on client stream resets in either.
 
 - Headers: ``--max-header-size`` (default 64 KiB) for request and response heads. A
   client over it gets ``431`` and the connection is closed; an upstream over it is a
