@@ -36,6 +36,7 @@ import logging
 import math
 import re
 import resource
+import sys
 import time
 from dataclasses import dataclass
 
@@ -395,7 +396,10 @@ class ConnectionWatch:
     """Addon: warns once when open client connections come near the process's file
     descriptor limit (each proxied connection needs two descriptors)."""
 
-    def __init__(self, share: float = 0.8) -> None:
+    def __init__(self, share: float = 0.8, *, to_stderr: bool = False) -> None:
+        """``to_stderr``: headless, where nothing shows mitmproxy's log (on the screen,
+        stderr is where Textual draws, so the warning only goes to the log)."""
+        self.to_stderr = to_stderr
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         self.limit = soft if soft > 0 else 0
         self.share = share
@@ -406,12 +410,13 @@ class ConnectionWatch:
         self.open += 1
         if self.limit and not self._warned and self.open * 2 >= self.limit * self.share:
             self._warned = True
-            log.warning(
-                "%d client connections open, near the limit of %d file descriptors "
-                "(ulimit -n); idle ones are closed after --idle-timeout",
-                self.open,
-                self.limit,
+            message = (
+                f"{self.open} client connections open, near the limit of {self.limit} file "
+                "descriptors (ulimit -n); idle ones are closed after --idle-timeout"
             )
+            log.warning(message)
+            if self.to_stderr:
+                print(f"waylay: warning: {message}", file=sys.stderr, flush=True)
 
     def client_disconnected(self, client) -> None:
         self.open = max(0, self.open - 1)

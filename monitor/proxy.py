@@ -223,7 +223,7 @@ class EmbeddedProxy:
         limits.install(self.settings)
         guards = [
             limits.UpstreamTimeouts(self.settings.connect_timeout, self.settings.read_timeout),
-            limits.ConnectionWatch(),
+            limits.ConnectionWatch(to_stderr=self.settings.headless),
         ]
         m.addons.add(AddonGroup("waylay-proxy", [*wanted, *self.waylay_addons, *guards]))
         m.addons.add(AddonGroup("waylay-store", [*self.tail_addons, _Readiness(self)]))

@@ -192,3 +192,41 @@ def test_http2_rapid_reset_is_bounded(settings, upstream_ca, waylay_ca, upstream
         assert goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
         r = curl(w.port, upstream.url("/"), timeout=10)
         assert r.stdout.endswith("\n200")
+
+
+def test_a_warning_near_the_file_descriptor_limit(settings):
+    """With `ulimit -n 128`, idle connections that fill most descriptors are said on
+    stderr (each proxied connection needs up to two)."""
+    import resource
+    import subprocess
+    import threading
+
+    from tests.helpers import WAYLAY
+
+    def small_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+
+    proc = subprocess.Popen(
+        [*WAYLAY, "--headless", "--listen-port", "0", *common(settings)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=small_limit,
+    )
+    err: list[str] = []
+    threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True).start()
+    socks = []
+    try:
+        line = wait_for(lambda: next((x for x in err if "listening on" in x), None), 30)
+        port = int(line.rsplit(":", 1)[1])
+        for _ in range(60):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        warning = wait_for(
+            lambda: next((x for x in err if "near the limit" in x), None), 15, "the warning"
+        )
+        assert "file descriptors" in warning and "128" in warning
+    finally:
+        for s in socks:
+            s.close()
+        proc.kill()
+        proc.wait()
