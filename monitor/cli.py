@@ -8,12 +8,12 @@ from pathlib import Path
 
 from monitor import limits
 from monitor.options_check import (
-    _ask_timeout,
-    _port,
-    _positive_int,
-    _size_arg,
+    ask_timeout_arg,
     check_paths,
+    port_arg,
+    positive_int_arg,
     proxy_auth,
+    size_arg,
 )
 from monitor.settings import (
     MAX_ASK_TIMEOUT,
@@ -55,7 +55,7 @@ def main_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--listen-port",
-        type=_port,
+        type=port_arg,
         default=8080,
         metavar="PORT",
         help="0-65535, default 8080; 0 picks a free port",
@@ -79,7 +79,7 @@ def main_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--ask-timeout",
-        type=_ask_timeout,
+        type=ask_timeout_arg,
         default=120.0,
         metavar="SEC",
         help=f"how long a paused event waits for you: seconds in (0, {MAX_ASK_TIMEOUT}], "
@@ -93,7 +93,7 @@ def main_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-flows",
-        type=_positive_int,
+        type=positive_int_arg,
         default=50_000,
         metavar="N",
         help="flows kept in memory, at least 1 (default 50000)",
@@ -101,7 +101,7 @@ def main_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-body-memory",
         default="256m",
-        type=_size_arg,
+        type=size_arg,
         metavar="SIZE",
         help="bytes of bodies kept across flows (k/m/g suffixes; default 256m); "
         "past it the oldest flows lose their bodies",

@@ -18,7 +18,7 @@ from monitor.settings import MAX_ASK_TIMEOUT, Settings, SettingsError
 PROXY_AUTH_ENV = "WAYLAY_PROXY_AUTH"
 
 
-def _port(text: str) -> int:
+def port_arg(text: str) -> int:
     try:
         port = int(text)
     except ValueError:
@@ -28,7 +28,7 @@ def _port(text: str) -> int:
     return port
 
 
-def _positive_int(text: str) -> int:
+def positive_int_arg(text: str) -> int:
     try:
         n = int(text)
     except ValueError:
@@ -38,7 +38,7 @@ def _positive_int(text: str) -> int:
     return n
 
 
-def _ask_timeout(text: str) -> float | None:
+def ask_timeout_arg(text: str) -> float | None:
     """Seconds in (0, a week], or ``none``: wait for ever."""
     if text.strip().lower() in ("none", "never", "forever"):
         return None
@@ -66,7 +66,7 @@ def parse_size(text: str) -> int | None:
         return None
 
 
-def _size_arg(text: str) -> int:
+def size_arg(text: str) -> int:
     size = parse_size(text)
     if size is None:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a size such as 256m (k/m/g)")
