@@ -49,5 +49,9 @@ def run_app(settings: Settings) -> int:
         return 2
     if session.rules.error:
         app.call_later(app.notify_error, f"rules file: {session.rules.error}")
+    from monitor.options_check import secrets_file_warnings
+
+    for warning in secrets_file_warnings(settings.rules):
+        app.call_later(app.notify_error, warning)
     app.run()
     return 0

@@ -11,22 +11,28 @@ from typing import TextIO
 
 from mitmproxy import http
 
+from monitor.destination import destination_url, host_mismatch
+from monitor.options_check import secrets_file_warnings
 from monitor.proxy import ProxyStartError
 from monitor.record import record_of
 from monitor.session import Session
 from monitor.settings import Settings
+from policies.printable import printable
 
 
 def outcome(flow: http.HTTPFlow) -> str:
-    state = record_of(flow).state
-    if state == "cancelled":
+    """What the client got. A flow with an error failed, even when response headers had
+    arrived (upstream reset mid-body, a bad chunk, headers then silence): the client
+    got a 502 or a cut-off body, never that status."""
+    rec = record_of(flow)
+    if rec.client_gone:
+        return "client gone"
+    if rec.state == "cancelled":
         return "cancelled"
-    if state == "error" and flow.error is not None:
+    if flow.error is not None:
         return f"error: {flow.error.msg}"
     if flow.response is not None:
         return str(flow.response.status_code)
-    if flow.error is not None:
-        return f"error: {flow.error.msg}"
     return "unfinished"
 
 
@@ -47,8 +53,14 @@ def flow_line(flow: http.HTTPFlow) -> str:
     """time, method, URL, outcome, and the deciding rule (README "Command line")."""
     stamp = _stamp(flow.request.timestamp_start)
     rule = record_of(flow).rule_id
-    line = f"{stamp} {flow.request.method} {flow.request.pretty_url} {outcome(flow)}"
-    return f"{line} rule={rule}" if rule else line
+    line = f"{stamp} {flow.request.method} {destination_url(flow)} {outcome(flow)}"
+    if rule:
+        line += f" rule={rule}"
+    if note := host_mismatch(flow):
+        line += f" ({note})"
+    # Everything in the line but the stamp came from the network: no control characters
+    # reach the terminal of whoever reads the log.
+    return printable(line)
 
 
 class _RulesReporter:
@@ -101,13 +113,15 @@ def run_headless(settings: Settings, out: TextIO = sys.stdout, err: TextIO = sys
     reporter = _RulesReporter(err)
     session = Session(settings, on_finished=on_finished, on_rules_changed=reporter)
     if session.rules.error:
-        print(f"waylay: rules file: {session.rules.error}", file=err)
+        print(f"waylay: rules file: {printable(session.rules.error)}", file=err)
         print("waylay: continuing with no rules until the file is fixed", file=err)
         reporter.error = session.rules.error  # said: the watcher need not say it again
+    for warning in secrets_file_warnings(settings.rules):
+        print(f"waylay: warning: {printable(warning)}", file=err)
     try:
         host, port = session.start()
     except ProxyStartError as e:
-        print(f"waylay: {e}", file=err)
+        print(f"waylay: {printable(e)}", file=err)
         return 2
     stop = threading.Event()
 

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .describe import action_summary, conditions_summary
+from .printable import printable
 from .rules_file import RulesFile, check_text, default_rules_path, read_rules_text
 
 __all__ = ["check", "conditions_summary", "action_summary", "list_rules"]
@@ -83,7 +84,7 @@ MAX_SHOWN = 50
 
 def _print_capped(messages: list[str], what: str, err: TextIO) -> None:
     for message in messages[:MAX_SHOWN]:
-        print(message, file=err)
+        print(printable(message), file=err)
     hidden = len(messages) - MAX_SHOWN
     if hidden > 0:
         print(f"… and {hidden} more {what}{'s' if hidden != 1 else ''}", file=err)
@@ -186,7 +187,7 @@ def _list_table(rules_file: RulesFile, target: Path, out: TextIO, width: int | N
     if width is None and not (isatty is not None and isatty()):
         width = 100_000  # written to a file: rows as long as they need, never wrapped
     console = Console(file=out, width=width, highlight=False, soft_wrap=False)
-    table = Table(title=str(target), title_justify="left", show_lines=False)
+    table = Table(title=Text(printable(target)), title_justify="left", show_lines=False)
     table.add_column("id", no_wrap=True)
     table.add_column("event")
     table.add_column("conditions", overflow="fold")
@@ -197,17 +198,17 @@ def _list_table(rules_file: RulesFile, target: Path, out: TextIO, width: int | N
     for rule in rules_file.ordered():
         left = rules_file.times_left(rule.id)
         table.add_row(
-            Text(rule.id),
+            Text(printable(rule.id)),
             rule.event,
-            Text(conditions_summary(rule)),
-            Text(action_summary(rule)),
+            Text(printable(conditions_summary(rule))),
+            Text(printable(action_summary(rule))),
             str(rule.priority),
             "yes" if rule.enabled else "no",
             "" if left is None else str(left),
             style=None if rule.enabled else "dim",
         )
     if not rules_file.rules:
-        console.print(f"{target}: no rules")
+        console.print(Text(f"{printable(target)}: no rules"))
     else:
         console.print(table)
     defaults = rules_file.defaults.model_dump(exclude_defaults=True)
