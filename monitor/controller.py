@@ -9,37 +9,27 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from urllib.parse import urlsplit
 
 from mitmproxy import flowfilter, http
 
 from monitor.decider import edit
+from monitor.events import EventLog
+from monitor.exports import curl_command
+from monitor.har import write_har
 from monitor.pauses import Pauses
 from monitor.proxy import EmbeddedProxy
+from monitor.record import KEY, record_of
 from monitor.recorder import Recorder
 from monitor.remember import RememberError, new_rule_id, rule_fields, rule_toml
-from monitor.snapshot import META, meta
 from policies import MatchPatternError, Rule, RulesFile, compile_pattern
-from widgets.model import Answer
+from policies.exchange import export_text
+from policies.urls import url_error
+from widgets.model import Answer, FilterMatch
 
 log = logging.getLogger("waylay.controller")
 
 BREAKPOINT_ID = "breakpoint"
 BREAKPOINT_PRIORITY = 1_000_000
-
-
-def url_error(url: object) -> str | None:
-    """Why ``url`` cannot be a redirect/rewrite target, or None."""
-    if not isinstance(url, str) or not url.strip():
-        return "enter a URL"
-    try:
-        parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError as e:
-        return f"{url!r} is not a URL: {e}"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"{url!r} is not an absolute http(s) URL"
-    return None
 
 
 def validate_answer(event: str, answer: Answer) -> str | None:
@@ -70,18 +60,19 @@ class ProxyController:
         *,
         extra_rule_fields=None,
         ask_default: str = "continue",
-        events=None,
+        events: EventLog | None = None,
     ) -> None:
         self.ask_default = ask_default
-        self.events = events
-        """The session's ``EventLog`` (or None): what `l` shows on the screen."""
         """What an unanswered pause gets at --ask-timeout (the dialogs name it)."""
+        self.events = events
+        """The session's event log (or None): what `l` shows on the screen."""
         self.proxy = proxy
         self.pauses = pauses
         self.recorder = recorder
         self.rules = rules
         self._breakpoint: Rule | None = None
         self._breakpoints_on = True
+        self._filter_generation = 0
         # event -> callable(flow_id, answer) -> dict of extra rule fields (realm, fingerprint,
         # secret...); issues 5 and 6 register theirs.
         self.extra_rule_fields = extra_rule_fields or {}
@@ -99,25 +90,18 @@ class ProxyController:
 
     # -- answers --------------------------------------------------------------------
 
-    def _paused_url(self, flow_id: str, event: str) -> str | None:
-        info = self.pauses.info(flow_id)
-        if info is None or info.event != event:
-            return None
-        return info.url
-
     def _rule_for(self, flow_id: str, event: str, answer: Answer) -> tuple[str, dict] | None:
-        url = self._paused_url(flow_id, event)
-        if url is None or answer.remember == "once":
+        info = self.pauses.info(flow_id)  # an immutable PausedEvent: safe on any thread
+        if info is None or info.event != event or answer.remember == "once":
             return None
+        url = info.url
         extra = {}
         if event in self.extra_rule_fields:
             extra = self.extra_rule_fields[event](flow_id, answer)
         fields = rule_fields(url, event, answer, **extra)
         # The remembered rule must decide the next matching flow, so it goes first in the
         # file with the priority of the (saved) rule that asked: ties go to the earlier rule.
-        flow = self.recorder.flows.get(flow_id)
-        asked_by = (flow.metadata.get("waylay") or {}).get("rule_id") if flow is not None else None
-        rule = self.rules.get(asked_by) if asked_by else None
+        rule = self.rules.get(info.asked_by) if info.asked_by else None
         if rule is not None and not self.rules.is_transient(rule.id) and rule.priority != 1:
             fields["priority"] = rule.priority
         return new_rule_id(self.rules, url, event), fields
@@ -183,7 +167,7 @@ class ProxyController:
             "event": "request",
             "action": "ask",
             "priority": BREAKPOINT_PRIORITY,
-            "note": "breakpoint (unsaved)",
+            "note": "breakpoint set with i on the flow list",  # true once saved too
         }
         if spec.startswith(("~", "!", "(")):
             try:
@@ -221,34 +205,45 @@ class ProxyController:
 
     # -- the list -------------------------------------------------------------------
 
-    def filter_predicate(self, expr: str):
+    def check_filter(self, expr: str) -> str | None:
+        try:
+            flowfilter.parse(expr)
+        except ValueError as e:
+            return f"bad filter expression: {e}"
+        return None
+
+    def apply_filter(self, expr: str) -> tuple[FilterMatch | None, str | None]:
+        """The expression is parsed here and evaluated on the proxy loop, where the live
+        flows are: now for the kept flows, then for every snapshot."""
+        expr = expr.strip()
+        if not expr:
+            self._on_loop(self.recorder.set_filter, None)
+            return None, None
         try:
             flt = flowfilter.parse(expr)
         except ValueError as e:
             return None, f"bad filter expression: {e}"
-        flows = self.recorder.flows
-
-        def predicate(flow_id: str) -> bool:
-            f = flows.get(flow_id)
-            try:
-                return f is not None and bool(flt(f))
-            except Exception:
-                return False
-
-        return predicate, None
+        self._filter_generation += 1
+        generation = self._filter_generation
+        matching = self._on_loop(self.recorder.set_filter, (generation, flt))
+        return FilterMatch(generation, frozenset(matching)), None
 
     def clear_finished(self) -> None:
         self.proxy.call_soon(self.recorder.clear_finished)
 
     def delete_flow(self, flow_id: str) -> str | None:
         """Drop one finished flow from the store (and the screen's list)."""
-        flow = self.recorder.flows.get(flow_id)
-        if flow is None:
-            return "that flow is no longer kept"
-        if self.pauses.info(flow_id) is not None or not meta(flow).get("done"):
-            return "only a finished flow can be deleted (decide or wait for it first)"
-        self.proxy.call_soon(self.recorder.forget, flow_id)
-        return None
+
+        def drop() -> str | None:
+            flow = self.recorder.flows.get(flow_id)
+            if flow is None:
+                return "that flow is no longer kept"
+            if self.pauses.info(flow_id) is not None or not record_of(flow).done:
+                return "only a finished flow can be deleted (decide or wait for it first)"
+            self.recorder.forget(flow_id)
+            return None
+
+        return self._on_loop(drop)
 
     # -- replay ---------------------------------------------------------------------
 
@@ -258,31 +253,32 @@ class ProxyController:
 
     def send_request(self, flow_id: str, changes: dict | None) -> str | None:
         """A copy of the flow, with ``changes`` (method, url, headers, body) applied,
-        sent through the proxy as a new flow; returns an error message or None."""
-        flow = self.recorder.flows.get(flow_id)
-        if flow is None:
-            return "that flow is no longer kept"
-        if not isinstance(flow, http.HTTPFlow) or flow.request is None:
-            return "only an HTTP flow can be sent again"
-        if flow.websocket is not None:
-            return "a WebSocket cannot be replayed"
+        sent through the proxy as a new flow; returns an error message or None. The
+        live flow is read and copied on the proxy loop."""
         if changes is not None and (
             error := validate_answer("request", Answer("continue", changes))
         ):
             return error
 
         def go() -> str | None:
+            flow = self.recorder.flows.get(flow_id)
+            if flow is None:
+                return "that flow is no longer kept"
+            if not isinstance(flow, http.HTTPFlow) or flow.request is None:
+                return "only an HTTP flow can be sent again"
+            if flow.websocket is not None:
+                return "a WebSocket cannot be replayed"
             if flow.request.raw_content is None:
                 return "its request body is no longer kept"
             copy = flow.copy()
-            copy.metadata.pop(META, None)
+            copy.metadata.pop(KEY, None)
             copy.response = None
             copy.error = None
             copy.websocket = None
             if changes:
                 edit(copy, changes)
             seq = self.recorder.seq_of(flow_id)
-            meta(copy)["notes"].append(f"replay of #{seq}" if seq else "a replay")
+            record_of(copy).note(f"replay of #{seq}" if seq else "a replay")
             assert self.proxy.master is not None
             self.proxy.master.commands.call("replay.client", [copy])
             return None
@@ -302,7 +298,7 @@ class ProxyController:
 
     # -- export ---------------------------------------------------------------------
 
-    def _on_loop(self, fn, *args):
+    def _on_loop(self, fn, *args, timeout: float = 10):
         """Run ``fn`` on the proxy loop (live flows are only read there) and wait."""
 
         async def call():
@@ -310,29 +306,27 @@ class ProxyController:
 
         if self.proxy.loop is None or not self.proxy.running:
             return fn(*args)
-        return self.proxy.run_coroutine(call()).result(10)
+        return self.proxy.run_coroutine(call()).result(timeout)
 
     def export_curl(self, flow_id: str) -> str:
-        from monitor.exports import curl_command
+        def curl() -> str:
+            flow = self.recorder.flows.get(flow_id)
+            if flow is None:
+                raise ValueError("that flow is no longer kept")
+            return curl_command(flow)
 
-        flow = self.recorder.flows.get(flow_id)
-        if flow is None:
-            raise ValueError("that flow is no longer kept")
-        return self._on_loop(curl_command, flow)
+        return self._on_loop(curl)
 
     def export_har(self, path: str, flow_ids: list[str] | None = None) -> int:
-        from monitor.har import write_har
-
-        def flows():
+        def har() -> int:
+            flows = self.recorder.flows
             if flow_ids is None:
-                return list(self.recorder.flows.values())
-            return [self.recorder.flows[i] for i in flow_ids if i in self.recorder.flows]
+                return write_har(list(flows.values()), path)
+            return write_har([flows[i] for i in flow_ids if i in flows], path)
 
-        return write_har(self._on_loop(flows), path)
+        return self._on_loop(har, timeout=300)
 
     def export_rules(self, fmt: str) -> tuple[str, list[str]]:
-        from policies.exchange import export_text
-
         return export_text(self.rules, fmt)
 
 

@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from mitmproxy import http, tls
 
+from policies.printable import printable
+
 EVENT_LINES = 1000
 
 
@@ -25,9 +27,11 @@ class EventLog:
         self._clock = clock
 
     def add(self, kind: str, text: str) -> None:
-        """One line: ``kind`` is "error", "rules", "timeout", "tls" or "proxy"."""
+        """One line: ``kind`` is "error", "rules", "timeout", "tls" or "proxy". Control
+        characters (from a URL, a host, an error) are shown as escapes."""
+        line = (self._clock(), kind, printable(text))
         with self._lock:
-            self._lines.append((self._clock(), kind, text))
+            self._lines.append(line)
 
     def tail(self, limit: int = 200) -> list[tuple[float, str, str]]:
         """The last ``limit`` lines, oldest first: (time.time(), kind, text)."""

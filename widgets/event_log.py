@@ -8,12 +8,14 @@ from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
+from widgets import keys
 from widgets.format import clock_time
+from widgets.model import Controller
 
 LINES = 200
 
@@ -34,9 +36,7 @@ def log_text(lines: list[tuple[float, str, str]]) -> Text:
 class EventLogScreen(ModalScreen[None]):
     """The last `LINES` events, newest at the bottom; refreshed every second."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,l,q", "close", "Close", id="waylay.event_log.close"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.EVENT_LOG)
 
     DEFAULT_CSS = """
     EventLogScreen {
@@ -53,7 +53,7 @@ class EventLogScreen(ModalScreen[None]):
     }
     """
 
-    def __init__(self, controller) -> None:
+    def __init__(self, controller: Controller) -> None:
         super().__init__()
         self.controller = controller
         self._shown: list[tuple[float, str, str]] | None = None
@@ -73,8 +73,7 @@ class EventLogScreen(ModalScreen[None]):
         return list(self._shown or [])
 
     def reload(self) -> None:
-        read = getattr(self.controller, "event_log", None)
-        lines = list(read(LINES)) if callable(read) else []
+        lines = list(self.controller.event_log(LINES))
         if lines == self._shown:
             return
         self._shown = lines

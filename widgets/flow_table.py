@@ -23,13 +23,14 @@ from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from widgets import keys
 from widgets.format import (
     clock_time,
     clock_time_ms,
@@ -196,70 +197,12 @@ def fit(text: str, width: int, right: bool = False) -> str:
 class FlowTable(ScrollView, can_focus=True):
     """The flow list. Feed it `FlowView`s with `apply()`; rows are keyed by flow id.
 
-    The keys are the flow list's keys from SPEC §6. Most actions live on the app (the
-    `app.` namespace), which owns the controller; moving, sorting and following are the
-    list's own. Every binding has an id for `set_keymap`.
-
-    | Key | Binding id | Does |
-    | :- | :- | :- |
-    | enter | waylay.open | the dialog of a paused flow, else its details |
-    | a | waylay.continue | continue the selected (or the marked) paused flows |
-    | A | waylay.continue_all | continue all paused flows |
-    | X | waylay.cancel | cancel the selected (or the marked) paused flows |
-    | i | waylay.breakpoint | set a breakpoint |
-    | I | waylay.toggle_breakpoints | breakpoints on/off |
-    | f | waylay.filter | filter the list |
-    | R | waylay.rules | the rules screen |
-    | E | waylay.export | export |
-    | z | waylay.clear | clear finished flows |
-    | q | waylay.quit | quit (asks while flows are paused) |
-    | escape | waylay.close_detail | close the detail pane |
-    | up / down | waylay.cursor_up / waylay.cursor_down | move |
-    | pageup / pagedown | waylay.page_up / waylay.page_down | a page |
-    | home, g / end, G | waylay.first / waylay.last | first / last row |
-    | F | waylay.follow | follow new flows on/off |
-    | o | waylay.sort | sort by the next column |
-    | p | waylay.next_paused | the next paused flow, oldest first |
-    | O | waylay.auto_open | open dialogs by themselves on/off |
-    | m / M | waylay.mark / waylay.marked_only | mark / marked flows only |
-    | d | waylay.delete | delete the selected finished flow |
-    | r | waylay.replay | replay the selected flow |
-    | D | waylay.duplicate | duplicate the selected flow into the edit form |
-    | l | waylay.event_log | the event log |
+    Its keys are `widgets.keys.FLOW_LIST`. Most actions live on the app (the `app.`
+    namespace), which owns the controller; moving, sorting and following are the list's
+    own.
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "app.open_selected", "Open", id="waylay.open"),
-        Binding("a", "app.continue_selected", "Continue", id="waylay.continue"),
-        Binding("A", "app.continue_all", "Continue all", id="waylay.continue_all"),
-        Binding("X", "app.cancel_selected", "Cancel", id="waylay.cancel"),
-        Binding("p", "app.next_paused", "Next paused", id="waylay.next_paused"),
-        Binding("i", "app.set_breakpoint", "Breakpoint", id="waylay.breakpoint"),
-        Binding(
-            "I", "app.toggle_breakpoints", "Breakpoints on/off", id="waylay.toggle_breakpoints"
-        ),
-        Binding("f", "app.filter", "Filter", id="waylay.filter"),
-        Binding("R", "app.rules", "Rules", id="waylay.rules"),
-        Binding("E", "app.export", "Export", id="waylay.export"),
-        Binding("z", "app.clear_finished", "Clear", id="waylay.clear"),
-        Binding("q", "app.quit", "Quit", id="waylay.quit"),
-        Binding("escape", "app.close_detail", "Close details", id="waylay.close_detail"),
-        Binding("up", "cursor_up", "Up", show=False, id="waylay.cursor_up"),
-        Binding("down", "cursor_down", "Down", show=False, id="waylay.cursor_down"),
-        Binding("pageup", "page_up", "Page up", show=False, id="waylay.page_up"),
-        Binding("pagedown", "page_down", "Page down", show=False, id="waylay.page_down"),
-        Binding("home,g,ctrl+home", "first", "First", show=False, id="waylay.first"),
-        Binding("end,G,ctrl+end", "last", "Last", show=False, id="waylay.last"),
-        Binding("F", "toggle_follow", "Follow", show=False, id="waylay.follow"),
-        Binding("o", "cycle_sort", "Sort", show=False, id="waylay.sort"),
-        Binding("O", "app.toggle_auto_open", "Auto-open", show=False, id="waylay.auto_open"),
-        Binding("m", "app.toggle_mark", "Mark", show=False, id="waylay.mark"),
-        Binding("M", "app.marked_only", "Marked only", show=False, id="waylay.marked_only"),
-        Binding("d", "app.delete_selected", "Delete", show=False, id="waylay.delete"),
-        Binding("r", "app.replay", "Replay", show=False, id="waylay.replay"),
-        Binding("D", "app.duplicate", "Duplicate", show=False, id="waylay.duplicate"),
-        Binding("l", "app.event_log", "Event log", show=False, id="waylay.event_log"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.FLOW_LIST)
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "flow-table--header",
@@ -525,7 +468,8 @@ class FlowTable(ScrollView, can_focus=True):
             self._views = dict(views)
             self._paused = set(paused)
         else:
-            self._views = {view.id: view for view in views}
+            listed: Iterable[FlowView] = views.values() if isinstance(views, dict) else views
+            self._views = {view.id: view for view in listed}
             self._paused = {flow_id for flow_id, view in self._views.items() if view.paused}
         self._order = list(self._views)
         if self.sort_key or self.sort_reverse:

@@ -6,6 +6,7 @@ buried under 100,000 rows. `p` walks it; the app decides what it holds.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from textual.content import Content
@@ -73,14 +74,18 @@ class PausedQueue(Widget):
             if paused is None:
                 continue
             waited = max(0, int(self._now - paused.since))
-            left = max(0, int(round(paused.deadline - self._now)))
+            if math.isfinite(paused.deadline):
+                left = max(0, int(round(paused.deadline - self._now)))
+                countdown = (f" {left:>3}s left", "bold $text-error" if left <= 10 else "bold")
+            else:  # --ask-timeout none
+                countdown = (" no time limit", "bold")
             mark = "●" if view.id in self._marked else " "
             pointer = "▶" if view.id == self._selected else " "
             parts: list[str | tuple[str, str]] = [
                 (f"{pointer}{mark}", "bold $text-accent"),
                 (f"⏸ {number}/{total} ", "bold $text-warning"),
                 (f"{paused.event:<11}", "bold"),
-                (f" {left:>3}s left", "bold $text-error" if left <= 10 else "bold"),
+                countdown,
                 (f" ({waited}s)  ", "$text-muted"),
                 f"{view.method} {view.url}",
             ]

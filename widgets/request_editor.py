@@ -8,14 +8,15 @@ from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Static, TextArea
 
+from widgets import keys
 from widgets.dialogs import check_http_url, parse_header_lines
-from widgets.model import FlowView
+from widgets.model import Controller, FlowView
 
 
 def editable_body(view: FlowView) -> str | None:
@@ -32,10 +33,7 @@ class RequestEditor(ModalScreen[str | None]):
     """The request of `view`, editable; `ctrl+s` (or enter in a line field) sends it as a
     new flow. The result is the id of the flow it was copied from, or None."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "send", "send", id="waylay.editor.send"),
-        Binding("escape", "close", "close", id="waylay.editor.close"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.REQUEST_EDITOR)
 
     DEFAULT_CSS = """
     RequestEditor {
@@ -81,7 +79,7 @@ class RequestEditor(ModalScreen[str | None]):
     }
     """
 
-    def __init__(self, view: FlowView, controller) -> None:
+    def __init__(self, view: FlowView, controller: Controller) -> None:
         super().__init__()
         self.view = view
         self.controller = controller
@@ -155,11 +153,7 @@ class RequestEditor(ModalScreen[str | None]):
         except ValueError as exc:
             self.show_error(str(exc))
             return
-        send = getattr(self.controller, "send_request", None)
-        if not callable(send):
-            self.show_error("sending is not available with this proxy")
-            return
-        error = send(self.view.id, changes)
+        error = self.controller.send_request(self.view.id, changes)
         if error:
             self.show_error(error)
             return

@@ -42,8 +42,8 @@ def dialog_of(app) -> str | None:
 
 
 async def test_queue_p_enter_and_auto_advance_through_every_pause(settings, upstream, pool):
-    app = make_app(with_rules(settings, ASK))
-    _, port = app.session.start()
+    app, session = make_app(with_rules(settings, ASK))
+    _, port = session.start()
     async with app.run_test(size=SIZE) as pilot:
         with client(port) as c:
             assert c.get(upstream.url("/free")).status_code == 200
@@ -69,12 +69,12 @@ async def test_queue_p_enter_and_auto_advance_through_every_pause(settings, upst
                 second.result(10)
             await until(pilot, lambda: not app.queue.display, "an empty queue hides")
             assert dialog_of(app) is None
-    app.session.stop()
+    session.stop()
 
 
 async def test_auto_open_and_marked_flows_continued_at_once(settings, upstream, pool):
-    app = make_app(with_rules(settings, ASK))
-    _, port = app.session.start()
+    app, session = make_app(with_rules(settings, ASK))
+    _, port = session.start()
     async with app.run_test(size=SIZE) as pilot:
         with client(port) as c:
             await pilot.press("O")
@@ -98,12 +98,12 @@ async def test_auto_open_and_marked_flows_continued_at_once(settings, upstream, 
             await pilot.press("X")
             with pytest.raises(httpx.RemoteProtocolError):
                 many[2].result(10)
-    app.session.stop()
+    session.stop()
 
 
 async def test_follow_sort_and_jumps_on_live_traffic(settings, upstream, pool):
-    app = make_app(settings)
-    _, port = app.session.start()
+    app, session = make_app(settings)
+    _, port = session.start()
     async with app.run_test(size=SIZE) as pilot:
 
         def traffic(start: int, end: int):
@@ -129,7 +129,7 @@ async def test_follow_sort_and_jumps_on_live_traffic(settings, upstream, pool):
         paths = [app.flows[fid].path for fid in app.table.flow_ids()]
         assert paths == sorted(paths, reverse=True)
         assert "sorted by path" in app.header.render().plain
-    app.session.stop()
+    session.stop()
 
 
 async def finished_row(app, pilot, path: str) -> str:
@@ -139,8 +139,8 @@ async def finished_row(app, pilot, path: str) -> str:
 
 
 async def test_d_deletes_one_finished_flow_here_and_in_the_proxy(settings, upstream, pool):
-    app = make_app(settings)
-    _, port = app.session.start()
+    app, session = make_app(settings)
+    _, port = session.start()
     async with app.run_test(size=SIZE) as pilot:
 
         def traffic():
@@ -152,17 +152,17 @@ async def test_d_deletes_one_finished_flow_here_and_in_the_proxy(settings, upstr
         second = await finished_row(app, pilot, "/d/2")
         app.table.select_flow(first)
         await pilot.press("d")
-        await until(pilot, lambda: first not in app.session.recorder.flows, "gone in the proxy")
+        await until(pilot, lambda: first not in session.recorder.flows, "gone in the proxy")
         assert app.table.flow_ids() == [second] and first not in app.flows
         assert app.table.selected_id == second
         await pilot.pause(0.2)  # a late batch must not bring it back
         assert first not in app.flows
-    app.session.stop()
+    session.stop()
 
 
 async def test_r_replays_through_the_proxy_as_a_new_linked_row(settings, upstream, pool):
-    app = make_app(settings)
-    _, port = app.session.start()
+    app, session = make_app(settings)
+    _, port = session.start()
     async with app.run_test(size=SIZE) as pilot:
         with client(port) as c:
             await asyncio.get_running_loop().run_in_executor(
@@ -181,7 +181,37 @@ async def test_r_replays_through_the_proxy_as_a_new_linked_row(settings, upstrea
         assert (view.method, view.path, view.status) == ("POST", "/echo/r", 200)
         assert f"replay of #{app.flows[original].seq}" in view.notes
         assert upstream.requests[1]["body"] == "payload"
-    app.session.stop()
+    session.stop()
+
+
+async def test_r_right_after_a_cancel_is_a_new_request_not_a_client_retry(settings, upstream, pool):
+    """A cancelled request's identical retry within a few seconds is absorbed into the
+    cancel (monitor/retries.py); a person's replay of it is not a retry: it gets its row
+    and, the ``times = 1`` cancel spent, reaches upstream."""
+    once = '[[rule]]\nid = "once"\nurls = ["*://*/blocked*"]\naction = "cancel"\ntimes = 1\n'
+    app, session = make_app(with_rules(settings, once))
+    _, port = session.start()
+    async with app.run_test(size=SIZE) as pilot:
+
+        def cancelled():
+            with client(port) as c, pytest.raises(httpx.HTTPError):
+                c.get(upstream.url("/blocked"))
+
+        await asyncio.get_running_loop().run_in_executor(pool, cancelled)
+        original = await finished_row(app, pilot, "/blocked")
+        assert app.flows[original].state == "cancelled"
+        assert upstream.requests == []
+        app.table.select_flow(original)
+        await pilot.press("r")
+        replay = await until(
+            pilot,
+            lambda: next((f for f in app.flows if f != original and app.flows[f].finished), None),
+            "the replayed row",
+        )
+        assert app.flows[replay].status == 200
+        assert [r["path"] for r in upstream.requests] == ["/blocked"]
+        assert app.flows[original].retries == 0
+    session.stop()
 
 
 async def test_capital_d_duplicates_into_the_edit_form_and_sends_a_new_flow(
@@ -189,8 +219,8 @@ async def test_capital_d_duplicates_into_the_edit_form_and_sends_a_new_flow(
 ):
     from widgets.request_editor import RequestEditor
 
-    app = make_app(settings)
-    _, port = app.session.start()
+    app, session = make_app(settings)
+    _, port = session.start()
     async with app.run_test(size=SIZE) as pilot:
         with client(port) as c:
             await asyncio.get_running_loop().run_in_executor(
@@ -211,7 +241,7 @@ async def test_capital_d_duplicates_into_the_edit_form_and_sends_a_new_flow(
         assert [r["path"] for r in upstream.requests] == ["/echo/orig", "/echo/edited"]
         assert upstream.requests[1]["body"] == "two, longer"
         assert app.flows[original].path == "/echo/orig"  # the original is untouched
-    app.session.stop()
+    session.stop()
 
 
 async def test_e_edits_the_upstream_response(settings, upstream, pool):
@@ -221,8 +251,8 @@ async def test_e_edits_the_upstream_response(settings, upstream, pool):
         '[[rule]]\nid = "ask-resp"\nevent = "response"\n'
         'urls = ["*://127.0.0.1/echo/resp*"]\naction = "ask"\n'
     )
-    app = make_app(with_rules(settings, rule))
-    _, port = app.session.start()
+    app, session = make_app(with_rules(settings, rule))
+    _, port = session.start()
     async with app.run_test(size=SIZE) as pilot:
         with client(port) as c:
             waiting = pool.submit(c.get, upstream.url("/echo/resp"))
@@ -245,7 +275,7 @@ async def test_e_edits_the_upstream_response(settings, upstream, pool):
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/json"
         assert response.json()["path"] == "/edited-by-waylay"
-    app.session.stop()
+    session.stop()
 
 
 async def test_l_shows_proxy_errors_reloads_timeouts_and_tls_failures(
@@ -256,8 +286,8 @@ async def test_l_shows_proxy_errors_reloads_timeouts_and_tls_failures(
     from widgets.event_log import EventLogScreen
 
     settings.ask_timeout = 1
-    app = make_app(with_rules(settings, ASK))
-    _, port = app.session.start()
+    app, session = make_app(with_rules(settings, ASK))
+    _, port = session.start()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
@@ -290,12 +320,12 @@ async def test_l_shows_proxy_errors_reloads_timeouts_and_tls_failures(
             assert "rules file reloaded" in text
             await pilot.press("l")
             assert not isinstance(app.screen, EventLogScreen)
-    app.session.stop()
+    session.stop()
 
 
 async def test_f_filters_live_flows_with_a_mitmproxy_expression(settings, upstream, pool):
-    app = make_app(settings)
-    _, port = app.session.start()
+    app, session = make_app(settings)
+    _, port = session.start()
     async with app.run_test(size=SIZE) as pilot:
 
         def traffic():
@@ -311,8 +341,19 @@ async def test_f_filters_live_flows_with_a_mitmproxy_expression(settings, upstre
         await until(pilot, lambda: not app.filtering, "the filter applied")
         assert sorted(app.flows[f].path for f in app.table.flow_ids()) == ["/p/1", "/p/3", "/p/5"]
         assert "(3 shown)" in app.header.render().plain
+
+        def more():  # flows that arrive under the filter: the proxy side's verdict decides
+            with client(port) as c:
+                c.post(upstream.url("/p/new"), content=b"x")
+                c.get(upstream.url("/g/new"))
+
+        await asyncio.get_running_loop().run_in_executor(pool, more)
+        await until(pilot, lambda: sum(v.finished for v in app.flows.values()) == 8, "8 flows")
+        await until(pilot, lambda: app.table.row_count == 4, "the new POST shown")
+        shown = sorted(app.flows[f].path for f in app.table.flow_ids())
+        assert shown == ["/p/1", "/p/3", "/p/5", "/p/new"]
         await pilot.press("f")
         app.screen.focused.value = ""
         await pilot.press("enter")
-        await until(pilot, lambda: app.table.row_count == 6, "every row again")
-    app.session.stop()
+        await until(pilot, lambda: app.table.row_count == 8, "every row again")
+    session.stop()

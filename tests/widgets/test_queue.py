@@ -3,6 +3,9 @@ a decision, `O` (never over a form), and marks with `a`/`X`/`M`."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import pytest
 from screen_fakes import NOW, Clock, FakeController, make_view, paused_view, wait_until
 from textual.widgets import Input
@@ -54,6 +57,22 @@ async def test_the_queue_lists_paused_flows_oldest_first_with_countdowns(control
         assert "80s left" in queue_text(app).splitlines()[0]
         await push(app, pilot, [make_view(2), make_view(3)])
         assert not app.queue.display
+
+
+async def test_the_queue_of_a_pause_without_a_time_limit_says_so(controller):
+    """--ask-timeout none: the deadline is infinite; the strip says so, no countdown."""
+    app = make_app(controller, ask_timeout=None)
+    async with app.run_test(size=SIZE) as pilot:
+        view = paused_view(1, "request", since=NOW - 7)
+        assert view.paused is not None
+        paused = dataclasses.replace(view.paused, deadline=math.inf)
+        await push(app, pilot, [dataclasses.replace(view, paused=paused)])
+        (line,) = queue_text(app).splitlines()
+        assert "no time limit" in line and "(7s)" in line
+        assert "left" not in line
+        app.clock.now += 60
+        app._tick()
+        assert "(67s)" in queue_text(app)
 
 
 async def test_the_queue_counts_what_does_not_fit(controller):
