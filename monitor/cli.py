@@ -3,12 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from monitor.settings import Settings, SettingsError, default_confdir, default_rules_path
+from monitor.user_settings import UserSettings, load_user_settings, settings_path
 
 VERSION = "0.1.0"
+
+# Every command, one line each: ``waylay --help`` lists them, ``waylay COMMAND --help``
+# explains each.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("waylay [options]", "the interactive monitor (this help)"),
+    ("waylay --headless [options]", "no screen: apply the rules, one line per flow"),
+    ("waylay rules check [PATH]", "validate a rules file"),
+    ("waylay rules list [PATH]", "the rules in precedence order"),
+    ("waylay rules export [PATH] --format F", "export rules: toml, json, dnr, mitmproxy"),
+    ("waylay rules import FILE --format F", "import rules: toml, json, dnr"),
+    ("waylay ca", "where the CA certificate is and how to trust it"),
+)
+
+
+def _commands_epilog() -> str:
+    width = max(len(name) for name, _ in COMMANDS)
+    lines = [f"  {name:<{width}}  {what}" for name, what in COMMANDS]
+    return (
+        "commands:\n"
+        + "\n".join(lines)
+        + "\n\nEach command has its own --help (waylay rules --help, waylay ca --help)."
+        + f"\nDefaults for options can live in the settings file: {settings_path()}"
+    )
 
 
 def _version() -> str:
@@ -22,7 +47,9 @@ def main_parser() -> argparse.ArgumentParser:
         prog="waylay",
         description="Interactive HTTP(S) debugging proxy: see every request live, stop the "
         "ones you care about, decide, and keep the decisions as rules.",
-        epilog="Also: waylay rules check|list|export|import …, waylay ca",
+        epilog=_commands_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     p.add_argument("--listen-host", default="127.0.0.1", help="default 127.0.0.1")
     p.add_argument(
@@ -89,8 +116,63 @@ def main_parser() -> argparse.ArgumentParser:
         metavar="PEM",
         help="also trust this CA for upstream servers (besides the system's)",
     )
+    p.add_argument(
+        "--print-settings",
+        action="store_true",
+        help="print the effective settings and where each comes from, then exit",
+    )
     p.add_argument("--version", action="version", version=_version())
     return p
+
+
+def _given_on_command_line(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The ``dest`` of every option that ``argv`` names (abbreviations are off)."""
+    given: set[str] = set()
+    for action in parser._actions:
+        for opt in action.option_strings:
+            if any(a == opt or a.startswith(opt + "=") for a in argv):
+                given.add(action.dest)
+    return given
+
+
+# The settings --print-settings shows, in order: Settings field -> argparse dest.
+_SHOWN = (
+    "listen_host",
+    "listen_port",
+    "mode",
+    "rules",
+    "confdir",
+    "ask_timeout",
+    "ask_default",
+    "max_flows",
+    "max_body_memory",
+    "har",
+    "proxy_auth",
+    "allow_remote",
+    "upstream_ca",
+)
+
+
+def print_settings(settings: Settings, user: UserSettings, given: set[str], out=None) -> None:
+    out = out or sys.stdout
+    from_file = set(user.option_defaults())
+    path = settings_path()
+    for name in _SHOWN:
+        value = getattr(settings, name)
+        if name == "proxy_auth" and value:
+            value = value.split(":", 1)[0] + ":****"
+        if name in given:
+            source = "command line"
+        elif name == "rules" and os.environ.get("WAYLAY_RULES"):
+            source = "$WAYLAY_RULES"
+        elif name in from_file:
+            source = f"settings file {path}"
+        else:
+            source = "default"
+        print(f"{name} = {value}  ({source})", file=out)
+    print(f"theme = {user.theme or '(Textual default)'}", file=out)
+    print(f"keymap = {dict(user.keymap) or '(none)'}", file=out)
+    print(f"settings file: {path}{'' if path.exists() else ' (not present)'}", file=out)
 
 
 def rules_parser() -> argparse.ArgumentParser:
@@ -169,13 +251,26 @@ def main(argv: list[str] | None = None) -> int:
         from monitor.ca import ca_main
 
         return ca_main(argv[1:])
-    args = main_parser().parse_args(argv)
+    parser = main_parser()
+    try:
+        user = load_user_settings()
+    except SettingsError as e:
+        print(f"waylay: {e}", file=sys.stderr)
+        return 2
+    defaults = user.option_defaults()
+    if os.environ.get("WAYLAY_RULES"):
+        defaults.pop("rules", None)  # the environment beats the settings file
+    parser.set_defaults(**defaults)
+    args = parser.parse_args(argv)
     try:
         settings = settings_from(args)
         settings.validate()
     except SettingsError as e:
         print(f"waylay: {e}", file=sys.stderr)
         return 2
+    if args.print_settings:
+        print_settings(settings, user, _given_on_command_line(parser, argv))
+        return 0
     if settings.headless:
         from monitor.headless import run_headless
 

@@ -17,12 +17,17 @@ def default_confdir() -> Path:
     return Path("~/.mitmproxy").expanduser()
 
 
+def config_dir() -> Path:
+    """waylay's config folder: ``$XDG_CONFIG_HOME/waylay``, else ``~/.config/waylay``."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path("~/.config").expanduser())
+    return Path(base) / "waylay"
+
+
 def default_rules_path() -> Path:
     env = os.environ.get("WAYLAY_RULES")
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path("~/.config").expanduser())
-    return Path(base) / "waylay" / "rules.toml"
+    return config_dir() / "rules.toml"
 
 
 def is_loopback(host: str) -> bool:
