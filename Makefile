@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8080
 ARGS ?=
 
-.PHONY: run test bench lint format clean
+.PHONY: run test bench lint format clean ca
 
 # pip's -qq keeps the install quiet (errors still show): no progress, no setuptools box
 # about editable installs. The first run says what it is doing, since it takes a minute.
@@ -26,6 +26,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/waylay --listen-host 127.0.0.1 --listen-port $(PORT) $(ARGS)
 
+# Where waylay's CA certificate is and how to trust it (`waylay ca`, from the venv).
+ca: $(VENV)/.installed
+	$(BIN)/waylay ca $(ARGS)
+
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(ARGS)
 
@@ -35,6 +39,8 @@ bench: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check monitor widgets policies tests
 	$(BIN)/ruff format --check monitor widgets policies tests
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: $(VENV)/.installed-test
 	$(BIN)/ruff format monitor widgets policies tests

@@ -1,4 +1,4 @@
-"""The ``waylay`` command (SPEC §3)."""
+"""The ``waylay`` command (README "Command line")."""
 
 from __future__ import annotations
 
@@ -7,10 +7,23 @@ import os
 import sys
 from pathlib import Path
 
-from monitor.settings import Settings, SettingsError, default_confdir, default_rules_path
+from monitor import VERSION, limits
+from monitor.options_check import (
+    ask_timeout_arg,
+    check_paths,
+    port_arg,
+    positive_int_arg,
+    proxy_auth,
+    size_arg,
+)
+from monitor.settings import (
+    MAX_ASK_TIMEOUT,
+    Settings,
+    SettingsError,
+    default_confdir,
+    default_rules_path,
+)
 from monitor.user_settings import UserSettings, load_user_settings, settings_path
-
-VERSION = "0.1.0"
 
 # Every command, one line each: ``waylay --help`` lists them, ``waylay COMMAND --help``
 # explains each.
@@ -42,8 +55,17 @@ def _version() -> str:
     return f"waylay {VERSION} (mitmproxy {mv.VERSION}, Python {sys.version.split()[0]})"
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad option is one line on stderr and exit 2 (not argparse's usage block)."""
+
+    def error(self, message: str):
+        from policies.printable import printable
+
+        self.exit(2, f"{self.prog}: {printable(message)} (see {self.prog} --help)\n")
+
+
 def main_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="waylay",
         description="Interactive HTTP(S) debugging proxy: see every request live, stop the "
         "ones you care about, decide, and keep the decisions as rules.",
@@ -51,11 +73,26 @@ def main_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    p.add_argument("--listen-host", default="127.0.0.1", help="default 127.0.0.1")
     p.add_argument(
-        "--listen-port", type=int, default=8080, help="default 8080; 0 picks a free port"
+        "--listen-host",
+        default="127.0.0.1",
+        help="default 127.0.0.1; anything not loopback needs --proxy-auth or --allow-remote",
     )
-    p.add_argument("--mode", default="regular", help="regular, upstream:URL, reverse:URL, socks5")
+    p.add_argument(
+        "--listen-port",
+        type=port_arg,
+        default=8080,
+        metavar="PORT",
+        help="0-65535, default 8080; 0 picks a free port",
+    )
+    p.add_argument(
+        "--mode",
+        action="append",
+        default=None,
+        metavar="MODE",
+        help="regular, upstream:URL, reverse:URL or socks5, each optionally @[HOST:]PORT; "
+        "may be given several times (default regular)",
+    )
     p.add_argument(
         "--rules",
         type=Path,
@@ -67,10 +104,11 @@ def main_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--ask-timeout",
-        type=float,
+        type=ask_timeout_arg,
         default=120.0,
         metavar="SEC",
-        help="how long a paused event waits for you (default 120)",
+        help=f"how long a paused event waits for you: seconds in (0, {MAX_ASK_TIMEOUT}], "
+        "or none to wait for ever (default 120)",
     )
     p.add_argument(
         "--ask-default",
@@ -80,19 +118,25 @@ def main_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-flows",
-        type=int,
+        type=positive_int_arg,
         default=50_000,
         metavar="N",
-        help="flows kept in memory (default 50000)",
+        help="flows kept in memory, at least 1 (default 50000)",
     )
     p.add_argument(
         "--max-body-memory",
         default="256m",
+        type=size_arg,
         metavar="SIZE",
         help="bytes of bodies kept across flows (k/m/g suffixes; default 256m); "
         "past it the oldest flows lose their bodies",
     )
-    p.add_argument("--har", type=Path, default=None, help="write the session as HAR 1.2 on exit")
+    p.add_argument(
+        "--har",
+        type=Path,
+        default=None,
+        help="write the session as HAR 1.2 on exit (file mode 0600); its folder must exist",
+    )
     p.add_argument(
         "--headless",
         action="store_true",
@@ -102,20 +146,30 @@ def main_parser() -> argparse.ArgumentParser:
         "--proxy-auth",
         default=None,
         metavar="USER:PASS",
-        help="clients must authenticate to the proxy",
+        help="clients must authenticate to the proxy (both non-empty); better: "
+        "$WAYLAY_PROXY_AUTH or --proxy-auth-file, which other users cannot see in ps",
+    )
+    p.add_argument(
+        "--proxy-auth-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="read USER:PASS for --proxy-auth from the first line of FILE",
     )
     p.add_argument(
         "--allow-remote",
         action="store_true",
-        help="permit a non-loopback --listen-host without --proxy-auth",
+        help="permit a non-loopback listen address (--listen-host or a mode's @HOST:PORT) "
+        "without --proxy-auth",
     )
     p.add_argument(
         "--upstream-ca",
         type=Path,
         default=None,
         metavar="PEM",
-        help="also trust this CA for upstream servers (besides the system's)",
+        help="also trust this CA for upstream servers (besides the system's); a readable PEM file",
     )
+    limits.add_arguments(p)
     p.add_argument(
         "--print-settings",
         action="store_true",
@@ -123,6 +177,22 @@ def main_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=_version())
     return p
+
+
+def _file_defaults(parser: argparse.ArgumentParser, options: dict) -> dict:
+    """The settings file's options, converted and checked by the same functions as the
+    command line's (ranges included); a bad value names the file and the key."""
+    actions = {a.dest: a for a in parser._actions}
+    out: dict = {}
+    for name, value in options.items():
+        action = actions[name]
+        text = str(value)
+        try:
+            converted = action.type(text) if callable(action.type) else text
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as e:
+            raise SettingsError(f"{settings_path()}: options.{name}: {e}") from None
+        out[name] = [converted] if name == "mode" else converted  # --mode appends
+    return out
 
 
 def _given_on_command_line(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
@@ -150,6 +220,10 @@ _SHOWN = (
     "proxy_auth",
     "allow_remote",
     "upstream_ca",
+    "max_header_size",
+    "idle_timeout",
+    "connect_timeout",
+    "read_timeout",
 )
 
 
@@ -184,6 +258,12 @@ def rules_parser() -> argparse.ArgumentParser:
     c.add_argument("path", nargs="?", type=Path)
     ls = sub.add_parser("list", help="the rules in precedence order")
     ls.add_argument("path", nargs="?", type=Path)
+    ls.add_argument(
+        "--format",
+        choices=("table", "tsv", "json"),
+        default=None,
+        help="default: table on a terminal, tsv (one rule per line) when piped",
+    )
     ex = sub.add_parser("export", help="export rules as toml, json, dnr or mitmproxy options")
     ex.add_argument("path", nargs="?", type=Path)
     ex.add_argument("--format", required=True, choices=("toml", "json", "dnr", "mitmproxy"))
@@ -194,6 +274,11 @@ def rules_parser() -> argparse.ArgumentParser:
     im.add_argument("--format", required=True, choices=("toml", "json", "dnr"))
     im.add_argument("--into", type=Path, default=None)
     im.add_argument("--replace", action="store_true")
+    im.add_argument(
+        "--allow-outside",
+        action="store_true",
+        help="accept respond rules whose body_file is outside the rules file's folder",
+    )
     return p
 
 
@@ -204,42 +289,39 @@ def rules_main(argv: list[str]) -> int:
     if args.command == "check":
         return pcli.check(args.path)
     if args.command == "list":
-        return pcli.list_rules(args.path)
+        return pcli.list_rules(args.path, fmt=args.format)
     from policies import exchange
 
     if args.command == "export":
         return exchange.export_command(args.path, args.format, args.output, strict=args.strict)
-    return exchange.import_command(args.file, args.format, into=args.into, replace=args.replace)
-
-
-def _size(text: str) -> int:
-    from mitmproxy.utils import human
-
-    try:
-        size = human.parse_size(text)
-    except ValueError:
-        size = None
-    if size is None:
-        raise SettingsError(f"--max-body-memory {text!r}: expected a size such as 256m")
-    return size
+    return exchange.import_command(
+        args.file,
+        args.format,
+        into=args.into,
+        replace=args.replace,
+        allow_outside=args.allow_outside,
+    )
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    modes = args.mode or ["regular"]
     return Settings(
         listen_host=args.listen_host,
         listen_port=args.listen_port,
-        mode=args.mode,
+        mode=modes[0],
+        extra_modes=tuple(modes[1:]),
         rules=(args.rules or default_rules_path()).expanduser(),
         confdir=(args.confdir or default_confdir()).expanduser(),
         ask_timeout=args.ask_timeout,
         ask_default=args.ask_default,
         max_flows=args.max_flows,
-        max_body_memory=_size(args.max_body_memory),
+        max_body_memory=args.max_body_memory,
         har=args.har,
         headless=args.headless,
-        proxy_auth=args.proxy_auth,
+        proxy_auth=proxy_auth(args),
         allow_remote=args.allow_remote,
         upstream_ca=args.upstream_ca,
+        **limits.settings_kwargs(args),
     )
 
 
@@ -260,11 +342,16 @@ def main(argv: list[str] | None = None) -> int:
     defaults = user.option_defaults()
     if os.environ.get("WAYLAY_RULES"):
         defaults.pop("rules", None)  # the environment beats the settings file
-    parser.set_defaults(**defaults)
+    try:
+        parser.set_defaults(**_file_defaults(parser, defaults))
+    except SettingsError as e:
+        print(f"waylay: {e}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     try:
         settings = settings_from(args)
         settings.validate()
+        check_paths(settings)
     except SettingsError as e:
         print(f"waylay: {e}", file=sys.stderr)
         return 2

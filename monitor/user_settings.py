@@ -29,8 +29,9 @@ from typing import Any, Literal
 import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from monitor.settings import SettingsError, config_dir
-from policies.rules_file import write_atomic
+from monitor.settings import SettingsError
+from policies import config_dir
+from policies.files import write_atomic
 
 
 def settings_path() -> Path:
@@ -45,16 +46,22 @@ class FileOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # Types here say what TOML value is accepted; the value is then checked by the same
+    # function as the command-line option (ranges, sizes, "none").
     listen_host: str | None = None
     listen_port: int | None = Field(default=None, ge=0, le=65535)
     mode: str | None = None
     rules: Path | None = None
     confdir: Path | None = None
-    ask_timeout: float | None = None
+    ask_timeout: float | Literal["none"] | None = None
     ask_default: Literal["continue", "cancel"] | None = None
     max_flows: int | None = Field(default=None, ge=1)
-    max_body_memory: str | None = None
+    max_body_memory: str | int | None = None
     upstream_ca: Path | None = None
+    max_header_size: str | int | None = None
+    idle_timeout: float | None = None
+    connect_timeout: float | None = None
+    read_timeout: float | None = None
 
 
 class UserSettings(BaseModel):

@@ -89,6 +89,8 @@ def test_settings_file_sets_defaults_and_the_command_line_wins(capsys, tmp_path,
         ("theme = [\n", ":2:1: Invalid value (at end of file)"),
         ("theme = 'a'\ntheme = 'b'\n", ":2:"),
         ("keymap = 3\n", "keymap: Input should be a valid dictionary"),
+        ("[options]\nask_timeout = -1\n", "options.ask_timeout: "),
+        ("[options]\nmax_body_memory = 'lots'\n", "options.max_body_memory: "),
     ],
 )
 def test_a_bad_settings_file_is_one_clear_error(text, expected):

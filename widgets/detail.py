@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 from rich.console import Group, RenderableType
 from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from widgets import keys
 from widgets.format import (
     body_renderable,
     clock_time_ms,
@@ -39,10 +41,14 @@ def _pairs(rows: list[tuple[str, str]]) -> Table:
 
 def _paused_lines(paused: PausedEvent, now: float) -> RenderableType:
     waited = max(0, int(now - paused.since))
-    left = max(0, int(round(paused.deadline - now)))
+    if math.isfinite(paused.deadline):
+        left = max(0, int(round(paused.deadline - now)))
+        outcome = f"the default outcome in {left}s"
+    else:  # --ask-timeout none
+        outcome = "no time limit"
     headline = Text.assemble(
         (f"⏸ paused at the {paused.event} event", "bold reverse"),
-        f"  waiting {waited}s; the default outcome in {left}s",
+        f"  waiting {waited}s; {outcome}",
     )
     if not paused.details:
         return headline
@@ -180,9 +186,7 @@ class FlowDetail(VerticalScroll):
     Hidden until opened (class `-open`); `escape` closes it and returns to the list.
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "app.close_detail", "Back", id="waylay.detail.close"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.DETAIL)
 
     DEFAULT_CSS = """
     FlowDetail {
