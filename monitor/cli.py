@@ -22,7 +22,8 @@ def main_parser() -> argparse.ArgumentParser:
         prog="waylay",
         description="Interactive HTTP(S) debugging proxy: see every request live, stop the "
         "ones you care about, decide, and keep the decisions as rules.",
-        epilog="Also: waylay rules check|list|export|import …, waylay ca",
+        epilog="Also: waylay attach [PORT|PATH] (the screen on a running proxy), "
+        "waylay rules check|list|export|import …, waylay ca",
     )
     p.add_argument("--listen-host", default="127.0.0.1", help="default 127.0.0.1")
     p.add_argument(
@@ -71,6 +72,13 @@ def main_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no screen: apply the rules, print one line per finished flow",
     )
+    p.add_argument(
+        "--hold",
+        action="store_true",
+        help="with no screen attached, a paused event waits up to --ask-timeout for one "
+        "(default: it gets its headless outcome at once)",
+    )
+    p.add_argument("--screen-child", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument(
         "--proxy-auth",
         default=None,
@@ -155,6 +163,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_body_memory=_size(args.max_body_memory),
         har=args.har,
         headless=args.headless,
+        hold=args.hold,
         proxy_auth=args.proxy_auth,
         allow_remote=args.allow_remote,
         upstream_ca=args.upstream_ca,
@@ -165,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "rules":
         return rules_main(argv[1:])
+    if argv and argv[0] == "attach":
+        from monitor.attach import attach_main
+
+        return attach_main(argv[1:])
     if argv and argv[0] == "ca":
         from monitor.ca import ca_main
 
@@ -179,10 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     if settings.headless:
         from monitor.headless import run_headless
 
-        return run_headless(settings)
-    from monitor.app import run_app
+        return run_headless(settings, ready_fd=args.screen_child)
+    from monitor.attach import run_screen
 
-    return run_app(settings)
+    return run_screen(argv)
 
 
 if __name__ == "__main__":

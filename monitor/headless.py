@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import threading
@@ -11,10 +12,13 @@ from typing import TextIO
 
 from mitmproxy import http
 
+from monitor.cli import VERSION
+from monitor.control import ControlServer
 from monitor.proxy import ProxyStartError
 from monitor.session import Session
 from monitor.settings import Settings
 from monitor.snapshot import META
+from monitor.sockets import SocketDirError
 
 
 def outcome(flow: http.HTTPFlow) -> str:
@@ -51,7 +55,16 @@ def flow_line(flow: http.HTTPFlow) -> str:
     return f"{line} rule={rule}" if rule else line
 
 
-def run_headless(settings: Settings, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run_headless(
+    settings: Settings,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    *,
+    ready_fd: int | None = None,
+) -> int:
+    """Run until SIGINT/SIGTERM (or a screen's "stop"). ``ready_fd`` (the proxy of a
+    screen, ``waylay`` without --headless): no flow lines; the control socket's path is
+    written there once it accepts, and without one the proxy does not run."""
     pending: list[str] = []
 
     def write_out() -> None:
@@ -67,7 +80,7 @@ def run_headless(settings: Settings, out: TextIO = sys.stdout, err: TextIO = sys
             asyncio.get_running_loop().call_soon(write_out)
         pending.append(flow_line(flow) + "\n")
 
-    session = Session(settings, on_finished=on_finished)
+    session = Session(settings, on_finished=None if ready_fd is not None else on_finished)
     if session.rules.error:
         print(f"waylay: rules file: {session.rules.error}", file=err)
         print("waylay: continuing with no rules until the file is fixed", file=err)
@@ -83,10 +96,26 @@ def run_headless(settings: Settings, out: TextIO = sys.stdout, err: TextIO = sys
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     print(f"waylay: listening on http://{host}:{port}", file=err, flush=True)
+    control = ControlServer(session, hold=settings.hold, err=err, on_stop=stop.set, version=VERSION)
+    try:
+        path = control.start()
+    except (SocketDirError, OSError) as e:
+        print(f"waylay: no control socket, screens cannot attach: {e}", file=err, flush=True)
+        control = None
+        if ready_fd is not None:
+            session.stop()
+            return 2
+    else:
+        print(f"waylay: attach with: waylay attach {path}", file=err, flush=True)
+        if ready_fd is not None:
+            with os.fdopen(ready_fd, "w") as ready:
+                ready.write(f"{path}\n")
     try:
         while not stop.is_set() and session.proxy.running:
             stop.wait(0.5)
     finally:
+        if control is not None:
+            control.stop()
         session.stop()
         write_out()  # lines of flows that ended during shutdown
         for s, handler in previous.items():

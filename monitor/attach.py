@@ -1,0 +1,302 @@
+"""``waylay attach``: the screen on a proxy that runs in another process.
+
+Also how plain ``waylay`` runs: it starts the proxy as a child process (``waylay
+--headless --hold`` with its control socket) and attaches to it; quitting that screen
+stops its proxy. An attached screen's ``q`` detaches and leaves the proxy running;
+``Q`` (confirmed) stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import ClassVar
+
+from monitor.remote import AttachError, Remote, RemoteController
+from monitor.sockets import ProxyInfo, running_proxies
+
+EXIT_GONE = 2
+
+
+def attach_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="waylay attach",
+        description="Open the screen on a running waylay proxy (started with waylay "
+        "--headless, or by another screen). q detaches, Q stops the proxy.",
+    )
+    p.add_argument(
+        "target",
+        nargs="?",
+        default=None,
+        metavar="PORT|PATH",
+        help="the proxy's port or its control socket; default: the only one running",
+    )
+    p.add_argument("--list", action="store_true", help="list the running proxies and exit")
+    return p
+
+
+def _started(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _counts(info: ProxyInfo) -> tuple[str, str]:
+    """Flows and paused, asked of the proxy itself ("?" when it does not answer)."""
+    try:
+        remote = Remote(info.socket, timeout=3)
+    except AttachError:
+        return "?", "?"
+    welcome = remote.welcome
+    remote.close()
+    return str(welcome.flows), str(welcome.paused)
+
+
+def list_table(found: Iterable[ProxyInfo]) -> str:
+    rows = [("PORT", "MODE", "FLOWS", "PAUSED", "STARTED", "RULES", "SOCKET")]
+    for info in found:
+        flows, paused = _counts(info)
+        rows.append(
+            (
+                str(info.port),
+                info.mode,
+                flows,
+                paused,
+                _started(info.started),
+                info.rules,
+                info.socket,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+        for r in rows
+    )
+
+
+def resolve(target: str | None) -> tuple[str | None, str | None]:
+    """(socket path, None) or (None, a message for stderr)."""
+    if target is not None and not target.isdigit():
+        return str(Path(target).expanduser()), None
+    found = running_proxies()
+    if target is not None:
+        port = int(target)
+        match = [i for i in found if i.port == port]
+        if not match:
+            return None, f"no waylay proxy of yours listens on port {port} (waylay attach --list)"
+        return match[0].socket, None
+    if not found:
+        return None, "no waylay proxy is running for you (start one with: waylay --headless)"
+    if len(found) > 1:
+        return None, (
+            f"{len(found)} proxies are running; name one: waylay attach PORT|PATH\n"
+            + list_table(found)
+        )
+    return found[0].socket, None
+
+
+def attach_main(argv: list[str]) -> int:
+    args = attach_parser().parse_args(argv)
+    if args.list:
+        found = running_proxies()
+        if not found:
+            print("no waylay proxy is running", file=sys.stderr)
+            return 0
+        print(list_table(found))
+        return 0
+    path, error = resolve(args.target)
+    if path is None:
+        print(f"waylay: {error}", file=sys.stderr)
+        return 2
+    return run_attached(path)
+
+
+def make_attached_app(remote: Remote, *, own_proxy: bool = False):
+    """The screen for ``remote`` (not running yet)."""
+    from textual.app import SystemCommand
+    from textual.binding import Binding, BindingType
+
+    from widgets.app import WaylayApp
+    from widgets.model import FlowView
+    from widgets.prompts import ConfirmPrompt
+
+    controller = RemoteController(remote)
+
+    class AttachedApp(WaylayApp):
+        """The screen of a proxy in another process."""
+
+        BINDINGS: ClassVar[list[BindingType]] = [
+            Binding("Q", "stop_proxy", "Stop proxy", id="waylay.stop_proxy"),
+        ]
+
+        def __init__(self) -> None:
+            info = {} if own_proxy else {"attached to": remote.path}
+            super().__init__(
+                controller,
+                rules_source=remote.rules,
+                title_info=info,
+                ask_timeout=remote.welcome.ask_timeout,
+            )
+            self.remote = remote
+            self.own_proxy = own_proxy
+            self.gone: str | None = None
+            self.stopped = False
+
+        def on_mount(self) -> None:
+            super().on_mount()
+            self._ui_loop = asyncio.get_running_loop()
+            remote.on_closed = self._closed_from_thread
+            remote.on_rules = self._rules_from_thread
+            remote.set_sink(self.push_flows)
+            if remote.closed is not None:
+                self.proxy_gone(remote.closed)
+
+        def _from_thread(self, fn, *args) -> None:
+            try:
+                self._ui_loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:  # the screen has closed
+                pass
+
+        def _closed_from_thread(self, reason: str) -> None:
+            self._from_thread(self.proxy_gone, reason)
+
+        def _rules_from_thread(self) -> None:
+            self._from_thread(self.rules_changed)
+
+        def proxy_gone(self, reason: str) -> None:
+            if self.stopped or remote.closed == "detached":
+                return
+            self.gone = reason
+            self.exit(return_code=EXIT_GONE)
+
+        # -- details on demand ---------------------------------------------------------
+
+        def _show_detail_of(self, flow_id: str | None) -> None:
+            view: FlowView | None = None
+            if flow_id is not None and flow_id in self.flows:
+                view = controller.detail(flow_id) or self.flows.get(flow_id)
+            self.detail.show_flow(view, self.clock())
+
+        def open_decision(self, view: FlowView) -> None:
+            full = controller.detail(view.id) if view.paused is not None else None
+            if full is not None and full.paused is not None:
+                view = full
+            super().open_decision(view)
+
+        # -- leaving ---------------------------------------------------------------------
+
+        async def action_quit(self) -> None:
+            """`q`: an attached screen detaches (the proxy goes on); the screen of its own
+            proxy stops it, asking first while flows are paused."""
+            if self.own_proxy:
+                await super().action_quit()
+                return
+            self.exit()
+
+        def exit(self, *args, **kwargs) -> None:  # type: ignore[override]
+            if self.own_proxy and self.gone is None and not self.stopped:
+                self._stop_now()
+            super().exit(*args, **kwargs)
+
+        def _stop_now(self) -> None:
+            self.stopped = True
+            try:
+                controller.stop_proxy()
+            except Exception:  # gone already: nothing to stop
+                pass
+
+        def action_stop_proxy(self) -> None:
+            """`Q`: stop the proxy (confirmed); every screen attached to it closes."""
+            paused = len(self._paused_ids)
+            extra = (
+                f" {paused} paused flow{' gets its' if paused == 1 else 's get their'} "
+                "timeout outcome."
+                if paused
+                else ""
+            )
+
+            def done(yes: bool | None) -> None:
+                if yes:
+                    self._stop_now()
+                    super(AttachedApp, self).exit()
+
+            self.push_screen(
+                ConfirmPrompt(
+                    f"Stop the proxy at {controller.address}?{extra}",
+                    yes="Stop",
+                    no="Keep it",
+                    id="stop-proxy",
+                ),
+                done,
+            )
+
+        def get_system_commands(self, screen):
+            yield from super().get_system_commands(screen)
+            if not self.own_proxy:
+                yield SystemCommand("Detach", "Close this screen, the proxy goes on (q)", self.exit)
+            yield SystemCommand(
+                "Stop the proxy", "Stop the proxy process (Q)", self.action_stop_proxy
+            )
+
+    return AttachedApp()
+
+
+def run_attached(path: str, *, own_proxy: bool = False) -> int:
+    try:
+        remote = Remote(path)
+    except AttachError as e:
+        print(f"waylay: {e}", file=sys.stderr)
+        return EXIT_GONE
+    app = make_attached_app(remote, own_proxy=own_proxy)
+    try:
+        app.run()
+    finally:
+        remote.close()
+    if app.gone is not None:
+        print(f"waylay: the proxy at {path} is gone: {app.gone}", file=sys.stderr)
+        return EXIT_GONE
+    return 0
+
+
+def run_screen(argv: list[str]) -> int:
+    """Plain ``waylay``: the proxy in a child process, this process the screen on it."""
+    read_fd, write_fd = os.pipe()
+    log = tempfile.TemporaryFile(mode="w+")
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "monitor.cli",
+            *argv,
+            "--headless",
+            "--hold",
+            "--screen-child",
+            str(write_fd),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        pass_fds=(write_fd,),
+        start_new_session=True,  # ctrl+c in the terminal is the screen's, not the proxy's
+    )
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as ready:
+        path = ready.readline().decode().strip()
+    if not path:
+        code = child.wait()
+        log.seek(0)
+        sys.stderr.write(log.read())
+        return code or 2
+    code = run_attached(path, own_proxy=True)
+    try:
+        child.wait(30)
+    except subprocess.TimeoutExpired:
+        if code == 0:  # the screen quit: its proxy must not stay behind
+            child.terminate()
+            child.wait(10)
+    return code
