@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
 
-from monitor.remote import AttachError, Remote, RemoteController
+from monitor.remote import AttachError, Remote, RemoteController, peek
 from monitor.sockets import ProxyInfo, running_proxies
 
 EXIT_GONE = 2
@@ -49,11 +49,9 @@ def _started(ts: float) -> str:
 def _counts(info: ProxyInfo) -> tuple[str, str]:
     """Flows and paused, asked of the proxy itself ("?" when it does not answer)."""
     try:
-        remote = Remote(info.socket, timeout=3)
+        welcome = peek(info.socket)
     except AttachError:
         return "?", "?"
-    welcome = remote.welcome
-    remote.close()
     return str(welcome.flows), str(welcome.paused)
 
 

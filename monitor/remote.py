@@ -57,6 +57,27 @@ def _connect(path: str, timeout: float) -> socket.socket:
     return sock
 
 
+def peek(path: str | Path, timeout: float = 3.0) -> wire.Welcome:
+    """The proxy's ``Welcome`` (its counts included) without attaching: no ``Hello``, so
+    the proxy does not count this as a screen."""
+    sock = _connect(str(path), timeout)
+    try:
+        header = sock.recv(wire.HEADER_SIZE, socket.MSG_WAITALL)
+        if len(header) < wire.HEADER_SIZE:
+            raise AttachError(f"{path}: the proxy closed the connection")
+        length = wire.frame_length(header)
+        message = wire.decode_to_screen(sock.recv(length, socket.MSG_WAITALL))
+    except (OSError, wire.WireError) as e:
+        raise AttachError(f"{path}: no answer from a proxy ({e})") from None
+    finally:
+        sock.close()
+    if isinstance(message, wire.Bye):
+        raise AttachError(message.reason)
+    if not isinstance(message, wire.Welcome):
+        raise AttachError(f"{path}: not a waylay proxy")
+    return message
+
+
 class Remote:
     """One connection to a proxy's control socket."""
 

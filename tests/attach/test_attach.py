@@ -7,8 +7,9 @@ import pytest
 from rich.console import Console
 
 from monitor.attach import make_attached_app
-from monitor.remote import Remote
-from tests.helpers import curl, until
+from monitor.remote import Remote, RemoteController, peek
+from tests.helpers import curl, until, wait_for
+from widgets.model import Answer, FlowView
 
 pytestmark = pytest.mark.e2e
 
@@ -20,6 +21,20 @@ def detail_text(app) -> str:
     console = Console(width=140, record=True, color_system=None)
     console.print(app.query_one("#detail-body").content)
     return console.export_text()
+
+
+def collect(remote: Remote) -> dict[str, FlowView]:
+    """The latest snapshot of every flow a connection has been sent."""
+    views: dict[str, FlowView] = {}
+
+    def sink(batch, removed) -> None:
+        for view in batch:
+            views[view.id] = view
+        for flow_id in removed:
+            views.pop(flow_id, None)
+
+    remote.set_sink(sink)
+    return views
 
 
 def paths(app) -> list[str]:
@@ -58,3 +73,66 @@ async def test_attach_detach_and_attach_again_sees_the_same_flows(start_proxy, u
         assert first_ids <= set(again.flows)
         assert paths(again) == ["/four", "/one", "/three", "/two"]
     assert proxy.stop() == 0
+
+
+async def test_hold_pause_is_answered_by_a_screen_attached_after_it(start_proxy, upstream, pool):
+    proxy = start_proxy("--hold", rules_text=ASK)
+    pending = pool.submit(curl, proxy.port, upstream.url("/ask"))
+    proxy.wait_err("a flow is waiting for a screen")
+    assert peek(proxy.path).paused == 1
+    assert not pending.done()
+
+    app = make_attached_app(Remote(proxy.path))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.paused_flows, "the paused flow")
+        assert app.paused_flows[0].path == "/ask"
+        await pilot.press("a")
+        await until(pilot, lambda: not app.paused_flows, "the flow continues")
+        assert pending.result(10).stdout.endswith("200")
+        await until(
+            pilot, lambda: next(iter(app.flows.values())).state == "done", "the outcome shown"
+        )
+    assert proxy.alive()
+
+
+def test_without_hold_and_without_a_screen_ask_gets_its_headless_outcome_at_once(
+    start_proxy, upstream
+):
+    proxy = start_proxy(rules_text=ASK)
+    result = curl(proxy.port, upstream.url("/ask"), timeout=10)
+    assert result.stdout.endswith("200")  # --ask-default continue, no waiting
+    wait_for(lambda: any("/ask 200" in line for line in proxy.out), what="the headless line")
+    assert not any("waiting for a screen" in line for line in proxy.err)
+
+
+async def test_two_screens_see_every_pause_and_the_first_answer_wins(start_proxy, upstream, pool):
+    proxy = start_proxy(rules_text=ASK)
+    other = RemoteController(Remote(proxy.path))
+    seen = collect(other.remote)
+    app = make_attached_app(Remote(proxy.path))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.remote.batches, "the first state")
+        pending = pool.submit(curl, proxy.port, upstream.url("/ask"))
+        await until(pilot, lambda: app.paused_flows, "the pause on the first screen")
+        view = app.paused_flows[0]
+        wait_for(
+            lambda: any(v.paused is not None for v in seen.values()),
+            what="the pause on the second screen",
+        )
+        # both answer at the same moment: exactly one is taken
+        first = pool.submit(
+            other.answer, view.id, "request", Answer("respond", {"status": 418, "body": "no"})
+        )
+        second = pool.submit(app.controller.answer, view.id, "request", Answer("continue"))
+        results = [first.result(10), second.result(10)]
+        assert results.count(None) == 1, results
+        refused = next(r for r in results if r is not None)
+        assert refused in (
+            "another screen answered this flow first",
+            "this flow is no longer paused",
+        )
+        status = pending.result(10).stdout[-3:]
+        assert status == ("418" if results[0] is None else "200")
+        await until(pilot, lambda: app.flows[view.id].finished, "the outcome on the first screen")
+        wait_for(lambda: all(v.finished for v in seen.values()), what="the outcome on the second")
+    other.remote.close()
