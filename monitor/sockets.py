@@ -38,8 +38,13 @@ def runtime_dir() -> Path:
 
 def ensure_private_dir(folder: Path) -> Path:
     """Create ``folder`` with mode 0700, or check that an existing one is ours and private."""
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    st = folder.lstat()
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = folder.lstat()
+    except FileExistsError:
+        raise SocketDirError(f"{folder} is not a folder") from None
+    except OSError as e:
+        raise SocketDirError(f"cannot make {folder}: {e.strerror or e}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise SocketDirError(f"{folder} is not a folder")
     if st.st_uid != os.getuid():

@@ -20,7 +20,7 @@ import pytest
 from monitor import wire
 from monitor.attach import make_attached_app, resolve
 from monitor.remote import Remote, RemoteController, peek
-from monitor.sockets import runtime_dir
+from monitor.sockets import running_proxies, runtime_dir
 from tests.helpers import WAYLAY, curl, until, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -402,3 +402,52 @@ def test_a_screen_that_does_not_read_never_holds_the_proxy_and_is_resynchronised
     assert len(rows) == n and all(r.state == "done" for r in rows.values())
     assert resets >= 2, "the stuck screen was re-synchronised"
     s.close()
+
+
+# -- plain `waylay`: the screen starts its own proxy process --------------------------------
+
+
+def test_waylay_runs_its_proxy_in_a_child_process_and_q_stops_it(confdir, rules_path, upstream):
+    term = Terminal(
+        [*WAYLAY, "--listen-port", "0", "--confdir", str(confdir), "--rules", str(rules_path)]
+    )
+    try:
+        [info] = wait_for(running_proxies, 30, "the screen's proxy")
+        assert info.pid != term.proc.pid  # its own process
+        assert curl(info.port, upstream.url("/seen")).stdout.endswith("200")
+        wait_for(lambda: b"/seen" in term.output, 10, "the flow on the screen")
+        assert b"attached to" not in term.output  # its own proxy, not an attached one
+        term.send("q")
+        assert term.wait(20) == 0
+        wait_for(lambda: not running_proxies(), 10, "the proxy stopped with its screen")
+        wait_for(lambda: not _pid_alive(info.pid), 10, "the proxy process gone")
+        assert "Traceback" not in term.text()
+    finally:
+        term.kill()
+
+
+def test_waylay_says_why_its_proxy_cannot_start(confdir, rules_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = subprocess.run(
+            [*WAYLAY, "--listen-port", str(port), "--confdir", str(confdir)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert r.returncode == 2
+    assert "address already in use" in r.stderr and "Traceback" not in r.stderr
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie of a child of someone else counts as gone
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
