@@ -261,40 +261,56 @@ def run_attached(path: str, *, own_proxy: bool = False) -> int:
     return 0
 
 
+class ProxyChild:
+    """The proxy process of a screen: ``waylay ARGV --headless --hold`` whose control
+    socket's path comes back on a pipe once it accepts."""
+
+    def __init__(self, argv: list[str]) -> None:
+        read_fd, write_fd = os.pipe()
+        self.log = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "monitor.cli",
+                *argv,
+                "--headless",
+                "--hold",
+                "--screen-child",
+                str(write_fd),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+            pass_fds=(write_fd,),
+            start_new_session=True,  # ctrl+c in the terminal is the screen's, not the proxy's
+        )
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as ready:
+            self.path = ready.readline().decode().strip()
+
+    def failure(self) -> tuple[int, str]:
+        """Exit code and stderr of a proxy that did not start."""
+        code = self.proc.wait()
+        self.log.seek(0)
+        return code or 2, self.log.read()
+
+    def wait(self, screen_code: int) -> None:
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            if screen_code == 0:  # the screen quit: its proxy must not stay behind
+                self.proc.terminate()
+                self.proc.wait(10)
+
+
 def run_screen(argv: list[str]) -> int:
     """Plain ``waylay``: the proxy in a child process, this process the screen on it."""
-    read_fd, write_fd = os.pipe()
-    log = tempfile.TemporaryFile(mode="w+")
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "monitor.cli",
-            *argv,
-            "--headless",
-            "--hold",
-            "--screen-child",
-            str(write_fd),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        pass_fds=(write_fd,),
-        start_new_session=True,  # ctrl+c in the terminal is the screen's, not the proxy's
-    )
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as ready:
-        path = ready.readline().decode().strip()
-    if not path:
-        code = child.wait()
-        log.seek(0)
-        sys.stderr.write(log.read())
-        return code or 2
-    code = run_attached(path, own_proxy=True)
-    try:
-        child.wait(30)
-    except subprocess.TimeoutExpired:
-        if code == 0:  # the screen quit: its proxy must not stay behind
-            child.terminate()
-            child.wait(10)
+    child = ProxyChild(argv)
+    if not child.path:
+        code, err = child.failure()
+        sys.stderr.write(err)
+        return code
+    code = run_attached(child.path, own_proxy=True)
+    child.wait(code)
     return code

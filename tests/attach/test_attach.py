@@ -3,6 +3,8 @@ real clients, the real screen under Textual's pilot over the real control socket
 
 from __future__ import annotations
 
+import tomllib
+
 import pytest
 from rich.console import Console
 
@@ -136,3 +138,105 @@ async def test_two_screens_see_every_pause_and_the_first_answer_wins(start_proxy
         await until(pilot, lambda: app.flows[view.id].finished, "the outcome on the first screen")
         wait_for(lambda: all(v.finished for v in seen.values()), what="the outcome on the second")
     other.remote.close()
+
+
+async def paused_dialog(app, pilot, pool, port: int, url: str, path: str):
+    from widgets.dialogs import DecisionDialog
+
+    waiting = pool.submit(curl, port, url)
+    fid = await until(
+        pilot,
+        lambda: next((i for i, v in app.flows.items() if v.path == path and v.paused), None),
+        f"paused row {path}",
+    )
+    app.table.select_flow(fid)
+    await pilot.press("enter")
+    await until(pilot, lambda: isinstance(app.screen, DecisionDialog), "the dialog")
+    return waiting
+
+
+def saved_rules(path) -> list[dict]:
+    return tomllib.loads(path.read_text()).get("rule", [])
+
+
+async def test_a_decision_remembered_in_an_attached_screen_is_written_by_the_proxy(
+    start_proxy, upstream, pool, rules_path
+):
+    proxy = start_proxy(rules_text=ASK)
+    app = make_attached_app(Remote(proxy.path))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.remote.batches, "the first state")
+        url = upstream.url("/ask-url?q=1")
+        waiting = await paused_dialog(app, pilot, pool, proxy.port, url, "/ask-url?q=1")
+        await pilot.press("2", "c", "enter")  # this URL, continue, confirm
+        assert waiting.result(10).stdout.endswith("200")
+        [rule] = [r for r in saved_rules(rules_path) if r["action"] == "continue"]
+        assert rule["urls"] == [url]
+        # the very next request is decided by the new rule: no pause, no reload delay
+        assert curl(proxy.port, url, timeout=5).stdout.endswith("200")
+        assert peek(proxy.path).paused == 0
+        # the screen's copy of the rules follows
+        await until(pilot, lambda: app.remote.rules.get(rule["id"]), "the rule on the screen")
+
+
+async def test_the_rules_screen_of_an_attached_screen_edits_through_the_proxy(
+    start_proxy, upstream, pool, rules_path
+):
+    from widgets.rules_screen import RulesScreen
+
+    proxy = start_proxy(rules_text=ASK)
+    app = make_attached_app(Remote(proxy.path))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.remote.rules.ordered(), "the rules")
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, RulesScreen), "the rules screen")
+        await pilot.press("space")  # the ask rule off
+        await until(
+            pilot, lambda: saved_rules(rules_path)[0].get("enabled") is False, "written off"
+        )
+        assert app.remote.rules.get("ask").enabled is False
+        assert curl(proxy.port, upstream.url("/ask-now"), timeout=5).stdout.endswith("200")
+        # an edit the proxy refuses comes back as the screen's error, nothing changes
+        rules_path.write_text("version = 1\n[[rule]]\nid = broken")
+        await until(pilot, lambda: app.remote.rules.error, "the broken file reported")
+        await pilot.press("space")
+        await until(
+            pilot,
+            lambda: any("not saved" in str(n.title) for n in app._notifications),
+            "the refusal",
+        )
+        assert rules_path.read_text().endswith("id = broken")
+
+
+async def test_filters_run_in_the_proxy_process(start_proxy, upstream):
+    proxy = start_proxy()
+    for path in ("/alpha", "/beta", "/alpha2"):
+        assert curl(proxy.port, upstream.url(path)).stdout.endswith("200")
+    app = make_attached_app(Remote(proxy.path))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(app.flows) == 3, "the flows")
+        assert app.set_filter("~u alpha") is None
+        await until(pilot, lambda: app.table.row_count == 2, "two rows shown")
+        # a live flow is filtered where it is, too
+        assert curl(proxy.port, upstream.url("/alpha3")).stdout.endswith("200")
+        assert curl(proxy.port, upstream.url("/gamma")).stdout.endswith("200")
+        await until(pilot, lambda: len(app.flows) == 5, "the new flows")
+        await until(pilot, lambda: app.table.row_count == 3, "the matching one shown")
+        assert app.set_filter("~zz") is not None  # bad expression: an error, nothing changes
+        assert app.table.row_count == 3
+
+
+async def test_q_stops_from_an_attached_screen_after_confirming(start_proxy):
+    proxy = start_proxy()
+    app = make_attached_app(Remote(proxy.path))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.remote.batches, "the first state")
+        await pilot.press("Q")
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.is_running and proxy.alive()
+        await pilot.press("Q", "y")
+        await until(pilot, lambda: not app.is_running, "the screen closes")
+    assert proxy.proc.wait(15) == 0
+    assert app.return_code in (0, None) and app.gone is None
+    proxy.wait_err("stopped from a screen")
