@@ -151,6 +151,8 @@ def make_attached_app(remote: Remote, *, own_proxy: bool = False):
             remote.on_closed = self._closed_from_thread
             remote.on_rules = self._rules_from_thread
             remote.set_sink(self.push_flows)
+            if remote.rules.error:
+                self.notify_error(f"rules file: {remote.rules.error}")
             if remote.closed is not None:
                 self.proxy_gone(remote.closed)
 

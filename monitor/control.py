@@ -37,6 +37,7 @@ from mitmproxy import flowfilter
 
 from monitor import wire
 from monitor.pauses import Ended
+from monitor.rows import flow_row
 from monitor.sockets import (
     ProxyInfo,
     SocketDirError,
@@ -48,7 +49,6 @@ from monitor.sockets import (
     socket_path,
     write_discovery,
 )
-from widgets.model import FlowView
 
 log = logging.getLogger("waylay.control")
 
@@ -248,14 +248,15 @@ class ControlServer:
     async def _activate(self) -> None:
         """The first screen: snapshots start; the row cache is built from the store."""
         assert self._ready is not None
+        self.recorder.row_maker = flow_row
         self.recorder.sink = self._on_batch
         self.rows = {}
         flows = self.recorder.flows
         for n, fid in enumerate(list(flows)):
             if fid not in self.rows:
-                view = self.recorder.view(fid)
-                if view is not None:
-                    self.rows[fid] = wire.row_of(view)
+                row = self.recorder.row(fid)
+                if row is not None:
+                    self.rows[fid] = row
             if n % 2000 == 1999:
                 await asyncio.sleep(0)  # let traffic through while 50,000 rows are built
         self._ready.set()
@@ -394,8 +395,8 @@ class ControlServer:
             if self.clients and self.recorder.sink is not None:
                 self.recorder.flush()
 
-    def _on_batch(self, views: list[FlowView], removed: list[str]) -> None:
-        rows = [wire.row_of(v) for v in views]
+    def _on_batch(self, rows: list[wire.Row], removed: list[str]) -> None:
+        """The recorder's sink (its ``row_maker`` is ``flow_row`` while screens watch)."""
         for r in rows:
             self.rows[r.id] = r
         for fid in removed:

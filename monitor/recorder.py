@@ -19,7 +19,7 @@ from mitmproxy.flow import Error as flow_error
 
 from monitor.pauses import Pauses
 from monitor.snapshot import META, meta, snapshot
-from widgets.model import FlowView
+from widgets.model import FlowView, PausedEvent
 
 log = logging.getLogger("waylay.recorder")
 
@@ -52,6 +52,9 @@ class Recorder:
         self._removed: list[str] = []
         self._flusher: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
+        self.row_maker: Callable[[http.HTTPFlow, int, PausedEvent | None], object] = snapshot
+        """What a batch carries per flow: a full ``FlowView``, or (the control socket)
+        a lighter row."""
 
     # -- mitmproxy hooks ------------------------------------------------------------
 
@@ -204,6 +207,13 @@ class Recorder:
 
     # -- the bridge -----------------------------------------------------------------
 
+    def row(self, fid: str) -> object | None:
+        """``fid`` as ``row_maker`` makes it, or None when the flow is not kept."""
+        f = self.flows.get(fid)
+        if f is None:
+            return None
+        return self.row_maker(f, self._seq[fid], self.pauses.info(fid))
+
     def view(self, fid: str) -> FlowView | None:
         f = self.flows.get(fid)
         if f is None:
@@ -219,7 +229,7 @@ class Recorder:
         for fid in sorted(dirty, key=self._seq.__getitem__):
             f = self.flows.get(fid)
             if f is not None:
-                views.append(snapshot(f, self._seq[fid], self.pauses.info(fid)))
+                views.append(self.row_maker(f, self._seq[fid], self.pauses.info(fid)))
         try:
             self.sink(views, removed)
         except Exception:
