@@ -23,8 +23,12 @@ class ProxyProcess:
         self.err: list[str] = []
         self.port = 0
         self.path = ""
-        threading.Thread(target=self._read, args=(proc.stdout, self.out), daemon=True).start()
-        threading.Thread(target=self._read, args=(proc.stderr, self.err), daemon=True).start()
+        self._readers = [
+            threading.Thread(target=self._read, args=(proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._read, args=(proc.stderr, self.err), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
         deadline = time.monotonic() + timeout
         while not self.path:
             text = "".join(self.err)
@@ -34,6 +38,7 @@ class ProxyProcess:
                 self.path = m.group(1)
             if proc.poll() is not None or time.monotonic() > deadline:
                 time.sleep(0.2)
+                self.close()
                 raise AssertionError(f"the proxy did not start: {''.join(self.err)}")
             time.sleep(0.01)
 
@@ -59,6 +64,17 @@ class ProxyProcess:
     def kill9(self) -> None:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
+
+    def close(self) -> None:
+        """Kill it if it still runs; close the pipes once everything was read."""
+        if self.alive():
+            self.proc.kill()
+        self.proc.wait(10)
+        for reader in self._readers:
+            reader.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
 
     def stop(self, timeout: float = 15.0) -> int:
         if self.proc.poll() is None:
@@ -99,6 +115,4 @@ def start_proxy(confdir, rules_path, upstream_ca_pem):
 
     yield start
     for p in started:
-        if p.alive():
-            p.proc.kill()
-            p.proc.wait(10)
+        p.close()

@@ -118,6 +118,7 @@ def test_kill_9_of_the_screen_with_hold_the_pause_waits_for_the_next_screen(
     wait_for(lambda: peek(proxy.path).paused == 1, what="the pause")
     screen.kill()
     screen.wait(5)
+    screen.stdout.close()
     time.sleep(0.5)  # the proxy has noticed (a fixed wait is the point: nothing may happen)
     assert not pending.done() and proxy.alive()
     assert peek(proxy.path).paused == 1
@@ -138,6 +139,7 @@ def test_kill_9_of_the_screen_without_hold_the_pause_gets_its_outcome_at_once(
     started = time.monotonic()
     screen.kill()
     screen.wait(5)
+    screen.stdout.close()
     assert pending.result(10).stdout.endswith("200")  # --ask-default continue
     assert time.monotonic() - started < 5
     assert proxy.alive()
@@ -186,6 +188,7 @@ def test_a_screen_of_another_protocol_gets_one_line(start_proxy):
         assert f"speaks control protocol {wire.PROTOCOL}" in bye.reason
         assert f"the screen speaks {wire.PROTOCOL + 98}" in bye.reason
         assert f.read(1) == b""  # closed
+        f.close()
     assert proxy.alive()
 
 
@@ -401,6 +404,7 @@ def test_a_screen_that_does_not_read_never_holds_the_proxy_and_is_resynchronised
                 rows.pop(fid, None)
     assert len(rows) == n and all(r.state == "done" for r in rows.values())
     assert resets >= 2, "the stuck screen was re-synchronised"
+    f.close()
     s.close()
 
 
@@ -415,10 +419,10 @@ def test_waylay_runs_its_proxy_in_a_child_process_and_q_stops_it(confdir, rules_
         [info] = wait_for(running_proxies, 30, "the screen's proxy")
         assert info.pid != term.proc.pid  # its own process
         assert curl(info.port, upstream.url("/seen")).stdout.endswith("200")
-        wait_for(lambda: b"/seen" in term.output, 10, "the flow on the screen")
+        wait_for(lambda: b"/seen" in term.output, 30, "the flow on the screen")
         assert b"attached to" not in term.output  # its own proxy, not an attached one
         term.send("q")
-        assert term.wait(20) == 0
+        assert term.wait(30) == 0, term.text()[-3000:]
         wait_for(lambda: not running_proxies(), 10, "the proxy stopped with its screen")
         wait_for(lambda: not _pid_alive(info.pid), 10, "the proxy process gone")
         assert "Traceback" not in term.text()
