@@ -144,6 +144,7 @@ def make_attached_app(remote: Remote, *, own_proxy: bool = False):
             self.own_proxy = own_proxy
             self.gone: str | None = None
             self.stopped = False
+            self._ui_loop: asyncio.AbstractEventLoop | None = None
 
         def on_mount(self) -> None:
             super().on_mount()
@@ -157,6 +158,8 @@ def make_attached_app(remote: Remote, *, own_proxy: bool = False):
                 self.proxy_gone(remote.closed)
 
         def _from_thread(self, fn, *args) -> None:
+            if self._ui_loop is None:  # not mounted yet: on_mount looks at the remote
+                return
             try:
                 self._ui_loop.call_soon_threadsafe(fn, *args)
             except RuntimeError:  # the screen has closed

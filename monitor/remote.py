@@ -301,7 +301,10 @@ class RemoteController:
         return self._ask("set_breakpoint", spec=spec)
 
     def toggle_breakpoints(self) -> bool:
-        return bool(self.remote.request("toggle_breakpoints"))
+        try:
+            return bool(self.remote.request("toggle_breakpoints"))
+        except (RemoteError, AttachError):  # the proxy is gone: the screen closes anyway
+            return False
 
     def filter_predicate(self, expr: str) -> tuple[object | None, str | None]:
         """The expression is checked by the proxy now; it is evaluated there (on every
@@ -315,19 +318,25 @@ class RemoteController:
         def predicate(flow_id: str) -> bool:
             if remote.filter_token != token:
                 remote.filter_token = token
-                matched = remote.request("filter", expr=expr, token=token)
+                try:
+                    matched = remote.request("filter", expr=expr, token=token)
+                except (RemoteError, AttachError):
+                    matched = ()
                 remote.matched = set(matched or ())
             return flow_id in remote.matched
 
         return predicate, None
 
     def clear_finished(self) -> None:
-        self.remote.request("clear_finished")
+        try:
+            self.remote.request("clear_finished")
+        except (RemoteError, AttachError):
+            pass
 
     def export_curl(self, flow_id: str) -> str:
         try:
             return self.remote.request("export_curl", flow_id=flow_id)
-        except RemoteError as e:
+        except (RemoteError, AttachError) as e:
             raise ValueError(str(e)) from None
 
     def export_har(self, path: str, flow_ids: list[str] | None = None) -> int:
@@ -335,11 +344,14 @@ class RemoteController:
             return int(
                 self.remote.request("export_har", path=os.path.abspath(path), flow_ids=flow_ids)
             )
-        except RemoteError as e:
+        except (RemoteError, AttachError) as e:
             raise OSError(str(e)) from None
 
     def export_rules(self, fmt: str) -> tuple[str, list[str]]:
-        text, warnings = self.remote.request("export_rules", fmt=fmt)
+        try:
+            text, warnings = self.remote.request("export_rules", fmt=fmt)
+        except (RemoteError, AttachError) as e:
+            raise ValueError(str(e)) from None
         return text, list(warnings)
 
     # -- beyond the Controller protocol --------------------------------------------------

@@ -240,3 +240,34 @@ async def test_q_stops_from_an_attached_screen_after_confirming(start_proxy):
     assert proxy.proc.wait(15) == 0
     assert app.return_code in (0, None) and app.gone is None
     proxy.wait_err("stopped from a screen")
+
+
+async def test_breakpoints_and_exports_of_an_attached_screen_run_in_the_proxy(
+    start_proxy, upstream, pool, tmp_path, monkeypatch
+):
+    import json
+
+    proxy = start_proxy()
+    app = make_attached_app(Remote(proxy.path))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.remote.batches, "the first state")
+        assert app.controller.set_breakpoint("not a pattern") is not None
+        assert app.controller.set_breakpoint("*://127.0.0.1/bp*") is None
+        await until(pilot, lambda: app.remote.rules.transient, "the unsaved breakpoint shown")
+        waiting = pool.submit(curl, proxy.port, upstream.url("/bp1"))
+        await until(pilot, lambda: app.paused_flows, "the breakpoint pauses")
+        assert app.controller.toggle_breakpoints() is False  # off: the next one passes
+        assert curl(proxy.port, upstream.url("/bp2"), timeout=5).stdout.endswith("200")
+        await pilot.press("A")
+        assert waiting.result(10).stdout.endswith("200")
+        await until(pilot, lambda: len(app.flows) == 2 and not app.paused_flows, "both done")
+        # a HAR path is the screen's (relative to its folder), the file the proxy's work
+        monkeypatch.chdir(tmp_path)
+        assert app.controller.export_har("out.har") == 2
+        har = json.loads((tmp_path / "out.har").read_text())
+        assert sorted(e["request"]["url"] for e in har["log"]["entries"]) == [
+            upstream.url("/bp1"),
+            upstream.url("/bp2"),
+        ]
+        text, warnings = app.controller.export_rules("toml")
+        assert warnings == [] and "version = 1" in text
