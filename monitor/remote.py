@@ -195,7 +195,7 @@ class Remote:
             if slot is not None:
                 slot[1], slot[2] = message.value, message.error
                 slot[0].set()
-        elif isinstance(message, wire.Batch):
+        elif isinstance(message, wire.ViewBatch):
             self._batch(message)
         elif isinstance(message, wire.FilterMatches):
             if message.token == self.filter_token:
@@ -212,8 +212,8 @@ class Remote:
             self.said_bye = True
             self.closed = message.reason
 
-    def _batch(self, batch: wire.Batch) -> None:
-        views = [wire.view_of(row) for row in batch.rows]
+    def _batch(self, batch: wire.ViewBatch) -> None:
+        views = batch.rows
         ids = [v.id for v in views]
         removed = list(batch.removed)
         if batch.reset:
@@ -362,9 +362,9 @@ class RemoteController:
             got = self.remote.request("detail", flow_id=flow_id)
         except (RemoteError, AttachError):
             return None
-        row = msgspec.convert(got["row"], wire.Row)
+        view = msgspec.convert(got["row"], FlowView)
         detail = msgspec.convert(got["detail"], wire.Detail)
-        return wire.view_of(row, detail)
+        return wire.with_detail(view, detail)
 
     def stop_proxy(self) -> None:
         self.remote.request("stop")

@@ -14,6 +14,7 @@ pane and the dialogs fetch a flow's ``Detail`` when they need it.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from typing import Any
 
@@ -72,8 +73,12 @@ class Bye(msgspec.Struct, tag=True):
 # -- the flow list ------------------------------------------------------------------------
 
 
-class Row(msgspec.Struct, array_like=True):
-    """One flow as the flow list shows it (a ``FlowView`` without headers and bodies)."""
+class Row(msgspec.Struct, omit_defaults=True):
+    """One flow as the flow list shows it: a ``FlowView`` without headers and bodies.
+
+    Same field names and defaults as ``FlowView`` (a test checks it), so that the screen
+    decodes a batch straight into ``FlowView`` snapshots (``ViewBatch``), in C, without
+    a conversion per row; fields at their default are not sent."""
 
     id: str
     seq: int
@@ -84,18 +89,18 @@ class Row(msgspec.Struct, array_like=True):
     port: int
     path: str
     url: str
-    http_version: str
-    type: str
-    state: str
-    status: int | None
-    reason: str
-    error: str | None
-    paused: PausedEvent | None
-    size: int | None
-    duration: float | None
-    rule_id: str | None
-    certificate: CertificateInfo | None
-    is_websocket: bool
+    http_version: str = "HTTP/1.1"
+    type: str = "other"
+    state: str = "pending"
+    status: int | None = None
+    reason: str = ""
+    error: str | None = None
+    paused: PausedEvent | None = None
+    size: int | None = None
+    duration: float | None = None
+    rule_id: str | None = None
+    certificate: CertificateInfo | None = None
+    is_websocket: bool = False
 
 
 class Batch(msgspec.Struct, tag=True):
@@ -106,6 +111,15 @@ class Batch(msgspec.Struct, tag=True):
     further chunks of the same full state follow."""
 
     rows: list[Row]
+    removed: list[str] = []
+    reset: bool = False
+    more: bool = False
+
+
+class ViewBatch(msgspec.Struct, tag="Batch"):
+    """A ``Batch`` as the screen decodes it: the rows become ``FlowView`` snapshots."""
+
+    rows: list[FlowView]
     removed: list[str] = []
     reset: bool = False
     more: bool = False
@@ -166,7 +180,7 @@ class Reply(msgspec.Struct, tag=True):
     error: str | None = None
 
 
-ToScreen = Welcome | Bye | Batch | Detail | FilterMatches | RulesState | Reply
+ToScreen = Welcome | Bye | ViewBatch | Detail | FilterMatches | RulesState | Reply
 ToProxy = Hello | Request
 
 _encoder = msgspec.msgpack.Encoder()
@@ -244,10 +258,11 @@ def row_of(view: FlowView) -> Row:
     )
 
 
-def view_of(row: Row, detail: Detail | None = None) -> FlowView:
-    extra: dict[str, Any] = {}
-    if detail is not None:
-        extra = {
+def with_detail(view: FlowView, detail: Detail) -> FlowView:
+    """A row's snapshot with what the detail pane needs filled in."""
+    return dataclasses.replace(
+        view,
+        **{
             "trace": tuple(detail.trace),
             "notes": tuple(detail.notes),
             "request_headers": tuple(tuple(h) for h in detail.request_headers),
@@ -257,31 +272,13 @@ def view_of(row: Row, detail: Detail | None = None) -> FlowView:
             "response_body": detail.response_body,
             "response_content_type": detail.response_content_type,
             "timing": tuple(tuple(t) for t in detail.timing),
-        }
-    return FlowView(
-        id=row.id,
-        seq=row.seq,
-        started=row.started,
-        method=row.method,
-        scheme=row.scheme,
-        host=row.host,
-        port=row.port,
-        path=row.path,
-        url=row.url,
-        http_version=row.http_version,
-        type=row.type,
-        state=row.state,  # type: ignore[arg-type]
-        status=row.status,
-        reason=row.reason,
-        error=row.error,
-        paused=row.paused,
-        size=row.size,
-        duration=row.duration,
-        rule_id=row.rule_id,
-        certificate=row.certificate,
-        is_websocket=row.is_websocket,
-        **extra,
+        },
     )
+
+
+def view_of(row: Row) -> FlowView:
+    """The snapshot a row stands for (what the screen's decoder makes of it)."""
+    return msgspec.convert(msgspec.to_builtins(row), FlowView)
 
 
 def detail_of(view: FlowView) -> Detail:

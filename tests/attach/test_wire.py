@@ -3,12 +3,14 @@ private folder, and which side imports what."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import stat
 import subprocess
 import sys
 
+import msgspec
 import pytest
 
 from monitor import wire
@@ -49,11 +51,22 @@ def roundtrip(message):
 
 def test_a_row_and_its_detail_make_the_whole_snapshot_again():
     batch = roundtrip(wire.Batch([wire.row_of(FULL)], ["gone"]))
-    [row] = batch.rows
-    assert batch.removed == ["gone"]
-    assert wire.view_of(row, wire.detail_of(FULL)) == FULL
-    bare = wire.view_of(row)
-    assert bare.request_headers == () and bare.paused == FULL.paused
+    [view] = batch.rows  # decoded straight into a FlowView
+    assert isinstance(view, FlowView) and batch.removed == ["gone"]
+    assert view == wire.view_of(wire.row_of(FULL))
+    assert view.request_headers == () and view.paused == FULL.paused
+    assert wire.with_detail(view, wire.detail_of(FULL)) == FULL
+    minimal = roundtrip(wire.Batch([wire.Row("x", 1, 0.0, "GET", "http", "h", 80, "/", "u")]))
+    assert minimal.rows[0] == FlowView("x", 1, 0.0, "GET", "http", "h", 80, "/", "u")
+
+
+def test_rows_have_the_names_and_defaults_of_flow_views():
+    views = {f.name: f for f in dataclasses.fields(FlowView)}
+    info = msgspec.structs.fields(wire.Row)
+    for field in info:
+        assert field.name in views, field.name
+        if field.default is not msgspec.NODEFAULT:
+            assert views[field.name].default == field.default, field.name
 
 
 def test_rows_carry_no_bodies():
