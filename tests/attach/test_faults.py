@@ -22,6 +22,7 @@ from monitor.attach import make_attached_app, resolve
 from monitor.remote import Remote, RemoteController, peek
 from monitor.sockets import running_proxies, runtime_dir
 from tests.helpers import WAYLAY, curl, until, wait_for
+from widgets.model import FlowView
 
 pytestmark = pytest.mark.e2e
 
@@ -386,7 +387,7 @@ def test_a_screen_that_does_not_read_never_holds_the_proxy_and_is_resynchronised
         assert r.stdout.endswith("200")
         n += 1
     # now read everything: the screen ends up with the proxy's current state
-    rows: dict[str, wire.Row] = {}
+    rows: dict[str, FlowView] = {}
     s.settimeout(5)
     deadline = time.monotonic() + 20
     resets = 0
@@ -394,7 +395,7 @@ def test_a_screen_that_does_not_read_never_holds_the_proxy_and_is_resynchronised
         len(rows) == n and all(r.state == "done" for r in rows.values())
     ):
         message = wire.decode_to_screen(f.read(wire.frame_length(f.read(4))))
-        if isinstance(message, wire.Batch):
+        if isinstance(message, wire.ViewBatch):
             if message.reset:
                 resets += 1
                 rows.clear()
