@@ -114,16 +114,15 @@ def attach_main(argv: list[str]) -> int:
     return run_attached(path)
 
 
-def make_attached_app(remote: Remote, *, own_proxy: bool = False):
-    """The screen for ``remote`` (not running yet)."""
+def make_attached_app(remote: Remote | None, *, own_proxy: bool = False, ask_timeout: float = 120):
+    """The screen for ``remote`` (not running yet). With None, ``app.connect(remote)``
+    must come before it runs (the proxy's socket does not exist yet)."""
     from textual.app import SystemCommand
     from textual.binding import Binding, BindingType
 
     from widgets.app import WaylayApp
     from widgets.model import FlowView
     from widgets.prompts import ConfirmPrompt
-
-    controller = RemoteController(remote)
 
     class AttachedApp(WaylayApp):
         """The screen of a proxy in another process."""
@@ -132,21 +131,28 @@ def make_attached_app(remote: Remote, *, own_proxy: bool = False):
             Binding("Q", "stop_proxy", "Stop proxy", id="waylay.stop_proxy"),
         ]
 
+        controller: RemoteController
+
         def __init__(self) -> None:
-            info = {} if own_proxy else {"attached to": remote.path}
-            super().__init__(
-                controller,
-                rules_source=remote.rules,
-                title_info=info,
-                ask_timeout=remote.welcome.ask_timeout,
-            )
-            self.remote = remote
+            super().__init__(RemoteController(None), ask_timeout=ask_timeout)  # type: ignore[arg-type]
+            self.remote: Remote | None = None
             self.own_proxy = own_proxy
             self.gone: str | None = None
             self.stopped = False
             self._ui_loop: asyncio.AbstractEventLoop | None = None
 
+        def connect(self, remote: Remote) -> None:
+            """Bind the screen to its proxy (before it runs)."""
+            self.remote = remote
+            self.controller = RemoteController(remote)
+            self.rules_source = remote.rules
+            self.ask_timeout = remote.welcome.ask_timeout
+            if not self.own_proxy:
+                self.title_info["attached to"] = remote.path
+
         def on_mount(self) -> None:
+            remote = self.remote
+            assert remote is not None, "connect() the screen to its proxy first"
             super().on_mount()
             self._ui_loop = asyncio.get_running_loop()
             remote.on_closed = self._closed_from_thread
@@ -172,7 +178,7 @@ def make_attached_app(remote: Remote, *, own_proxy: bool = False):
             self._from_thread(self.rules_changed)
 
         def proxy_gone(self, reason: str) -> None:
-            if self.stopped or remote.closed == "detached":
+            if self.stopped or (self.remote is not None and self.remote.closed == "detached"):
                 return
             self.gone = reason
             self.exit(return_code=EXIT_GONE)
@@ -182,11 +188,11 @@ def make_attached_app(remote: Remote, *, own_proxy: bool = False):
         def _show_detail_of(self, flow_id: str | None) -> None:
             view: FlowView | None = None
             if flow_id is not None and flow_id in self.flows:
-                view = controller.detail(flow_id) or self.flows.get(flow_id)
+                view = self.controller.detail(flow_id) or self.flows.get(flow_id)
             self.detail.show_flow(view, self.clock())
 
         def open_decision(self, view: FlowView) -> None:
-            full = controller.detail(view.id) if view.paused is not None else None
+            full = self.controller.detail(view.id) if view.paused is not None else None
             if full is not None and full.paused is not None:
                 view = full
             super().open_decision(view)
@@ -209,7 +215,7 @@ def make_attached_app(remote: Remote, *, own_proxy: bool = False):
         def _stop_now(self) -> None:
             self.stopped = True
             try:
-                controller.stop_proxy()
+                self.controller.stop_proxy()
             except Exception:  # gone already: nothing to stop
                 pass
 
@@ -230,7 +236,7 @@ def make_attached_app(remote: Remote, *, own_proxy: bool = False):
 
             self.push_screen(
                 ConfirmPrompt(
-                    f"Stop the proxy at {controller.address}?{extra}",
+                    f"Stop the proxy at {self.controller.address}?{extra}",
                     yes="Stop",
                     no="Keep it",
                     id="stop-proxy",
@@ -246,7 +252,10 @@ def make_attached_app(remote: Remote, *, own_proxy: bool = False):
                 "Stop the proxy", "Stop the proxy process (Q)", self.action_stop_proxy
             )
 
-    return AttachedApp()
+    app = AttachedApp()
+    if remote is not None:
+        app.connect(remote)
+    return app
 
 
 def run_attached(path: str, *, own_proxy: bool = False) -> int:

@@ -271,17 +271,23 @@ class Remote:
 class RemoteController:
     """``widgets.model.Controller`` over the control socket."""
 
-    def __init__(self, remote: Remote) -> None:
-        self.remote = remote
+    def __init__(self, remote: Remote | None) -> None:
+        self._remote = remote
         self._tokens = itertools.count(1)
 
     @property
+    def remote(self) -> Remote:
+        if self._remote is None:
+            raise AttachError("not attached to a proxy yet")
+        return self._remote
+
+    @property
     def address(self) -> str:
-        return self.remote.welcome.address
+        return self._remote.welcome.address if self._remote is not None else "not attached"
 
     @property
     def mode(self) -> str:
-        return self.remote.welcome.mode
+        return self._remote.welcome.mode if self._remote is not None else ""
 
     def _ask(self, op: str, **args: Any) -> Any:
         try:
