@@ -134,12 +134,13 @@ def make_attached_app(remote: Remote | None, *, own_proxy: bool = False, ask_tim
         controller: RemoteController
 
         def __init__(self) -> None:
-            super().__init__(RemoteController(None), ask_timeout=ask_timeout)  # type: ignore[arg-type]
+            super().__init__(RemoteController(None), ask_timeout=ask_timeout)
             self.remote: Remote | None = None
             self.own_proxy = own_proxy
             self.gone: str | None = None
             self.stopped = False
             self._ui_loop: asyncio.AbstractEventLoop | None = None
+            self._rules_error: str | None = None
 
         def connect(self, remote: Remote) -> None:
             """Bind the screen to its proxy (before it runs)."""
@@ -158,6 +159,7 @@ def make_attached_app(remote: Remote | None, *, own_proxy: bool = False, ask_tim
             remote.on_closed = self._closed_from_thread
             remote.on_rules = self._rules_from_thread
             remote.set_sink(self.push_flows)
+            self._rules_error = remote.rules.error
             if remote.rules.error:
                 self.notify_error(f"rules file: {remote.rules.error}")
             if remote.closed is not None:
@@ -175,7 +177,10 @@ def make_attached_app(remote: Remote | None, *, own_proxy: bool = False, ask_tim
             self._from_thread(self.proxy_gone, reason)
 
         def _rules_from_thread(self) -> None:
-            self._from_thread(self.rules_changed)
+            error = self.remote.rules.error if self.remote is not None else None
+            fresh = error if error != self._rules_error else None  # a new error: a toast
+            self._rules_error = error
+            self._from_thread(self.rules_changed, fresh)
 
         def proxy_gone(self, reason: str) -> None:
             if self.stopped or (self.remote is not None and self.remote.closed == "detached"):
@@ -207,7 +212,7 @@ def make_attached_app(remote: Remote | None, *, own_proxy: bool = False, ask_tim
                 return
             self.exit()
 
-        def exit(self, *args, **kwargs) -> None:  # type: ignore[override]
+        def exit(self, *args, **kwargs) -> None:
             if self.own_proxy and self.gone is None and not self.stopped:
                 self._stop_now()
             super().exit(*args, **kwargs)

@@ -1,4 +1,4 @@
-"""The ``waylay`` command (SPEC §3)."""
+"""The ``waylay`` command (README "Command line")."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from monitor import VERSION
 from monitor.settings import Settings, SettingsError, default_confdir, default_rules_path
-
-VERSION = "0.1.0"
 
 
 def _version() -> str:

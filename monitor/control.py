@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+import msgspec
 from mitmproxy import flowfilter
 
 from monitor import wire
@@ -372,14 +373,9 @@ class ControlServer:
 
     def _full_state(self, c: _Client) -> list[bytes]:
         rows = sorted(self.rows.values(), key=lambda r: r.seq)
-        frames = []
         if c.filter is not None:
-            token, flt = c.filter
-            frames.append(
-                wire.frame(
-                    wire.FilterMatches(token, self._matching(flt, [r.id for r in rows]), reset=True)
-                )
-            )
+            rows = self._judged(rows, *c.filter)
+        frames = []
         chunks = [rows[i : i + CHUNK_ROWS] for i in range(0, len(rows), CHUNK_ROWS)] or [[]]
         for n, chunk in enumerate(chunks):
             frames.append(wire.frame(wire.Batch(chunk, reset=n == 0, more=n < len(chunks) - 1)))
@@ -403,26 +399,23 @@ class ControlServer:
             self.rows.pop(fid, None)
             self._answered.pop(fid, None)
         payload = wire.frame(wire.Batch(rows, list(removed)))
-        ids = [r.id for r in rows]
         for c in self.clients:
             if c.filter is not None and not c.resync:
-                token, flt = c.filter
-                matched = self._matching(flt, ids)
-                unmatched = list(set(ids) - set(matched))
-                c.data(wire.frame(wire.FilterMatches(token, matched, unmatched)))
-            c.data(payload)
+                # a screen with a ~ filter gets the verdicts of its own filter on its rows
+                c.data(wire.frame(wire.Batch(self._judged(rows, *c.filter), list(removed))))
+            else:
+                c.data(payload)
+
+    def _judged(self, rows: list[wire.Row], generation: int, flt: Any) -> list[wire.Row]:
+        flows = self.recorder.flows
+        return [
+            msgspec.structs.replace(r, filter_match=(generation, _matches(flt, flows.get(r.id))))
+            for r in rows
+        ]
 
     def _matching(self, flt: Any, ids: list[str]) -> list[str]:
         flows = self.recorder.flows
-        out = []
-        for fid in ids:
-            f = flows.get(fid)
-            try:
-                if f is not None and flt(f):
-                    out.append(fid)
-            except Exception:  # a filter that cannot read this flow does not match it
-                pass
-        return out
+        return [fid for fid in ids if _matches(flt, flows.get(fid))]
 
     # -- the rules ----------------------------------------------------------------------
 
@@ -583,6 +576,15 @@ class ControlServer:
 
 class _OpError(Exception):
     """A request that cannot be served; its message goes back to the screen."""
+
+
+def _matches(flt: Any, flow: Any) -> bool:
+    if flow is None:
+        return False
+    try:
+        return bool(flt(flow))
+    except Exception:  # a filter that cannot read this flow does not match it
+        return False
 
 
 async def _read_frame(reader: asyncio.StreamReader, limit: int = wire.MAX_FRAME) -> bytes:

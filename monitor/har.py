@@ -9,9 +9,9 @@ from pathlib import Path
 from mitmproxy import http, version
 from mitmproxy.addons.savehar import SaveHar
 
-from monitor.snapshot import META
-
-REDACTED = "(added by waylay; redacted)"
+from monitor import VERSION
+from monitor.record import REDACTED, record_of
+from policies.atomic import write_atomic
 
 
 def make_har(flows: Iterable[http.HTTPFlow]) -> dict:
@@ -19,7 +19,7 @@ def make_har(flows: Iterable[http.HTTPFlow]) -> dict:
     har = SaveHar().make_har(flows)
     har["log"]["creator"] = {
         "name": "waylay",
-        "version": "0.1.0",
+        "version": VERSION,
         "comment": f"mitmproxy {version.VERSION}",
     }
     for flow, entry in zip(flows, har["log"]["entries"], strict=True):
@@ -28,7 +28,7 @@ def make_har(flows: Iterable[http.HTTPFlow]) -> dict:
         content = entry["response"].setdefault("content", {})
         content.setdefault("size", 0)
         content.setdefault("mimeType", "x-unknown")
-        added = {h.lower() for h in (flow.metadata.get(META) or {}).get("added_headers", ())}
+        added = {h.lower() for h in record_of(flow).added_headers}
         if not added:
             continue
         for header in entry["request"]["headers"]:
@@ -40,8 +40,5 @@ def make_har(flows: Iterable[http.HTTPFlow]) -> dict:
 def write_har(flows: Iterable[http.HTTPFlow], path: Path | str) -> int:
     """Write flows as HAR 1.2 to ``path`` atomically; returns the number of entries."""
     har = make_har(flows)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(har, indent=2))
-    tmp.replace(path)
+    write_atomic(Path(path), json.dumps(har, indent=2), backup=False)
     return len(har["log"]["entries"])

@@ -12,22 +12,22 @@ from typing import TextIO
 
 from mitmproxy import http
 
-from monitor.cli import VERSION
+from monitor import VERSION
 from monitor.control import ControlServer
 from monitor.proxy import ProxyStartError
+from monitor.record import record_of
 from monitor.session import Session
 from monitor.settings import Settings
-from monitor.snapshot import META
 from monitor.sockets import SocketDirError
 
 
 def outcome(flow: http.HTTPFlow) -> str:
-    m = flow.metadata.get(META) or {}
-    if m.get("state") == "cancelled":
+    state = record_of(flow).state
+    if state == "cancelled":
         return "cancelled"
-    if m.get("state") == "error" and flow.error is not None:
+    if state == "error" and flow.error is not None:
         return f"error: {flow.error.msg}"
-    if flow.response is not None and m.get("state") != "cancelled":
+    if flow.response is not None:
         return str(flow.response.status_code)
     if flow.error is not None:
         return f"error: {flow.error.msg}"
@@ -48,9 +48,9 @@ def _stamp(ts: float) -> str:
 
 
 def flow_line(flow: http.HTTPFlow) -> str:
-    """time, method, URL, outcome, and the deciding rule (SPEC §3)."""
+    """time, method, URL, outcome, and the deciding rule (README "Command line")."""
     stamp = _stamp(flow.request.timestamp_start)
-    rule = (flow.metadata.get(META) or {}).get("rule_id")
+    rule = record_of(flow).rule_id
     line = f"{stamp} {flow.request.method} {flow.request.pretty_url} {outcome(flow)}"
     return f"{line} rule={rule}" if rule else line
 
@@ -96,8 +96,11 @@ def run_headless(
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     print(f"waylay: listening on http://{host}:{port}", file=err, flush=True)
-    control = ControlServer(session, hold=settings.hold, err=err, on_stop=stop.set, version=VERSION)
+    control: ControlServer | None = ControlServer(
+        session, hold=settings.hold, err=err, on_stop=stop.set, version=VERSION
+    )
     try:
+        assert control is not None
         path = control.start()
     except (SocketDirError, OSError) as e:
         print(f"waylay: no control socket, screens cannot attach: {e}", file=err, flush=True)

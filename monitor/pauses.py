@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from widgets.model import Answer, CertificateInfo, PausedEvent
+from widgets.model import Answer, AuthFacts, CertificateInfo, PausedEvent
 
 
 class Ended(enum.Enum):
@@ -69,6 +69,8 @@ class Pauses:
         method: str = "GET",
         details: tuple[tuple[str, str], ...] = (),
         certificate: CertificateInfo | None = None,
+        auth: AuthFacts | None = None,
+        asked_by: str | None = None,
         client: object | None = None,
     ) -> Answer | Ended:
         """Pause ``key`` (a flow id) on ``event`` until answered; returns the ``Answer`` or
@@ -88,6 +90,8 @@ class Pauses:
             method=method,
             details=details,
             certificate=certificate,
+            auth=auth,
+            asked_by=asked_by,
         )
         pending = _Pending(info, loop.create_future(), client)
         previous = self._pending.get(key)

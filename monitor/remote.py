@@ -20,9 +20,9 @@ from typing import Any
 
 import msgspec
 
-from monitor import wire
+from monitor import VERSION, wire
 from policies import Rule, RulesFileError
-from widgets.model import Answer, FlowView
+from widgets.model import Answer, FilterMatch, FlowView
 
 REQUEST_TIMEOUT = 30.0
 
@@ -105,8 +105,6 @@ class Remote:
         self.said_bye = False
         self.on_closed: Callable[[str], None] | None = None
         self.on_rules: Callable[[], None] | None = None
-        self.filter_token = 0
-        self.matched: set[str] = set()
         self.rules = RemoteRules(self)
         self.batches = 0
         self._reader = threading.Thread(target=self._read_loop, name="waylay-remote", daemon=True)
@@ -147,8 +145,6 @@ class Remote:
                 f"the proxy at {self.path} speaks control protocol {theirs}, this waylay "
                 f"speaks {wire.PROTOCOL}: attach with the same waylay version as the proxy"
             )
-        from monitor.cli import VERSION
-
         self._send(wire.Hello(protocol=wire.PROTOCOL, version=VERSION))
         return message
 
@@ -197,13 +193,6 @@ class Remote:
                 slot[0].set()
         elif isinstance(message, wire.ViewBatch):
             self._batch(message)
-        elif isinstance(message, wire.FilterMatches):
-            if message.token == self.filter_token:
-                if message.reset:
-                    self.matched = set(message.matched)
-                else:
-                    self.matched.difference_update(message.unmatched)
-                    self.matched.update(message.matched)
         elif isinstance(message, wire.RulesState):
             self.rules._update(message)
             if self.on_rules is not None:
@@ -312,26 +301,21 @@ class RemoteController:
         except (RemoteError, AttachError):  # the proxy is gone: the screen closes anyway
             return False
 
-    def filter_predicate(self, expr: str) -> tuple[object | None, str | None]:
-        """The expression is checked by the proxy now; it is evaluated there (on every
-        flow it holds, then on every batch) from the first time the predicate is used."""
-        error = self._ask("check_filter", expr=expr)
-        if error:
-            return None, error
-        token = next(self._tokens)
-        remote = self.remote
+    def check_filter(self, expr: str) -> str | None:
+        return self._ask("check_filter", expr=expr)
 
-        def predicate(flow_id: str) -> bool:
-            if remote.filter_token != token:
-                remote.filter_token = token
-                try:
-                    matched = remote.request("filter", expr=expr, token=token)
-                except (RemoteError, AttachError):
-                    matched = ()
-                remote.matched = set(matched or ())
-            return flow_id in remote.matched
-
-        return predicate, None
+    def apply_filter(self, expr: str) -> tuple[FilterMatch | None, str | None]:
+        """Evaluated by the proxy process: now on every flow it holds, then on every row
+        it sends this screen (``FlowView.filter_match``)."""
+        expr = expr.strip()
+        generation = next(self._tokens)
+        try:
+            matched = self.remote.request("filter", expr=expr, token=generation)
+        except (RemoteError, AttachError) as e:
+            return None, str(e)
+        if not expr:
+            return None, None
+        return FilterMatch(generation, frozenset(matched or ())), None
 
     def clear_finished(self) -> None:
         try:
@@ -396,16 +380,15 @@ class RemoteRules:
         by_id: dict[str, Rule] = {}
         dumps: dict[str, dict] = {}
         for raw in s.rules:
-            rid = raw.get("id")
+            rid = str(raw.get("id"))
             old = self._by_id.get(rid)
             if old is not None and self._dumps.get(rid) == raw:
                 by_id[rid] = old
             else:
                 # validated by the proxy already; constructing skips the validators (a
                 # ``filter`` rule's would import mitmproxy into the screen)
-                by_id[rid] = Rule.model_construct(
-                    **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-                )
+                fields = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+                by_id[rid] = Rule.model_construct(None, **fields)
             dumps[rid] = raw
         self._by_id, self._dumps = by_id, dumps
         self._transient = set(s.transient)

@@ -9,8 +9,9 @@ from __future__ import annotations
 from mitmproxy import http
 
 from monitor import wire
-from monitor.snapshot import META, flow_type, state_of
-from widgets.model import CertificateInfo, PausedEvent
+from monitor.record import flow_type, record_of
+from monitor.snapshot import state_of
+from widgets.model import PausedEvent
 
 
 def _size(resp: http.Response) -> int:
@@ -25,17 +26,20 @@ def _size(resp: http.Response) -> int:
         return len(raw)
 
 
-def flow_row(flow: http.HTTPFlow, seq: int, paused: PausedEvent | None = None) -> wire.Row:
+def flow_row(
+    flow: http.HTTPFlow, seq: int, paused: PausedEvent | None = None, flow_filter: object = None
+) -> wire.Row:
+    """A ``Recorder.row_maker``. ``flow_filter`` is not used: each screen's filter is
+    evaluated by the control server, per screen."""
     req = flow.request
     resp = flow.response
-    m = flow.metadata.get(META) or {}
+    rec = record_of(flow)
     state = state_of(flow, paused)
     duration = None
     if resp is not None and resp.timestamp_end:
         duration = resp.timestamp_end - req.timestamp_start
     elif flow.error is not None and flow.error.timestamp:
         duration = flow.error.timestamp - req.timestamp_start
-    cert = m.get("certificate")
     return wire.Row(
         flow.id,
         seq,
@@ -55,7 +59,7 @@ def flow_row(flow: http.HTTPFlow, seq: int, paused: PausedEvent | None = None) -
         paused,
         _size(resp) if resp is not None else None,
         duration,
-        m.get("rule_id"),
-        cert if isinstance(cert, CertificateInfo) else None,
+        rec.rule_id,
+        rec.certificate,
         flow.websocket is not None,
     )

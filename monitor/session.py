@@ -2,6 +2,14 @@
 
 Both the screen and ``--headless`` run a ``Session``; only the sink differs (snapshots
 for the screen, one line per finished flow for headless).
+
+This is the one place addons are wired. Each addon gets only the collaborators it uses
+(rules, pauses, the flow store, a setting or two); the order of mitmproxy's chain is
+written here: the auth and certificate addons run before the decider, so that the
+response event sees the final (authenticated) response; the auth cache's request hook
+runs after it, so that a request a rule rewrites does not take this host's credentials
+along; the flow store comes last. The controller gets the per-event rule fields of the
+remembered rules (auth: realm and secret; certificate: fingerprint).
 """
 
 from __future__ import annotations
@@ -13,25 +21,19 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
+from monitor.auth import AuthResponder
+from monitor.certificates import CertificateGuard
 from monitor.controller import ProxyController
 from monitor.decider import Decider
 from monitor.har import write_har
 from monitor.pauses import Pauses
 from monitor.proxy import EmbeddedProxy
+from monitor.record import record_of
 from monitor.recorder import Recorder, Sink
 from monitor.settings import Settings
 from policies import RulesFile
 
 log = logging.getLogger("waylay.session")
-
-
-def event_addons(session: Session) -> list[object]:
-    """Addons for the auth and certificate events. They run before the decider, so that
-    the response event sees the final (authenticated) response."""
-    from monitor.auth import AuthResponder
-    from monitor.certificates import CertificateGuard
-
-    return [AuthResponder(session), CertificateGuard(session)]
 
 
 class Session:
@@ -62,19 +64,45 @@ class Session:
             interval=settings.batch_interval,
             max_body_bytes=settings.max_body_memory,
         )
-        self.decider = Decider(self.rules, self.pauses, ask_default=settings.ask_default)
-        self.extra_addons = event_addons(self)
-        # An event addon may need a hook after the decider's (e.g. the auth cache: a request
-        # a rule rewrites must not take the old host's credentials along).
-        late = [a for addon in self.extra_addons for a in getattr(addon, "after_decider", ())]
-        self.proxy = EmbeddedProxy(
-            settings, [*self.extra_addons, self.decider, *late], tail=[self.recorder]
+        self.decider = Decider(
+            self.rules, self.pauses, self.recorder, ask_default=settings.ask_default
         )
-        self.controller = ProxyController(self.proxy, self.pauses, self.recorder, self.rules)
-        for addon in self.extra_addons:
-            register = getattr(addon, "register_controller", None)
-            if register is not None:
-                register(self.controller)
+        self.auth = AuthResponder(
+            self.rules,
+            self.pauses,
+            self.recorder,
+            mode=settings.mode,
+            upstream_ca=settings.upstream_ca,
+        )
+        self.certificates = CertificateGuard(self.rules, self.pauses, self.recorder)
+        self.proxy = EmbeddedProxy(
+            settings,
+            [self.auth, self.certificates, self.decider, self.auth.cache_hook],
+            tail=[self.recorder],
+        )
+        self.controller = ProxyController(
+            self.proxy,
+            self.pauses,
+            self.recorder,
+            self.rules,
+            extra_rule_fields={
+                "auth": self.auth.rule_fields,
+                "certificate": self.certificates.rule_fields,
+            },
+        )
+
+    def connect(
+        self,
+        *,
+        sink: Sink | None = None,
+        on_rules_changed: Callable[[RulesFile], None] | None = None,
+    ) -> None:
+        """Connect a screen built after the session (it needs the controller): snapshot
+        batches go to ``sink``, rules-file reloads to ``on_rules_changed``. Before start."""
+        if sink is not None:
+            self.recorder.sink = sink
+        if on_rules_changed is not None:
+            self.on_rules_changed = on_rules_changed
 
     def _pause_changed(self, key: str) -> None:
         self.recorder.touch(key)
@@ -108,10 +136,7 @@ class Session:
         deadline = time.monotonic() + timeout
         flows = self.recorder.flows
         while time.monotonic() < deadline:
-            if all(
-                fid not in flows or (flows[fid].metadata.get("waylay") or {}).get("done")
-                for fid in was_paused
-            ):
+            if all(fid not in flows or record_of(flows[fid]).done for fid in was_paused):
                 break
             await asyncio.sleep(0.02)
         self.recorder.flush()

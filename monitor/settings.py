@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from policies import default_rules_path
 
 
 class SettingsError(ValueError):
@@ -15,14 +16,6 @@ class SettingsError(ValueError):
 def default_confdir() -> Path:
     """mitmproxy's own CA folder, so an already-trusted mitmproxy CA keeps working."""
     return Path("~/.mitmproxy").expanduser()
-
-
-def default_rules_path() -> Path:
-    env = os.environ.get("WAYLAY_RULES")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path("~/.config").expanduser())
-    return Path(base) / "waylay" / "rules.toml"
 
 
 def is_loopback(host: str) -> bool:
@@ -43,7 +36,7 @@ class Settings:
     mode: str = "regular"
     """mitmproxy mode spec: regular, upstream:URL, reverse:URL, socks5."""
     rules: Path = field(default_factory=default_rules_path)
-    """The rules file (SPEC §5)."""
+    """The rules file (docs/rules.md)."""
     confdir: Path = field(default_factory=default_confdir)
     """Where mitmproxy's CA lives."""
     ask_timeout: float = 120.0

@@ -6,31 +6,14 @@ preview so a snapshot stays small whatever passes through.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from mitmproxy import http
 
-from policies import infer_type
-from widgets.model import CertificateInfo, FlowView, PausedEvent, TraceEntry
+from monitor.record import flow_type, record_of
+from widgets.model import FlowState, FlowView, PausedEvent, TraceEntry
 
 BODY_PREVIEW = 64 * 1024
-META = "waylay"
-
-
-def meta(flow: http.HTTPFlow) -> dict:
-    """waylay's per-flow record: decisions, trace, notes, final state."""
-    m = flow.metadata.get(META)
-    if m is None:
-        m = flow.metadata[META] = {"trace": [], "notes": [], "rule_id": None, "state": None}
-    return m
-
-
-def flow_type(flow: http.HTTPFlow) -> str:
-    """The webRequest resource type of a flow's request, inferred once and kept."""
-    m = meta(flow)
-    t = m.get("type")
-    if t is None:
-        req = flow.request
-        t = m["type"] = infer_type(req.method, req.pretty_url, req.headers)
-    return t
 
 
 def _body(message: http.Message | None) -> tuple[bytes, int]:
@@ -44,16 +27,6 @@ def _body(message: http.Message | None) -> tuple[bytes, int]:
     except ValueError:
         content = raw
     return content[:BODY_PREVIEW], len(content)
-
-
-def _redacted(headers, added) -> tuple[tuple[str, str], ...]:
-    """Request headers, with the values of those waylay added (credentials) hidden."""
-    if not added:
-        return tuple(headers)
-    from monitor.har import REDACTED
-
-    names = {h.lower() for h in added}
-    return tuple((k, REDACTED if k.lower() in names else v) for k, v in headers)
 
 
 def _timing(flow: http.HTTPFlow) -> tuple[tuple[str, float], ...]:
@@ -71,15 +44,15 @@ def _timing(flow: http.HTTPFlow) -> tuple[tuple[str, float], ...]:
     return tuple((label, ts - start) for label, ts in points if ts and ts >= start)
 
 
-def state_of(flow: http.HTTPFlow, paused: PausedEvent | None) -> str:
-    m = flow.metadata.get(META) or {}
+def state_of(flow: http.HTTPFlow, paused: PausedEvent | None) -> FlowState:
+    rec = record_of(flow)
     if paused is not None:
         return "paused"
-    if m.get("state") in ("cancelled", "redirected", "error"):
-        return m["state"]
+    if rec.state is not None:
+        return rec.state
     if flow.error is not None:
         return "error"
-    if m.get("done"):
+    if rec.done:
         return "done"
     return "pending"
 
@@ -88,10 +61,11 @@ def snapshot(
     flow: http.HTTPFlow,
     seq: int,
     paused: PausedEvent | None = None,
+    flow_filter: tuple[int, Callable[[http.HTTPFlow], bool]] | None = None,
 ) -> FlowView:
     req = flow.request
     resp = flow.response
-    m = flow.metadata.get(META) or {}
+    rec = record_of(flow)
     state = state_of(flow, paused)
     duration = None
     if resp is not None and resp.timestamp_end:
@@ -103,7 +77,6 @@ def snapshot(
     error = None
     if flow.error is not None and state == "error":
         error = flow.error.msg
-    cert = m.get("certificate")
     return FlowView(
         id=flow.id,
         seq=seq,
@@ -116,23 +89,35 @@ def snapshot(
         url=req.pretty_url,
         http_version=req.http_version,
         type=flow_type(flow),
-        state=state,  # type: ignore[arg-type]
+        state=state,
         status=resp.status_code if resp is not None else None,
         reason=resp.reason if resp is not None else "",
         error=error,
         paused=paused,
         size=resp_size if resp is not None else None,
         duration=duration,
-        rule_id=m.get("rule_id"),
-        trace=tuple(TraceEntry(*t) for t in m.get("trace", ())),
-        notes=tuple(m.get("notes", ())),
-        request_headers=_redacted(req.headers.items(multi=True), m.get("added_headers")),
+        rule_id=rec.rule_id,
+        trace=tuple(TraceEntry(*t) for t in rec.trace),
+        notes=tuple(rec.notes),
+        request_headers=rec.redacted(req.headers.items(multi=True)),
         request_body=req_body,
         request_body_size=req_size,
         response_headers=tuple(resp.headers.items(multi=True)) if resp is not None else (),
         response_body=resp_body,
         response_content_type=resp.headers.get("content-type", "") if resp is not None else "",
         timing=_timing(flow),
-        certificate=cert if isinstance(cert, CertificateInfo) else None,
+        certificate=rec.certificate,
         is_websocket=flow.websocket is not None,
+        filter_match=None
+        if flow_filter is None
+        else (flow_filter[0], matches(flow_filter[1], flow)),
+        retries=rec.retries,
     )
+
+
+def matches(flt: Callable[[http.HTTPFlow], bool], flow: http.HTTPFlow) -> bool:
+    """A mitmproxy filter expression's verdict on a flow; a filter that fails is False."""
+    try:
+        return bool(flt(flow))
+    except Exception:  # noqa: BLE001 - a filter must never break a snapshot
+        return False

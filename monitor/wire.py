@@ -101,6 +101,8 @@ class Row(msgspec.Struct, omit_defaults=True):
     rule_id: str | None = None
     certificate: CertificateInfo | None = None
     is_websocket: bool = False
+    filter_match: tuple[int, bool] | None = None
+    """This screen's filter's verdict (generation, matches?), for a screen with one."""
 
 
 class Batch(msgspec.Struct, tag=True):
@@ -140,16 +142,6 @@ class Detail(msgspec.Struct, tag=True):
     timing: list[tuple[str, float]]
 
 
-class FilterMatches(msgspec.Struct, tag=True):
-    """Which flows of the last batch match this screen's ``~`` filter (evaluated where
-    the flows are). ``reset``: ``matched`` is the whole set."""
-
-    token: int
-    matched: list[str]
-    unmatched: list[str] = []
-    reset: bool = False
-
-
 class RulesState(msgspec.Struct, tag=True):
     """The rules as the proxy holds them; sent on attach and whenever they change."""
 
@@ -180,7 +172,7 @@ class Reply(msgspec.Struct, tag=True):
     error: str | None = None
 
 
-ToScreen = Welcome | Bye | ViewBatch | Detail | FilterMatches | RulesState | Reply
+ToScreen = Welcome | Bye | ViewBatch | Detail | RulesState | Reply
 ToProxy = Hello | Request
 
 _encoder = msgspec.msgpack.Encoder()
@@ -262,17 +254,15 @@ def with_detail(view: FlowView, detail: Detail) -> FlowView:
     """A row's snapshot with what the detail pane needs filled in."""
     return dataclasses.replace(
         view,
-        **{
-            "trace": tuple(detail.trace),
-            "notes": tuple(detail.notes),
-            "request_headers": tuple(tuple(h) for h in detail.request_headers),
-            "request_body": detail.request_body,
-            "request_body_size": detail.request_body_size,
-            "response_headers": tuple(tuple(h) for h in detail.response_headers),
-            "response_body": detail.response_body,
-            "response_content_type": detail.response_content_type,
-            "timing": tuple(tuple(t) for t in detail.timing),
-        },
+        trace=tuple(detail.trace),
+        notes=tuple(detail.notes),
+        request_headers=tuple((k, v) for k, v in detail.request_headers),
+        request_body=detail.request_body,
+        request_body_size=detail.request_body_size,
+        response_headers=tuple((k, v) for k, v in detail.response_headers),
+        response_body=detail.response_body,
+        response_content_type=detail.response_content_type,
+        timing=tuple((label, t) for label, t in detail.timing),
     )
 
 

@@ -61,15 +61,11 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from .loops import loop_example, narrowing_host
 from .match_pattern import MatchPattern, compile_pattern
 from .model import RESOURCE_TYPES, Rule, problems_from_validation_error
-
-try:
-    from re import _constants as _sre_c
-    from re import _parser as _sre_parse
-except ImportError:  # pragma: no cover - CPython 3.11+ has both
-    import sre_constants as _sre_c  # type: ignore[no-redef]
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+from .regex_parser import sre_constants as _sre_c
+from .regex_parser import sre_parse as _sre_parse
 
 __all__ = [
     "DNR_ACTION_TYPES",
@@ -225,7 +221,7 @@ def export_rules(rules: Iterable[Rule]) -> DnrExport:
             "note: priorities renumbered (same order, ties split): DNR breaks priority ties "
             "by action (allow > block > redirect), waylay by file order"
         )
-    out: list[dict[str, Any]] = []
+    dnr_rules: list[dict[str, Any]] = []
     for item in exported:
         for cond in item.conds:
             condition: dict[str, Any] = {}
@@ -237,22 +233,22 @@ def export_rules(rules: Iterable[Rule]) -> DnrExport:
                 condition["isUrlFilterCaseSensitive"] = True
             condition["resourceTypes"] = _dnr_types(cond.types)
             condition.update(item.shared)
-            out.append(
+            dnr_rules.append(
                 {
-                    "id": len(out) + 1,
+                    "id": len(dnr_rules) + 1,
                     "priority": priorities[id(item)],
                     "action": item.action,
                     "condition": condition,
                 }
             )
-    regex_count = sum(1 for r in out if "regexFilter" in r["condition"])
+    regex_count = sum(1 for r in dnr_rules if "regexFilter" in r["condition"])
     if regex_count > MAX_REGEX_RULES:
         raise DnrError(
             f"{regex_count} DNR rules need a regexFilter, but a ruleset may have at most "
             f"{MAX_REGEX_RULES}: write more of the rules' patterns so that a urlFilter can "
             "express them (e.g. *://*.example.com/*), or split the rule set"
         )
-    return DnrExport(out, left_out, notes)
+    return DnrExport(dnr_rules, left_out, notes)
 
 
 def _export_rule(rule: Rule, index: int) -> tuple[_Exported, str | None]:
@@ -312,7 +308,33 @@ def _export_rule(rule: Rule, index: int) -> tuple[_Exported, str | None]:
             )
 
     action = _dnr_action(rule, conds)
+    if action["type"] == "redirect":
+        unlooped = _without_loop(rule, shared)
+        if unlooped:
+            narrowed = f"{narrowed}; {unlooped}" if narrowed else unlooped
     return _Exported(rule, index, conds, action, shared), narrowed
+
+
+def _without_loop(rule: Rule, shared: dict[str, Any]) -> str | None:
+    """A browser's DNR redirect is a new request the rules see again: a rule must not
+    match its own target (policies/loops.py). Narrow it by the target's host, or leave
+    it out; returns what was narrowed."""
+    excluded = tuple(shared.get("excludedRequestDomains", ()))
+    example = loop_example(rule, excluded)
+    if example is None:
+        return None
+    source, target = example
+    host = narrowing_host(rule, target, excluded)
+    if host is None:
+        raise _LeftOut(
+            f"it matches its own redirect target ({source} → {target}): a browser would "
+            "redirect it again and again"
+        )
+    shared["excludedRequestDomains"] = [*excluded, host]
+    return (
+        f"requests to {host} (and its subdomains) are not redirected: the rule matches its "
+        f"own redirect target there ({source} → {target}), a browser would loop"
+    )
 
 
 def _dnr_action(rule: Rule, conds: list[_Cond]) -> dict[str, Any]:
@@ -388,10 +410,10 @@ def _check_host(p: MatchPattern) -> None:
     last = host.rstrip(".").rsplit(".", 1)[-1]
     if re.fullmatch(r"[0-9]+|0x[0-9a-f]*", last):
         try:
-            canonical = str(ipaddress.IPv4Address(host))
+            ipv4: str | None = str(ipaddress.IPv4Address(host))
         except ValueError:
-            canonical = None
-        if canonical != host or p.host_suffix is not None:
+            ipv4 = None
+        if ipv4 != host or p.host_suffix is not None:
             raise _LeftOut(
                 f"pattern {p.pattern!r}: browsers rewrite this numeric host, so DNR "
                 "would never see it as written"
@@ -988,7 +1010,7 @@ def _translate_url_filter(text: str, case_sensitive: bool, where: str) -> _Trans
             scheme = found.group(1)
             kind = "ws" if scheme.startswith("ws") else "web"
         else:
-            literal = re.match(r"[^*^]*", lowered).group(0)
+            literal = re.match(r"[^*^]*", lowered).group(0)  # type: ignore[union-attr]
             if not literal:
                 anchor = None  # "|*…" says nothing about the start
             elif "https://".startswith(literal) or "http://".startswith(literal):
@@ -1037,7 +1059,7 @@ def _filter_patterns(
     """Match patterns for the urlFilter forms whose meaning a pattern list has exactly."""
     if anchor == "domain":
         rest = body
-        schemes = ("http", "https")
+        schemes: tuple[str, ...] = ("http", "https")
     elif anchor == "left" and scheme is not None:
         rest = body[len(scheme) + 3 :]
         schemes = (scheme,)

@@ -25,6 +25,8 @@ from typing import Any
 
 from .match_pattern import ALL_URLS_SCHEMES, SplitURL, compile_pattern, split_url
 from .model import EVENTS, Defaults, Rule, compile_regex, normalize_fingerprint
+from .regex_parser import sre_constants as _sre_c
+from .regex_parser import sre_parse as _sre_parse
 
 __all__ = ["Decision", "Engine", "EventDetails", "substitute"]
 
@@ -275,16 +277,15 @@ class _EventIndex:
 
 def _index_keys(compiled: _Compiled) -> list[tuple[str, str]] | None:
     """The host buckets of a rule, or None when it belongs in the fallback list."""
-    keys = []
+    keys: list[tuple[str, str]] = []
     for pattern in compiled.patterns:
         if pattern.host == "*":
-            keys = None
-            break
+            break  # any host: only a regex's literal host can index the rule
         if pattern.host_suffix is not None:
             keys.append(("suffix", pattern.host_suffix))
         else:
             keys.append(("exact", pattern.host))
-    if keys is not None:
+    else:
         return keys
     if compiled.regex is not None:
         host = regex_host(compiled.regex.pattern)
@@ -410,12 +411,6 @@ def _found_key(item: tuple[_Compiled, Any]) -> tuple[int, int]:
 
 # -- literal hosts of anchored regexes -------------------------------------------------
 
-try:  # the regex parser is private; without it, regex rules simply go to the fallback list
-    from re import _constants as _sre_c
-    from re import _parser as _sre_parse
-except ImportError:  # pragma: no cover
-    _sre_parse = None
-
 _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
 
@@ -460,8 +455,6 @@ def regex_host(regex: str) -> str | None:
     part that matches only scheme characters, ``://``, literal host characters, then
     ``/``, ``:``, ``?`` or the end anchor. Anything less certain returns None.
     """
-    if _sre_parse is None:
-        return None
     try:
         tree = _sre_parse.parse(regex)
     except Exception:

@@ -1,4 +1,4 @@
-"""``waylay rules export`` and ``waylay rules import`` (SPEC §3, §7), and the rules
+"""``waylay rules export`` and ``waylay rules import`` (README "Export and import"), and the rules
 export behind the screen's export menu.
 
 Formats:
@@ -38,8 +38,9 @@ import tomlkit
 from pydantic import ValidationError
 
 from . import dnr, mitm_options
+from .atomic import write_atomic
 from .model import Defaults, Rule, RuleSetModel, problems_from_validation_error
-from .rules_file import check_text, default_rules_path, toml_value, write_atomic
+from .rules_file import check_text, default_rules_path, toml_value
 from .secrets import SecretStore
 
 __all__ = [
@@ -109,14 +110,14 @@ def _export(source: RuleSource, fmt: str) -> _Exported:
         return _Exported(json.dumps(_document(rules, source.defaults), indent=2) + "\n")
     if fmt == "dnr":
         try:
-            result = dnr.export_rules(rules)
+            dnr_result = dnr.export_rules(rules)
         except dnr.DnrError as exc:
             raise ExchangeError(str(exc)) from None
-        return _Exported(result.text(), result.left_out, result.notes)
+        return _Exported(dnr_result.text(), dnr_result.left_out, dnr_result.notes)
     if fmt == "mitmproxy":
         path = Path(source.path)
-        result = mitm_options.export_options(rules, path.parent)
-        return _Exported(result.text(str(path)), result.left_out, result.notes)
+        mitm_result = mitm_options.export_options(rules, path.parent)
+        return _Exported(mitm_result.text(str(path)), mitm_result.left_out, mitm_result.notes)
     raise ExchangeError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
 
 

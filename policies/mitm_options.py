@@ -12,7 +12,8 @@ act on a response, a redirect, a challenge or a certificate):
 - ``cancel`` → ``block_list`` with status 444 (mitmproxy kills the flow: no response).
 - ``redirect`` (no ``\\1``) → ``block_list`` with 307 plus a ``modify_headers`` entry
   that adds ``Location`` to that response (only to responses the block list made).
-- ``rewrite`` → ``map_remote``; a ``regex`` substitution keeps its meaning (the first
+  A redirect whose target matches its own condition is left out (a client would loop).
+- ``rewrite`` → ``map_remote`` (applied once per request: it cannot loop); a ``regex`` substitution keeps its meaning (the first
   match is replaced, as in waylay, not every match as ``re.sub`` would).
 - ``respond`` with an empty body → ``block_list`` with its status; with ``body_file``
   and status 200 → ``map_local`` (an absolute path); ``headers`` → ``modify_headers``.
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Final
 
 from .engine import Engine, EventDetails
+from .loops import loop_example
 from .match_pattern import (
     ALL_URLS,
     ALL_URLS_SCHEMES,
@@ -49,13 +51,8 @@ from .match_pattern import (
     split_url,
 )
 from .model import Rule
-
-try:
-    from re import _constants as _sre_c
-    from re import _parser as _sre_parse
-except ImportError:  # pragma: no cover
-    import sre_constants as _sre_c  # type: ignore[no-redef]
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+from .regex_parser import sre_constants as _sre_c
+from .regex_parser import sre_parse as _sre_parse
 
 __all__ = ["MitmExport", "export_options", "filter_quote", "pattern_regex", "case_sensitive"]
 
@@ -122,6 +119,7 @@ def pattern_regex(pattern: str | MatchPattern) -> str:
     if p.all_urls:
         return "^(?:" + "|".join(sorted(ALL_URLS_SCHEMES)) + ")://"
     schemes = sorted(p.schemes)
+    groups: list[tuple[list[str], bool | None]]
     if p.port is None:
         groups = [(schemes, None)]
     else:
@@ -427,6 +425,11 @@ def _entries_for(
                 "a redirect with \\1.. substitution: modify_headers can only set a fixed Location"
             )
         assert rule.url is not None
+        if loop := loop_example(rule):  # the client follows the 307: see policies/loops.py
+            raise _LeftOut(
+                f"it matches its own redirect target ({loop[1]}): a client following the "
+                "307 would be redirected again and again"
+            )
         return [block(307), header("Location", rule.url, True)]
     if action == "rewrite":
         return [_map_remote(rule, effective)]

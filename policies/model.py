@@ -1,4 +1,4 @@
-"""The rule model of SPEC §4–5: events, actions, conditions, defaults, the rule set.
+"""The rule model (docs/rules.md): events, actions, conditions, defaults, the rule set.
 
 These pydantic models are the single definition of what a valid rule is; the rules file,
 import/export and the screen's "remember" dialog all build :class:`Rule` values and get
@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from .match_pattern import ALL_URLS, MatchPatternError, compile_pattern
+from .urls import url_error
 
 __all__ = [
     "ACTIONS_BY_EVENT",
@@ -417,7 +418,7 @@ class Rule(BaseModel):
                     )
                 ]
             return []
-        if not re.match(r"^(https?|wss?)://[^/?#\s]+", url):
+        if url_error(url, ("http", "https", "ws", "wss")) is not None:
             return [(("url",), f"{url!r} is not an absolute http(s) URL")]
         return []
 
@@ -480,7 +481,7 @@ class Rule(BaseModel):
 
 
 class Defaults(BaseModel):
-    """``[defaults]``: the outcome of an event that no rule matches (SPEC §4)."""
+    """``[defaults]``: the outcome of an event that no rule matches (docs/rules.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import re
 import stat
-import tempfile
 import threading
 import tomllib
 from pathlib import Path
 
 import tomlkit
+
+from .atomic import write_atomic
 
 __all__ = ["SECRETS_FILE", "SecretStore", "SecretsError", "env_name"]
 
@@ -89,7 +90,7 @@ class SecretStore:
     @property
     def warnings(self) -> list[str]:
         """Problems worth telling the user: a file others can read, a file that is broken."""
-        found = []
+        found: list[str] = []
         try:
             mode = self.path.stat().st_mode
         except OSError:
@@ -165,32 +166,4 @@ def _position(exc: tomllib.TOMLDecodeError) -> str:
 
 def _write_private(path: Path, text: str) -> None:
     """Atomic write of a file only its owner can read."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    write_atomic(path, text, backup=False, mode=0o600)

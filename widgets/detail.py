@@ -8,10 +8,11 @@ from rich.console import Group, RenderableType
 from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from widgets import keys
 from widgets.format import (
     body_renderable,
     clock_time_ms,
@@ -180,9 +181,7 @@ class FlowDetail(VerticalScroll):
     Hidden until opened (class `-open`); `escape` closes it and returns to the list.
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "app.close_detail", "Back", id="waylay.detail.close"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.DETAIL)
 
     DEFAULT_CSS = """
     FlowDetail {

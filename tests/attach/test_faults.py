@@ -358,8 +358,8 @@ async def test_the_proxy_process_never_imports_textual(start_proxy, upstream):
         [fid] = app.flows
         assert "curl" in app.controller.export_curl(fid)
         assert app.controller.detail(fid).response_body
-        predicate, error = app.controller.filter_predicate("~u /x")
-        assert error is None and predicate(fid)
+        found, error = app.controller.apply_filter("~u /x")
+        assert error is None and found is not None and found(app.flows[fid])
     assert proxy.stop() == 0
     wait_for(lambda: any("textual modules:" in line for line in proxy.err), what="the report")
     assert "textual modules: none\n" in proxy.err, proxy.err

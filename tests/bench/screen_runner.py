@@ -22,8 +22,8 @@ def main() -> None:
         from monitor.app import make_app
 
         settings = Settings(listen_port=0, confdir=confdir, rules=rules)
-        app = make_app(settings)
-        host, port = app.session.start()
+        app, session = make_app(settings)
+        host, port = session.start()
         print(port, flush=True)
         app.run(headless=True, size=(160, 50))
         return

@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 
+from monitor.record import record_of
 from monitor.session import Session
 from policies import RulesFile
 from tests.helpers import wait_for
@@ -91,7 +92,10 @@ def test_cancel_redirect_rewrite_respond_from_answers(session, upstream, other_u
         session.controller.answer(
             fid,
             "request",
-            Answer("respond", {"status": 201, "body": "made", "content_type": "text/x"}),
+            Answer(
+                "respond",
+                {"status": 201, "body": "made", "headers": [("Content-Type", "text/x")]},
+            ),
         )
         r = f.result(5)
         assert (r.status_code, r.text, r.headers["content-type"]) == (201, "made", "text/x")
@@ -240,7 +244,7 @@ def test_bodies_are_bounded_in_bytes_as_well_as_flows(settings, upstream):
                 assert len(c.get(upstream.url("/bytes/20000")).content) == 20_000
         flows = list(s.recorder.flows.values())
         wait_for(
-            lambda: all((f.metadata.get("waylay") or {}).get("done") for f in flows),
+            lambda: all(record_of(f).done for f in flows),
             what="all flows done",
         )
         kept = [f for f in flows if f.response.raw_content]
