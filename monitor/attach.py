@@ -333,3 +333,44 @@ def run_screen(argv: list[str]) -> int:
     code = run_attached(child.path, own_proxy=True)
     child.wait(code)
     return code
+
+
+class LocalProxy:
+    """A ``Session`` in this process with its control socket, and a screen attached to
+    it over that socket: ``make_app``'s shape with the wire in between (the end-to-end
+    screen tests run through it). Anything not here is the session's."""
+
+    def __init__(self, session, app) -> None:
+        self.session = session
+        self.app = app
+        self.control = None
+
+    def start(self) -> tuple[str, int]:
+        import io
+
+        from monitor import VERSION
+        from monitor.control import ControlServer
+
+        address = self.session.start()
+        self.control = ControlServer(self.session, hold=True, err=io.StringIO(), version=VERSION)
+        self.app.connect(Remote(self.control.start()))
+        return address
+
+    def stop(self, *args, **kwargs) -> None:
+        if self.control is not None:
+            self.control.stop()
+            self.control = None
+        self.session.stop(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self.session, name)
+
+
+def make_local_app(settings, *, clock=time.time):
+    """(app, proxy) like ``monitor.app.make_app``, the app attached over a real socket."""
+    from monitor.session import Session
+
+    session = Session(settings, clock=clock)
+    app = make_attached_app(None, own_proxy=True, ask_timeout=settings.ask_timeout)
+    app.clock = clock
+    return app, LocalProxy(session, app)
