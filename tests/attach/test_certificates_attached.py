@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import tests.certificates.test_app as base
-from monitor.attach import make_local_app
+from monitor.local import make_local_app
 from tests.certificates.conftest import *  # noqa: F403 - their fixtures
 from tests.certificates.test_app import *  # noqa: F403 - the same tests, collected again here
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import tests.e2e.test_screen as base
-from monitor.attach import make_local_app
+from monitor.local import make_local_app
 from tests.e2e.test_screen import *  # noqa: F403 - the same tests, collected again here
 
 # Checks where the one-process composition keeps the filter (the proxy's recorder);
