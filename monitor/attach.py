@@ -118,8 +118,9 @@ def make_attached_app(remote: Remote | None, *, own_proxy: bool = False, ask_tim
     """The screen for ``remote`` (not running yet). With None, ``app.connect(remote)``
     must come before it runs (the proxy's socket does not exist yet)."""
     from textual.app import SystemCommand
-    from textual.binding import Binding, BindingType
+    from textual.binding import BindingType
 
+    from widgets import keys
     from widgets.app import WaylayApp
     from widgets.model import FlowView
     from widgets.prompts import ConfirmPrompt
@@ -127,9 +128,7 @@ def make_attached_app(remote: Remote | None, *, own_proxy: bool = False, ask_tim
     class AttachedApp(WaylayApp):
         """The screen of a proxy in another process."""
 
-        BINDINGS: ClassVar[list[BindingType]] = [
-            Binding("Q", "stop_proxy", "Stop proxy", id="waylay.stop_proxy"),
-        ]
+        BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.ATTACHED)
 
         controller: RemoteController
 
@@ -253,9 +252,10 @@ def make_attached_app(remote: Remote | None, *, own_proxy: bool = False, ask_tim
             yield from super().get_system_commands(screen)
             if not self.own_proxy:
                 yield SystemCommand("Detach", "Close this screen, the proxy goes on (q)", self.exit)
-            yield SystemCommand(
-                "Stop the proxy", "Stop the proxy process (Q)", self.action_stop_proxy
-            )
+            for key in keys.ATTACHED:
+                yield SystemCommand(
+                    key.palette, f"{key.words} ({key.key_text})", self.action_stop_proxy
+                )
 
     app = AttachedApp()
     if remote is not None:
