@@ -34,6 +34,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("waylay rules list [PATH]", "the rules in precedence order"),
     ("waylay rules export [PATH] --format F", "export rules: toml, json, dnr, mitmproxy"),
     ("waylay rules import FILE --format F", "import rules: toml, json, dnr"),
+    ("waylay attach [PORT|PATH]", "open the screen on a running proxy (q detaches)"),
+    ("waylay attach --list", "the proxies running for this user"),
     ("waylay ca", "where the CA certificate is and how to trust it"),
 )
 
@@ -44,7 +46,8 @@ def _commands_epilog() -> str:
     return (
         "commands:\n"
         + "\n".join(lines)
-        + "\n\nEach command has its own --help (waylay rules --help, waylay ca --help)."
+        + "\n\nEach command has its own --help (waylay rules --help, waylay attach --help, "
+        "waylay ca --help)."
         + f"\nDefaults for options can live in the settings file: {settings_path()}"
     )
 
@@ -142,6 +145,13 @@ def main_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no screen: apply the rules, print one line per finished flow",
     )
+    p.add_argument(
+        "--hold",
+        action="store_true",
+        help="with no screen attached, a paused event waits up to --ask-timeout for one "
+        "(default: it gets its headless outcome at once)",
+    )
+    p.add_argument("--screen-child", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument(
         "--proxy-auth",
         default=None,
@@ -318,6 +328,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_body_memory=args.max_body_memory,
         har=args.har,
         headless=args.headless,
+        hold=args.hold,
         proxy_auth=proxy_auth(args),
         allow_remote=args.allow_remote,
         upstream_ca=args.upstream_ca,
@@ -329,6 +340,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "rules":
         return rules_main(argv[1:])
+    if argv and argv[0] == "attach":
+        from monitor.attach import attach_main
+
+        return attach_main(argv[1:])
     if argv and argv[0] == "ca":
         from monitor.ca import ca_main
 
@@ -361,10 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     if settings.headless:
         from monitor.headless import run_headless
 
-        return run_headless(settings)
-    from monitor.app import run_app
+        return run_headless(settings, ready_fd=args.screen_child)
+    from monitor.attach import run_screen
 
-    return run_app(settings)
+    return run_screen(argv)
 
 
 if __name__ == "__main__":

@@ -88,6 +88,14 @@ FLOW_LIST: Table = (
 
 APP: Table = (Key("question_mark", "help", "Help", "waylay.help", "this help", palette="Keys"),)
 
+ATTACHED: Table = (
+    Key("Q", "app.stop_proxy", "Stop proxy", "waylay.stop_proxy",
+        "stop the proxy process (asks first); every screen attached to it closes",
+        palette="Stop the proxy"),
+)  # fmt: skip
+"""The screen on a proxy process (``waylay``, ``waylay attach``); there ``q`` of an
+attached screen detaches."""
+
 DETAIL: Table = (
     Key("escape", "app.close_detail", "Back", "waylay.detail.close", "back to the flow list"),
 )
@@ -157,6 +165,10 @@ RULES_SCREEN: Table = (
 
 HELP_SECTIONS: tuple[tuple[str, Table], ...] = (
     ("flow list", FLOW_LIST[:-1]),
+    ("attached screen", (
+        Key("q", "", "", "", "in a screen of waylay attach: detach, the proxy goes on"),
+        *ATTACHED,
+    )),
     ("details", DETAIL),
     ("anywhere", (*APP, Key("ctrl+p", "command_palette", "palette", "", "command palette"))),
     ("request dialog", REQUEST_DIALOG),
