@@ -122,6 +122,7 @@ def make_attached_app(
     from textual.app import SystemCommand
     from textual.binding import BindingType
 
+    from monitor.user_settings import apply_user_settings
     from widgets import keys
     from widgets.app import WaylayApp
     from widgets.model import FlowView
@@ -156,6 +157,7 @@ def make_attached_app(
             remote = self.remote
             assert remote is not None, "connect() the screen to its proxy first"
             super().on_mount()
+            apply_user_settings(self)  # theme, keymap; a theme picked later is kept
             self._ui_loop = asyncio.get_running_loop()
             remote.on_closed = self._closed_from_thread
             remote.on_rules = self._rules_from_thread

@@ -136,3 +136,34 @@ def save_setting(key: str, value: Any, path: Path | None = None) -> None:
     doc[key] = value
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, tomlkit.dumps(doc), backup=False)
+
+
+def apply_user_settings(app: Any, path: Path | None = None) -> UserSettings | None:
+    """Give a mounted screen the user's theme and keymap, and keep the theme chosen in
+    the palette for the next run. A bad file is a notice on the screen, not a crash."""
+    path = path or settings_path()
+    try:
+        user = load_user_settings(path)
+    except SettingsError as e:
+        app.notify_error(str(e))
+        return None
+    if user.theme:
+        if user.theme in app.available_themes:
+            app.theme = user.theme
+        else:
+            app.notify_error(f"{path}: theme {user.theme!r} is not a theme of this version")
+    if user.keymap:
+        app.set_keymap(user.keymap)
+    wanted = {"theme": app.theme}
+
+    def remember(theme: Any) -> None:
+        if theme.name == wanted["theme"]:
+            return
+        wanted["theme"] = theme.name
+        try:
+            save_setting("theme", theme.name, path)
+        except (SettingsError, OSError) as e:
+            app.notify_error(f"theme not saved: {e}")
+
+    app.theme_changed_signal.subscribe(app, remember)
+    return user

@@ -124,3 +124,43 @@ def test_saving_never_writes_over_a_broken_file():
 def test_saving_creates_the_file():
     save_setting("theme", "nord")
     assert load_user_settings().theme == "nord"
+
+
+# -- the screen takes the theme and keymap, and keeps a theme picked later ----------------
+
+
+async def test_the_screen_takes_theme_and_keymap_and_keeps_a_new_theme():
+    from monitor.user_settings import apply_user_settings
+    from tests.widgets.screen_fakes import Clock, FakeController
+    from widgets.app import WaylayApp
+
+    path = write_settings('# mine\ntheme = "nord"\n[keymap]\n"waylay.clear" = "c"\n')
+    controller = FakeController()
+    app = WaylayApp(controller, clock=Clock())
+    async with app.run_test() as pilot:
+        apply_user_settings(app)
+        await pilot.pause()
+        assert app.theme == "nord"
+        await pilot.press("c")  # remapped: clear finished flows
+        await pilot.pause()
+        assert ("clear_finished",) in controller.calls
+        app.theme = "dracula"  # as the palette's "Change theme" does
+        await pilot.pause()
+        await pilot.pause()
+    text = path.read_text()
+    assert 'theme = "dracula"' in text and "# mine" in text
+    assert load_user_settings().keymap == {"waylay.clear": "c"}
+
+
+async def test_a_bad_settings_file_is_a_notice_on_the_screen_not_a_crash():
+    from monitor.user_settings import apply_user_settings
+    from tests.widgets.screen_fakes import Clock, FakeController
+    from widgets.app import WaylayApp
+
+    write_settings('theme = "no-such-theme"\n')
+    app = WaylayApp(FakeController(), clock=Clock())
+    async with app.run_test() as pilot:
+        apply_user_settings(app)
+        await pilot.pause()
+        assert app.theme != "no-such-theme"
+        assert any("no-such-theme" in n.message for n in app._notifications)
