@@ -249,7 +249,10 @@ class EmbeddedProxy:
                 host = m.group(1)
                 where = f"[{host}]:{m.group(2)}" if ":" in host else f"{host}:{m.group(2)}"
             if "address already in use" in detail:
-                detail = "address already in use (pick another --listen-port, or 0 for a free one)"
+                detail = (
+                    "address already in use (pick another port: --listen-port N, "
+                    "or make run PORT=N under make; 0 picks a free one)"
+                )
             elif "Errno 13" in detail or "ermission denied" in detail:
                 detail = "permission denied (ports below 1024 need privileges)"
             self._start_error = f"cannot listen on {where}: {detail}"

@@ -746,7 +746,11 @@ class WaylayApp(App[None]):
             if original is not None:
                 self.notify(f"Sent an edited copy of #{view.seq}: a new row follows.")
 
-        self.push_screen(RequestEditor(view, self.controller), sent)
+        self.push_screen(RequestEditor(self.full_view(view), self.controller), sent)
+
+    def full_view(self, view: FlowView) -> FlowView:
+        """`view` with its headers and bodies (a screen in another process fetches them)."""
+        return view
 
     def action_event_log(self) -> None:
         """`l`: the event log (proxy errors, rules reloads, timeouts, TLS failures)."""

@@ -120,6 +120,14 @@ FLOW_LIST: Table = (
 
 APP: Table = (Key("question_mark", "help", "Help", "waylay.help", "this help", palette="Keys"),)
 
+ATTACHED: Table = (
+    Key("Q", "app.stop_proxy", "Stop proxy", "waylay.stop_proxy",
+        "stop the proxy process (asks first); every screen attached to it closes",
+        palette="Stop the proxy"),
+)  # fmt: skip
+"""The screen on a proxy process (``waylay``, ``waylay attach``); there ``q`` of an
+attached screen detaches."""
+
 DETAIL: Table = (
     Key("escape", "app.close_detail", "Back", "waylay.detail.close", "back to the flow list"),
 )
@@ -201,6 +209,10 @@ RULES_SCREEN: Table = (
 
 HELP_SECTIONS: tuple[tuple[str, Table], ...] = (
     ("flow list", tuple(key for key in FLOW_LIST if key.id != "waylay.close_detail")),
+    ("attached screen", (
+        Key("q", "", "", "", "in a screen of waylay attach: detach, the proxy goes on"),
+        *ATTACHED,
+    )),
     ("details", DETAIL),
     ("event log", EVENT_LOG),
     ("edit form (D)", REQUEST_EDITOR),

@@ -179,7 +179,8 @@ async def test_r_replays_through_the_proxy_as_a_new_linked_row(settings, upstrea
         )
         view = app.flows[replay]
         assert (view.method, view.path, view.status) == ("POST", "/echo/r", 200)
-        assert f"replay of #{app.flows[original].seq}" in view.notes
+        # notes are details: an attached screen fetches them (full_view)
+        assert f"replay of #{app.flows[original].seq}" in app.full_view(view).notes
         assert upstream.requests[1]["body"] == "payload"
     session.stop()
 

@@ -73,8 +73,8 @@ def detail_text(app) -> str:
 async def test_the_screen_shows_markup_literally_and_no_control_characters(
     settings, upstream, pool
 ):
-    app = make_app(settings)
-    _, port = app.session.start()
+    app, session = make_app(settings)
+    _, port = session.start()
     async with app.run_test(size=(160, 40)) as pilot:
         await asyncio.get_running_loop().run_in_executor(
             pool, lambda: raw_request(port, upstream.url(EVIL_PATH), f"X-Evil: {EVIL_HEADER}\r\n")
@@ -94,4 +94,4 @@ async def test_the_screen_shows_markup_literally_and_no_control_characters(
         assert "\x1b" not in text and "\\x1b" in text
         screen = app.export_screenshot()
         assert "[bold]big[/bold]" in screen.replace("&#160;", " ")
-    app.session.stop()
+    session.stop()
