@@ -269,7 +269,7 @@ class Decider:
             if self.events is not None:
                 self.events.add(
                     "timeout",
-                    f"{flow.request.method} {printable(flow.request.pretty_url)}: "
+                    f"{flow.request.method} {printable(flow.request.url)}: "
                     f"{event} {answer.value}; {outcome}",
                 )
             return outcome, {}, answer.value

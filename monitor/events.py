@@ -58,4 +58,4 @@ class EventLog:
         message = flow.error.msg
         if message == "Connection killed.":  # a cancel, not an error
             return
-        self.add("error", f"{flow.request.method} {flow.request.pretty_url}: {message}")
+        self.add("error", f"{flow.request.method} {flow.request.url}: {message}")

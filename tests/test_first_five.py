@@ -134,9 +134,7 @@ async def test_the_screen_takes_theme_and_keymap_and_keeps_a_new_theme():
     from tests.widgets.screen_fakes import Clock, FakeController
     from widgets.app import WaylayApp
 
-    path = write_settings(
-        '# mine\ntheme = "nord"\nfollow = true\n[keymap]\n"waylay.clear" = "c"\n'
-    )
+    path = write_settings('# mine\ntheme = "nord"\nfollow = true\n[keymap]\n"waylay.clear" = "c"\n')
     controller = FakeController()
     app = WaylayApp(controller, clock=Clock())
     async with app.run_test() as pilot:
