@@ -114,7 +114,9 @@ def attach_main(argv: list[str]) -> int:
     return run_attached(path)
 
 
-def make_attached_app(remote: Remote | None, *, own_proxy: bool = False, ask_timeout: float = 120):
+def make_attached_app(
+    remote: Remote | None, *, own_proxy: bool = False, ask_timeout: float | None = 120
+):
     """The screen for ``remote`` (not running yet). With None, ``app.connect(remote)``
     must come before it runs (the proxy's socket does not exist yet)."""
     from textual import on
@@ -122,6 +124,7 @@ def make_attached_app(remote: Remote | None, *, own_proxy: bool = False, ask_tim
     from textual.binding import BindingType
     from textual.message import Message
 
+    from monitor.user_settings import apply_user_settings
     from widgets import keys
     from widgets.app import FlowsUpdated, WaylayApp
     from widgets.model import FlowView
@@ -159,6 +162,7 @@ def make_attached_app(remote: Remote | None, *, own_proxy: bool = False, ask_tim
             remote = self.remote
             assert remote is not None, "connect() the screen to its proxy first"
             super().on_mount()
+            apply_user_settings(self)  # theme, keymap; a theme picked later is kept
             self._ui_loop = asyncio.get_running_loop()
             remote.on_closed = self._closed_from_thread
             remote.on_rules = self._rules_from_thread

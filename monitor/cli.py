@@ -3,11 +3,53 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from monitor import VERSION
-from monitor.settings import Settings, SettingsError, default_confdir, default_rules_path
+from monitor import VERSION, limits
+from monitor.options_check import (
+    ask_timeout_arg,
+    check_paths,
+    port_arg,
+    positive_int_arg,
+    proxy_auth,
+    size_arg,
+)
+from monitor.settings import (
+    MAX_ASK_TIMEOUT,
+    Settings,
+    SettingsError,
+    default_confdir,
+    default_rules_path,
+)
+from monitor.user_settings import UserSettings, load_user_settings, settings_path
+
+# Every command, one line each: ``waylay --help`` lists them, ``waylay COMMAND --help``
+# explains each.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("waylay [options]", "the interactive monitor (this help)"),
+    ("waylay --headless [options]", "no screen: apply the rules, one line per flow"),
+    ("waylay rules check [PATH]", "validate a rules file"),
+    ("waylay rules list [PATH]", "the rules in precedence order"),
+    ("waylay rules export [PATH] --format F", "export rules: toml, json, dnr, mitmproxy"),
+    ("waylay rules import FILE --format F", "import rules: toml, json, dnr"),
+    ("waylay attach [PORT|PATH]", "open the screen on a running proxy (q detaches)"),
+    ("waylay attach --list", "the proxies running for this user"),
+    ("waylay ca", "where the CA certificate is and how to trust it"),
+)
+
+
+def _commands_epilog() -> str:
+    width = max(len(name) for name, _ in COMMANDS)
+    lines = [f"  {name:<{width}}  {what}" for name, what in COMMANDS]
+    return (
+        "commands:\n"
+        + "\n".join(lines)
+        + "\n\nEach command has its own --help (waylay rules --help, waylay attach --help, "
+        "waylay ca --help)."
+        + f"\nDefaults for options can live in the settings file: {settings_path()}"
+    )
 
 
 def _version() -> str:
@@ -16,19 +58,44 @@ def _version() -> str:
     return f"waylay {VERSION} (mitmproxy {mv.VERSION}, Python {sys.version.split()[0]})"
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad option is one line on stderr and exit 2 (not argparse's usage block)."""
+
+    def error(self, message: str):
+        from policies.printable import printable
+
+        self.exit(2, f"{self.prog}: {printable(message)} (see {self.prog} --help)\n")
+
+
 def main_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="waylay",
         description="Interactive HTTP(S) debugging proxy: see every request live, stop the "
         "ones you care about, decide, and keep the decisions as rules.",
-        epilog="Also: waylay attach [PORT|PATH] (the screen on a running proxy), "
-        "waylay rules check|list|export|import …, waylay ca",
+        epilog=_commands_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
-    p.add_argument("--listen-host", default="127.0.0.1", help="default 127.0.0.1")
     p.add_argument(
-        "--listen-port", type=int, default=8080, help="default 8080; 0 picks a free port"
+        "--listen-host",
+        default="127.0.0.1",
+        help="default 127.0.0.1; anything not loopback needs --proxy-auth or --allow-remote",
     )
-    p.add_argument("--mode", default="regular", help="regular, upstream:URL, reverse:URL, socks5")
+    p.add_argument(
+        "--listen-port",
+        type=port_arg,
+        default=8080,
+        metavar="PORT",
+        help="0-65535, default 8080; 0 picks a free port",
+    )
+    p.add_argument(
+        "--mode",
+        action="append",
+        default=None,
+        metavar="MODE",
+        help="regular, upstream:URL, reverse:URL or socks5, each optionally @[HOST:]PORT; "
+        "may be given several times (default regular)",
+    )
     p.add_argument(
         "--rules",
         type=Path,
@@ -40,10 +107,11 @@ def main_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--ask-timeout",
-        type=float,
+        type=ask_timeout_arg,
         default=120.0,
         metavar="SEC",
-        help="how long a paused event waits for you (default 120)",
+        help=f"how long a paused event waits for you: seconds in (0, {MAX_ASK_TIMEOUT}], "
+        "or none to wait for ever (default 120)",
     )
     p.add_argument(
         "--ask-default",
@@ -53,19 +121,25 @@ def main_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-flows",
-        type=int,
+        type=positive_int_arg,
         default=50_000,
         metavar="N",
-        help="flows kept in memory (default 50000)",
+        help="flows kept in memory, at least 1 (default 50000)",
     )
     p.add_argument(
         "--max-body-memory",
         default="256m",
+        type=size_arg,
         metavar="SIZE",
         help="bytes of bodies kept across flows (k/m/g suffixes; default 256m); "
         "past it the oldest flows lose their bodies",
     )
-    p.add_argument("--har", type=Path, default=None, help="write the session as HAR 1.2 on exit")
+    p.add_argument(
+        "--har",
+        type=Path,
+        default=None,
+        help="write the session as HAR 1.2 on exit (file mode 0600); its folder must exist",
+    )
     p.add_argument(
         "--headless",
         action="store_true",
@@ -82,22 +156,107 @@ def main_parser() -> argparse.ArgumentParser:
         "--proxy-auth",
         default=None,
         metavar="USER:PASS",
-        help="clients must authenticate to the proxy",
+        help="clients must authenticate to the proxy (both non-empty); better: "
+        "$WAYLAY_PROXY_AUTH or --proxy-auth-file, which other users cannot see in ps",
+    )
+    p.add_argument(
+        "--proxy-auth-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="read USER:PASS for --proxy-auth from the first line of FILE",
     )
     p.add_argument(
         "--allow-remote",
         action="store_true",
-        help="permit a non-loopback --listen-host without --proxy-auth",
+        help="permit a non-loopback listen address (--listen-host or a mode's @HOST:PORT) "
+        "without --proxy-auth",
     )
     p.add_argument(
         "--upstream-ca",
         type=Path,
         default=None,
         metavar="PEM",
-        help="also trust this CA for upstream servers (besides the system's)",
+        help="also trust this CA for upstream servers (besides the system's); a readable PEM file",
+    )
+    limits.add_arguments(p)
+    p.add_argument(
+        "--print-settings",
+        action="store_true",
+        help="print the effective settings and where each comes from, then exit",
     )
     p.add_argument("--version", action="version", version=_version())
     return p
+
+
+def _file_defaults(parser: argparse.ArgumentParser, options: dict) -> dict:
+    """The settings file's options, converted and checked by the same functions as the
+    command line's (ranges included); a bad value names the file and the key."""
+    actions = {a.dest: a for a in parser._actions}
+    out: dict = {}
+    for name, value in options.items():
+        action = actions[name]
+        text = str(value)
+        try:
+            converted = action.type(text) if callable(action.type) else text
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as e:
+            raise SettingsError(f"{settings_path()}: options.{name}: {e}") from None
+        out[name] = [converted] if name == "mode" else converted  # --mode appends
+    return out
+
+
+def _given_on_command_line(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The ``dest`` of every option that ``argv`` names (abbreviations are off)."""
+    given: set[str] = set()
+    for action in parser._actions:
+        for opt in action.option_strings:
+            if any(a == opt or a.startswith(opt + "=") for a in argv):
+                given.add(action.dest)
+    return given
+
+
+# The settings --print-settings shows, in order: Settings field -> argparse dest.
+_SHOWN = (
+    "listen_host",
+    "listen_port",
+    "mode",
+    "rules",
+    "confdir",
+    "ask_timeout",
+    "ask_default",
+    "max_flows",
+    "max_body_memory",
+    "har",
+    "proxy_auth",
+    "allow_remote",
+    "upstream_ca",
+    "max_header_size",
+    "idle_timeout",
+    "connect_timeout",
+    "read_timeout",
+)
+
+
+def print_settings(settings: Settings, user: UserSettings, given: set[str], out=None) -> None:
+    out = out or sys.stdout
+    from_file = set(user.option_defaults())
+    path = settings_path()
+    for name in _SHOWN:
+        value = getattr(settings, name)
+        if name == "proxy_auth" and value:
+            value = value.split(":", 1)[0] + ":****"
+        if name in given:
+            source = "command line"
+        elif name == "rules" and os.environ.get("WAYLAY_RULES"):
+            source = "$WAYLAY_RULES"
+        elif name in from_file:
+            source = f"settings file {path}"
+        else:
+            source = "default"
+        print(f"{name} = {value}  ({source})", file=out)
+    print(f"theme = {user.theme or '(Textual default)'}", file=out)
+    print(f"keymap = {dict(user.keymap) or '(none)'}", file=out)
+    print(f"settings file: {path}{'' if path.exists() else ' (not present)'}", file=out)
 
 
 def rules_parser() -> argparse.ArgumentParser:
@@ -109,6 +268,12 @@ def rules_parser() -> argparse.ArgumentParser:
     c.add_argument("path", nargs="?", type=Path)
     ls = sub.add_parser("list", help="the rules in precedence order")
     ls.add_argument("path", nargs="?", type=Path)
+    ls.add_argument(
+        "--format",
+        choices=("table", "tsv", "json"),
+        default=None,
+        help="default: table on a terminal, tsv (one rule per line) when piped",
+    )
     ex = sub.add_parser("export", help="export rules as toml, json, dnr or mitmproxy options")
     ex.add_argument("path", nargs="?", type=Path)
     ex.add_argument("--format", required=True, choices=("toml", "json", "dnr", "mitmproxy"))
@@ -119,6 +284,11 @@ def rules_parser() -> argparse.ArgumentParser:
     im.add_argument("--format", required=True, choices=("toml", "json", "dnr"))
     im.add_argument("--into", type=Path, default=None)
     im.add_argument("--replace", action="store_true")
+    im.add_argument(
+        "--allow-outside",
+        action="store_true",
+        help="accept respond rules whose body_file is outside the rules file's folder",
+    )
     return p
 
 
@@ -129,43 +299,40 @@ def rules_main(argv: list[str]) -> int:
     if args.command == "check":
         return pcli.check(args.path)
     if args.command == "list":
-        return pcli.list_rules(args.path)
+        return pcli.list_rules(args.path, fmt=args.format)
     from policies import exchange
 
     if args.command == "export":
         return exchange.export_command(args.path, args.format, args.output, strict=args.strict)
-    return exchange.import_command(args.file, args.format, into=args.into, replace=args.replace)
-
-
-def _size(text: str) -> int:
-    from mitmproxy.utils import human
-
-    try:
-        size = human.parse_size(text)
-    except ValueError:
-        size = None
-    if size is None:
-        raise SettingsError(f"--max-body-memory {text!r}: expected a size such as 256m")
-    return size
+    return exchange.import_command(
+        args.file,
+        args.format,
+        into=args.into,
+        replace=args.replace,
+        allow_outside=args.allow_outside,
+    )
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    modes = args.mode or ["regular"]
     return Settings(
         listen_host=args.listen_host,
         listen_port=args.listen_port,
-        mode=args.mode,
+        mode=modes[0],
+        extra_modes=tuple(modes[1:]),
         rules=(args.rules or default_rules_path()).expanduser(),
         confdir=(args.confdir or default_confdir()).expanduser(),
         ask_timeout=args.ask_timeout,
         ask_default=args.ask_default,
         max_flows=args.max_flows,
-        max_body_memory=_size(args.max_body_memory),
+        max_body_memory=args.max_body_memory,
         har=args.har,
         headless=args.headless,
         hold=args.hold,
-        proxy_auth=args.proxy_auth,
+        proxy_auth=proxy_auth(args),
         allow_remote=args.allow_remote,
         upstream_ca=args.upstream_ca,
+        **limits.settings_kwargs(args),
     )
 
 
@@ -181,13 +348,31 @@ def main(argv: list[str] | None = None) -> int:
         from monitor.ca import ca_main
 
         return ca_main(argv[1:])
-    args = main_parser().parse_args(argv)
+    parser = main_parser()
     try:
-        settings = settings_from(args)
-        settings.validate()
+        user = load_user_settings()
     except SettingsError as e:
         print(f"waylay: {e}", file=sys.stderr)
         return 2
+    defaults = user.option_defaults()
+    if os.environ.get("WAYLAY_RULES"):
+        defaults.pop("rules", None)  # the environment beats the settings file
+    try:
+        parser.set_defaults(**_file_defaults(parser, defaults))
+    except SettingsError as e:
+        print(f"waylay: {e}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from(args)
+        settings.validate()
+        check_paths(settings)
+    except SettingsError as e:
+        print(f"waylay: {e}", file=sys.stderr)
+        return 2
+    if args.print_settings:
+        print_settings(settings, user, _given_on_command_line(parser, argv))
+        return 0
     if settings.headless:
         from monitor.headless import run_headless
 

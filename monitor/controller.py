@@ -158,7 +158,7 @@ class ProxyController:
             "event": "request",
             "action": "ask",
             "priority": BREAKPOINT_PRIORITY,
-            "note": "breakpoint (unsaved)",
+            "note": "breakpoint set with i on the flow list",  # true once saved too
         }
         if spec.startswith(("~", "!", "(")):
             try:

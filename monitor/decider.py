@@ -12,11 +12,13 @@ import logging
 
 from mitmproxy import http
 
+from monitor.destination import destination_url
 from monitor.pauses import Ended, Pauses
 from monitor.record import flow_type, record_of
 from monitor.recorder import Recorder
 from monitor.retries import Retries
 from policies import Decision, EventDetails, RulesFile
+from policies.printable import printable
 
 log = logging.getLogger("waylay.decider")
 
@@ -28,6 +30,17 @@ def cancel(flow: http.HTTPFlow, why: str) -> None:
     rec = record_of(flow)
     rec.state = "cancelled"
     rec.note(why)
+    if flow.killable:
+        flow.kill()
+
+
+def client_gone(flow: http.HTTPFlow, event: str) -> None:
+    """The client went away while its flow was paused: nobody cancelled it, so it is not
+    "cancelled" (by the ask rule, as it read before); it is "client gone"."""
+    rec = record_of(flow)
+    rec.state = "error"
+    rec.client_gone = True
+    rec.note(f"client gone: it disconnected while paused at the {event} event")
     if flow.killable:
         flow.kill()
 
@@ -66,7 +79,7 @@ def edit(flow: http.HTTPFlow, params: dict) -> None:
     req = flow.request
     if params.get("method"):
         req.method = str(params["method"]).upper()
-    if params.get("url") and params["url"] != req.pretty_url:
+    if params.get("url") and params["url"] not in (req.url, printable(req.url)):
         rewrite(flow, params["url"])
     if "headers" in params and params["headers"] is not None:
         req.headers.clear()
@@ -132,7 +145,7 @@ class Decider:
         decision = self.rules.decide(
             EventDetails(
                 event=event,
-                url=flow.request.pretty_url,
+                url=destination_url(flow),
                 method=flow.request.method,
                 type=flow_type(flow),
                 status=status,
@@ -165,6 +178,9 @@ class Decider:
             if not await self._redirect_event(flow):
                 return
         action, params, origin = await self._decide(flow, "response", resp.status_code)
+        if action == "gone":
+            client_gone(flow, "response")
+            return
         if action == "cancel":
             self._cancel(flow, f"response cancelled ({origin})")
         elif action == "respond":
@@ -195,6 +211,9 @@ class Decider:
         assert resp is not None
         location = (("Location", resp.headers["location"]),)
         action, params, origin = await self._decide(flow, "redirect", resp.status_code, location)
+        if action == "gone":
+            client_gone(flow, "redirect")
+            return False
         if action == "cancel":
             self._cancel(flow, f"redirect to {resp.headers['location']} cancelled ({origin})")
             return False
@@ -224,7 +243,7 @@ class Decider:
         answer = await self.pauses.ask(
             flow.id,
             event,
-            url=flow.request.pretty_url,
+            url=destination_url(flow),
             method=flow.request.method,
             details=details,
             asked_by=asked_by,
@@ -245,11 +264,7 @@ class Decider:
 
     def _apply_request(self, flow, action: str, params: dict, origin: str) -> None:
         if action == "gone":
-            rec = record_of(flow)
-            rec.state = "cancelled"
-            rec.note("client disconnected while paused")
-            if flow.killable:
-                flow.kill()
+            client_gone(flow, "request")
         elif action == "cancel":
             self._cancel(flow, f"cancelled ({origin})")
         elif action == "redirect":

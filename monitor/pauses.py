@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ class Pauses:
     def __init__(
         self,
         *,
-        timeout: float,
+        timeout: float | None,
         headless: bool,
         on_change: Callable[[str], None] = lambda key: None,
         clock: Callable[[], float] = time.time,
@@ -85,7 +86,7 @@ class Pauses:
             flow_id=key,
             event=event,  # type: ignore[arg-type]
             since=now,
-            deadline=now + self.timeout,
+            deadline=now + self.timeout if self.timeout is not None else math.inf,
             url=url,
             method=method,
             details=details,

@@ -55,6 +55,8 @@ class FlowRecord:
     """The auth addon's late request hook saw the request go upstream."""
     auth_preempted: dict[str, CacheEntry] = field(default_factory=dict)
     """Lower-cased header name -> auth cache entry whose credentials went up front."""
+    client_gone: bool = False
+    """The client disconnected while the flow was paused: not "cancelled" by anyone."""
     retries: int = 0
     """The client's retries of this cancelled request, cancelled with it (retries.py)."""
     retry_of: str | None = None

@@ -120,7 +120,7 @@ class Session:
 
     def stop(self, drain_timeout: float = 3.0) -> None:
         """Paused flows get their timeout outcome, then the proxy stops; HAR is written."""
-        self.rules.stop_watching()
+        self.rules.close()  # stops watching; counts and hits not yet written are written
         if self.proxy.loop is not None and self.proxy.running:
             try:
                 self.proxy.run_coroutine(self._drain(drain_timeout)).result(drain_timeout + 2)

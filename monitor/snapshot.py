@@ -10,7 +10,9 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
+from monitor.destination import host_mismatch
 from monitor.record import flow_type, record_of
+from policies.printable import printable
 from widgets.model import FlowState, FlowView, PausedEvent, TraceEntry
 
 BODY_PREVIEW = 64 * 1024
@@ -27,6 +29,10 @@ def _body(message: http.Message | None) -> tuple[bytes, int]:
     except ValueError:
         content = raw
     return content[:BODY_PREVIEW], len(content)
+
+
+def _printable_pairs(pairs) -> tuple[tuple[str, str], ...]:
+    return tuple((printable(k), printable(v)) for k, v in pairs)
 
 
 def _timing(flow: http.HTTPFlow) -> tuple[tuple[str, float], ...]:
@@ -75,36 +81,45 @@ def snapshot(
     req_body, req_size = _body(req)
     resp_body, resp_size = _body(resp)
     error = None
-    if flow.error is not None and state == "error":
-        error = flow.error.msg
+    if rec.client_gone:
+        error = "client gone"
+    elif flow.error is not None and state == "error":
+        error = printable(flow.error.msg)
+    notes = tuple(printable(n) for n in rec.notes)
+    if mismatch := host_mismatch(flow):
+        notes = (printable(mismatch), *notes)
     return FlowView(
         id=flow.id,
         seq=seq,
         started=req.timestamp_start,
-        method=req.method,
+        method=printable(req.method),
         scheme=req.scheme,
-        host=req.pretty_host,
+        host=printable(req.host),
         port=req.port,
-        path=req.path,
-        url=req.pretty_url,
+        path=printable(req.path),
+        url=printable(req.url),
         http_version=req.http_version,
         type=flow_type(flow),
         state=state,
         status=resp.status_code if resp is not None else None,
-        reason=resp.reason if resp is not None else "",
+        reason=printable(resp.reason) if resp is not None else "",
         error=error,
         paused=paused,
         size=resp_size if resp is not None else None,
         duration=duration,
         rule_id=rec.rule_id,
         trace=tuple(TraceEntry(*t) for t in rec.trace),
-        notes=tuple(rec.notes),
-        request_headers=rec.redacted(req.headers.items(multi=True)),
+        notes=notes,
+        request_headers=_printable_pairs(rec.redacted(req.headers.items(multi=True))),
         request_body=req_body,
         request_body_size=req_size,
-        response_headers=tuple(resp.headers.items(multi=True)) if resp is not None else (),
+        response_headers=(
+            _printable_pairs(resp.headers.items(multi=True)) if resp is not None else ()
+        ),
         response_body=resp_body,
-        response_content_type=resp.headers.get("content-type", "") if resp is not None else "",
+        response_content_type=(
+            printable(resp.headers.get("content-type", "")) if resp is not None else ""
+        ),
         timing=_timing(flow),
         certificate=rec.certificate,
         is_websocket=flow.websocket is not None,

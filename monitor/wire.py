@@ -54,7 +54,7 @@ class Welcome(msgspec.Struct, tag=True):
     hold: bool
     flows: int = 0
     paused: int = 0
-    ask_timeout: float = 120.0
+    ask_timeout: float | None = 120.0  # None: no time limit
 
 
 class Hello(msgspec.Struct, tag=True):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
@@ -51,6 +52,7 @@ from .match_pattern import (
     split_url,
 )
 from .model import Rule
+from .regex import to_python
 from .regex_parser import sre_constants as _sre_c
 from .regex_parser import sre_parse as _sre_parse
 
@@ -257,6 +259,14 @@ def _url(regex: str) -> str:
 # -- conditions ------------------------------------------------------------------------------
 
 
+def _python_regex(regex: str) -> str:
+    """A rule's regex (RE2) in the Python ``re`` syntax mitmproxy's filters use."""
+    try:
+        return to_python(regex)
+    except ValueError as exc:
+        raise _LeftOut(f"its regex {exc}") from None
+
+
 def _condition(rule: Rule) -> str:
     if rule.types is not None:
         raise _LeftOut(
@@ -276,7 +286,7 @@ def _condition(rule: Rule) -> str:
     for text in rule.exclude_urls:
         parts.append("!" + _url(pattern_regex(text)))
     if rule.regex is not None:
-        parts.append(_url(case_sensitive(rule.regex)))
+        parts.append(_url(case_sensitive(_python_regex(rule.regex))))
     if rule.methods is not None:
         names = "|".join(re.escape(m) for m in rule.methods)
         parts.append("~m " + filter_quote(f"^(?:{names})$"))
@@ -473,10 +483,13 @@ def _map_remote(rule: Rule, effective: str) -> _Entry:
     assert rule.url is not None
     if rule.url_is_substitution:
         assert rule.regex is not None
-        tree = _sre_parse.parse(rule.regex)
+        regex = _python_regex(rule.regex)
+        with warnings.catch_warnings():  # "possible nested set" must not reach the screen
+            warnings.simplefilter("ignore")
+            tree = _sre_parse.parse(regex)
         if _has_numbered_refs(tree):
             raise _LeftOut("its regex refers to its own groups, which map_remote would renumber")
-        flags, rest = _global_flags(rule.regex)
+        flags, rest = _global_flags(regex)
         groups = tree.state.groups - 1
         subject = f"(?{flags})" if flags else ""
         subject += f"\\A([\\s\\S]*?)({rest})([\\s\\S]*)\\Z"

@@ -84,7 +84,7 @@ class WaylayApp(App[None]):
         rules_source: Any = None,
         title_info: Mapping[str, object] | None = None,
         clock: Callable[[], float] = time.time,
-        ask_timeout: float = 120,
+        ask_timeout: float | None = 120,
         on_close: Callable[[], None] | None = None,
     ) -> None:
         """`on_close` runs when the app unmounts (e.g. stops the proxy it shows)."""

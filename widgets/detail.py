@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 from rich.console import Group, RenderableType
@@ -40,10 +41,14 @@ def _pairs(rows: list[tuple[str, str]]) -> Table:
 
 def _paused_lines(paused: PausedEvent, now: float) -> RenderableType:
     waited = max(0, int(now - paused.since))
-    left = max(0, int(round(paused.deadline - now)))
+    if math.isfinite(paused.deadline):
+        left = max(0, int(round(paused.deadline - now)))
+        outcome = f"the default outcome in {left}s"
+    else:  # --ask-timeout none
+        outcome = "no time limit"
     headline = Text.assemble(
         (f"⏸ paused at the {paused.event} event", "bold reverse"),
-        f"  waiting {waited}s; the default outcome in {left}s",
+        f"  waiting {waited}s; {outcome}",
     )
     if not paused.details:
         return headline

@@ -325,7 +325,9 @@ class DecisionDialog(ModalScreen[Answer | None]):
             return
         left = paused.deadline - self.clock()
         frame = self.query_one("#frame")
-        if left <= 0:
+        if not math.isfinite(left):  # --ask-timeout none
+            frame.border_subtitle = Content("⏱ no time limit")
+        elif left <= 0:
             frame.border_subtitle = Content("⏱ timing out…")
         else:
             frame.border_subtitle = Content(f"⏱ {_format_left(left)} left, {self.TIMEOUT_OUTCOME}")

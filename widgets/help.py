@@ -66,6 +66,8 @@ class HelpScreen(ModalScreen[None]):
             note = "A paused flow waits for you"
             if self.ask_timeout:
                 note += f" at most {self.ask_timeout:g} s"
+            elif self.ask_timeout is None:
+                note += " with no time limit (--ask-timeout none)"
             note += (
                 "; then requests, responses and redirects get --ask-default, "
                 "auth is cancelled and a bad certificate is rejected. "

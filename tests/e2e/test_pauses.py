@@ -172,8 +172,9 @@ def test_client_that_vanishes_while_paused_ends_its_flow(session, upstream):
     sock.close()
     wait_for(lambda: not session.pauses.keys(), what="pause to end")
     view = wait_for(lambda: (v := session.recorder.view(fid)) and v.finished and v, what="flow end")
-    assert view.state == "cancelled"
-    assert any("client disconnected" in n for n in view.notes)
+    # Nobody cancelled it (issue 16): the client went away.
+    assert view.state == "error" and view.error == "client gone"
+    assert any("client gone: it disconnected while paused" in n for n in view.notes)
     assert upstream.requests == []
 
 

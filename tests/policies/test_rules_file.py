@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from policies import files
 from policies.engine import EventDetails
 from policies.model import Rule
 from policies.rules_file import RulesFile, RulesFileError, check_text, default_rules_path
@@ -395,17 +396,23 @@ def test_an_external_edit_is_built_on_not_clobbered(spec_file):
 
 def test_a_crash_between_write_and_rename_leaves_the_old_file(spec_file, monkeypatch):
     rules_file = loaded(spec_file)
-    real_replace = os.replace
+    real_replace, real_exchange = os.replace, files._exchange
 
-    def crash(src, dst):
-        if Path(dst) == spec_file:
-            raise OSError(28, "No space left on device")
-        return real_replace(src, dst)
+    def crash(swap):
+        def swapped(src, dst):
+            if Path(dst) == spec_file:
+                raise OSError(28, "No space left on device")
+            return swap(src, dst)
 
-    monkeypatch.setattr(os, "replace", crash)
+        return swapped
+
+    # the new version goes in by an atomic exchange, or a rename where there is none
+    monkeypatch.setattr(os, "replace", crash(real_replace))
+    monkeypatch.setattr(files, "_exchange", crash(real_exchange))
     with pytest.raises(OSError):
         rules_file.set_enabled("no-trackers", False)
     monkeypatch.setattr(os, "replace", real_replace)
+    monkeypatch.setattr(files, "_exchange", real_exchange)
     assert spec_file.read_text() == EXAMPLE
     assert not [p for p in spec_file.parent.iterdir() if p.name.endswith(".tmp")]
     assert rules_file.get("no-trackers").enabled  # memory matches the disk
@@ -416,15 +423,18 @@ def test_a_crash_between_write_and_rename_leaves_the_old_file(spec_file, monkeyp
 KILLED_WRITER = """
 import os, signal, sys
 from pathlib import Path
+from policies import files
 from policies.rules_file import RulesFile
 
 path = Path(sys.argv[1])
-real_replace = os.replace
-def replace(src, dst):
-    if Path(dst) == path:
-        os.kill(os.getpid(), signal.SIGKILL)  # the power goes out between write and rename
-    return real_replace(src, dst)
-os.replace = replace
+def killing(swap):
+    def swapped(src, dst):
+        if Path(dst) == path:
+            os.kill(os.getpid(), signal.SIGKILL)  # the power goes out between write and swap
+        return swap(src, dst)
+    return swapped
+os.replace = killing(os.replace)
+files._exchange = killing(files._exchange)
 rules_file = RulesFile(path)
 assert rules_file.load(), rules_file.errors
 rules_file.remove("no-trackers")
@@ -446,6 +456,10 @@ def test_a_writer_killed_between_write_and_rename_leaves_the_old_file(spec_file)
     rules_file = loaded(spec_file)
     assert rules_file.get("no-trackers") is not None
     rules_file.remove("no-trackers")
+    assert leftovers[0].exists()  # it could be another writer's, in the middle of a save
+    old = time.time() - 120
+    os.utime(leftovers[0], (old, old))  # a killed writer's, from minutes ago
+    rules_file.add(Rule(id="again", action="cancel"))
     assert not [p for p in spec_file.parent.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -501,14 +515,15 @@ def test_times_counts_down_in_the_file_then_disables(tmp_path):
     hit = EventDetails("request", "https://x/")
     assert rules_file.times_left("next-two") == 2
     assert rules_file.decide(hit).action == "cancel"
-    assert "times = 1  # then stop" in path.read_text()
-    assert rules_file.times_left("next-two") == 1
+    assert rules_file.times_left("next-two") == 1  # counted at once, written a moment later
+    wait_for(lambda: "times = 1  # then stop" in path.read_text(), what="the writer")
     assert rules_file.decide(hit).action == "cancel"
+    assert rules_file.decide(hit).action == "continue"  # used up at once
+    rules_file.flush()
     assert (
         path.read_text()
         == 'version = 1\n\n[[rule]]\nid = "next-two"\naction = "cancel"\nenabled = false\n'
     )
-    assert rules_file.decide(hit).action == "continue"
     assert rules_file.hits == {"next-two": 2}
     assert rules_file.get("next-two").enabled is False and rules_file.times_left("next-two") is None
 
@@ -545,6 +560,7 @@ def test_times_is_exact_under_concurrent_decisions(tmp_path):
         thread.join()
     assert results.count("five") == 5 and len(results) == 120
     assert rules_file.hits == {"five": 5}
+    rules_file.flush()
     assert loaded(path).get("five").enabled is False
 
 
@@ -561,6 +577,7 @@ def test_transient_rules_decide_but_are_never_written(spec_file):
         "no-trackers",
     )  # wins the tie
     assert rules_file.decide(hit).rule_id == "no-trackers"  # used up
+    rules_file.flush()
     assert rules_file.transient == ()
     rules_file.set_transient([Rule(id="bp-2", action="ask", priority=10)])
     assert rules_file.ordered()[0].id == "bp-2"
