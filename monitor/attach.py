@@ -119,14 +119,19 @@ def make_attached_app(
 ):
     """The screen for ``remote`` (not running yet). With None, ``app.connect(remote)``
     must come before it runs (the proxy's socket does not exist yet)."""
+    from textual import on
     from textual.app import SystemCommand
     from textual.binding import BindingType
+    from textual.message import Message
 
     from monitor.user_settings import apply_user_settings
     from widgets import keys
-    from widgets.app import WaylayApp
+    from widgets.app import FlowsUpdated, WaylayApp
     from widgets.model import FlowView
     from widgets.prompts import ConfirmPrompt
+
+    class BatchesWaiting(Message):
+        """The connection has batches for the screen (merged until taken)."""
 
     class AttachedApp(WaylayApp):
         """The screen of a proxy in another process."""
@@ -161,12 +166,24 @@ def make_attached_app(
             self._ui_loop = asyncio.get_running_loop()
             remote.on_closed = self._closed_from_thread
             remote.on_rules = self._rules_from_thread
-            remote.set_sink(self.push_flows)
+            remote.set_notify(self._batches_waiting)
             self._rules_error = remote.rules.error
             if remote.rules.error:
                 self.notify_error(f"rules file: {remote.rules.error}")
             if remote.closed is not None:
                 self.proxy_gone(remote.closed)
+
+        def _batches_waiting(self) -> None:  # the connection's reader thread
+            self.post_message(BatchesWaiting())
+
+        @on(BatchesWaiting)
+        def _apply_batches(self) -> None:
+            """Whatever arrived since the last time, as one batch: a screen that fell
+            behind catches up in one step, and keys never wait behind a queue of them."""
+            if self.remote is not None:
+                views, removed = self.remote.take()
+                if views or removed:
+                    self.on_flows_updated(FlowsUpdated(tuple(views), tuple(removed)))
 
         def _from_thread(self, fn, *args) -> None:
             if self._ui_loop is None:  # not mounted yet: on_mount looks at the remote

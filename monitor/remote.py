@@ -98,6 +98,10 @@ class Remote:
         self._lock = threading.Lock()
         self._sink: Sink | None = None
         self._buffer: list[tuple[list[FlowView], list[str]]] = []
+        self._notify: Callable[[], None] | None = None
+        self._waiting: dict[str, FlowView] = {}
+        self._waiting_removed: list[str] = []
+        self._notified = False
         self.known: set[str] = set()
         self._reset_before: set[str] | None = None
         self._reset_ids: set[str] = set()
@@ -218,11 +222,51 @@ class Remote:
         self.known.difference_update(removed)
         self.batches += 1
         with self._lock:
+            if self._notify is not None:
+                self._wait(views, removed)
+                if self._notified:
+                    return
+                self._notified = True
+                notify = self._notify
+            else:
+                notify = None
+        if notify is not None:
+            notify()
+            return
+        with self._lock:
             if self._sink is None:
                 self._buffer.append((views, removed))
                 return
             sink = self._sink
         sink(views, removed)
+
+    def _wait(self, views: list[FlowView], removed: list[str]) -> None:
+        for view in views:
+            self._waiting[view.id] = view  # a flow keeps its place, with its latest view
+        for fid in removed:
+            self._waiting.pop(fid, None)
+            self._waiting_removed.append(fid)
+
+    def set_notify(self, notify: Callable[[], None]) -> None:
+        """Coalesce batches: ``notify()`` (from the reader thread) says that ``take()``
+        has something; until it is taken, further batches merge into it. A screen that
+        falls behind then applies one merged batch instead of a queue of them."""
+        with self._lock:
+            buffered, self._buffer = self._buffer, []
+            for views, removed in buffered:
+                self._wait(views, removed)
+            self._notify = notify
+            self._notified = bool(self._waiting or self._waiting_removed)
+        if self._notified:
+            notify()
+
+    def take(self) -> tuple[list[FlowView], list[str]]:
+        """Everything that changed since the last ``take()`` (see ``set_notify``)."""
+        with self._lock:
+            views, removed = list(self._waiting.values()), self._waiting_removed
+            self._waiting, self._waiting_removed = {}, []
+            self._notified = False
+        return views, removed
 
     def set_sink(self, sink: Sink) -> None:
         """Where batches go from now on; those that came before are handed over first."""

@@ -417,7 +417,10 @@ def test_waylay_runs_its_proxy_in_a_child_process_and_q_stops_it(confdir, rules_
         [*WAYLAY, "--listen-port", "0", "--confdir", str(confdir), "--rules", str(rules_path)]
     )
     try:
-        [info] = wait_for(running_proxies, 30, "the screen's proxy")
+        try:
+            [info] = wait_for(running_proxies, 60, "the screen's proxy")
+        except AssertionError:
+            raise AssertionError(f"no proxy; the terminal shows: {term.text()[-3000:]!r}") from None
         assert info.pid != term.proc.pid  # its own process
         assert curl(info.port, upstream.url("/seen")).stdout.endswith("200")
         wait_for(lambda: b"/seen" in term.output, 30, "the flow on the screen")
