@@ -60,6 +60,13 @@ def make_app(settings: Settings, *, clock: Callable[[], float] = time.time):
         ask_timeout=settings.ask_timeout,
     )
     app.session = session
+    if session.saver is not None:  # saving stopped (disk full...): a toast, not stderr
+
+        def save_failed(message: str) -> None:
+            if app.is_running:
+                app.call_from_thread(app.notify_error, message)
+
+        session.saver.on_error = save_failed
     relay.app = app
     holder["app"] = app
     return app

@@ -67,6 +67,14 @@ def main_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--har", type=Path, default=None, help="write the session as HAR 1.2 on exit")
     p.add_argument(
+        "--save",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="stream every finished flow to FILE in mitmproxy's flow format "
+        "(mitmproxy -r FILE or waylay open FILE reads it)",
+    )
+    p.add_argument(
         "--headless",
         action="store_true",
         help="no screen: apply the rules, print one line per finished flow",
@@ -154,6 +162,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_flows=args.max_flows,
         max_body_memory=_size(args.max_body_memory),
         har=args.har,
+        save=args.save,
         headless=args.headless,
         proxy_auth=args.proxy_auth,
         allow_remote=args.allow_remote,

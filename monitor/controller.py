@@ -11,7 +11,7 @@ import dataclasses
 import logging
 from urllib.parse import urlsplit
 
-from mitmproxy import flowfilter
+from mitmproxy import flowfilter, http
 
 from monitor.pauses import Pauses
 from monitor.proxy import EmbeddedProxy
@@ -261,6 +261,22 @@ class ProxyController:
             return [self.recorder.flows[i] for i in flow_ids if i in self.recorder.flows]
 
         return write_har(self._on_loop(flows), path)
+
+    def save_flows(self, path: str, flow_ids: list[str] | None = None) -> int:
+        """``w``: all (or the given) flows to ``path`` in mitmproxy's flow format."""
+        from monitor.save import flow_state
+
+        def states():
+            # the flows' state is read on the proxy loop; the file is written here
+            if flow_ids is None:
+                chosen = list(self.recorder.flows.values())
+            else:
+                chosen = [self.recorder.flows[i] for i in flow_ids if i in self.recorder.flows]
+            return [flow_state(f) for f in chosen if isinstance(f, http.HTTPFlow)]
+
+        from monitor.save import write_states
+
+        return write_states(self._on_loop(states), path)
 
     def export_rules(self, fmt: str) -> tuple[str, list[str]]:
         from policies.exchange import export_text

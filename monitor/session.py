@@ -63,12 +63,19 @@ class Session:
             max_body_bytes=settings.max_body_memory,
         )
         self.decider = Decider(self.rules, self.pauses, ask_default=settings.ask_default)
+        self.saver = None
+        if settings.save is not None:
+            from monitor.save import FlowSaver
+
+            self.saver = FlowSaver(settings.save)
         self.extra_addons = event_addons(self)
         # An event addon may need a hook after the decider's (e.g. the auth cache: a request
         # a rule rewrites must not take the old host's credentials along).
         late = [a for addon in self.extra_addons for a in getattr(addon, "after_decider", ())]
         self.proxy = EmbeddedProxy(
-            settings, [*self.extra_addons, self.decider, *late], tail=[self.recorder]
+            settings,
+            [*self.extra_addons, self.decider, *late],
+            tail=[self.recorder, *([self.saver] if self.saver is not None else [])],
         )
         self.controller = ProxyController(self.proxy, self.pauses, self.recorder, self.rules)
         for addon in self.extra_addons:
@@ -80,6 +87,14 @@ class Session:
         self.recorder.touch(key)
 
     def start(self) -> tuple[str, int]:
+        if self.saver is not None:
+            from monitor.proxy import ProxyStartError
+            from monitor.save import SaveError
+
+            try:  # a file that cannot be written fails before the proxy starts
+                self.saver.open()
+            except SaveError as e:
+                raise ProxyStartError(str(e)) from e
         address = self.proxy.start()
         self.rules.start_watching(self._rules_changed)
         return address
@@ -99,6 +114,8 @@ class Session:
             except Exception:  # loop gone or drain timed out: stop anyway
                 log.debug("drain did not finish", exc_info=True)
         self.proxy.stop()
+        if self.saver is not None:
+            self.saver.close()
         if self.settings.har is not None:
             write_har(list(self.recorder.flows.values()), self.settings.har)
 

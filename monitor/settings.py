@@ -68,6 +68,8 @@ class Settings:
     """Bodies larger than this are streamed through, not kept (bounded memory)."""
     batch_interval: float = 0.2
     """Seconds between snapshot batches sent to the screen."""
+    save: Path | None = None
+    """Stream every finished flow to this file in mitmproxy's flow format (``--save``)."""
 
     def validate(self) -> None:
         if not (0 <= self.listen_port <= 65535):
@@ -87,6 +89,12 @@ class Settings:
                 f"refusing to listen on {self.listen_host}: that would be an open proxy. "
                 "Add --proxy-auth USER:PASS, or --allow-remote if you really mean it."
             )
+        if self.save is not None:
+            save = Path(self.save).expanduser()
+            if save.is_dir():
+                raise SettingsError(f"--save {self.save}: is a folder, not a file")
+            if not save.parent.is_dir():
+                raise SettingsError(f"--save {self.save}: the folder {save.parent} does not exist")
         kind = self.mode.split(":", 1)[0]
         if kind not in ("regular", "upstream", "reverse", "socks5"):
             raise SettingsError(

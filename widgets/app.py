@@ -75,6 +75,7 @@ class WaylayApp(App[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark", "help", "Help", id="waylay.help"),
+        Binding("w", "save_flows", "Save", id="waylay.save"),
     ]
 
     def __init__(
@@ -272,6 +273,8 @@ class WaylayApp(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "close_detail":
             return self.detail.has_class("-open")
+        if action == "save_flows":  # the flow list's key, not the dialogs' (`w` rewrites)
+            return len(self.screen_stack) <= 1
         return True
 
     # ------------------------------------------------------------ keys on the flow list
@@ -432,6 +435,23 @@ class WaylayApp(App[None]):
         self._follow_detail(set())
         return None
 
+    def action_save_flows(self) -> None:
+        """`w`: save all or the listed flows in mitmproxy's flow format."""
+        from widgets.save_menu import SaveFlowsMenu
+
+        if not self.flows:
+            self.notify("No flows to save.", severity="warning")
+            return
+        self.push_screen(
+            SaveFlowsMenu(
+                self.controller,
+                total=len(self.flows),
+                listed=self.table.flow_ids(),
+                filter_text=self.filter_text,
+                id="save-flows",
+            )
+        )
+
     def action_rules(self) -> None:
         self.open_rules()
 
@@ -501,6 +521,9 @@ class WaylayApp(App[None]):
         yield SystemCommand("Filter flows", "Filter the flow list (f)", self.action_filter)
         yield SystemCommand("Rules", "The rules screen (R)", self.open_rules)
         yield SystemCommand("Export", "curl, HAR, rules (E)", self.open_export)
+        yield SystemCommand(
+            "Save flows", "All or the listed flows, mitmproxy's format (w)", self.action_save_flows
+        )
 
     # ------------------------------------------------------------ screens that plug in
 

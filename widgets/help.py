@@ -23,6 +23,7 @@ KEYS: tuple[tuple[str, str, str], ...] = (
     ("flow list", "R", "the rules screen"),
     ("flow list", "E", "export: the flow as curl, all flows as HAR, the rules"),
     ("flow list", "z", "clear finished flows"),
+    ("flow list", "w", "save all or the listed flows (mitmproxy's flow format)"),
     ("flow list", "q", "quit (asks first while flows are paused)"),
     ("details", "escape", "back to the flow list"),
     ("anywhere", "?", "this help"),

@@ -174,6 +174,10 @@ class Controller(Protocol):
     def export_har(self, path: str, flow_ids: list[str] | None = None) -> int:
         """Write all (or the given) flows as HAR 1.2 to ``path``; returns the entry count."""
 
+    def save_flows(self, path: str, flow_ids: list[str] | None = None) -> int:
+        """Write all (or the given) flows to ``path`` in mitmproxy's flow format; returns
+        how many. Raises OSError with a message for people when it cannot write."""
+
     def export_rules(self, fmt: str) -> tuple[str, list[str]]:
         """The rules as ``fmt`` (toml, json, dnr, mitmproxy): the text and the warnings
         naming rules that were left out."""
