@@ -22,7 +22,8 @@ def main_parser() -> argparse.ArgumentParser:
         prog="waylay",
         description="Interactive HTTP(S) debugging proxy: see every request live, stop the "
         "ones you care about, decide, and keep the decisions as rules.",
-        epilog="Also: waylay rules check|list|export|import …, waylay ca",
+        epilog="Also: waylay rules check|list|export|import …, waylay ca, "
+        "waylay open FILE (a saved session: mitmproxy flow file or HAR, read-only)",
     )
     p.add_argument("--listen-host", default="127.0.0.1", help="default 127.0.0.1")
     p.add_argument(
@@ -174,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "rules":
         return rules_main(argv[1:])
+    if argv and argv[0] == "open":
+        from monitor.open import open_main
+
+        return open_main(argv[1:])
     if argv and argv[0] == "ca":
         from monitor.ca import ca_main
 
