@@ -278,6 +278,18 @@ class ProxyController:
 
         return write_states(self._on_loop(states), path)
 
+    def render_body(self, flow_id: str, part: str, mode: str):
+        """The detail pane's body in a view mode, rendered on the proxy loop."""
+        from monitor.bodyview import render
+
+        def run():
+            flow = self.recorder.flows.get(flow_id)
+            if flow is None:
+                return None
+            return render(flow.request if part == "request" else flow.response, flow, mode)
+
+        return self._on_loop(run)
+
     def export_rules(self, fmt: str) -> tuple[str, list[str]]:
         from policies.exchange import export_text
 

@@ -206,6 +206,14 @@ class FileController:
 
         return write_flows(self._chosen(flow_ids), path)
 
+    def render_body(self, flow_id: str, part: str, mode: str):
+        from monitor.bodyview import render
+
+        flow = self.flows.get(flow_id)
+        if flow is None:
+            return None
+        return render(flow.request if part == "request" else flow.response, flow, mode)
+
     def export_rules(self, fmt: str) -> tuple[str, list[str]]:
         raise ValueError("a saved session has no rules file to export")
 

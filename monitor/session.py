@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
+from monitor.bodyview import StreamCounter
 from monitor.controller import ProxyController
 from monitor.decider import Decider
 from monitor.har import write_har
@@ -75,7 +76,11 @@ class Session:
         self.proxy = EmbeddedProxy(
             settings,
             [*self.extra_addons, self.decider, *late],
-            tail=[self.recorder, *([self.saver] if self.saver is not None else [])],
+            tail=[
+                StreamCounter(self.recorder.touch),
+                self.recorder,
+                *([self.saver] if self.saver is not None else []),
+            ],
         )
         self.controller = ProxyController(self.proxy, self.pauses, self.recorder, self.rules)
         for addon in self.extra_addons:

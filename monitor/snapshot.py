@@ -9,9 +9,19 @@ from __future__ import annotations
 from mitmproxy import http
 
 from policies import infer_type
-from widgets.model import CertificateInfo, FlowView, PausedEvent, TraceEntry
+from widgets.model import (
+    CertificateInfo,
+    FlowView,
+    PausedEvent,
+    TraceEntry,
+    WebSocketMessageView,
+)
 
 BODY_PREVIEW = 64 * 1024
+WS_MESSAGES = 500
+"""The newest WebSocket messages a snapshot carries."""
+WS_PREVIEW = 256
+"""Bytes of each WebSocket message a snapshot carries."""
 META = "waylay"
 
 
@@ -71,6 +81,24 @@ def _timing(flow: http.HTTPFlow) -> tuple[tuple[str, float], ...]:
     return tuple((label, ts - start) for label, ts in points if ts and ts >= start)
 
 
+def _websocket(flow: http.HTTPFlow) -> tuple[tuple[WebSocketMessageView, ...], int]:
+    ws = flow.websocket
+    if ws is None:
+        return (), 0
+    shown = []
+    for msg in ws.messages[-WS_MESSAGES:]:
+        content = msg.content
+        head = content[:WS_PREVIEW]
+        if msg.is_text:
+            preview = head.decode("utf-8", "replace")
+        else:
+            preview = head.hex(" ")
+        shown.append(
+            WebSocketMessageView(msg.from_client, msg.timestamp, len(content), msg.is_text, preview)
+        )
+    return tuple(shown), len(ws.messages)
+
+
 def state_of(flow: http.HTTPFlow, paused: PausedEvent | None) -> str:
     m = flow.metadata.get(META) or {}
     if paused is not None:
@@ -104,6 +132,11 @@ def snapshot(
     if flow.error is not None and state == "error":
         error = flow.error.msg
     cert = m.get("certificate")
+    streamed = m.get("streamed") or {}
+    ws_messages, ws_count = _websocket(flow)
+    resp_streamed = (
+        streamed.get("response") if resp is not None and resp.raw_content is None else None
+    )
     return FlowView(
         id=flow.id,
         seq=seq,
@@ -121,7 +154,9 @@ def snapshot(
         reason=resp.reason if resp is not None else "",
         error=error,
         paused=paused,
-        size=resp_size if resp is not None else None,
+        size=(resp_streamed if resp_streamed is not None else resp_size)
+        if resp is not None
+        else None,
         duration=duration,
         rule_id=m.get("rule_id"),
         trace=tuple(TraceEntry(*t) for t in m.get("trace", ())),
@@ -135,4 +170,8 @@ def snapshot(
         timing=_timing(flow),
         certificate=cert if isinstance(cert, CertificateInfo) else None,
         is_websocket=flow.websocket is not None,
+        request_body_streamed=streamed.get("request") if req.raw_content is None else None,
+        response_body_streamed=resp_streamed,
+        websocket_messages=ws_messages,
+        websocket_message_count=ws_count,
     )

@@ -26,6 +26,8 @@ KEYS: tuple[tuple[str, str, str], ...] = (
     ("flow list", "w", "save all or the listed flows (mitmproxy's flow format)"),
     ("flow list", "q", "quit (asks first while flows are paused)"),
     ("details", "escape", "back to the flow list"),
+    ("details", "v", "body view: auto, JSON, HTML/XML, form, image, hex, raw"),
+    ("details", "/", "search the details; n / N: next / previous match"),
     ("anywhere", "?", "this help"),
     ("anywhere", "ctrl+p", "command palette"),
     ("request dialog", "c / x", "continue / cancel"),

@@ -63,6 +63,32 @@ class PausedEvent:
     certificate: CertificateInfo | None = None
 
 
+BODY_MODES = ("auto", "json", "html", "form", "image", "hex", "raw")
+"""The detail pane's body view modes, in the order `v` cycles them."""
+
+
+@dataclass(frozen=True, slots=True)
+class BodyView:
+    """A body rendered by the proxy side for the detail pane (``Controller.render_body``)."""
+
+    mode: str  # the mode asked for (one of BODY_MODES)
+    shown_as: str  # what it is shown as: "JSON", "HTML/XML", "image", "hex", "raw", "CSS"…
+    text: str
+    syntax: str | None = None  # a Pygments lexer name for highlighting, or None
+    note: str = ""  # "not JSON: …; shown raw", "first 64.0 KiB of 3.0 MiB"…
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketMessageView:
+    """One WebSocket message: who sent it, when, how big, and its start as text or hex."""
+
+    from_client: bool
+    timestamp: float
+    size: int
+    is_text: bool
+    preview: str
+
+
 @dataclass(frozen=True, slots=True)
 class FlowView:
     """An immutable snapshot of one flow for the flow list and the detail pane."""
@@ -97,6 +123,10 @@ class FlowView:
     timing: tuple[tuple[str, float], ...] = ()  # label, seconds since start
     certificate: CertificateInfo | None = None
     is_websocket: bool = False
+    request_body_streamed: int | None = None  # bytes that streamed through unkept, if any
+    response_body_streamed: int | None = None
+    websocket_messages: tuple[WebSocketMessageView, ...] = ()  # the newest, at most 500
+    websocket_message_count: int = 0
 
     @property
     def finished(self) -> bool:
@@ -177,6 +207,10 @@ class Controller(Protocol):
     def save_flows(self, path: str, flow_ids: list[str] | None = None) -> int:
         """Write all (or the given) flows to ``path`` in mitmproxy's flow format; returns
         how many. Raises OSError with a message for people when it cannot write."""
+
+    def render_body(self, flow_id: str, part: str, mode: str) -> BodyView | None:
+        """The ``part`` ("request" or "response") body of a flow in ``mode`` (BODY_MODES),
+        rendered where the flows are; None when the flow or that message is gone."""
 
     def export_rules(self, fmt: str) -> tuple[str, list[str]]:
         """The rules as ``fmt`` (toml, json, dnr, mitmproxy): the text and the warnings
