@@ -55,9 +55,9 @@ def main_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-flows",
         type=int,
-        default=50_000,
+        default=None,
         metavar="N",
-        help="flows kept in memory (default 50000)",
+        help="flows kept in memory (default 50000; 10000 with --session)",
     )
     p.add_argument(
         "--max-body-memory",
@@ -97,6 +97,13 @@ def main_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="PEM",
         help="also trust this CA for upstream servers (besides the system's)",
+    )
+    p.add_argument(
+        "--session",
+        default=None,
+        metavar="FILE",
+        help="keep every finished flow in a SQLite session file (memory then holds only the "
+        "newest --max-flows); 'new' makes one under the state folder",
     )
     p.add_argument("--version", action="version", version=_version())
     return p
@@ -151,6 +158,19 @@ def _size(text: str) -> int:
     return size
 
 
+def _session_path(value: str | None) -> Path | None:
+    if value is None:
+        return None
+    if value != "new":
+        return Path(value).expanduser()
+    import time
+
+    from platformdirs import user_state_dir
+
+    folder = Path(user_state_dir("waylay")) / "sessions"
+    return folder / time.strftime("%Y%m%d-%H%M%S.waylay-session")
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(
         listen_host=args.listen_host,
@@ -160,10 +180,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
         confdir=(args.confdir or default_confdir()).expanduser(),
         ask_timeout=args.ask_timeout,
         ask_default=args.ask_default,
-        max_flows=args.max_flows,
+        max_flows=args.max_flows
+        if args.max_flows is not None
+        else (10_000 if args.session else 50_000),
         max_body_memory=_size(args.max_body_memory),
         har=args.har,
         save=args.save,
+        session=_session_path(args.session),
         headless=args.headless,
         proxy_auth=args.proxy_auth,
         allow_remote=args.allow_remote,

@@ -35,6 +35,12 @@ def event_addons(session: Session) -> list[object]:
     return [AuthResponder(session), CertificateGuard(session)]
 
 
+def _store_addon(store):
+    from monitor.store import StoreAddon
+
+    return StoreAddon(store)
+
+
 class Session:
     def __init__(
         self,
@@ -69,6 +75,11 @@ class Session:
             from monitor.save import FlowSaver
 
             self.saver = FlowSaver(settings.save)
+        self.store = None
+        if settings.session is not None:
+            from monitor.store import SessionStore
+
+            self.store = SessionStore(settings.session)
         self.extra_addons = event_addons(self)
         # An event addon may need a hook after the decider's (e.g. the auth cache: a request
         # a rule rewrites must not take the old host's credentials along).
@@ -80,6 +91,7 @@ class Session:
                 StreamCounter(self.recorder.touch),
                 self.recorder,
                 *([self.saver] if self.saver is not None else []),
+                *([_store_addon(self.store)] if self.store is not None else []),
             ],
         )
         self.controller = ProxyController(self.proxy, self.pauses, self.recorder, self.rules)
@@ -100,6 +112,14 @@ class Session:
                 self.saver.open()
             except SaveError as e:
                 raise ProxyStartError(str(e)) from e
+        if self.store is not None:
+            from monitor.proxy import ProxyStartError
+            from monitor.store import StoreError
+
+            try:
+                self.store.open()
+            except StoreError as e:
+                raise ProxyStartError(f"--session {e}") from e
         address = self.proxy.start()
         self.rules.start_watching(self._rules_changed)
         return address
@@ -121,6 +141,8 @@ class Session:
         self.proxy.stop()
         if self.saver is not None:
             self.saver.close()
+        if self.store is not None:
+            self.store.close()
         if self.settings.har is not None:
             write_har(list(self.recorder.flows.values()), self.settings.har)
 

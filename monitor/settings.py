@@ -70,6 +70,8 @@ class Settings:
     """Seconds between snapshot batches sent to the screen."""
     save: Path | None = None
     """Stream every finished flow to this file in mitmproxy's flow format (``--save``)."""
+    session: Path | None = None
+    """The disk-backed session store (SQLite) every finished flow goes to (``--session``)."""
 
     def validate(self) -> None:
         if not (0 <= self.listen_port <= 65535):
@@ -95,6 +97,8 @@ class Settings:
                 raise SettingsError(f"--save {self.save}: is a folder, not a file")
             if not save.parent.is_dir():
                 raise SettingsError(f"--save {self.save}: the folder {save.parent} does not exist")
+        if self.session is not None and Path(self.session).expanduser().is_dir():
+            raise SettingsError(f"--session {self.session}: is a folder, not a file")
         kind = self.mode.split(":", 1)[0]
         if kind not in ("regular", "upstream", "reverse", "socks5"):
             raise SettingsError(
