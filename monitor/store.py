@@ -64,7 +64,10 @@ CREATE TABLE IF NOT EXISTS flows (
     req_ctype TEXT,
     resp_ctype TEXT,
     req_size INTEGER NOT NULL,
-    resp_size INTEGER,
+    resp_size INTEGER
+);
+CREATE TABLE IF NOT EXISTS blobs (
+    seq INTEGER PRIMARY KEY,
     req_headers BLOB NOT NULL,
     resp_headers BLOB,
     req_body BLOB,
@@ -73,15 +76,22 @@ CREATE TABLE IF NOT EXISTS flows (
 );
 CREATE INDEX IF NOT EXISTS flows_status ON flows(status);
 CREATE INDEX IF NOT EXISTS flows_host ON flows(pretty_host);
+CREATE INDEX IF NOT EXISTS flows_raw_host ON flows(host);
 CREATE INDEX IF NOT EXISTS flows_method ON flows(method);
 """
 
 COLUMNS = (
-    "id started ended method scheme host pretty_host port path url http_version status reason "
-    "error state label type rule_id websocket marked req_ctype resp_ctype req_size resp_size "
-    "req_headers resp_headers req_body resp_body record"
+    "seq id started ended method scheme host pretty_host port path url http_version status "
+    "reason error state label type rule_id websocket marked req_ctype resp_ctype req_size "
+    "resp_size"
 ).split()
+"""The narrow table filters scan; headers, bodies and the record are in ``blobs``."""
+BLOB_COLUMNS = "seq req_headers resp_headers req_body resp_body record".split()
 INSERT = f"INSERT INTO flows ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+INSERT_BLOBS = (
+    f"INSERT INTO blobs ({', '.join(BLOB_COLUMNS)}) VALUES ({', '.join('?' * len(BLOB_COLUMNS))})"
+)
+SELECT = "SELECT * FROM flows JOIN blobs USING (seq)"
 
 
 class StoreError(OSError):
@@ -112,7 +122,8 @@ def _plain(value: object) -> object:
 
 
 def flow_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
-    """The row of a finished flow. Runs on the proxy loop; cheap on purpose."""
+    """The row of a finished flow (without its seq: the writer numbers rows) followed by
+    its blobs. Runs on the proxy loop; cheap on purpose."""
     req, resp = flow.request, flow.response
     m = flow.metadata.get(META) or {}
     state = m.get("state")
@@ -227,34 +238,72 @@ class _NotSQL(Exception):
     pass
 
 
-def _to_sql(node, regexes: list[re.Pattern]) -> tuple[str, list]:
+_LITERAL = re.compile(r"[\w\-/:=&%@,;~]+")
+
+
+def _fragments(pattern: str) -> list[str] | None:
+    """The literal pieces a match must contain, for a pattern made of words and dots
+    (``example.com``, ``/api/v1``): each piece appears in every match. None otherwise."""
+    pieces = pattern.replace("\\.", ".").split(".")
+    if not pattern or not all(_LITERAL.fullmatch(p) for p in pieces if p):
+        return None
+    return [p for p in pieces if p]
+
+
+def _to_sql(node, regexes: list[re.Pattern], db: sqlite3.Connection) -> tuple[str, list]:
     """SQL for a parsed mitmproxy filter, or _NotSQL."""
     name = type(node).__name__
 
-    def rex(column: str) -> tuple[str, list]:
+    def compiled() -> re.Pattern:
         pattern = node.re.pattern
         if isinstance(pattern, bytes):
             pattern = pattern.decode("utf-8", "replace")
-        regexes.append(re.compile(pattern, node.re.flags & ~re.UNICODE & re.IGNORECASE))
-        return f"wl_re({len(regexes) - 1}, {column})", []
+        return re.compile(pattern, node.re.flags & re.IGNORECASE)
+
+    def rex(column: str) -> tuple[str, list]:
+        """A regex over a column of (nearly) unique values: literal pieces first, in C."""
+        regex = compiled()
+        regexes.append(regex)
+        call = f"wl_re({len(regexes) - 1}, {column})"
+        pieces = _fragments(regex.pattern)
+        if not pieces:
+            return call, []
+        longest = max(pieces, key=len)
+        if regex.flags & re.IGNORECASE:
+            return f"(instr(lower({column}), ?) AND {call})", [longest.lower()]
+        return f"(instr({column}, ?) AND {call})", [longest]
+
+    def among(*columns: str) -> tuple[str, list]:
+        """A regex over columns with few distinct values (hosts, methods, content types):
+        run on the distinct values once, then an IN over the (indexed) column."""
+        regex = compiled()
+        parts, args = [], []
+        for column in columns:
+            values = [
+                v
+                for (v,) in db.execute(f"SELECT DISTINCT {column} FROM flows")
+                if v is not None and regex.search(v)
+            ]
+            if values:
+                parts.append(f"{column} IN ({','.join('?' * len(values))})")
+                args += values
+        return ("(" + " OR ".join(parts) + ")" if parts else "0"), args
 
     if name == "FAnd":
-        parts = [_to_sql(n, regexes) for n in node.lst]
+        parts = [_to_sql(n, regexes, db) for n in node.lst]
         return "(" + " AND ".join(p[0] for p in parts) + ")", [a for p in parts for a in p[1]]
     if name == "FOr":
-        parts = [_to_sql(n, regexes) for n in node.lst]
+        parts = [_to_sql(n, regexes, db) for n in node.lst]
         return "(" + " OR ".join(p[0] for p in parts) + ")", [a for p in parts for a in p[1]]
     if name == "FNot":
-        sql, args = _to_sql(node.itm, regexes)
+        sql, args = _to_sql(node.itm, regexes, db)
         return f"(NOT coalesce({sql}, 0))", args
     if name == "FCode":
         return "status = ?", [node.num]
     if name == "FMethod":
-        return rex("method")
+        return among("method")
     if name == "FDomain":
-        a, _ = rex("host")
-        b, _ = rex("pretty_host")
-        return f"({a} OR {b})", []
+        return among("pretty_host", "host")
     if name == "FUrl":
         return rex("url")
     if name == "FErr":
@@ -270,13 +319,11 @@ def _to_sql(node, regexes: list[re.Pattern]) -> tuple[str, list]:
     if name in ("FTCP", "FUDP", "FDNS"):
         return "0", []
     if name == "FContentTypeRequest":
-        return rex("req_ctype")
+        return among("req_ctype")
     if name == "FContentTypeResponse":
-        return rex("resp_ctype")
+        return among("resp_ctype")
     if name == "FContentType":
-        a, _ = rex("req_ctype")
-        b, _ = rex("resp_ctype")
-        return f"({a} OR {b})", []
+        return among("req_ctype", "resp_ctype")
     raise _NotSQL(name)
 
 
@@ -303,6 +350,7 @@ class SessionStore:
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self.written = 0
+        self._next_seq = 1
         self.failed: str | None = None
 
     # -- opening --------------------------------------------------------------------
@@ -347,6 +395,8 @@ class SessionStore:
             raise StoreError(f"{self.path}: is a folder, not a file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = self._connect()
+        last = self._db.execute("SELECT max(seq) FROM flows").fetchone()[0]
+        self._next_seq = (last or 0) + 1
         self._writer = threading.Thread(target=self._write_loop, name="waylay-store", daemon=True)
         self._writer.start()
 
@@ -408,9 +458,17 @@ class SessionStore:
                 pass
             if pending and (stop or time.monotonic() - last_commit >= self.commit_interval):
                 try:
+                    first = self._next_seq
+                    flows, blobs = [], []
+                    for offset, row in enumerate(pending):
+                        seq = first + offset
+                        flows.append((seq, *row[:24]))
+                        blobs.append((seq, *row[24:]))
                     db.execute("BEGIN")
-                    db.executemany(INSERT, pending)
+                    db.executemany(INSERT, flows)
+                    db.executemany(INSERT_BLOBS, blobs)
                     db.execute("COMMIT")
+                    self._next_seq = first + len(pending)
                 except sqlite3.Error as e:
                     self.failed = f"--session {self.path}: {e}; no more flows are stored"
                     log.error("%s", self.failed)
@@ -439,7 +497,7 @@ class SessionStore:
 
     def flow(self, seq: int) -> http.HTTPFlow | None:
         with self._read_lock:
-            row = self._read_db().execute("SELECT * FROM flows WHERE seq = ?", (seq,)).fetchone()
+            row = self._read_db().execute(f"{SELECT} WHERE seq = ?", (seq,)).fetchone()
         return flow_from_row(row) if row is not None else None
 
     def rows(self, seqs: list[int]) -> Iterator[sqlite3.Row]:
@@ -448,17 +506,11 @@ class SessionStore:
             for start in range(0, len(seqs), 500):
                 chunk = seqs[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                yield from db.execute(
-                    f"SELECT * FROM flows WHERE seq IN ({marks}) ORDER BY seq", chunk
-                )
+                yield from db.execute(f"{SELECT} WHERE seq IN ({marks}) ORDER BY seq", chunk)
 
     def newest(self, n: int) -> list[sqlite3.Row]:
         with self._read_lock:
-            rows = (
-                self._read_db()
-                .execute("SELECT * FROM flows ORDER BY seq DESC LIMIT ?", (n,))
-                .fetchall()
-            )
+            rows = self._read_db().execute(f"{SELECT} ORDER BY seq DESC LIMIT ?", (n,)).fetchall()
         return rows[::-1]
 
     def query(
@@ -486,9 +538,12 @@ class SessionStore:
                 return [r[0] for r in rows], True
         flt = flowfilter.parse(expr)  # raises ValueError for people
         regexes: list[re.Pattern] = []
-        try:
-            where, args = _to_sql(flt, regexes)
-        except _NotSQL:
+        with self._read_lock:
+            try:
+                where, args = _to_sql(flt, regexes, self._read_db())
+            except _NotSQL:
+                where = None
+        if where is None:
             return self._scan(flt, progress), False
         with self._read_lock:
             self._regexes = regexes
@@ -502,7 +557,7 @@ class SessionStore:
             db = self._read_db()
             total = db.execute("SELECT count(*) FROM flows").fetchone()[0]
             found = []
-            for done, row in enumerate(db.execute("SELECT * FROM flows ORDER BY seq"), 1):
+            for done, row in enumerate(db.execute(f"{SELECT} ORDER BY seq"), 1):
                 try:
                     if flt(flow_from_row(row)):
                         found.append(row["seq"])
