@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -94,6 +95,8 @@ def read_flows(path: Path | str) -> tuple[list[http.HTTPFlow], list[str]]:
     except OSError as e:
         raise OpenError(f"{path}: {e.strerror or e}") from None
     warnings: list[str] = []
+    if data.startswith(b"SQLite format 3\x00"):
+        return _session_flows(path, warnings)
     if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"{", b"[")):
         flows: list[mflow.Flow] = list(_har_flows(data, path))
     else:
@@ -109,6 +112,30 @@ def read_flows(path: Path | str) -> tuple[list[http.HTTPFlow], list[str]]:
     if not flows:
         raise OpenError(f"{path}: holds no flows")
     return http_flows, warnings
+
+
+SESSION_LIMIT = 50_000
+"""The newest flows of a session file (``--session``) that ``waylay open`` shows."""
+
+
+def _session_flows(path: Path, warnings: list[str]) -> tuple[list[http.HTTPFlow], list[str]]:
+    from monitor.store import SessionStore, StoreError, flow_from_row
+
+    store = SessionStore(path)
+    try:
+        store.open_read_only()
+        total = store.count()
+        rows = store.newest(SESSION_LIMIT)
+    except (StoreError, sqlite3.Error) as e:
+        text = str(e)
+        raise OpenError(text if text.startswith(str(path)) else f"{path}: {text}") from None
+    finally:
+        store.close()
+    if not rows:
+        raise OpenError(f"{path}: holds no flows")
+    if total > len(rows):
+        warnings.append(f"showing the newest {len(rows):,} of {total:,} flows in the session")
+    return [flow_from_row(r) for r in rows], warnings
 
 
 def _prepare(flow: http.HTTPFlow) -> None:

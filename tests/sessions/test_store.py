@@ -16,7 +16,7 @@ import pytest
 
 from monitor.store import SessionStore, flow_from_row
 from tests.e2e.test_headless import common, run_cli
-from tests.helpers import WAYLAY, curl, headless, wait_for
+from tests.helpers import WAYLAY, curl, headless, until, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -99,6 +99,36 @@ def test_every_flow_in_the_session_file_and_filters_as_queries(settings, upstrea
     with pytest.raises(ValueError):
         store.query("~c notanumber")
     store.close()
+
+    # waylay open shows the session, with waylay's record
+    from monitor.open import make_open_app
+
+    app = make_open_app(path)
+
+    async def check():
+        async with app.run_test(size=(150, 40)) as pilot:
+            await until(pilot, lambda: len(app.flows) == 6, "the session's flows")
+            views = [app.flows[i] for i in app.table.flow_ids()]
+            assert [v.path for v in views][:2] == ["/hello", "/echo/json"]
+            assert views[4].state == "cancelled" and views[4].rule_id == "no-ads"
+            assert views[5].state == "error"
+            assert app.set_filter("~c 404") is None
+            assert [app.flows[i].path for i in app.table.flow_ids()] == ["/status/404"]
+
+    import asyncio
+
+    asyncio.run(check())
+
+
+def test_waylay_open_refuses_a_foreign_sqlite_file(tmp_path):
+    other = tmp_path / "other.db"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+    r = run_cli("open", str(other))
+    assert r.returncode == 2
+    assert r.stderr == f"waylay: {other}: not a waylay session file (no such table: flows)\n"
 
 
 def socket_port() -> int:
