@@ -218,3 +218,21 @@ def test_kill_9_never_corrupts_and_loses_at_most_the_last_second(settings, upstr
     )
     assert stored >= before_last_second, (stored, before_last_second, len(finished))
     assert stored <= len(finished) + 4
+
+
+def test_session_new_makes_a_file_under_the_state_folder(
+    settings, upstream, _isolated_home, monkeypatch
+):
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    with headless(*common(settings), "--session", "new") as w:
+        assert curl(w.port, upstream.url("/kept")).stdout.endswith("\n200")
+        w.wait_lines(1)
+        assert w.terminate() == 0
+    files = list(
+        (_isolated_home / ".local" / "state" / "waylay" / "sessions").glob("*.waylay-session")
+    )
+    assert len(files) == 1
+    store = SessionStore(files[0])
+    store.open_read_only()
+    assert [r["path"] for r in store.newest(5)] == ["/kept"]
+    store.close()
