@@ -67,6 +67,13 @@ def make_app(settings: Settings, *, clock: Callable[[], float] = time.time):
                 app.call_from_thread(app.notify_error, message)
 
         session.saver.on_error = save_failed
+    if session.store is not None:
+
+        def store_failed(message: str) -> None:
+            if app.is_running:
+                app.call_from_thread(app.notify_error, message)
+
+        session.store.on_error = store_failed
     relay.app = app
     holder["app"] = app
     return app

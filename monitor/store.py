@@ -21,6 +21,7 @@ import logging
 import queue
 import re
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -351,6 +352,8 @@ class SessionStore:
         self._read_lock = threading.Lock()
         self.written = 0
         self._next_seq = 1
+        self.on_error: Callable[[str], None] | None = None
+        """Told once (from the writer thread) when storing stops; default: stderr."""
         self.failed: str | None = None
 
     # -- opening --------------------------------------------------------------------
@@ -472,6 +475,13 @@ class SessionStore:
                 except sqlite3.Error as e:
                     self.failed = f"--session {self.path}: {e}; no more flows are stored"
                     log.error("%s", self.failed)
+                    try:
+                        if self.on_error is not None:
+                            self.on_error(self.failed)
+                        else:
+                            print(f"waylay: {self.failed}", file=sys.stderr, flush=True)
+                    except Exception:
+                        log.debug("on_error failed", exc_info=True)
                     return
                 self.written += len(pending)
                 pending = []

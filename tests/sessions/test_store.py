@@ -236,3 +236,22 @@ def test_session_new_makes_a_file_under_the_state_folder(
     store.open_read_only()
     assert [r["path"] for r in store.newest(5)] == ["/kept"]
     store.close()
+
+
+def test_a_store_that_fails_says_so_once_and_takes_no_more(tmp_path):
+    from mitmproxy.test import tflow
+
+    store = SessionStore(tmp_path / "s.waylay-session", commit_interval=0.01)
+    told: list[str] = []
+    store.on_error = told.append
+    store.open()
+    store.add(tflow.tflow(resp=True))
+    wait_for(lambda: store.written == 1, what="the first row")
+    store._db.close()  # the connection goes away under the writer (as a failing disk would)
+    store.add(tflow.tflow(resp=True))
+    wait_for(lambda: told, what="the failure")
+    store.add(tflow.tflow(resp=True))
+    assert len(told) == 1 and told[0].endswith("; no more flows are stored")
+    assert store.written == 1
+    store._db = None
+    store.close()
