@@ -78,6 +78,8 @@ CREATE TABLE IF NOT EXISTS blobs (
 CREATE INDEX IF NOT EXISTS flows_status ON flows(status);
 CREATE INDEX IF NOT EXISTS flows_host ON flows(pretty_host);
 CREATE INDEX IF NOT EXISTS flows_raw_host ON flows(host);
+CREATE INDEX IF NOT EXISTS flows_req_ctype ON flows(req_ctype);
+CREATE INDEX IF NOT EXISTS flows_resp_ctype ON flows(resp_ctype);
 CREATE INDEX IF NOT EXISTS flows_method ON flows(method);
 """
 
@@ -538,13 +540,14 @@ class SessionStore:
                 rows = self._read_db().execute("SELECT seq FROM flows ORDER BY seq")
                 return [r[0] for r in rows], True
         if "~" not in expr:
-            needle = expr.lower()
+            # LIKE ignores ASCII case in C, without a lower() copy of every value
+            like = "%" + re.sub(r"([\\%_])", r"\\\1", expr) + "%"
             sql = (
-                "SELECT seq FROM flows WHERE instr(lower(url), ?) OR instr(lower(method), ?) "
-                "OR instr(lower(label), ?) ORDER BY seq"
+                "SELECT seq FROM flows WHERE url LIKE ?1 ESCAPE '\\' OR method LIKE ?1 "
+                "ESCAPE '\\' OR label LIKE ?1 ESCAPE '\\' ORDER BY seq"
             )
             with self._read_lock:
-                rows = self._read_db().execute(sql, (needle, needle, needle))
+                rows = self._read_db().execute(sql, (like,))
                 return [r[0] for r in rows], True
         flt = flowfilter.parse(expr)  # raises ValueError for people
         regexes: list[re.Pattern] = []

@@ -100,43 +100,46 @@ def million(args) -> None:
         f"{len(recorder.flows):,} in memory; RSS {rss:.0f} MB (peak {hwm:.0f} MB, "
         f"{base_rss:.0f} MB before); file {size:,.0f} MB"
     )
-    reader = SessionStore(path)
-    reader.open_read_only()
-    assert reader.count() == args.flows
-    for expr in (
-        "~c 404",
-        "~d api8.example.com & ~m POST",
-        "~u /api/item/4242\\b",
-        "!~c 200 & ~t json",
-        "item/99999",
-        "~c 500 | ~c 301",
-    ):
-        t = time.monotonic()
-        found, as_sql = reader.query(expr)
-        print(
-            f"  filter {expr!r:38} {len(found):>9,} flows  {time.monotonic() - t:5.2f} s  {'SQL' if as_sql else 'scan'}"
-        )
-    # the scan fallback: its rate on the first rows
-    seen = []
-    t = time.monotonic()
-    sample = SessionStore(path)
-    sample.open_read_only()
+    filters(path, args.flows)
+    if args.keep:
+        path.replace(args.keep)
+        print(f"  kept as {args.keep}")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+FILTERS = (
+    "~c 404",
+    "~d api8.example.com & ~m POST",
+    "~u /api/item/4242\\b",
+    "!~c 200 & ~t json",
+    "item/99999",
+    "~c 500 | ~c 301",
+)
+
+
+def filters(path: Path, flows: int | None = None) -> None:
     from mitmproxy import flowfilter
 
-    flt = flowfilter.parse('~hq "x-request: 42"')
-    count = 0
-    for row in sample._read_db().execute(f"{SELECT} ORDER BY seq LIMIT 20000"):
-        from monitor.store import flow_from_row
+    from monitor.store import flow_from_row
 
-        count += bool(flt(flow_from_row(row)))
+    reader = SessionStore(path)
+    reader.open_read_only()
+    total = reader.count()
+    assert flows is None or total == flows
+    for expr in FILTERS:
+        t = time.monotonic()
+        found, as_sql = reader.query(expr)
+        took = time.monotonic() - t
+        how = "SQL" if as_sql else "scan"
+        print(f"  filter {expr!r:38} {len(found):>9,} flows  {took:5.2f} s  {how}")
+    # the scan fallback: its rate on the first rows
+    flt = flowfilter.parse('~hq "x-request: 42"')
+    t = time.monotonic()
+    for row in reader._read_db().execute(f"{SELECT} ORDER BY seq LIMIT 20000"):
+        flt(flow_from_row(row))
     rate = 20000 / (time.monotonic() - t)
-    print(
-        f"  scan fallback (~hq): {rate:,.0f} flows/s, so {args.flows / rate:.0f} s for the whole session"
-    )
-    del seen
+    print(f"  scan fallback (~hq): {rate:,.0f} flows/s, {total / rate:.0f} s for the whole session")
     reader.close()
-    sample.close()
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def throughput(args) -> None:
@@ -182,9 +185,13 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--max-flows", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--keep", type=Path, default=None, help="million: keep the session file here")
+    ap.add_argument("--file", type=Path, default=None, help="filters: the session file")
     args = ap.parse_args(argv)
     if "million" in args.what:
         million(args)
+    if "filters" in args.what:
+        filters(args.file)
     if "throughput" in args.what:
         throughput(args)
     return 0

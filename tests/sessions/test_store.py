@@ -90,6 +90,8 @@ def test_every_flow_in_the_session_file_and_filters_as_queries(settings, upstrea
     # plain text, as the flow list's plain filter
     assert store.query("STATUS/5")[0] == [rows[3]["seq"]]
     assert store.query("cancelled")[0] == [rows[4]["seq"]]
+    assert store.query("status_5")[0] == []  # _ and % are text, not wildcards
+    assert store.query("%")[0] == []
     # a filter SQL cannot express: the scan, with progress
     seen = []
     found, as_sql = store.query(
