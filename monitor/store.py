@@ -77,10 +77,7 @@ CREATE TABLE IF NOT EXISTS blobs (
 );
 CREATE INDEX IF NOT EXISTS flows_status ON flows(status);
 CREATE INDEX IF NOT EXISTS flows_host ON flows(pretty_host);
-CREATE INDEX IF NOT EXISTS flows_raw_host ON flows(host);
-CREATE INDEX IF NOT EXISTS flows_req_ctype ON flows(req_ctype);
 CREATE INDEX IF NOT EXISTS flows_resp_ctype ON flows(resp_ctype);
-CREATE INDEX IF NOT EXISTS flows_method ON flows(method);
 """
 
 COLUMNS = (
