@@ -540,11 +540,11 @@ class SessionStore:
             # LIKE ignores ASCII case in C, without a lower() copy of every value
             like = "%" + re.sub(r"([\\%_])", r"\\\1", expr) + "%"
             sql = (
-                "SELECT seq FROM flows WHERE url LIKE ?1 ESCAPE '\\' OR method LIKE ?1 "
-                "ESCAPE '\\' OR label LIKE ?1 ESCAPE '\\' ORDER BY seq"
+                "SELECT seq FROM flows WHERE url LIKE :t ESCAPE '\\' OR method LIKE :t "
+                "ESCAPE '\\' OR label LIKE :t ESCAPE '\\' ORDER BY seq"
             )
             with self._read_lock:
-                rows = self._read_db().execute(sql, (like,))
+                rows = self._read_db().execute(sql, {"t": like})
                 return [r[0] for r in rows], True
         flt = flowfilter.parse(expr)  # raises ValueError for people
         regexes: list[re.Pattern] = []
