@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8080
 ARGS ?=
 
-.PHONY: run test bench lint format clean
+.PHONY: run test bench lint format clean ca
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/waylay --listen-host 127.0.0.1 --listen-port $(PORT) $(ARGS)
 
+# Where waylay's CA certificate is and how to trust it (`waylay ca`, from the venv).
+ca: $(VENV)/.installed
+	$(BIN)/waylay ca $(ARGS)
+
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(ARGS)
 
@@ -32,6 +36,8 @@ bench: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check monitor widgets policies tests
 	$(BIN)/ruff format --check monitor widgets policies tests
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: $(VENV)/.installed-test
 	$(BIN)/ruff format monitor widgets policies tests

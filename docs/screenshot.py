@@ -46,8 +46,8 @@ async def main() -> None:
     settings = Settings(
         listen_port=0, confdir=tmp / "conf", rules=tmp / "rules.toml", batch_interval=0.05
     )
-    app = make_app(settings)
-    _, port = app.session.start()
+    app, session = make_app(settings)
+    _, port = session.start()
     with Upstream("api") as up:
         async with app.run_test(size=(150, 32)) as pilot:
             proxy = f"http://127.0.0.1:{port}"
@@ -74,13 +74,13 @@ async def main() -> None:
 
             await asyncio.to_thread(traffic)
             threading.Thread(target=paused, daemon=True).start()
-            while not app.session.pauses.keys():
+            while not session.pauses.keys():
                 await asyncio.sleep(0.05)
             await pilot.pause(0.5)
             await pilot.press("down", "down", "down")
             await pilot.pause(0.3)
             app.save_screenshot(str(Path(__file__).with_name("screen.svg")))
-    app.session.stop()
+    session.stop()
 
 
 if __name__ == "__main__":

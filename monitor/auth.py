@@ -1,4 +1,4 @@
-"""The ``auth`` event: answering 401/407 challenges from rules or from the screen (SPEC §4).
+"""The ``auth`` event: answering 401/407 challenges from rules or from the screen (docs/rules.md).
 
 A server answers 401 with a Basic or Digest ``WWW-Authenticate`` challenge, or the upstream
 proxy of ``--mode upstream:URL`` answers 407 with ``Proxy-Authenticate``: the rules decide
@@ -30,10 +30,10 @@ HTTPS through an upstream proxy
     second probe and then put on the real CONNECT. Later CONNECTs carry cached credentials;
     a proxy that wanted none is not probed again until a CONNECT is refused with 407.
 
-Digest (RFC 7616: MD5, SHA-256, ``-sess``, qop ``auth``)
-    The header is built by httpx's ``DigestAuth`` (a well-kept implementation) through its
-    private ``_build_auth_header`` / ``_DigestAuthChallenge``, isolated in ``Signer``. The
-    signer keeps the nonce count, so a cached signer keeps counting per server and realm.
+Challenges, signing and the auth cache
+    Parsing, Basic/Digest signing and the cache of accepted credentials (per server or
+    upstream proxy, realm and scheme) are in ``monitor.challenges``; this module is the
+    addon: the retry, the probe and the event.
 
 No loops
     At most ``MAX_TRIES`` credentials per request. Credentials a rule supplies that are
@@ -42,10 +42,13 @@ No loops
 
 Auth cache
     Accepted credentials are kept in memory per server and realm (per upstream proxy for
-    407), and later requests under the same path carry them up front, as a browser does.
-    That is done after the decider's request hook (``after_decider``), so a request that a
-    rule rewrites to another host does not take this host's credentials along. Credentials
-    that worked also answer every other dialog open for the same server and realm.
+    407) and per scheme, and later requests under the same path carry them up front, as a
+    browser does. That is done by ``cache_hook``, which the session places after the
+    decider, so a request that a rule rewrites to another host does not take this host's
+    credentials along. Cached credentials refused with a challenge of another scheme (a
+    server that moved from Basic to Digest) were not rejected: the rules or a person
+    answer the new challenge. Credentials that worked also answer every other dialog open
+    for the same server and realm.
 
 Secrets
     A password lives in this process's memory and in ``secrets.toml`` when remembered;
@@ -56,16 +59,14 @@ Secrets
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 from mitmproxy import flow as mflow
-from mitmproxy import http
+from mitmproxy import http, master
 from mitmproxy.addons.clientplayback import ReplayHandler
 from mitmproxy.net.http import http1
 from mitmproxy.proxy import commands
@@ -78,270 +79,30 @@ from mitmproxy.proxy.layers.http import (
 )
 from mitmproxy.proxy.mode_specs import ProxyMode, UpstreamMode
 
-from monitor.decider import note, record
-from monitor.pauses import Ended
-from monitor.snapshot import flow_type, meta
-from policies import EventDetails
-from widgets.model import Answer
-
-if TYPE_CHECKING:
-    from monitor.controller import ProxyController
-    from monitor.session import Session
+from monitor.challenges import (
+    AuthCache,
+    CacheEntry,
+    Challenge,
+    Signer,
+    SigningError,
+    is_auth_challenge,
+    parse_challenges,
+    pick,
+    protected_prefix,
+    unsupported,
+)
+from monitor.pauses import Ended, Pauses
+from monitor.record import flow_type, record_of
+from monitor.recorder import Recorder
+from policies import EventDetails, RulesFile
+from widgets.model import Answer, AuthFacts
 
 log = logging.getLogger("waylay.auth")
 
 MAX_TRIES = 3
 """Credentials tried per request, at most (rules, the dialog and stale nonces together)."""
 
-_SENT = "auth_sent"  # meta key: the request went upstream (our late request hook saw it)
-_PREEMPTED = "auth_preempted"  # meta key: header name -> cache entry used up front
 _SHARED = "shared"  # answer param: credentials accepted on another request of the realm
-
-
-# -- challenges ---------------------------------------------------------------------------
-
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
-
-
-@dataclass(frozen=True)
-class Challenge:
-    """One challenge of a ``WWW-Authenticate`` / ``Proxy-Authenticate`` header."""
-
-    scheme: str  # as sent: "Basic", "Digest", "Bearer"...
-    params: dict[str, str] = field(default_factory=dict)  # names lower-cased
-    token68: str | None = None
-
-    @property
-    def kind(self) -> str:
-        return self.scheme.lower()
-
-    @property
-    def realm(self) -> str:
-        return self.params.get("realm", "")
-
-    @property
-    def label(self) -> str:
-        """ "Basic" or "Digest" as the dialog shows it."""
-        return {"basic": "Basic", "digest": "Digest"}.get(self.kind, self.scheme)
-
-    @property
-    def algorithm(self) -> str:
-        return self.params.get("algorithm", "MD5").upper()
-
-    @property
-    def stale(self) -> bool:
-        return self.params.get("stale", "").lower() == "true"
-
-
-def _skip(s: str, pos: int, chars: str) -> int:
-    while pos < len(s) and s[pos] in chars:
-        pos += 1
-    return pos
-
-
-def _quoted(s: str, pos: int) -> tuple[str, int]:
-    """The quoted-string starting at ``s[pos] == '"'``, unescaped, and the position after it."""
-    out = []
-    pos += 1
-    while pos < len(s):
-        c = s[pos]
-        if c == "\\" and pos + 1 < len(s):
-            out.append(s[pos + 1])
-            pos += 2
-            continue
-        if c == '"':
-            return "".join(out), pos + 1
-        out.append(c)
-        pos += 1
-    return "".join(out), pos
-
-
-def parse_challenges(values: Iterable[str]) -> list[Challenge]:
-    """Every challenge in the given header values (RFC 9110 §11.6.1): several challenges
-    may share one header, separated by commas like their parameters."""
-    found: list[Challenge] = []
-    for value in values:
-        s = value
-        pos = 0
-        current: Challenge | None = None
-        while pos < len(s):
-            pos = _skip(s, pos, " \t,")
-            m = _TOKEN.match(s, pos)
-            if m is None:
-                break  # malformed: keep what was understood
-            name = m.group()
-            after = _skip(s, m.end(), " \t")
-            if current is not None and after < len(s) and s[after] == "=":
-                pos = _skip(s, after + 1, " \t")
-                if pos < len(s) and s[pos] == '"':
-                    val, pos = _quoted(s, pos)
-                else:
-                    mv = _TOKEN.match(s, pos)
-                    val, pos = (mv.group(), mv.end()) if mv else ("", pos)
-                current.params.setdefault(name.lower(), val)
-                continue
-            current = Challenge(scheme=name)
-            found.append(current)
-            pos = after
-            t = _TOKEN68.match(s, pos)
-            if t is not None:
-                rest = _skip(s, t.end(), " \t")
-                if rest >= len(s) or s[rest] == ",":
-                    current = Challenge(scheme=name, token68=t.group())
-                    found[-1] = current
-                    pos = rest
-    return found
-
-
-_DIGEST_STRENGTH = {
-    "MD5": 1,
-    "MD5-SESS": 1,
-    "SHA": 2,
-    "SHA-SESS": 2,
-    "SHA-256": 3,
-    "SHA-256-SESS": 3,
-    "SHA-512": 4,
-    "SHA-512-SESS": 4,
-}
-
-
-def _unsupported(c: Challenge) -> str | None:
-    """Why waylay cannot answer this Basic/Digest challenge, or None."""
-    if c.kind == "basic":
-        return None
-    if c.kind != "digest":
-        return f"{c.scheme} is not Basic or Digest"
-    if "nonce" not in c.params:
-        return "the Digest challenge has no nonce"
-    if c.algorithm not in _DIGEST_STRENGTH:
-        return f"Digest algorithm {c.algorithm} is not supported"
-    qop = c.params.get("qop")
-    if qop is not None and "auth" not in [q.strip().lower() for q in qop.split(",")]:
-        return f"Digest qop {qop!r} is not supported (only auth)"
-    return None
-
-
-def is_auth_challenge(challenges: Iterable[Challenge]) -> bool:
-    """True when a Basic or Digest challenge is among them (Bearer alone is not an event)."""
-    return any(c.kind in ("basic", "digest") for c in challenges)
-
-
-def pick(challenges: Iterable[Challenge]) -> Challenge | None:
-    """The strongest challenge waylay can answer: Digest (strongest algorithm) over Basic."""
-    best: tuple[int, Challenge] | None = None
-    for c in challenges:
-        if _unsupported(c) is not None:
-            continue
-        rank = _DIGEST_STRENGTH[c.algorithm] if c.kind == "digest" else 0
-        if best is None or rank > best[0]:
-            best = (rank, c)
-    return best[1] if best else None
-
-
-# -- signing ------------------------------------------------------------------------------
-
-
-class SigningError(ValueError):
-    pass
-
-
-class Signer:
-    """Builds the Authorization value for one user and one protection space; for Digest it
-    keeps the nonce and its count, so every header it makes is fresh."""
-
-    def __init__(self, challenge: Challenge, username: str, password: str) -> None:
-        self.username = username
-        self._password = password
-        self.scheme = challenge.label
-        self.realm = challenge.realm
-        self._digest = None
-        self._challenge = None
-        if challenge.kind == "digest":
-            self.update(challenge)
-
-    def __repr__(self) -> str:  # never the password
-        return f"Signer({self.scheme}, {self.username!r}, realm={self.realm!r})"
-
-    @property
-    def credentials(self) -> tuple[str, str]:
-        return self.username, self._password
-
-    def update(self, challenge: Challenge) -> None:
-        """A new Digest challenge (new nonce, e.g. after ``stale=true``): the count restarts."""
-        try:
-            from httpx._auth import DigestAuth, _DigestAuthChallenge
-        except ImportError as e:  # pragma: no cover - httpx moved its internals
-            raise SigningError(f"Digest is unavailable: {e}") from None
-        p = challenge.params
-        self._challenge = _DigestAuthChallenge(
-            realm=challenge.realm.encode(),
-            nonce=p["nonce"].encode(),
-            algorithm=p.get("algorithm", "MD5"),
-            opaque=p["opaque"].encode() if "opaque" in p else None,
-            qop=p["qop"].encode() if "qop" in p else None,
-        )
-        if self._digest is None:
-            self._digest = DigestAuth(self.username, self._password)
-        self._digest._nonce_count = 1
-
-    def header(self, method: str, target: str) -> str:
-        """The header value for a request of ``method`` to request-target ``target``."""
-        if self._digest is None:
-            token = base64.b64encode(f"{self.username}:{self._password}".encode()).decode()
-            return f"Basic {token}"
-        request = SimpleNamespace(method=method, url=SimpleNamespace(raw_path=target.encode()))
-        try:
-            return self._digest._build_auth_header(request, self._challenge)
-        except Exception as e:  # unknown algorithm, qop auth-int only...
-            raise SigningError(f"cannot answer this Digest challenge: {e}") from None
-
-
-# -- the auth cache -----------------------------------------------------------------------
-
-
-@dataclass
-class CacheEntry:
-    signer: Signer
-    prefixes: set[str]
-
-
-class AuthCache:
-    """Accepted credentials per server (scheme, host, port) or upstream proxy, per realm."""
-
-    def __init__(self) -> None:
-        self._entries: dict[tuple, dict[str, CacheEntry]] = {}
-
-    def find(self, key: tuple, path: str) -> CacheEntry | None:
-        best: tuple[int, CacheEntry] | None = None
-        for entry in self._entries.get(key, {}).values():
-            for prefix in entry.prefixes:
-                if path.startswith(prefix) and (best is None or len(prefix) > best[0]):
-                    best = (len(prefix), entry)
-        return best[1] if best else None
-
-    def store(self, key: tuple, signer: Signer, prefix: str) -> None:
-        realms = self._entries.setdefault(key, {})
-        entry = realms.get(signer.realm)
-        prefixes = {prefix}
-        if entry is not None and entry.signer.credentials == signer.credentials:
-            prefixes |= entry.prefixes
-        realms[signer.realm] = CacheEntry(signer, prefixes)
-
-    def clear(self, key: tuple) -> None:
-        self._entries.pop(key, None)
-
-    def drop(self, key: tuple, entry: CacheEntry) -> None:
-        realms = self._entries.get(key, {})
-        if realms.get(entry.signer.realm) is entry:
-            del realms[entry.signer.realm]
-
-
-def protected_prefix(path: str) -> str:
-    """The paths the same credentials are sent to up front: the challenged path's folder
-    and below (RFC 7617 §2.2)."""
-    path = path.split("?", 1)[0] or "/"
-    return path[: path.rfind("/") + 1] or "/"
 
 
 def upstream_proxy(mode: str) -> tuple[str, int] | None:
@@ -451,7 +212,7 @@ def secret_name(host: str, realm: str, username: str) -> str:
     return (slug or "auth")[:80].rstrip("-_")
 
 
-class _AfterDecider:
+class _CacheHook:
     """The auth cache's request hook, placed after the decider (see the module docstring)."""
 
     def __init__(self, responder: AuthResponder) -> None:
@@ -462,19 +223,38 @@ class _AfterDecider:
 
 
 class AuthResponder:
-    """The mitmproxy addon of the ``auth`` event."""
+    """The mitmproxy addon of the ``auth`` event.
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    Its collaborators: the rules (decisions, secrets), the pauses (asking a person), the
+    flow store (a CONNECT probed for proxy credentials becomes a row), and how to reach the
+    upstream proxy (``mode``, ``upstream_ca``). mitmproxy's ``Master``, which replays the
+    retries, arrives with the ``load`` hook. ``cache_hook`` is a second addon that the
+    session places after the decider; ``rule_fields`` is handed to the controller."""
+
+    def __init__(
+        self,
+        rules: RulesFile,
+        pauses: Pauses,
+        recorder: Recorder,
+        *,
+        mode: str = "regular",
+        upstream_ca: Path | None = None,
+    ) -> None:
+        self.rules = rules
+        self.pauses = pauses
+        self.recorder = recorder
+        self.mode = mode
+        self.upstream_ca = upstream_ca
+        self.master: master.Master | None = None
         self.cache = AuthCache()
-        self.proxy_address = upstream_proxy(session.settings.mode)
-        self.after_decider = [_AfterDecider(self)]
+        self.proxy_address = upstream_proxy(mode)
+        self.cache_hook = _CacheHook(self)
         self._asking: dict[str, _Asking] = {}
         self._proxy_lock: asyncio.Lock | None = None
         self._proxy_open = False  # a CONNECT probe got through without credentials
 
-    def register_controller(self, controller: ProxyController) -> None:
-        controller.extra_rule_fields["auth"] = self.rule_fields
+    def load(self, loader) -> None:
+        self.master = loader.master
 
     # -- remembering ----------------------------------------------------------------------
 
@@ -482,7 +262,8 @@ class AuthResponder:
         """The auth-specific fields of a remembered rule. Called by the controller before it
         saves the rule: with the password in the answer, it goes to the secrets store now,
         so the rule never holds more than its name."""
-        asking = self._asking.get(flow_id)
+        info = self.pauses.info(flow_id)  # an immutable PausedEvent: safe on any thread
+        asking = info.auth if info is not None else None
         if asking is None:
             raise KeyError("this flow is not asking for credentials")
         fields: dict = {"realm": asking.realm or None}
@@ -491,7 +272,7 @@ class AuthResponder:
             name = secret_name(asking.host, asking.realm, username)
             password = answer.params.get("password")
             if password is not None:
-                self.session.rules.secrets.set(name, password)
+                self.rules.secrets.set(name, password)
             fields["secret"] = name
         if asking.proxy:
             fields["proxy"] = True
@@ -505,8 +286,7 @@ class AuthResponder:
         """Credentials from the auth cache, up front (after the decider's request hook)."""
         if flow.response is not None or flow.error is not None or not flow.live:
             return
-        m = meta(flow)
-        m[_SENT] = True
+        record_of(flow).auth_sent = True
         req = flow.request
         if self.proxy_address and req.scheme == "http" and "proxy-authorization" not in req.headers:
             self._attach(flow, "Proxy-Authorization", self._proxy_key(), "", req.pretty_url)
@@ -522,11 +302,11 @@ class AuthResponder:
         except SigningError:
             return
         flow.request.headers[header] = value
-        _added(flow, header)
-        meta(flow).setdefault(_PREEMPTED, {})[header.lower()] = entry
+        rec = record_of(flow)
+        rec.added(header)
+        rec.auth_preempted[header.lower()] = entry
         signer = entry.signer
-        note(
-            flow,
+        record_of(flow).note(
             f"auth: {header} for {signer.username} sent up front "
             f"({signer.scheme}, realm {signer.realm!r}, accepted earlier)",
         )
@@ -541,20 +321,22 @@ class AuthResponder:
         return self._response(flow)
 
     async def _response(self, flow: http.HTTPFlow) -> None:
-        m = meta(flow)
+        rec = record_of(flow)
         if (
             flow.response is None
             or flow.error is not None
             or not flow.live
-            or m.get("local_response")
-            or not m.get(_SENT)
+            or rec.local_response
+            or not rec.auth_sent
         ):
             return
         found = self._challenges(flow.response)
         if found is None:
             return
         if flow.response.stream:
-            note(flow, "auth: the challenge was streamed to the client; it cannot be answered")
+            record_of(flow).note(
+                "auth: the challenge was streamed to the client; it cannot be answered"
+            )
             return
         proxy, challenges = found
         req = flow.request
@@ -567,7 +349,8 @@ class AuthResponder:
         header = "Proxy-Authorization" if proxy else "Authorization"
 
         async def send(value: str) -> http.Response | str:
-            return await resend(self.session.proxy.master, flow, header, value)
+            assert self.master is not None
+            return await resend(self.master, flow, header, value)
 
         ex = _Exchange(
             proxy=proxy,
@@ -578,10 +361,10 @@ class AuthResponder:
             target=target,
             header=header,
             send=send,
-            preempted=(m.get(_PREEMPTED) or {}).get(header.lower()),
+            preempted=rec.auth_preempted.get(header.lower()),
         )
         if req.raw_content is None:
-            note(flow, f"auth: {flow.response.status_code} challenge, but the request body was "
+            record_of(flow).note(f"auth: {flow.response.status_code} challenge, but the request body was "
                  "streamed and cannot be re-sent; it passes to the client")  # fmt: skip
             return
         try:
@@ -590,9 +373,9 @@ class AuthResponder:
                 flow.response = last  # the authenticated response, or the latest challenge
             if value is not None:
                 flow.request.headers[header] = value
-                _added(flow, header)
+                rec.added(header)
         finally:
-            self.session.recorder.touch(flow)
+            self.recorder.touch(flow)
 
     async def http_connect_upstream(self, flow: http.HTTPFlow) -> None:
         """HTTPS in upstream mode: the CONNECT to the upstream proxy carries its credentials.
@@ -662,9 +445,9 @@ class AuthResponder:
         challenge = pick(challenges)
         shown = challenge or next(c for c in challenges if c.kind in ("basic", "digest"))
         asker = f"the upstream proxy {ex.host}:{ex.port}" if ex.proxy else f"{ex.host}:{ex.port}"
-        note(flow, f"auth: {status} from {asker}: {shown.label} realm {shown.realm!r}")
+        record_of(flow).note(f"auth: {status} from {asker}: {shown.label} realm {shown.realm!r}")
         if challenge is None:
-            note(flow, f"auth: {_unsupported(shown)}; {ex.passes(status)}")
+            record_of(flow).note(f"auth: {unsupported(shown)}; {ex.passes(status)}")
             return None, None
 
         failed: list[tuple[str, str]] = []
@@ -673,11 +456,20 @@ class AuthResponder:
             used = ex.preempted
             self.cache.drop(key, used)
             if challenge.stale and challenge.kind == "digest" and used.signer.scheme == "Digest":
-                note(flow, "auth: the nonce was stale; trying again with the new one")
+                record_of(flow).note("auth: the nonce was stale; trying again with the new one")
                 again = (used.signer.credentials, "cache")
+            elif used.space != (challenge.realm, challenge.label):
+                # Another scheme or realm: the cached credentials answered a question that
+                # is no longer asked here; they were not rejected, the new one is answered.
+                record_of(flow).note(
+                    f"auth: the cached {used.signer.scheme} credentials (realm "
+                    f"{used.signer.realm!r}) do not answer this {challenge.label} challenge"
+                )
             else:
                 failed.append(used.signer.credentials)
-                note(flow, f"auth: the cached credentials for {used.signer.username} were rejected")
+                record_of(flow).note(
+                    f"auth: the cached credentials for {used.signer.username} were rejected"
+                )
 
         last: http.Response | None = None
         tries = 0
@@ -694,19 +486,18 @@ class AuthResponder:
             try:
                 value = signer.header(ex.method, ex.target)
             except SigningError as e:
-                note(flow, f"auth: {e}; {ex.passes(status)}")
+                record_of(flow).note(f"auth: {e}; {ex.passes(status)}")
                 return last, None
             tries += 1
             result = await ex.send(value)
             if isinstance(result, str):
-                note(flow, f"auth: the retry failed ({result}); {ex.passes(status)}")
+                record_of(flow).note(f"auth: the retry failed ({result}); {ex.passes(status)}")
                 return last, None
             last = result
             found = self._challenges(result)
             if found is None or found[0] != ex.proxy:
                 self.cache.store(key, signer, prefix)
-                note(
-                    flow,
+                record_of(flow).note(
                     f"auth: {result.status_code} {result.reason} with credentials for {username}",
                 )
                 self._share(
@@ -716,19 +507,21 @@ class AuthResponder:
             status = result.status_code
             fresh = pick(found[1])
             if fresh is None:
-                note(flow, f"auth: credentials for {username} rejected; no challenge to answer")
+                record_of(flow).note(
+                    f"auth: credentials for {username} rejected; no challenge to answer"
+                )
                 return last, None
             if fresh.kind == "digest" and fresh.stale and challenge.kind == "digest":
-                note(flow, "auth: the nonce was stale; trying again with the new one")
+                record_of(flow).note("auth: the nonce was stale; trying again with the new one")
                 again = (credentials, origin)
             else:
                 failed.append(credentials)
-                note(flow, f"auth: credentials for {username} rejected ({status})")
+                record_of(flow).note(f"auth: credentials for {username} rejected ({status})")
                 if origin not in ("you", "cache"):  # a rule would give the same again
-                    note(flow, f"auth: {origin} gave them; {ex.passes(status)}")
+                    record_of(flow).note(f"auth: {origin} gave them; {ex.passes(status)}")
                     return last, None
             challenge = fresh
-        note(flow, f"auth: {MAX_TRIES} tries; {ex.passes(status)}")
+        record_of(flow).note(f"auth: {MAX_TRIES} tries; {ex.passes(status)}")
         return last, None
 
     async def _credentials(
@@ -741,7 +534,7 @@ class AuthResponder:
         tries: int,
     ) -> tuple[tuple[str, str], str] | None:
         """Who answers the challenge: a rule, the defaults, or a person. None: it passes."""
-        rules = self.session.rules
+        rules = self.rules
         decision = rules.decide(
             EventDetails(
                 event="auth",
@@ -754,24 +547,28 @@ class AuthResponder:
                 flow=flow,
             )
         )
-        record(flow, decision)
+        record_of(flow).decided(decision)
         who = f"rule {decision.rule.id}" if decision.rule is not None else "defaults"
         if decision.action == "credentials" and decision.rule is not None:
             rule = decision.rule
             password = rules.secrets.get(rule.secret) if rule.secret else None
             if rule.username is None or password is None:
-                note(flow, f"auth: {who}: secret {rule.secret!r} is not set; {ex.passes(status)}")
+                record_of(flow).note(
+                    f"auth: {who}: secret {rule.secret!r} is not set; {ex.passes(status)}"
+                )
                 return None
             if (rule.username, password) in failed:
-                note(flow, f"auth: {who} gives the rejected credentials; {ex.passes(status)}")
+                record_of(flow).note(
+                    f"auth: {who} gives the rejected credentials; {ex.passes(status)}"
+                )
                 return None
-            note(flow, f"auth: credentials supplied for {rule.username} ({who})")
+            record_of(flow).note(f"auth: credentials supplied for {rule.username} ({who})")
             return (rule.username, password), who
         if decision.action != "ask":
-            note(flow, f"auth: cancelled ({who}); {ex.passes(status)}")
+            record_of(flow).note(f"auth: cancelled ({who}); {ex.passes(status)}")
             return None
 
-        details = (
+        details: tuple[tuple[str, str], ...] = (
             ("host", ex.host),
             ("port", str(ex.port)),
             ("proxy", "yes" if ex.proxy else "no"),
@@ -783,30 +580,42 @@ class AuthResponder:
             details += (("attempt", f"{tries + 1} of {MAX_TRIES}"),)
         self._asking[flow.id] = _Asking(ex.host, ex.port, ex.proxy, challenge.realm)
         try:
-            answer = await self.session.pauses.ask(
+            answer = await self.pauses.ask(
                 flow.id,
                 "auth",
                 url=ex.url,
                 method=ex.method,
                 details=details,
+                auth=AuthFacts(
+                    host=ex.host,
+                    port=ex.port,
+                    proxy=ex.proxy,
+                    realm=challenge.realm,
+                    scheme=challenge.label,
+                    attempt=tries + 1,
+                    max_attempts=MAX_TRIES,
+                ),
+                asked_by=decision.rule_id,
                 client=flow.client_conn,
             )
         finally:
             self._asking.pop(flow.id, None)
         if isinstance(answer, Ended):
-            note(flow, f"auth: {answer.value}; {ex.passes(status)}")
+            record_of(flow).note(f"auth: {answer.value}; {ex.passes(status)}")
             return None
         params = answer.params
         if rule_id := params.get("remembered_as"):
-            note(flow, f"auth: remembered as rule {rule_id}")
+            record_of(flow).note(f"auth: remembered as rule {rule_id}")
         if answer.action != "credentials" or not params.get("username"):
-            note(flow, f"auth: cancelled (you); {ex.passes(status)}")
+            record_of(flow).note(f"auth: cancelled (you); {ex.passes(status)}")
             return None
         username = str(params["username"])
         if params.get(_SHARED):
-            note(flow, f"auth: credentials for {username} accepted on another request; trying them")
+            record_of(flow).note(
+                f"auth: credentials for {username} accepted on another request; trying them"
+            )
         else:
-            note(flow, f"auth: credentials supplied for {username} (you)")
+            record_of(flow).note(f"auth: credentials supplied for {username} (you)")
         return (username, str(params.get("password") or "")), "you"
 
     def _share(self, flow_id: str, asking: _Asking, credentials: tuple[str, str]) -> None:
@@ -817,7 +626,7 @@ class AuthResponder:
             if other_id != flow_id and other == asking:
                 shared = Answer("credentials", {"username": username, "password": password})
                 shared.params[_SHARED] = True
-                self.session.pauses.answer(other_id, "auth", shared)
+                self.pauses.answer(other_id, "auth", shared)
 
     # -- CONNECT through the upstream proxy -------------------------------------------------
 
@@ -844,7 +653,7 @@ class AuthResponder:
             self._proxy_open = True
             return
         # An auth event on the CONNECT itself: show it, so that the dialog can be answered.
-        recorder = self.session.recorder
+        recorder = self.recorder
         flow.response = probe
         recorder.track(flow)
         host, port = self.proxy_address
@@ -879,8 +688,8 @@ class AuthResponder:
         if value is not None:
             lines.append(f"Proxy-Authorization: {value}")
         ssl_context = None
-        if self.session.settings.mode.split(":", 1)[1].startswith("https:"):
-            ssl_context = _proxy_tls_context(self.session.settings.upstream_ca)
+        if self.mode.split(":", 1)[1].startswith("https:"):
+            ssl_context = _proxy_tls_context(self.upstream_ca)
         writer = None
         try:
             reader, writer = await asyncio.wait_for(
@@ -911,10 +720,3 @@ def _proxy_tls_context(extra_ca):
     if extra_ca is not None:
         context.load_verify_locations(cafile=str(extra_ca))
     return context
-
-
-def _added(flow: http.HTTPFlow, header: str) -> None:
-    """Mark a header waylay added upstream: HAR export and the screen redact its value."""
-    added = meta(flow).setdefault("added_headers", [])
-    if header not in added:
-        added.append(header)

@@ -15,6 +15,7 @@ tells the recorder about each WebSocket message as it passes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -26,7 +27,8 @@ from urllib.parse import parse_qsl
 from mitmproxy import contentviews, ctx, http, optmanager
 from mitmproxy.utils import strutils
 
-from monitor.snapshot import meta
+from monitor.record import record_of
+from policies.printable import printable, printable_text
 from widgets.model import BodyView
 
 log = logging.getLogger("waylay.bodyview")
@@ -69,7 +71,7 @@ def _view_options() -> Iterator[None]:
             with contextlib.suppress(AttributeError):
                 del ctx.options
         else:
-            ctx.options = current  # type: ignore[assignment]
+            ctx.options = current
 
 
 def mitm_view(message: http.Message, flow: http.HTTPFlow, name: str) -> tuple[str, str, str]:
@@ -214,13 +216,21 @@ def _auto_mode(message: http.Message, data: bytes) -> str:
 
 
 def render(message: http.Message | None, flow: http.HTTPFlow, mode: str) -> BodyView | None:
-    """``message``'s body in ``mode``; None when there is no message."""
+    """``message``'s body in ``mode``; None when there is no message. The text comes from
+    the network: its control characters are escaped (newlines and tabs kept)."""
+    view = _render_body(message, flow, mode)
+    if view is None:
+        return None
+    return dataclasses.replace(view, text=printable_text(view.text), note=printable(view.note))
+
+
+def _render_body(message: http.Message | None, flow: http.HTTPFlow, mode: str) -> BodyView | None:
     if message is None:
         return None
     data, note = _content(message)
     if data is None:
-        streamed = (
-            meta(flow).get("streamed", {}).get("request" if message is flow.request else "response")
+        streamed = record_of(flow).streamed.get(
+            "request" if message is flow.request else "response"
         )
         size = f"{human(streamed)}" if streamed is not None else "size unknown"
         return BodyView(mode, "streamed", f"streamed through, not kept ({size})", None)
@@ -266,9 +276,9 @@ def _render(
         text, cut = _raw(message, data)
         return BodyView(asked, "raw", text, None, cut.strip(" ()"))
     if mode == "hex":
-        shown = data[:HEX_LIMIT]
-        cut = f"first {human(len(shown))} of {size}" if len(shown) < len(data) else ""
-        return BodyView(asked, "hex", hex_dump(shown), None, cut)
+        head = data[:HEX_LIMIT]
+        cut = f"first {human(len(head))} of {size}" if len(head) < len(data) else ""
+        return BodyView(asked, "hex", hex_dump(head), None, cut)
     if mode == "image":
         info = image_info(data)
         if info is None:
@@ -340,7 +350,7 @@ _SYNTAX = {
 
 
 class StreamCounter:
-    """Counts the bytes of streamed bodies (``meta(flow)["streamed"]``) and passes each
+    """Counts the bytes of streamed bodies (``record_of(flow).streamed``) and passes each
     WebSocket message on to ``touch`` so the screen shows it as it happens."""
 
     def __init__(self, touch=None) -> None:
@@ -350,7 +360,7 @@ class StreamCounter:
         stream = message.stream
         if not stream:
             return
-        counts = meta(flow).setdefault("streamed", {})
+        counts = record_of(flow).streamed
         counts[part] = 0
         inner = stream if callable(stream) else None
 

@@ -36,6 +36,11 @@ macOS:          sudo security add-trusted-cert -d -p ssl -p basic -k /Library/Ke
 Windows:        certutil -addstore root {cer}
 Firefox:        Settings → Privacy & Security → Certificates → View Certificates → Authorities
                 → Import… {pem}  (Firefox keeps its own store)
+Chromium/Chrome on Linux (NSS database; certutil is in libnss3-tools):
+                mkdir -p ~/.pki/nssdb && certutil -d sql:$HOME/.pki/nssdb -N --empty-password  (once, if new)
+                certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n waylay -i {pem}
+                chromium --proxy-server=http://127.0.0.1:8080 --proxy-bypass-list='<-loopback>'
+Firefox on Linux, same tool: certutil -d sql:PROFILE_DIR -A -t C,, -n waylay -i {pem}
 Python:         REQUESTS_CA_BUNDLE={pem}  (requests)   SSL_CERT_FILE={pem}  (httpx, urllib, ssl)
 Node.js:        NODE_EXTRA_CA_CERTS={pem}
 curl:           curl --cacert {pem} -x http://127.0.0.1:8080 https://example.com/

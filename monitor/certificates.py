@@ -39,7 +39,7 @@ connection); a certificate that would need a question is rejected. Raw TCP insid
 (no request to hold) is treated the same way.
 
 Every flow that used such a connection gets a note, the deciding rule and the
-certificate (``meta(flow)["certificate"]``, shown in the detail pane).
+certificate (``record_of(flow).certificate``, shown in the detail pane).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ import dataclasses
 import itertools
 import logging
 import weakref
-from typing import TYPE_CHECKING
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -58,15 +58,11 @@ from mitmproxy.flow import Error
 from mitmproxy.proxy.layers.http import HttpClient
 from OpenSSL import SSL
 
-from monitor.decider import note, record
-from monitor.pauses import Ended
-from monitor.snapshot import meta
-from policies import EventDetails
+from monitor.pauses import Ended, Pauses
+from monitor.record import record_of
+from monitor.recorder import Recorder
+from policies import Decision, EventDetails, RulesFile
 from widgets.model import Answer, CertificateInfo
-
-if TYPE_CHECKING:
-    from monitor.controller import ProxyController
-    from monitor.session import Session
 
 log = logging.getLogger("waylay.certificates")
 
@@ -96,13 +92,14 @@ def reason_of(errno: int) -> str:
 def openssl_text(errno: int) -> str:
     """OpenSSL's own words for a verification error (as mitmproxy's TLS layer gets them)."""
     try:
-        return SSL._ffi.string(SSL._lib.X509_verify_cert_error_string(errno)).decode()
+        lib: Any = SSL._lib
+        return SSL._ffi.string(lib.X509_verify_cert_error_string(errno)).decode()
     except Exception:  # noqa: BLE001 - a private binding that may move
         return f"X509 verification error {errno}"
 
 
 def fingerprint_of(cert: x509.Certificate) -> str:
-    """``sha256:AA:BB:…`` (SPEC §5), the form rules pin."""
+    """``sha256:AA:BB:…`` (docs/rules.md), the form rules pin."""
     return "sha256:" + cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
@@ -152,7 +149,7 @@ def certificate_info(
 
 
 def event_url(host: str, port: int) -> str:
-    """The URL of a certificate event: ``https://HOST:PORT/`` (SPEC §5)."""
+    """The URL of a certificate event: ``https://HOST:PORT/`` (docs/rules.md)."""
     shown = f"[{host}]" if ":" in host else host
     return f"https://{shown}:{port}/"
 
@@ -165,7 +162,7 @@ class Verdict:
     action: str
     why: str  # "by rule dev-box", "by you (once)", "(no answer within 30 s)", ...
     rule_id: str | None = None
-    decision: object | None = None  # policies.Decision, for the flows' trace
+    decision: Decision | None = None  # for the flows' trace
     gone: bool = False  # the person's client left before an answer: ask again
 
 
@@ -185,7 +182,7 @@ class _Check:
     fingerprint: str | None = None
     verdict: Verdict | None = None
     pending: bool = False  # needs a person: asked on the connection's first request
-    asked_by: object | None = None  # the rules' Decision that said "ask" (for the trace)
+    asked_by: Decision | None = None  # the rules' Decision that said "ask" (for the trace)
     deciding: asyncio.Future | None = None  # set while the first request asks
     logged: bool = False
     info: CertificateInfo | None = None
@@ -228,10 +225,13 @@ class _Check:
 
 
 class CertificateGuard:
-    """The addon (placed before the decider and the recorder)."""
+    """The addon (placed before the decider and the recorder). Its collaborators: the
+    rules, the pauses and the flow store; ``rule_fields`` is handed to the controller."""
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(self, rules: RulesFile, pauses: Pauses, recorder: Recorder) -> None:
+        self.rules = rules
+        self.pauses = pauses
+        self.recorder = recorder
         self._checks: weakref.WeakKeyDictionary[connection.Server, _Check] = (
             weakref.WeakKeyDictionary()
         )
@@ -247,13 +247,10 @@ class CertificateGuard:
 
     # -- wiring ----------------------------------------------------------------------
 
-    def register_controller(self, controller: ProxyController) -> None:
-        controller.extra_rule_fields["certificate"] = self._rule_fields
-
-    def _rule_fields(self, flow_id: str, answer: Answer) -> dict:
+    def rule_fields(self, flow_id: str, answer: Answer) -> dict:
         """Remember "always for this certificate": its host and port, pinned to its
         fingerprint."""
-        info = self.session.pauses.info(flow_id)
+        info = self.pauses.info(flow_id)
         cert = info.certificate if info is not None else None
         if cert is None:
             raise KeyError(f"no certificate is paused on flow {flow_id}")
@@ -301,14 +298,16 @@ class CertificateGuard:
         ssl_conn.set_verify(mode, verify)
 
     def tls_established_server(self, data: tls.TlsData) -> None:
-        check = self._checks.get(data.conn)  # type: ignore[arg-type]
+        server = data.conn
+        check = self._checks.get(server) if isinstance(server, connection.Server) else None
         if check is not None and check.verdict is not None:
-            self._applied(check, data.conn)  # type: ignore[arg-type]
+            self._applied(check, server)  # type: ignore[arg-type]
 
     def tls_failed_server(self, data: tls.TlsData) -> None:
-        check = self._checks.get(data.conn)  # type: ignore[arg-type]
+        server = data.conn
+        check = self._checks.get(server) if isinstance(server, connection.Server) else None
         if check is not None and check.verdict is not None and check.verdict.action == "reject":
-            self._applied(check, data.conn)  # type: ignore[arg-type]
+            self._applied(check, server)  # type: ignore[arg-type]
 
     def requestheaders(self, flow: http.HTTPFlow):
         """Only a request on a connection with a bad certificate has anything to wait
@@ -320,7 +319,7 @@ class CertificateGuard:
 
     async def _hold(self, flow: http.HTTPFlow, check: _Check) -> None:
         if check.verdict is None and flow.live and not flow.error and not flow.response:
-            self.session.recorder.track(flow)  # shown (paused or waiting) before it goes on
+            self.recorder.track(flow)  # shown (paused or waiting) before it goes on
             await self._decided(check, flow)
         if check.verdict is None:
             return
@@ -364,10 +363,10 @@ class CertificateGuard:
             flow.messages[-1].content = b""  # nothing crosses a rejected connection
 
     def client_disconnected(self, client: connection.Client) -> None:
-        for key in [k for k in self._answered if k[0] == client.id]:
-            del self._answered[key]
-        for key in [k for k in self._opened_for_request if k[0] == client.id]:
-            del self._opened_for_request[key]
+        for answered in [k for k in self._answered if k[0] == client.id]:
+            del self._answered[answered]
+        for opened in [k for k in self._opened_for_request if k[0] == client.id]:
+            del self._opened_for_request[opened]
 
     # -- deciding at once (inside OpenSSL's verification) ------------------------------
 
@@ -393,7 +392,7 @@ class CertificateGuard:
                 earlier, why=f"{earlier.why}, earlier on this connection"
             )
             return
-        decision = self.session.rules.decide(
+        decision = self.rules.decide(
             EventDetails(
                 event="certificate",
                 url=event_url(check.host, check.port),
@@ -405,7 +404,7 @@ class CertificateGuard:
         if decision.action in ("allow", "reject"):
             why = f"by rule {rule.id}" if rule is not None else "by the rules file's [defaults]"
             check.verdict = Verdict(decision.action, why, rule.id if rule else None, decision)
-        elif self.session.pauses.headless:
+        elif self.pauses.headless:
             check.verdict = Verdict(
                 "reject",
                 "(headless: nobody to ask, and no rule allows this certificate)",
@@ -473,8 +472,8 @@ class CertificateGuard:
         self._waiting[flow.id] = 1
         verdict = Verdict("reject", "(waylay shut down)")
         try:
-            meta(flow)["certificate"] = check.certificate()
-            answer = await self.session.pauses.ask(
+            record_of(flow).certificate = check.certificate()
+            answer = await self.pauses.ask(
                 flow.id,
                 "certificate",
                 url=event_url(check.host, check.port),
@@ -485,6 +484,7 @@ class CertificateGuard:
                     ("fingerprint", check.fingerprint),
                 ),
                 certificate=check.certificate(),
+                asked_by=check.asked_by.rule_id if check.asked_by is not None else None,
                 client=check.client,
             )
             verdict = self._verdict_of(answer)
@@ -498,7 +498,7 @@ class CertificateGuard:
     def _verdict_of(self, answer: Answer | Ended) -> Verdict:
         if isinstance(answer, Ended):
             if answer is Ended.TIMEOUT:
-                why = f"(no answer within {self.session.pauses.timeout:g} s)"
+                why = f"(no answer within {self.pauses.timeout:g} s)"
             elif answer is Ended.GONE:
                 return Verdict("reject", "(the client disconnected)", gone=True)
             else:
@@ -528,18 +528,18 @@ class CertificateGuard:
 
     def _annotate(self, flow: http.HTTPFlow, check: _Check) -> None:
         """Note the decision on a flow once: the note, the rule, the certificate."""
-        m = meta(flow)
-        if m.get("certificate_check") == check.serial:
+        rec = record_of(flow)
+        if rec.certificate_check == check.serial:
             return
-        m["certificate_check"] = check.serial
+        rec.certificate_check = check.serial
         info = check.certificate()
         if info is not None:
-            m["certificate"] = info
+            rec.certificate = info
         assert check.verdict is not None
-        note(flow, check.summary())
+        rec.note(check.summary())
         decision = check.verdict.decision or check.asked_by
         if decision is not None:
-            record(flow, decision)
+            rec.decided(decision)
         if check.verdict.rule_id:
-            m["rule_id"] = check.verdict.rule_id
-        self.session.recorder.touch(flow)
+            rec.rule_id = check.verdict.rule_id
+        self.recorder.touch(flow)

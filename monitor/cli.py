@@ -1,4 +1,4 @@
-"""The ``waylay`` command (SPEC §3)."""
+"""The ``waylay`` command (README "Command line")."""
 
 from __future__ import annotations
 
@@ -6,9 +6,23 @@ import argparse
 import sys
 from pathlib import Path
 
-from monitor.settings import Settings, SettingsError, default_confdir, default_rules_path
-
-VERSION = "0.1.0"
+from monitor import VERSION, limits
+from monitor.options_check import (
+    OneLineParser,
+    ask_timeout_arg,
+    check_paths,
+    port_arg,
+    positive_int_arg,
+    proxy_auth,
+    size_arg,
+)
+from monitor.settings import (
+    MAX_ASK_TIMEOUT,
+    Settings,
+    SettingsError,
+    default_confdir,
+    default_rules_path,
+)
 
 
 def _version() -> str:
@@ -18,18 +32,33 @@ def _version() -> str:
 
 
 def main_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="waylay",
         description="Interactive HTTP(S) debugging proxy: see every request live, stop the "
         "ones you care about, decide, and keep the decisions as rules.",
         epilog="Also: waylay rules check|list|export|import …, waylay ca, "
         "waylay open FILE (a saved session: mitmproxy flow file or HAR, read-only)",
     )
-    p.add_argument("--listen-host", default="127.0.0.1", help="default 127.0.0.1")
     p.add_argument(
-        "--listen-port", type=int, default=8080, help="default 8080; 0 picks a free port"
+        "--listen-host",
+        default="127.0.0.1",
+        help="default 127.0.0.1; anything not loopback needs --proxy-auth or --allow-remote",
     )
-    p.add_argument("--mode", default="regular", help="regular, upstream:URL, reverse:URL, socks5")
+    p.add_argument(
+        "--listen-port",
+        type=port_arg,
+        default=8080,
+        metavar="PORT",
+        help="0-65535, default 8080; 0 picks a free port",
+    )
+    p.add_argument(
+        "--mode",
+        action="append",
+        default=None,
+        metavar="MODE",
+        help="regular, upstream:URL, reverse:URL or socks5, each optionally @[HOST:]PORT; "
+        "may be given several times (default regular)",
+    )
     p.add_argument(
         "--rules",
         type=Path,
@@ -41,10 +70,11 @@ def main_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--ask-timeout",
-        type=float,
+        type=ask_timeout_arg,
         default=120.0,
         metavar="SEC",
-        help="how long a paused event waits for you (default 120)",
+        help=f"how long a paused event waits for you: seconds in (0, {MAX_ASK_TIMEOUT}], "
+        "or none to wait for ever (default 120)",
     )
     p.add_argument(
         "--ask-default",
@@ -54,19 +84,25 @@ def main_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-flows",
-        type=int,
+        type=positive_int_arg,
         default=None,
         metavar="N",
-        help="flows kept in memory (default 50000; 10000 with --session)",
+        help="flows kept in memory, at least 1 (default 50000; 10000 with --session)",
     )
     p.add_argument(
         "--max-body-memory",
         default="256m",
+        type=size_arg,
         metavar="SIZE",
         help="bytes of bodies kept across flows (k/m/g suffixes; default 256m); "
         "past it the oldest flows lose their bodies",
     )
-    p.add_argument("--har", type=Path, default=None, help="write the session as HAR 1.2 on exit")
+    p.add_argument(
+        "--har",
+        type=Path,
+        default=None,
+        help="write the session as HAR 1.2 on exit (file mode 0600); its folder must exist",
+    )
     p.add_argument(
         "--save",
         type=Path,
@@ -84,19 +120,28 @@ def main_parser() -> argparse.ArgumentParser:
         "--proxy-auth",
         default=None,
         metavar="USER:PASS",
-        help="clients must authenticate to the proxy",
+        help="clients must authenticate to the proxy (both non-empty); better: "
+        "$WAYLAY_PROXY_AUTH or --proxy-auth-file, which other users cannot see in ps",
+    )
+    p.add_argument(
+        "--proxy-auth-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="read USER:PASS for --proxy-auth from the first line of FILE",
     )
     p.add_argument(
         "--allow-remote",
         action="store_true",
-        help="permit a non-loopback --listen-host without --proxy-auth",
+        help="permit a non-loopback listen address (--listen-host or a mode's @HOST:PORT) "
+        "without --proxy-auth",
     )
     p.add_argument(
         "--upstream-ca",
         type=Path,
         default=None,
         metavar="PEM",
-        help="also trust this CA for upstream servers (besides the system's)",
+        help="also trust this CA for upstream servers (besides the system's); a readable PEM file",
     )
     p.add_argument(
         "--session",
@@ -105,6 +150,7 @@ def main_parser() -> argparse.ArgumentParser:
         help="keep every finished flow in a SQLite session file (memory then holds only the "
         "newest --max-flows); 'new' makes one under the state folder",
     )
+    limits.add_arguments(p)
     p.add_argument("--version", action="version", version=_version())
     return p
 
@@ -118,6 +164,12 @@ def rules_parser() -> argparse.ArgumentParser:
     c.add_argument("path", nargs="?", type=Path)
     ls = sub.add_parser("list", help="the rules in precedence order")
     ls.add_argument("path", nargs="?", type=Path)
+    ls.add_argument(
+        "--format",
+        choices=("table", "tsv", "json"),
+        default=None,
+        help="default: table on a terminal, tsv (one rule per line) when piped",
+    )
     ex = sub.add_parser("export", help="export rules as toml, json, dnr or mitmproxy options")
     ex.add_argument("path", nargs="?", type=Path)
     ex.add_argument("--format", required=True, choices=("toml", "json", "dnr", "mitmproxy"))
@@ -128,6 +180,11 @@ def rules_parser() -> argparse.ArgumentParser:
     im.add_argument("--format", required=True, choices=("toml", "json", "dnr"))
     im.add_argument("--into", type=Path, default=None)
     im.add_argument("--replace", action="store_true")
+    im.add_argument(
+        "--allow-outside",
+        action="store_true",
+        help="accept respond rules whose body_file is outside the rules file's folder",
+    )
     return p
 
 
@@ -138,24 +195,18 @@ def rules_main(argv: list[str]) -> int:
     if args.command == "check":
         return pcli.check(args.path)
     if args.command == "list":
-        return pcli.list_rules(args.path)
+        return pcli.list_rules(args.path, fmt=args.format)
     from policies import exchange
 
     if args.command == "export":
         return exchange.export_command(args.path, args.format, args.output, strict=args.strict)
-    return exchange.import_command(args.file, args.format, into=args.into, replace=args.replace)
-
-
-def _size(text: str) -> int:
-    from mitmproxy.utils import human
-
-    try:
-        size = human.parse_size(text)
-    except ValueError:
-        size = None
-    if size is None:
-        raise SettingsError(f"--max-body-memory {text!r}: expected a size such as 256m")
-    return size
+    return exchange.import_command(
+        args.file,
+        args.format,
+        into=args.into,
+        replace=args.replace,
+        allow_outside=args.allow_outside,
+    )
 
 
 def _session_path(value: str | None) -> Path | None:
@@ -172,10 +223,12 @@ def _session_path(value: str | None) -> Path | None:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    modes = args.mode or ["regular"]
     return Settings(
         listen_host=args.listen_host,
         listen_port=args.listen_port,
-        mode=args.mode,
+        mode=modes[0],
+        extra_modes=tuple(modes[1:]),
         rules=(args.rules or default_rules_path()).expanduser(),
         confdir=(args.confdir or default_confdir()).expanduser(),
         ask_timeout=args.ask_timeout,
@@ -183,14 +236,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_flows=args.max_flows
         if args.max_flows is not None
         else (10_000 if args.session else 50_000),
-        max_body_memory=_size(args.max_body_memory),
+        max_body_memory=args.max_body_memory,
         har=args.har,
         save=args.save,
         session=_session_path(args.session),
         headless=args.headless,
-        proxy_auth=args.proxy_auth,
+        proxy_auth=proxy_auth(args),
         allow_remote=args.allow_remote,
         upstream_ca=args.upstream_ca,
+        **limits.settings_kwargs(args),
     )
 
 
@@ -210,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         settings.validate()
+        check_paths(settings)
     except SettingsError as e:
         print(f"waylay: {e}", file=sys.stderr)
         return 2

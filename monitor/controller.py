@@ -9,35 +9,26 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from urllib.parse import urlsplit
 
 from mitmproxy import flowfilter, http
 
+from monitor.bodyview import render
+from monitor.exports import curl_command
+from monitor.har import write_har
 from monitor.pauses import Pauses
 from monitor.proxy import EmbeddedProxy
 from monitor.recorder import Recorder
 from monitor.remember import RememberError, new_rule_id, rule_fields, rule_toml
+from monitor.save import flow_state, write_states
 from policies import MatchPatternError, Rule, RulesFile, compile_pattern
-from widgets.model import Answer
+from policies.exchange import export_text
+from policies.urls import url_error
+from widgets.model import Answer, BodyView, FilterMatch
 
 log = logging.getLogger("waylay.controller")
 
 BREAKPOINT_ID = "breakpoint"
 BREAKPOINT_PRIORITY = 1_000_000
-
-
-def url_error(url: object) -> str | None:
-    """Why ``url`` cannot be a redirect/rewrite target, or None."""
-    if not isinstance(url, str) or not url.strip():
-        return "enter a URL"
-    try:
-        parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError as e:
-        return f"{url!r} is not a URL: {e}"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"{url!r} is not an absolute http(s) URL"
-    return None
 
 
 def validate_answer(event: str, answer: Answer) -> str | None:
@@ -74,6 +65,7 @@ class ProxyController:
         self.rules = rules
         self._breakpoint: Rule | None = None
         self._breakpoints_on = True
+        self._filter_generation = 0
         # event -> callable(flow_id, answer) -> dict of extra rule fields (realm, fingerprint,
         # secret...); issues 5 and 6 register theirs.
         self.extra_rule_fields = extra_rule_fields or {}
@@ -91,25 +83,18 @@ class ProxyController:
 
     # -- answers --------------------------------------------------------------------
 
-    def _paused_url(self, flow_id: str, event: str) -> str | None:
-        info = self.pauses.info(flow_id)
-        if info is None or info.event != event:
-            return None
-        return info.url
-
     def _rule_for(self, flow_id: str, event: str, answer: Answer) -> tuple[str, dict] | None:
-        url = self._paused_url(flow_id, event)
-        if url is None or answer.remember == "once":
+        info = self.pauses.info(flow_id)  # an immutable PausedEvent: safe on any thread
+        if info is None or info.event != event or answer.remember == "once":
             return None
+        url = info.url
         extra = {}
         if event in self.extra_rule_fields:
             extra = self.extra_rule_fields[event](flow_id, answer)
         fields = rule_fields(url, event, answer, **extra)
         # The remembered rule must decide the next matching flow, so it goes first in the
         # file with the priority of the (saved) rule that asked: ties go to the earlier rule.
-        flow = self.recorder.flows.get(flow_id)
-        asked_by = (flow.metadata.get("waylay") or {}).get("rule_id") if flow is not None else None
-        rule = self.rules.get(asked_by) if asked_by else None
+        rule = self.rules.get(info.asked_by) if info.asked_by else None
         if rule is not None and not self.rules.is_transient(rule.id) and rule.priority != 1:
             fields["priority"] = rule.priority
         return new_rule_id(self.rules, url, event), fields
@@ -175,7 +160,7 @@ class ProxyController:
             "event": "request",
             "action": "ask",
             "priority": BREAKPOINT_PRIORITY,
-            "note": "breakpoint (unsaved)",
+            "note": "breakpoint set with i on the flow list",  # true once saved too
         }
         if spec.startswith(("~", "!", "(")):
             try:
@@ -213,28 +198,35 @@ class ProxyController:
 
     # -- the list -------------------------------------------------------------------
 
-    def filter_predicate(self, expr: str):
+    def check_filter(self, expr: str) -> str | None:
+        try:
+            flowfilter.parse(expr)
+        except ValueError as e:
+            return f"bad filter expression: {e}"
+        return None
+
+    def apply_filter(self, expr: str) -> tuple[FilterMatch | None, str | None]:
+        """The expression is parsed here and evaluated on the proxy loop, where the live
+        flows are: now for the kept flows, then for every snapshot."""
+        expr = expr.strip()
+        if not expr:
+            self._on_loop(self.recorder.set_filter, None)
+            return None, None
         try:
             flt = flowfilter.parse(expr)
         except ValueError as e:
             return None, f"bad filter expression: {e}"
-        flows = self.recorder.flows
-
-        def predicate(flow_id: str) -> bool:
-            f = flows.get(flow_id)
-            try:
-                return f is not None and bool(flt(f))
-            except Exception:
-                return False
-
-        return predicate, None
+        self._filter_generation += 1
+        generation = self._filter_generation
+        matching = self._on_loop(self.recorder.set_filter, (generation, flt))
+        return FilterMatch(generation, frozenset(matching)), None
 
     def clear_finished(self) -> None:
         self.proxy.call_soon(self.recorder.clear_finished)
 
     # -- export ---------------------------------------------------------------------
 
-    def _on_loop(self, fn, *args):
+    def _on_loop(self, fn, *args, timeout: float = 10):
         """Run ``fn`` on the proxy loop (live flows are only read there) and wait."""
 
         async def call():
@@ -242,31 +234,30 @@ class ProxyController:
 
         if self.proxy.loop is None or not self.proxy.running:
             return fn(*args)
-        return self.proxy.run_coroutine(call()).result(10)
+        return self.proxy.run_coroutine(call()).result(timeout)
 
     def export_curl(self, flow_id: str) -> str:
-        from monitor.exports import curl_command
+        def curl() -> str:
+            flow = self.recorder.flows.get(flow_id)
+            if flow is None:
+                raise ValueError("that flow is no longer kept")
+            return curl_command(flow)
 
-        flow = self.recorder.flows.get(flow_id)
-        if flow is None:
-            raise ValueError("that flow is no longer kept")
-        return self._on_loop(curl_command, flow)
+        return self._on_loop(curl)
 
     def export_har(self, path: str, flow_ids: list[str] | None = None) -> int:
-        from monitor.har import write_har
-
-        def flows():
+        def har() -> int:
+            flows = self.recorder.flows
             if flow_ids is None:
-                return list(self.recorder.flows.values())
-            return [self.recorder.flows[i] for i in flow_ids if i in self.recorder.flows]
+                return write_har(list(flows.values()), path)
+            return write_har([flows[i] for i in flow_ids if i in flows], path)
 
-        return write_har(self._on_loop(flows), path)
+        return self._on_loop(har, timeout=300)
 
     def save_flows(self, path: str, flow_ids: list[str] | None = None) -> int:
         """``w``: all (or the given) flows to ``path`` in mitmproxy's flow format."""
-        from monitor.save import flow_state
 
-        def states():
+        def states() -> list[dict]:
             # the flows' state is read on the proxy loop; the file is written here
             if flow_ids is None:
                 chosen = list(self.recorder.flows.values())
@@ -274,15 +265,12 @@ class ProxyController:
                 chosen = [self.recorder.flows[i] for i in flow_ids if i in self.recorder.flows]
             return [flow_state(f) for f in chosen if isinstance(f, http.HTTPFlow)]
 
-        from monitor.save import write_states
+        return write_states(self._on_loop(states, timeout=300), path)
 
-        return write_states(self._on_loop(states), path)
-
-    def render_body(self, flow_id: str, part: str, mode: str):
+    def render_body(self, flow_id: str, part: str, mode: str) -> BodyView | None:
         """The detail pane's body in a view mode, rendered on the proxy loop."""
-        from monitor.bodyview import render
 
-        def run():
+        def run() -> BodyView | None:
             flow = self.recorder.flows.get(flow_id)
             if flow is None:
                 return None
@@ -291,8 +279,6 @@ class ProxyController:
         return self._on_loop(run)
 
     def export_rules(self, fmt: str) -> tuple[str, list[str]]:
-        from policies.exchange import export_text
-
         return export_text(self.rules, fmt)
 
 

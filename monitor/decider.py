@@ -9,44 +9,38 @@ headless log and HAR export.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from mitmproxy import http
 
+from monitor.destination import destination_url
 from monitor.pauses import Ended, Pauses
-from monitor.snapshot import flow_type, meta
-from policies import EventDetails, RulesFile
+from monitor.record import flow_type, record_of
+from monitor.recorder import Recorder
+from monitor.retries import Retries
+from policies import Decision, EventDetails, RulesFile
+from policies.printable import printable
 
 log = logging.getLogger("waylay.decider")
-
-
-def record(flow: http.HTTPFlow, decision) -> None:
-    """Keep the trace of a decision on the flow: every matching rule, and the one that won."""
-    m = meta(flow)
-    winner = decision.rule.id if decision.rule is not None else None
-    for rid in decision.matched:
-        m["trace"].append((decision.event, rid, _action_of(decision, rid), rid == winner))
-    if winner is not None:
-        m["rule_id"] = winner
-
-
-def _action_of(decision, rid: str) -> str:
-    if decision.rule is not None and decision.rule.id == rid:
-        return decision.action
-    return "matched"
-
-
-def note(flow: http.HTTPFlow, text: str) -> None:
-    meta(flow)["notes"].append(text)
 
 
 def cancel(flow: http.HTTPFlow, why: str) -> None:
     """Abort: the client gets no response (the connection is closed), like a browser's
     ``cancel``. Killing inside an async hook is enough: mitmproxy checks for it when the
     hook returns, so nothing hangs."""
-    m = meta(flow)
-    m["state"] = "cancelled"
-    note(flow, why)
+    rec = record_of(flow)
+    rec.state = "cancelled"
+    rec.note(why)
+    if flow.killable:
+        flow.kill()
+
+
+def client_gone(flow: http.HTTPFlow, event: str) -> None:
+    """The client went away while its flow was paused: nobody cancelled it, so it is not
+    "cancelled" (by the ask rule, as it read before); it is "client gone"."""
+    rec = record_of(flow)
+    rec.state = "error"
+    rec.client_gone = True
+    rec.note(f"client gone: it disconnected while paused at the {event} event")
     if flow.killable:
         flow.kill()
 
@@ -56,12 +50,20 @@ def respond(flow: http.HTTPFlow, status: int, headers: dict | list | None, body:
     flow.response = http.Response.make(
         status, body, [(str(k).encode(), str(v).encode()) for k, v in hdrs]
     )
-    meta(flow)["local_response"] = True
+    record_of(flow).local_response = True
+
+
+def respond_with(flow: http.HTTPFlow, params: dict) -> int:
+    """Answer locally with a respond decision's parameters (a rule's or a person's): status
+    (default 200), headers, body. Returns the status."""
+    status = int(params.get("status") or 200)
+    respond(flow, status, _respond_headers(params), _body_bytes(params))
+    return status
 
 
 def redirect(flow: http.HTTPFlow, url: str) -> None:
     respond(flow, 307, {"Location": url}, b"")
-    meta(flow)["state"] = "redirected"
+    record_of(flow).state = "redirected"
 
 
 def rewrite(flow: http.HTTPFlow, url: str) -> None:
@@ -77,7 +79,7 @@ def edit(flow: http.HTTPFlow, params: dict) -> None:
     req = flow.request
     if params.get("method"):
         req.method = str(params["method"]).upper()
-    if params.get("url") and params["url"] != req.pretty_url:
+    if params.get("url") and params["url"] not in (req.url, printable(req.url)):
         rewrite(flow, params["url"])
     if "headers" in params and params["headers"] is not None:
         req.headers.clear()
@@ -91,11 +93,19 @@ def edit(flow: http.HTTPFlow, params: dict) -> None:
 class Decider:
     """Applies rules to request/response/redirect/cookies events and pauses on ``ask``."""
 
-    def __init__(self, rules: RulesFile, pauses: Pauses, *, ask_default: str = "continue") -> None:
+    def __init__(
+        self,
+        rules: RulesFile,
+        pauses: Pauses,
+        recorder: Recorder | None = None,
+        *,
+        ask_default: str = "continue",
+    ) -> None:
         self.rules = rules
         self.pauses = pauses
+        self.recorder = recorder
         self.ask_default = ask_default
-        self.touch = lambda flow: None  # set by the wiring: tell the recorder a flow changed
+        self.retries = Retries()
 
     # -- hooks ------------------------------------------------------------------------
 
@@ -105,6 +115,9 @@ class Decider:
 
     def request(self, flow: http.HTTPFlow):
         if flow.response or flow.error or not flow.live:
+            return None
+        if self.retries and (original := self.retries.absorb(flow)) is not None:
+            self._absorbed(flow, original)
             return None
         engine = self.rules.engine
         if (
@@ -132,7 +145,7 @@ class Decider:
         decision = self.rules.decide(
             EventDetails(
                 event=event,
-                url=flow.request.pretty_url,
+                url=destination_url(flow),
                 method=flow.request.method,
                 type=flow_type(flow),
                 status=status,
@@ -140,7 +153,7 @@ class Decider:
             )
         )
         if decision.rule is not None:
-            record(flow, decision)
+            record_of(flow).decided(decision)
         return decision
 
     async def _decide(
@@ -149,8 +162,8 @@ class Decider:
         """(action, params, who decided) for a blocking event; ``ask`` pauses the flow."""
         decision = self._decision(flow, event, status)
         if decision.action == "ask":
-            return await self._ask(flow, event, ask_details)
-        return decision.action, _params(decision, self.rules), "rule"
+            return await self._ask(flow, event, ask_details, decision.rule_id)
+        return decision.action, _params(decision), "rule"
 
     async def _request(self, flow: http.HTTPFlow) -> None:
         await self._cookies_out(flow)
@@ -158,26 +171,37 @@ class Decider:
         self._apply_request(flow, action, params, origin)
 
     async def _response(self, flow: http.HTTPFlow) -> None:
-        m = meta(flow)
-        if flow.response is None or flow.error or not flow.live or m.get("local_response"):
+        if flow.response is None or flow.error or not flow.live or record_of(flow).local_response:
             return
         resp = flow.response
         if 300 <= resp.status_code < 400 and "location" in resp.headers:
             if not await self._redirect_event(flow):
                 return
         action, params, origin = await self._decide(flow, "response", resp.status_code)
+        if action == "gone":
+            client_gone(flow, "response")
+            return
         if action == "cancel":
-            cancel(flow, f"response cancelled ({origin})")
+            self._cancel(flow, f"response cancelled ({origin})")
         elif action == "respond":
-            respond(
-                flow,
-                int(params.get("status") or 200),
-                _respond_headers(params),
-                _body_bytes(params),
-            )
-            note(flow, f"response replaced with {params.get('status') or 200} ({origin})")
+            status = respond_with(flow, params)
+            record_of(flow).note(f"response replaced with {status} ({origin})")
         if flow.response is not None and "set-cookie" in flow.response.headers:
             await self._cookies_in(flow)
+
+    def _cancel(self, flow: http.HTTPFlow, why: str) -> None:
+        """Cancel, and make the cancel hold: the client's retries are part of it."""
+        cancel(flow, why)
+        self.retries.cancelled(flow)
+
+    def _absorbed(self, flow: http.HTTPFlow, original: http.HTTPFlow) -> None:
+        """``flow`` is the client retrying ``original``, which was cancelled: cancel it again
+        without asking the rules (no hit, no ``times``, no pause) and show it as part of
+        ``original``, not as a row or a headless line of its own."""
+        cancel(flow, f"retry of a cancelled request ({original.id})")
+        if self.recorder is not None:
+            self.recorder.drop(flow)
+            self.recorder.touch(original)
 
     # -- events -----------------------------------------------------------------------
 
@@ -187,11 +211,16 @@ class Decider:
         assert resp is not None
         location = (("Location", resp.headers["location"]),)
         action, params, origin = await self._decide(flow, "redirect", resp.status_code, location)
+        if action == "gone":
+            client_gone(flow, "redirect")
+            return False
         if action == "cancel":
-            cancel(flow, f"redirect to {resp.headers['location']} cancelled ({origin})")
+            self._cancel(flow, f"redirect to {resp.headers['location']} cancelled ({origin})")
             return False
         if action == "rewrite" and params.get("url"):
-            note(flow, f"Location {resp.headers['location']} → {params['url']} ({origin})")
+            record_of(flow).note(
+                f"Location {resp.headers['location']} → {params['url']} ({origin})"
+            )
             resp.headers["location"] = params["url"]
         return True
 
@@ -200,21 +229,24 @@ class Decider:
             return
         if self._decision(flow, "cookies").action == "strip":
             del flow.request.headers["cookie"]
-            note(flow, "Cookie header stripped")
+            record_of(flow).note("Cookie header stripped")
 
     async def _cookies_in(self, flow: http.HTTPFlow) -> None:
         status = flow.response.status_code if flow.response else None
         if self._decision(flow, "cookies", status).action == "strip" and flow.response:
             del flow.response.headers["set-cookie"]
-            note(flow, "Set-Cookie headers stripped")
+            record_of(flow).note("Set-Cookie headers stripped")
 
-    async def _ask(self, flow: http.HTTPFlow, event: str, details=()) -> tuple[str, dict, str]:
+    async def _ask(
+        self, flow: http.HTTPFlow, event: str, details=(), asked_by: str | None = None
+    ) -> tuple[str, dict, str]:
         answer = await self.pauses.ask(
             flow.id,
             event,
-            url=flow.request.pretty_url,
+            url=destination_url(flow),
             method=flow.request.method,
             details=details,
+            asked_by=asked_by,
             client=flow.client_conn,
         )
         if isinstance(answer, Ended):
@@ -223,77 +255,61 @@ class Decider:
             outcome = self.ask_default
             if event == "redirect" and outcome == "continue":
                 outcome = "follow"
-            note(flow, f"{event}: {answer.value}; {outcome}")
+            record_of(flow).note(f"{event}: {answer.value}; {outcome}")
             return outcome, {}, answer.value
         params = dict(answer.params)
         if rule_id := params.pop("remembered_as", None):
-            note(flow, f"remembered as rule {rule_id}")
+            record_of(flow).note(f"remembered as rule {rule_id}")
         return answer.action, params, "you"
 
     def _apply_request(self, flow, action: str, params: dict, origin: str) -> None:
         if action == "gone":
-            m = meta(flow)
-            m["state"] = "cancelled"
-            note(flow, "client disconnected while paused")
-            if flow.killable:
-                flow.kill()
+            client_gone(flow, "request")
         elif action == "cancel":
-            cancel(flow, f"cancelled ({origin})")
+            self._cancel(flow, f"cancelled ({origin})")
         elif action == "redirect":
             redirect(flow, params["url"])
-            note(flow, f"redirected to {params['url']} ({origin})")
+            record_of(flow).note(f"redirected to {params['url']} ({origin})")
         elif action == "rewrite":
             rewrite(flow, params["url"])
-            note(flow, f"rewritten to {params['url']} ({origin})")
+            record_of(flow).note(f"rewritten to {params['url']} ({origin})")
         elif action == "respond":
-            respond(
-                flow,
-                int(params.get("status") or 200),
-                _respond_headers(params),
-                _body_bytes(params),
-            )
-            note(flow, f"answered locally with {params.get('status') or 200} ({origin})")
+            status = respond_with(flow, params)
+            record_of(flow).note(f"answered locally with {status} ({origin})")
         elif action == "continue" and origin == "you" and params:
             edit(flow, params)
-            note(flow, "edited and continued (you)")
+            record_of(flow).note("edited and continued (you)")
 
 
 def _cookies_matter(engine) -> bool:
     return engine.listens("cookies") or engine.defaults.cookies != "allow"
 
 
-def _params(decision, rules: RulesFile) -> dict:
-    """The action parameters of a rule's decision, body_file read relative to the rules file."""
-    rule = decision.rule
-    if rule is None:
+def _params(decision: Decision) -> dict:
+    """The action parameters of a rule's decision; ``body_file`` is read by the engine's
+    ``Decision`` (``~`` expanded, relative to the rules file's folder)."""
+    if decision.rule is None:
         return {}
     params: dict = {}
     if decision.url:
         params["url"] = decision.url
-    status = getattr(rule, "respond_status", None) if decision.event == "response" else rule.status
     if decision.action == "respond":
-        params["status"] = status if isinstance(status, int) else 200
-        params["headers"] = dict(rule.headers or {})
-        if rule.body_file:
-            path = Path(rule.body_file)
-            if not path.is_absolute():
-                path = Path(rules.path).parent / path
-            try:
-                params["body"] = path.read_bytes()
-            except OSError as e:
-                params["body"] = f"waylay: cannot read body_file {path}: {e.strerror}".encode()
-                params["status"] = 500
-        else:
-            params["body"] = rule.body or ""
+        params["status"] = decision.status or 200
+        params["headers"] = decision.headers
+        try:
+            params["body"] = decision.read_body()
+        except OSError as e:
+            params["body"] = (
+                f"waylay: cannot read body_file {decision.body_path}: {e.strerror}".encode()
+            )
+            params["status"] = 500
     return params
 
 
 def _respond_headers(params: dict) -> list[tuple[str, str]]:
+    """A respond answer's headers: a rule's table (a dict) or the dialog's pairs."""
     headers = params.get("headers") or {}
-    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
-    if params.get("content_type") and not any(k.lower() == "content-type" for k, _ in pairs):
-        pairs.append(("content-type", params["content_type"]))
-    return pairs
+    return list(headers.items()) if isinstance(headers, dict) else list(headers)
 
 
 def _body_bytes(params: dict) -> bytes:

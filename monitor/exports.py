@@ -42,7 +42,7 @@ def _export_options() -> Iterator[None]:
             with contextlib.suppress(AttributeError):
                 del ctx.options
         else:
-            ctx.options = current  # type: ignore[assignment]
+            ctx.options = current
 
 
 def curl_command(flow: http.HTTPFlow) -> str:

@@ -9,9 +9,14 @@ from pathlib import Path
 from mitmproxy import http, version
 from mitmproxy.addons.savehar import SaveHar
 
-from monitor.snapshot import META
+from monitor import VERSION
+from monitor.record import REDACTED, record_of
+from policies.files import write_atomic
 
-REDACTED = "(added by waylay; redacted)"
+PROXY_REDACTED = "(redacted)"
+ALWAYS_REDACTED = ("proxy-authorization",)
+"""Request headers never written to a HAR: the proxy's own password, which a client
+sends even when the proxy rejects it (407), unlike the headers to the upstream."""
 
 
 def make_har(flows: Iterable[http.HTTPFlow]) -> dict:
@@ -19,7 +24,7 @@ def make_har(flows: Iterable[http.HTTPFlow]) -> dict:
     har = SaveHar().make_har(flows)
     har["log"]["creator"] = {
         "name": "waylay",
-        "version": "0.1.0",
+        "version": VERSION,
         "comment": f"mitmproxy {version.VERSION}",
     }
     for flow, entry in zip(flows, har["log"]["entries"], strict=True):
@@ -28,20 +33,32 @@ def make_har(flows: Iterable[http.HTTPFlow]) -> dict:
         content = entry["response"].setdefault("content", {})
         content.setdefault("size", 0)
         content.setdefault("mimeType", "x-unknown")
-        added = {h.lower() for h in (flow.metadata.get(META) or {}).get("added_headers", ())}
-        if not added:
-            continue
+        # mitmproxy writes pretty_url, which trusts the Host header: the destination.
+        if flow.request.method != "CONNECT":
+            entry["request"]["url"] = flow.request.url
+        rec = record_of(flow)
+        if flow.error is not None or rec.client_gone:
+            # The response failed (reset mid-body, bad chunk, silence after the headers):
+            # the client did not get this status. Status 0, as browsers record failures.
+            why = "client gone" if rec.client_gone or flow.error is None else flow.error.msg
+            entry["response"]["status"] = 0
+            entry["response"]["statusText"] = f"error: {why}"
+            entry["response"]["_error"] = why
+        added = {h.lower() for h in rec.added_headers}
         for header in entry["request"]["headers"]:
-            if header["name"].lower() in added:
+            name = header["name"].lower()
+            if name in added:
                 header["value"] = REDACTED
+            elif name in ALWAYS_REDACTED:
+                header["value"] = PROXY_REDACTED
     return har
 
 
 def write_har(flows: Iterable[http.HTTPFlow], path: Path | str) -> int:
     """Write flows as HAR 1.2 to ``path`` atomically; returns the number of entries."""
     har = make_har(flows)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(har, indent=2))
-    tmp.replace(path)
+    # The one atomic writer: a temp file of a random name created exclusively (mkstemp:
+    # O_EXCL) in the destination's folder, so nothing planted at a predictable name is
+    # followed; 0600, since a HAR holds cookies and tokens.
+    write_atomic(Path(path), json.dumps(har, indent=2), backup=False, mode=0o600)
     return len(har["log"]["entries"])

@@ -11,22 +11,28 @@ from typing import TextIO
 
 from mitmproxy import http
 
+from monitor.destination import destination_url, host_mismatch
+from monitor.options_check import secrets_file_warnings
 from monitor.proxy import ProxyStartError
+from monitor.record import record_of
 from monitor.session import Session
 from monitor.settings import Settings
-from monitor.snapshot import META
+from policies.printable import printable
 
 
 def outcome(flow: http.HTTPFlow) -> str:
-    m = flow.metadata.get(META) or {}
-    if m.get("state") == "cancelled":
+    """What the client got. A flow with an error failed, even when response headers had
+    arrived (upstream reset mid-body, a bad chunk, headers then silence): the client
+    got a 502 or a cut-off body, never that status."""
+    rec = record_of(flow)
+    if rec.client_gone:
+        return "client gone"
+    if rec.state == "cancelled":
         return "cancelled"
-    if m.get("state") == "error" and flow.error is not None:
-        return f"error: {flow.error.msg}"
-    if flow.response is not None and m.get("state") != "cancelled":
-        return str(flow.response.status_code)
     if flow.error is not None:
         return f"error: {flow.error.msg}"
+    if flow.response is not None:
+        return str(flow.response.status_code)
     return "unfinished"
 
 
@@ -44,11 +50,48 @@ def _stamp(ts: float) -> str:
 
 
 def flow_line(flow: http.HTTPFlow) -> str:
-    """time, method, URL, outcome, and the deciding rule (SPEC §3)."""
+    """time, method, URL, outcome, and the deciding rule (README "Command line")."""
     stamp = _stamp(flow.request.timestamp_start)
-    rule = (flow.metadata.get(META) or {}).get("rule_id")
-    line = f"{stamp} {flow.request.method} {flow.request.pretty_url} {outcome(flow)}"
-    return f"{line} rule={rule}" if rule else line
+    rule = record_of(flow).rule_id
+    line = f"{stamp} {flow.request.method} {destination_url(flow)} {outcome(flow)}"
+    if rule:
+        line += f" rule={rule}"
+    if note := host_mismatch(flow):
+        line += f" ({note})"
+    # Everything in the line but the stamp came from the network: no control characters
+    # reach the terminal of whoever reads the log.
+    return printable(line)
+
+
+class _RulesReporter:
+    """Says on stderr when a runtime edit breaks the rules file, when it loads again, and
+    when countdowns cannot (or can again) be saved. Runs in the watcher and writer
+    threads."""
+
+    def __init__(self, err: TextIO) -> None:
+        self.err = err
+        self.error: str | None = None
+        self.notice: str | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, rules) -> None:
+        with self._lock:
+            error, notice = rules.error, rules.notice
+            lines = []
+            if error != self.error:
+                if error is not None:
+                    lines.append(f"waylay: rules file: {error} (keeping the last good rules)")
+                else:
+                    lines.append(f"waylay: rules file loads again: {rules.state}")
+            if notice != self.notice:
+                if notice is not None:
+                    lines.append(f"waylay: rules file: {notice}")
+                else:
+                    lines.append("waylay: rules file: countdowns saved again")
+            self.error, self.notice = error, notice
+            if lines:
+                self.err.write("".join(line + "\n" for line in lines))
+                self.err.flush()
 
 
 def run_headless(settings: Settings, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -67,14 +110,18 @@ def run_headless(settings: Settings, out: TextIO = sys.stdout, err: TextIO = sys
             asyncio.get_running_loop().call_soon(write_out)
         pending.append(flow_line(flow) + "\n")
 
-    session = Session(settings, on_finished=on_finished)
+    reporter = _RulesReporter(err)
+    session = Session(settings, on_finished=on_finished, on_rules_changed=reporter)
     if session.rules.error:
-        print(f"waylay: rules file: {session.rules.error}", file=err)
+        print(f"waylay: rules file: {printable(session.rules.error)}", file=err)
         print("waylay: continuing with no rules until the file is fixed", file=err)
+        reporter.error = session.rules.error  # said: the watcher need not say it again
+    for warning in secrets_file_warnings(settings.rules):
+        print(f"waylay: warning: {printable(warning)}", file=err)
     try:
         host, port = session.start()
     except ProxyStartError as e:
-        print(f"waylay: {e}", file=err)
+        print(f"waylay: {printable(e)}", file=err)
         return 2
     stop = threading.Event()
 

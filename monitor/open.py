@@ -23,8 +23,16 @@ from mitmproxy.io import tnetstring
 from mitmproxy.io.compat import migrate_flow
 from mitmproxy.io.har import request_to_flow
 
-from monitor.snapshot import meta, snapshot
-from widgets.model import Answer, CertificateInfo, FlowView
+from monitor.bodyview import render
+from monitor.exports import curl_command
+from monitor.har import write_har
+from monitor.options_check import OneLineParser
+from monitor.record import KEY, FlowRecord
+from monitor.save import write_flows
+from monitor.snapshot import matches, snapshot
+from monitor.store import SessionStore, StoreError, flow_from_row
+from policies.printable import printable
+from widgets.model import Answer, BodyView, FilterMatch, FlowView
 
 log = logging.getLogger("waylay.open")
 
@@ -77,7 +85,7 @@ def _dump_flows(data: bytes, path: Path) -> tuple[list[mflow.Flow], str | None]:
         if not isinstance(state, dict):
             raise OpenError(f"{path}: neither a mitmproxy flow file nor HAR")
         try:
-            flows.append(mflow.Flow.from_state(migrate_flow(state)))  # type: ignore[arg-type]
+            flows.append(mflow.Flow.from_state(migrate_flow(state)))
         except Exception as e:
             raise OpenError(
                 f"{path}: flow {len(flows) + 1} cannot be read: {_first_line(e)}"
@@ -119,8 +127,6 @@ SESSION_LIMIT = 50_000
 
 
 def _session_flows(path: Path, warnings: list[str]) -> tuple[list[http.HTTPFlow], list[str]]:
-    from monitor.store import SessionStore, StoreError, flow_from_row
-
     store = SessionStore(path)
     try:
         store.open_read_only()
@@ -139,20 +145,15 @@ def _session_flows(path: Path, warnings: list[str]) -> tuple[list[http.HTTPFlow]
 
 
 def _prepare(flow: http.HTTPFlow) -> None:
-    """Make a read flow look finished to the screen, with waylay's record if it has one."""
-    m = meta(flow)
-    m["done"] = True
-    if flow.response is None and flow.error is None and m.get("state") is None:
-        m["state"] = "error"
-        m.setdefault("notes", []).append("the file holds no response for this flow")
-    cert = m.get("certificate")
-    if isinstance(cert, dict):  # saved as plain data
-        try:
-            m["certificate"] = CertificateInfo(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in cert.items()}
-            )
-        except TypeError:
-            m.pop("certificate", None)
+    """Make a read flow look finished to the screen, with waylay's record if it has one
+    (saved as plain data: ``FlowRecord.to_dict``)."""
+    saved = flow.metadata.get(KEY)
+    rec = saved if isinstance(saved, FlowRecord) else FlowRecord.from_dict(saved)
+    flow.metadata[KEY] = rec
+    rec.done = True
+    if flow.response is None and flow.error is None and rec.state is None:
+        rec.state = "error"
+        rec.note("the file holds no response for this flow")
 
 
 # -- the controller -------------------------------------------------------------------
@@ -164,6 +165,7 @@ class FileController:
     def __init__(self, path: Path, flows: Iterable[http.HTTPFlow]) -> None:
         self.path = path
         self.flows: dict[str, http.HTTPFlow] = {}
+        self._filter_generation = 0
         for f in flows:
             _prepare(f)
             self.flows[f.id] = f
@@ -191,21 +193,25 @@ class FileController:
     def toggle_breakpoints(self) -> bool:
         return False
 
-    def filter_predicate(self, expr: str):
+    def check_filter(self, expr: str) -> str | None:
+        try:
+            flowfilter.parse(expr)
+        except ValueError as e:
+            return f"bad filter expression: {e}"
+        return None
+
+    def apply_filter(self, expr: str) -> tuple[FilterMatch | None, str | None]:
+        """The flows never change here: the match of every flow, once."""
+        expr = expr.strip()
+        if not expr:
+            return None, None
         try:
             flt = flowfilter.parse(expr)
         except ValueError as e:
             return None, f"bad filter expression: {e}"
-        flows = self.flows
-
-        def predicate(flow_id: str) -> bool:
-            f = flows.get(flow_id)
-            try:
-                return f is not None and bool(flt(f))
-            except Exception:
-                return False
-
-        return predicate, None
+        self._filter_generation += 1
+        matching = frozenset(fid for fid, f in self.flows.items() if matches(flt, f))
+        return FilterMatch(self._filter_generation, matching), None
 
     def clear_finished(self) -> None:
         self.flows.clear()  # the file stays as it is
@@ -216,26 +222,18 @@ class FileController:
         return [self.flows[i] for i in flow_ids if i in self.flows]
 
     def export_curl(self, flow_id: str) -> str:
-        from monitor.exports import curl_command
-
         flow = self.flows.get(flow_id)
         if flow is None:
             raise ValueError("that flow is no longer listed")
         return curl_command(flow)
 
     def export_har(self, path: str, flow_ids: list[str] | None = None) -> int:
-        from monitor.har import write_har
-
         return write_har(self._chosen(flow_ids), path)
 
     def save_flows(self, path: str, flow_ids: list[str] | None = None) -> int:
-        from monitor.save import write_flows
-
         return write_flows(self._chosen(flow_ids), path)
 
-    def render_body(self, flow_id: str, part: str, mode: str):
-        from monitor.bodyview import render
-
+    def render_body(self, flow_id: str, part: str, mode: str) -> BodyView | None:
         flow = self.flows.get(flow_id)
         if flow is None:
             return None
@@ -249,7 +247,7 @@ class FileController:
 
 
 def open_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="waylay open",
         description="Browse a saved session (a mitmproxy flow file or HAR) without a proxy.",
     )
@@ -283,7 +281,7 @@ def open_main(argv: list[str]) -> int:
     try:
         app = make_open_app(args.file)
     except OpenError as e:
-        print(f"waylay: {e}", file=sys.stderr)
+        print(f"waylay: {printable(e)}", file=sys.stderr)
         return 2
     app.run()
     return 0

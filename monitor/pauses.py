@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from widgets.model import Answer, CertificateInfo, PausedEvent
+from widgets.model import Answer, AuthFacts, CertificateInfo, PausedEvent
 
 
 class Ended(enum.Enum):
@@ -38,7 +39,7 @@ class Pauses:
     def __init__(
         self,
         *,
-        timeout: float,
+        timeout: float | None,
         headless: bool,
         on_change: Callable[[str], None] = lambda key: None,
         clock: Callable[[], float] = time.time,
@@ -69,6 +70,8 @@ class Pauses:
         method: str = "GET",
         details: tuple[tuple[str, str], ...] = (),
         certificate: CertificateInfo | None = None,
+        auth: AuthFacts | None = None,
+        asked_by: str | None = None,
         client: object | None = None,
     ) -> Answer | Ended:
         """Pause ``key`` (a flow id) on ``event`` until answered; returns the ``Answer`` or
@@ -83,11 +86,13 @@ class Pauses:
             flow_id=key,
             event=event,  # type: ignore[arg-type]
             since=now,
-            deadline=now + self.timeout,
+            deadline=now + self.timeout if self.timeout is not None else math.inf,
             url=url,
             method=method,
             details=details,
             certificate=certificate,
+            auth=auth,
+            asked_by=asked_by,
         )
         pending = _Pending(info, loop.create_future(), client)
         previous = self._pending.get(key)

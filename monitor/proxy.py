@@ -12,6 +12,8 @@ import asyncio
 import concurrent.futures
 import gc
 import logging
+import math
+import re
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -27,6 +29,7 @@ from mitmproxy.addons import (
     tlsconfig,
 )
 
+from monitor import limits
 from monitor.settings import Settings
 
 log = logging.getLogger("waylay.proxy")
@@ -102,7 +105,7 @@ def mitmproxy_options(settings: Settings) -> dict[str, Any]:
     opts: dict[str, Any] = {
         "listen_host": settings.listen_host,
         "listen_port": settings.listen_port,
-        "mode": [settings.mode],
+        "mode": settings.modes,
         "confdir": str(settings.confdir),
         "stream_large_bodies": settings.stream_large_bodies,
         "ssl_insecure": False,
@@ -217,8 +220,15 @@ class EmbeddedProxy:
         ]
         if self.settings.proxy_auth:
             wanted.insert(1, proxyauth.ProxyAuth())
-        m.addons.add(AddonGroup("waylay-proxy", [*wanted, *self.waylay_addons]))
+        limits.install(self.settings)
+        guards = [
+            limits.UpstreamTimeouts(self.settings.connect_timeout, self.settings.read_timeout),
+            limits.ConnectionWatch(to_stderr=self.settings.headless),
+        ]
+        m.addons.add(AddonGroup("waylay-proxy", [*wanted, *self.waylay_addons, *guards]))
         m.addons.add(AddonGroup("waylay-store", [*self.tail_addons, _Readiness(self)]))
+        if "tcp_timeout" in opts:  # mitmproxy 12 has an option; 11 a constant (limits.py)
+            self.extra_options.setdefault("tcp_timeout", math.ceil(self.settings.idle_timeout))
         try:
             opts.update(**mitmproxy_options(self.settings), **self.extra_options)
         except Exception as e:  # OptionsError: bad mode spec, bad confdir...
@@ -228,13 +238,19 @@ class EmbeddedProxy:
         await m.run()
 
     def _on_running(self, addrs: list[tuple]) -> None:
-        if not addrs:
+        wanted = len(self.settings.modes)
+        if len(addrs) < wanted:
             detail = "; ".join(dict.fromkeys(self._errors.messages)) or "no listening socket"
+            where = f"{self.settings.listen_host}:{self.settings.listen_port}"
+            # mitmproxy names the address that failed: with @host:port modes, that one.
+            if m := re.search(r"bind on address \('?([^',]*)'?, (\d+)", detail):
+                host = m.group(1)
+                where = f"[{host}]:{m.group(2)}" if ":" in host else f"{host}:{m.group(2)}"
             if "address already in use" in detail:
                 detail = "address already in use (pick another --listen-port, or 0 for a free one)"
             elif "Errno 13" in detail or "ermission denied" in detail:
                 detail = "permission denied (ports below 1024 need privileges)"
-            self._start_error = f"cannot listen on {self.settings.listen_host}:{self.settings.listen_port}: {detail}"
+            self._start_error = f"cannot listen on {where}: {detail}"
             self._ready.set()
             assert self.master is not None
             self.master.shutdown()

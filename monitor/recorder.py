@@ -18,7 +18,8 @@ from mitmproxy import connection, http
 from mitmproxy.flow import Error as flow_error
 
 from monitor.pauses import Pauses
-from monitor.snapshot import META, meta, snapshot
+from monitor.record import record_of
+from monitor.snapshot import matches, snapshot
 from widgets.model import FlowView
 
 log = logging.getLogger("waylay.recorder")
@@ -52,6 +53,8 @@ class Recorder:
         self._removed: list[str] = []
         self._flusher: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
+        self.flow_filter: tuple[int, Callable[[http.HTTPFlow], bool]] | None = None
+        """The screen's flow-list filter (generation, mitmproxy filter), or None."""
 
     # -- mitmproxy hooks ------------------------------------------------------------
 
@@ -80,16 +83,16 @@ class Recorder:
         self.touch(flow)
 
     def response(self, flow: http.HTTPFlow) -> None:
-        m = meta(flow)
-        if not m.get("done"):
-            m["done"] = True
+        rec = record_of(flow)
+        if not rec.done:
+            rec.done = True
             self._finish(flow)
         self.touch(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        m = meta(flow)
-        if not m.get("done"):
-            m["done"] = True
+        rec = record_of(flow)
+        if not rec.done:
+            rec.done = True
             self._finish(flow)
         self.touch(flow)
 
@@ -99,7 +102,7 @@ class Recorder:
         if flow.error is None and flow.response is not None:
             text = flow.response.get_text(strict=False) or flow.response.reason
             flow.error = flow_error(text.split(" If you plan", 1)[0].strip())
-        meta(flow)["state"] = "error"
+        record_of(flow).state = "error"
         self.track(flow)
         self.error(flow)
 
@@ -118,7 +121,7 @@ class Recorder:
         self._seq[flow.id] = self._next_seq
         self._next_seq += 1
         self.flows[flow.id] = flow
-        meta(flow)
+        record_of(flow)
         if len(self.flows) > self.max_flows:
             self._evict()
         self.touch(flow)
@@ -132,10 +135,18 @@ class Recorder:
             if self._wake is not None:
                 self._wake.set()
 
+    def drop(self, flow: http.HTTPFlow) -> None:
+        """Stop keeping a flow that is part of another (a client's retry of a cancelled
+        request, see monitor/retries.py): no row of its own, no headless line."""
+        if flow.id in self._seq:
+            self._forget(flow.id)
+            if self._wake is not None:
+                self._wake.set()
+
     def _finish(self, flow: http.HTTPFlow) -> None:
         if flow.id in self._seq:
             self._keep_bodies_bounded(flow)
-        if self.on_finished is not None:
+        if self.on_finished is not None and record_of(flow).retry_of is None:
             try:
                 self.on_finished(flow)
             except Exception:  # a broken printer must not break the proxy
@@ -149,7 +160,7 @@ class Recorder:
             return
         victims = []
         for fid, f in self.flows.items():
-            if (f.metadata.get(META) or {}).get("done") and self.pauses.info(fid) is None:
+            if record_of(f).done and self.pauses.info(fid) is None:
                 victims.append(fid)
                 if len(victims) >= excess:
                     break
@@ -177,7 +188,7 @@ class Recorder:
             old.request.data.content = None
             if old.response is not None:
                 old.response.data.content = None
-            meta(old)["notes"].append(
+            record_of(old).note(
                 f"bodies dropped to keep memory bounded ({dropped:,} bytes; newer flows keep theirs)"
             )
             self._dirty.add(fid)
@@ -194,7 +205,7 @@ class Recorder:
         gone = [
             fid
             for fid, f in self.flows.items()
-            if (f.metadata.get(META) or {}).get("done") and self.pauses.info(fid) is None
+            if record_of(f).done and self.pauses.info(fid) is None
         ]
         for fid in gone:
             self._forget(fid)
@@ -204,11 +215,22 @@ class Recorder:
 
     # -- the bridge -----------------------------------------------------------------
 
+    def set_filter(
+        self, flow_filter: tuple[int, Callable[[http.HTTPFlow], bool]] | None
+    ) -> list[str]:
+        """Evaluate the screen's filter here, on the proxy loop, from now on; returns the
+        ids of the kept flows that match it now."""
+        self.flow_filter = flow_filter
+        if flow_filter is None:
+            return []
+        flt = flow_filter[1]
+        return [fid for fid, f in self.flows.items() if matches(flt, f)]
+
     def view(self, fid: str) -> FlowView | None:
         f = self.flows.get(fid)
         if f is None:
             return None
-        return snapshot(f, self._seq[fid], self.pauses.info(fid))
+        return snapshot(f, self._seq[fid], self.pauses.info(fid), self.flow_filter)
 
     def flush(self) -> None:
         if self.sink is None or not (self._dirty or self._removed):
@@ -219,7 +241,7 @@ class Recorder:
         for fid in sorted(dirty, key=self._seq.__getitem__):
             f = self.flows.get(fid)
             if f is not None:
-                views.append(snapshot(f, self._seq[fid], self.pauses.info(fid)))
+                views.append(snapshot(f, self._seq[fid], self.pauses.info(fid), self.flow_filter))
         try:
             self.sink(views, removed)
         except Exception:

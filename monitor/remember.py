@@ -1,4 +1,4 @@
-"""Turn a person's answer into a rule: "remember" in the decision dialogs (SPEC §6)."""
+"""Turn a person's answer into a rule: "remember" in the decision dialogs (docs/keys.md)."""
 
 from __future__ import annotations
 
@@ -62,8 +62,6 @@ def rule_fields(
         else:
             fields["respond_status"] = status
         headers = dict(p.get("headers") or {})
-        if p.get("content_type"):
-            headers["content-type"] = p["content_type"]
         if headers:
             fields["headers"] = headers
         body = p.get("body") or ""
@@ -98,15 +96,3 @@ def new_rule_id(rules: RulesFile, url: str, event: str) -> str:
     host = urlsplit(url).hostname or "rule"
     stem = f"{event}-{host}".replace(".", "-").replace(":", "-")
     return rules.new_id(stem)
-
-
-def remember(rules: RulesFile, flow, event: str, answer: Answer, **extra) -> str:
-    """Save the rule for ``answer``; returns its id. Raises on an invalid rule or a
-    rules file that cannot be written (broken, unwritable)."""
-    from policies import Rule
-
-    url = flow.request.pretty_url if hasattr(flow, "request") else str(flow)
-    fields = rule_fields(url, event, answer, **extra)
-    rule_id = new_rule_id(rules, url, event)
-    rules.add(Rule(id=rule_id, **fields))
-    return rule_id

@@ -2,15 +2,18 @@
 
 ``FlowSaver`` is an addon at the end of the chain: every finished flow is appended to the
 file as it finishes (``--save FILE``). ``write_flows`` saves a list of flows at once (``w``
-in the screen). Both write waylay's per-flow record (trace, notes, rule) as plain data in
-the flow's metadata, so ``waylay open`` shows it again, and hide the values of headers
-waylay itself added (credentials), as the HAR export does.
+in the screen). Both write waylay's per-flow record (trace, notes, rule: ``FlowRecord.to_dict``)
+as plain data in the flow's metadata, so ``waylay open`` shows it again, and hide the
+values of headers waylay itself added (credentials), as the HAR export does. A saved
+file holds cookies and tokens: it is made readable by its owner only (0600).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -19,11 +22,10 @@ from typing import BinaryIO
 from mitmproxy import http
 from mitmproxy.io import tnetstring
 
-from monitor.snapshot import META
+from monitor.record import KEY, REDACTED, record_of
+from policies.files import write_atomic
 
 log = logging.getLogger("waylay.save")
-
-REDACTED = b"(added by waylay; redacted)"
 
 
 class SaveError(OSError):
@@ -46,22 +48,25 @@ def plain(value: object) -> object:
 
 
 def flow_state(flow: http.HTTPFlow) -> dict:
-    """``flow.get_state()`` made safe to write: plain metadata, added credentials hidden."""
+    """``flow.get_state()`` made safe to write: plain metadata (waylay's record as
+    ``FlowRecord.to_dict``), added credentials hidden."""
     state = flow.get_state()
     metadata = {}
     for key, value in state.get("metadata", {}).items():
+        if key == KEY:
+            continue
         try:
             metadata[key] = plain(value)
         except Exception:  # something odd another addon left: not worth losing the flow
             log.debug("metadata %r not saved", key, exc_info=True)
+    rec = record_of(flow)
+    metadata[KEY] = rec.to_dict()
     state["metadata"] = metadata
-    added = {
-        str(h).lower().encode() for h in (flow.metadata.get(META) or {}).get("added_headers", ())
-    }
+    added = {h.lower().encode() for h in rec.added_headers}
     request = state.get("request")
     if added and request is not None:
         request["headers"] = tuple(
-            (name, REDACTED if name.lower() in added else value)
+            (name, REDACTED.encode() if name.lower() in added else value)
             for name, value in request["headers"]
         )
     return state
@@ -71,9 +76,11 @@ def dump(flow: http.HTTPFlow, fo: BinaryIO) -> None:
     tnetstring.dump(flow_state(flow), fo)
 
 
-def open_for_writing(path: Path | str, mode: str = "wb") -> BinaryIO:
+def open_for_writing(path: Path | str) -> BinaryIO:
+    """The ``--save`` stream, created (or truncated) readable by its owner only."""
     try:
-        return open(Path(path).expanduser(), mode)  # noqa: SIM115 - the caller closes it
+        fd = os.open(Path(path).expanduser(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        return os.fdopen(fd, "wb")
     except OSError as e:
         raise SaveError(f"cannot write {path}: {e.strerror or e}") from e
 
@@ -84,20 +91,18 @@ def write_flows(flows: Iterable[http.HTTPFlow], path: Path | str) -> int:
 
 
 def write_states(states: Iterable[dict], path: Path | str) -> int:
-    """Write flow states (``flow_state``) to ``path``, replacing it atomically."""
+    """Write flow states (``flow_state``) to ``path``, replacing it atomically (waylay's
+    one atomic writer, mode 0600)."""
     path = Path(path).expanduser()
-    tmp = path.with_name(path.name + ".tmp")
+    buffer = io.BytesIO()
     count = 0
-    with open_for_writing(tmp) as fo:
-        try:
-            for state in states:
-                tnetstring.dump(state, fo)
-                count += 1
-        except BaseException:
-            fo.close()
-            tmp.unlink(missing_ok=True)
-            raise
-    tmp.replace(path)
+    for state in states:
+        tnetstring.dump(state, buffer)
+        count += 1
+    try:
+        write_atomic(path, buffer.getvalue(), backup=False, mode=0o600)
+    except OSError as e:
+        raise SaveError(f"cannot write {path}: {e.strerror or e}") from e
     return count
 
 

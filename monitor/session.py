@@ -2,6 +2,16 @@
 
 Both the screen and ``--headless`` run a ``Session``; only the sink differs (snapshots
 for the screen, one line per finished flow for headless).
+
+This is the one place addons are wired. Each addon gets only the collaborators it uses
+(rules, pauses, the flow store, a setting or two); the order of mitmproxy's chain is
+written here: the auth and certificate addons run before the decider, so that the
+response event sees the final (authenticated) response; the auth cache's request hook
+runs after it, so that a request a rule rewrites does not take this host's credentials
+along; the flow store comes last, after the counter of streamed bodies and before the
+``--save`` file and the ``--session`` store, which take each flow as it finishes. The
+controller gets the per-event rule fields of the
+remembered rules (auth: realm and secret; certificate: fingerprint).
 """
 
 from __future__ import annotations
@@ -13,32 +23,22 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
+from monitor.auth import AuthResponder
 from monitor.bodyview import StreamCounter
+from monitor.certificates import CertificateGuard
 from monitor.controller import ProxyController
 from monitor.decider import Decider
 from monitor.har import write_har
 from monitor.pauses import Pauses
-from monitor.proxy import EmbeddedProxy
+from monitor.proxy import EmbeddedProxy, ProxyStartError
+from monitor.record import record_of
 from monitor.recorder import Recorder, Sink
+from monitor.save import FlowSaver, SaveError
 from monitor.settings import Settings
+from monitor.store import SessionStore, StoreAddon, StoreError
 from policies import RulesFile
 
 log = logging.getLogger("waylay.session")
-
-
-def event_addons(session: Session) -> list[object]:
-    """Addons for the auth and certificate events. They run before the decider, so that
-    the response event sees the final (authenticated) response."""
-    from monitor.auth import AuthResponder
-    from monitor.certificates import CertificateGuard
-
-    return [AuthResponder(session), CertificateGuard(session)]
-
-
-def _store_addon(store):
-    from monitor.store import StoreAddon
-
-    return StoreAddon(store)
 
 
 class Session:
@@ -69,53 +69,71 @@ class Session:
             interval=settings.batch_interval,
             max_body_bytes=settings.max_body_memory,
         )
-        self.decider = Decider(self.rules, self.pauses, ask_default=settings.ask_default)
-        self.saver = None
-        if settings.save is not None:
-            from monitor.save import FlowSaver
-
-            self.saver = FlowSaver(settings.save)
-        self.store = None
-        if settings.session is not None:
-            from monitor.store import SessionStore
-
-            self.store = SessionStore(settings.session)
-        self.extra_addons = event_addons(self)
-        # An event addon may need a hook after the decider's (e.g. the auth cache: a request
-        # a rule rewrites must not take the old host's credentials along).
-        late = [a for addon in self.extra_addons for a in getattr(addon, "after_decider", ())]
+        self.decider = Decider(
+            self.rules, self.pauses, self.recorder, ask_default=settings.ask_default
+        )
+        self.auth = AuthResponder(
+            self.rules,
+            self.pauses,
+            self.recorder,
+            mode=settings.mode,
+            upstream_ca=settings.upstream_ca,
+        )
+        self.certificates = CertificateGuard(self.rules, self.pauses, self.recorder)
+        self.saver = FlowSaver(settings.save) if settings.save is not None else None
+        self.store = SessionStore(settings.session) if settings.session is not None else None
         self.proxy = EmbeddedProxy(
             settings,
-            [*self.extra_addons, self.decider, *late],
+            [self.auth, self.certificates, self.decider, self.auth.cache_hook],
             tail=[
                 StreamCounter(self.recorder.touch),
                 self.recorder,
                 *([self.saver] if self.saver is not None else []),
-                *([_store_addon(self.store)] if self.store is not None else []),
+                *([StoreAddon(self.store)] if self.store is not None else []),
             ],
         )
-        self.controller = ProxyController(self.proxy, self.pauses, self.recorder, self.rules)
-        for addon in self.extra_addons:
-            register = getattr(addon, "register_controller", None)
-            if register is not None:
-                register(self.controller)
+        self.controller = ProxyController(
+            self.proxy,
+            self.pauses,
+            self.recorder,
+            self.rules,
+            extra_rule_fields={
+                "auth": self.auth.rule_fields,
+                "certificate": self.certificates.rule_fields,
+            },
+        )
+
+    def connect(
+        self,
+        *,
+        sink: Sink | None = None,
+        on_rules_changed: Callable[[RulesFile], None] | None = None,
+        on_write_error: Callable[[str], None] | None = None,
+    ) -> None:
+        """Connect a screen built after the session (it needs the controller): snapshot
+        batches go to ``sink``, rules-file reloads to ``on_rules_changed``, the one message
+        of a ``--save`` file or ``--session`` store that stopped (disk full) to
+        ``on_write_error`` (else it goes to stderr). Before start."""
+        if sink is not None:
+            self.recorder.sink = sink
+        if on_rules_changed is not None:
+            self.on_rules_changed = on_rules_changed
+        if on_write_error is not None:
+            if self.saver is not None:
+                self.saver.on_error = on_write_error
+            if self.store is not None:
+                self.store.on_error = on_write_error
 
     def _pause_changed(self, key: str) -> None:
         self.recorder.touch(key)
 
     def start(self) -> tuple[str, int]:
         if self.saver is not None:
-            from monitor.proxy import ProxyStartError
-            from monitor.save import SaveError
-
             try:  # a file that cannot be written fails before the proxy starts
                 self.saver.open()
             except SaveError as e:
                 raise ProxyStartError(str(e)) from e
         if self.store is not None:
-            from monitor.proxy import ProxyStartError
-            from monitor.store import StoreError
-
             try:
                 self.store.open()
             except StoreError as e:
@@ -132,7 +150,7 @@ class Session:
 
     def stop(self, drain_timeout: float = 3.0) -> None:
         """Paused flows get their timeout outcome, then the proxy stops; HAR is written."""
-        self.rules.stop_watching()
+        self.rules.close()  # stops watching; counts and hits not yet written are written
         if self.proxy.loop is not None and self.proxy.running:
             try:
                 self.proxy.run_coroutine(self._drain(drain_timeout)).result(drain_timeout + 2)
@@ -152,10 +170,7 @@ class Session:
         deadline = time.monotonic() + timeout
         flows = self.recorder.flows
         while time.monotonic() < deadline:
-            if all(
-                fid not in flows or (flows[fid].metadata.get("waylay") or {}).get("done")
-                for fid in was_paused
-            ):
+            if all(fid not in flows or record_of(flows[fid]).done for fid in was_paused):
                 break
             await asyncio.sleep(0.02)
         self.recorder.flush()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-import os
+import math
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from policies import default_rules_path
 
 
 class SettingsError(ValueError):
@@ -17,21 +20,44 @@ def default_confdir() -> Path:
     return Path("~/.mitmproxy").expanduser()
 
 
-def default_rules_path() -> Path:
-    env = os.environ.get("WAYLAY_RULES")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path("~/.config").expanduser())
-    return Path(base) / "waylay" / "rules.toml"
-
-
 def is_loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain"):
-        return True
+    """True when every address ``host`` stands for is a loopback one. The empty host and
+    ``::``/``0.0.0.0`` are every interface; a name counts by what it resolves to (a name
+    that does not resolve is not loopback: the bind would fail or reach the network)."""
+    host = host.strip("[]")
+    if not host:
+        return False
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
         return False
+    addrs = {str(info[4][0]) for info in infos}
+    try:
+        return bool(addrs) and all(
+            ipaddress.ip_address(a.split("%", 1)[0]).is_loopback for a in addrs
+        )
+    except ValueError:
+        return False
+
+
+def listen_addresses(settings: Settings) -> list[tuple[str, str]]:
+    """(mode spec, host) for every server mitmproxy would start: a mode's own ``@host:port``
+    wins over ``--listen-host``, exactly as mitmproxy decides. Raises SettingsError for a
+    mode spec mitmproxy cannot parse (``upstream:`` without a URL...)."""
+    from mitmproxy.proxy.mode_specs import ProxyMode
+
+    out = []
+    for spec in settings.modes:
+        try:
+            mode = ProxyMode.parse(spec)
+        except ValueError as e:
+            raise SettingsError(f"--mode {spec!r}: {e}") from None
+        out.append((spec, mode.listen_host(settings.listen_host)))
+    return out
 
 
 @dataclass
@@ -42,12 +68,15 @@ class Settings:
     """0 picks a free port; the bound one is reported once the socket accepts."""
     mode: str = "regular"
     """mitmproxy mode spec: regular, upstream:URL, reverse:URL, socks5."""
+    extra_modes: tuple[str, ...] = ()
+    """More mode specs (``--mode`` given several times), each its own server."""
     rules: Path = field(default_factory=default_rules_path)
-    """The rules file (SPEC §5)."""
+    """The rules file (docs/rules.md)."""
     confdir: Path = field(default_factory=default_confdir)
     """Where mitmproxy's CA lives."""
-    ask_timeout: float = 120.0
-    """Seconds a paused event waits for a person before it gets its default outcome."""
+    ask_timeout: float | None = 120.0
+    """Seconds a paused event waits for a person before it gets its default outcome;
+    None waits for ever (``--ask-timeout none``)."""
     ask_default: str = "continue"
     """continue|cancel: the timeout outcome of request, response and redirect events."""
     max_flows: int = 50_000
@@ -68,10 +97,23 @@ class Settings:
     """Bodies larger than this are streamed through, not kept (bounded memory)."""
     batch_interval: float = 0.2
     """Seconds between snapshot batches sent to the screen."""
+    max_header_size: int = 64 * 1024
+    """Largest request/response head in bytes (monitor/limits.py): 431 past it."""
+    idle_timeout: float = 300.0
+    """Seconds without traffic before a connection is closed (paused flows excepted)."""
+    connect_timeout: float = 10.0
+    """Seconds to connect to an upstream before the client gets 504."""
+    read_timeout: float = 60.0
+    """Seconds from the request to the upstream's response headers before 504."""
+
     save: Path | None = None
     """Stream every finished flow to this file in mitmproxy's flow format (``--save``)."""
     session: Path | None = None
     """The disk-backed session store (SQLite) every finished flow goes to (``--session``)."""
+
+    @property
+    def modes(self) -> list[str]:
+        return [self.mode, *self.extra_modes]
 
     def validate(self) -> None:
         if not (0 <= self.listen_port <= 65535):
@@ -80,29 +122,40 @@ class Settings:
             raise SettingsError(
                 f"--ask-default must be continue or cancel, not {self.ask_default!r}"
             )
-        if self.ask_timeout <= 0:
-            raise SettingsError("--ask-timeout must be a positive number of seconds")
+        if self.ask_timeout is not None and not (
+            math.isfinite(self.ask_timeout) and 0 < self.ask_timeout <= MAX_ASK_TIMEOUT
+        ):
+            raise SettingsError(
+                f"--ask-timeout {self.ask_timeout}: expected seconds in (0, {MAX_ASK_TIMEOUT}],"
+                " or none to wait for ever"
+            )
         if self.max_flows < 1:
             raise SettingsError("--max-flows must be at least 1")
-        if self.proxy_auth is not None and ":" not in self.proxy_auth:
-            raise SettingsError("--proxy-auth takes USER:PASS")
-        if not is_loopback(self.listen_host) and not (self.proxy_auth or self.allow_remote):
+        if self.max_body_memory < 0:
+            raise SettingsError("--max-body-memory must not be negative")
+        if self.proxy_auth is not None:
+            user, sep, password = self.proxy_auth.partition(":")
+            if not sep or not user or not password:
+                raise SettingsError("--proxy-auth takes USER:PASS, both non-empty")
+        for spec in self.modes:
+            kind, _, rest = spec.rpartition("@")[0 if "@" in spec else 2].partition(":")
+            if kind not in ("regular", "upstream", "reverse", "socks5"):
+                raise SettingsError(
+                    f"--mode {spec!r}: expected regular, upstream:URL, reverse:URL or socks5"
+                )
+            if kind in ("upstream", "reverse") and not rest.strip():
+                raise SettingsError(
+                    f"--mode {spec!r}: {kind} needs a URL, e.g. {kind}:http://127.0.0.1:3128"
+                )
+        for spec, host in listen_addresses(self):
+            if is_loopback(host) or self.proxy_auth or self.allow_remote:
+                continue
+            where = "--listen-host" if host == self.listen_host else f"--mode {spec!r}"
             raise SettingsError(
-                f"refusing to listen on {self.listen_host}: that would be an open proxy. "
-                "Add --proxy-auth USER:PASS, or --allow-remote if you really mean it."
+                f"refusing to listen on {host or 'every interface'} ({where}): that would be an"
+                " open proxy. Add --proxy-auth USER:PASS, or --allow-remote if you really mean it."
             )
-        if self.save is not None:
-            save = Path(self.save).expanduser()
-            if save.is_dir():
-                raise SettingsError(f"--save {self.save}: is a folder, not a file")
-            if not save.parent.is_dir():
-                raise SettingsError(f"--save {self.save}: the folder {save.parent} does not exist")
-        if self.session is not None and Path(self.session).expanduser().is_dir():
-            raise SettingsError(f"--session {self.session}: is a folder, not a file")
-        kind = self.mode.split(":", 1)[0]
-        if kind not in ("regular", "upstream", "reverse", "socks5"):
-            raise SettingsError(
-                f"--mode {self.mode!r}: expected regular, upstream:URL, reverse:URL or socks5"
-            )
-        if kind in ("upstream", "reverse") and ":" not in self.mode:
-            raise SettingsError(f"--mode {kind} needs a URL, e.g. {kind}:http://127.0.0.1:3128")
+
+
+MAX_ASK_TIMEOUT = 7 * 24 * 3600
+"""A week: longer is not a timeout (use ``--ask-timeout none``)."""

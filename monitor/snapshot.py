@@ -6,41 +6,20 @@ preview so a snapshot stays small whatever passes through.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from mitmproxy import http
 
-from policies import infer_type
-from widgets.model import (
-    CertificateInfo,
-    FlowView,
-    PausedEvent,
-    TraceEntry,
-    WebSocketMessageView,
-)
+from monitor.destination import host_mismatch
+from monitor.record import flow_type, record_of
+from policies.printable import printable
+from widgets.model import FlowState, FlowView, PausedEvent, TraceEntry, WebSocketMessageView
 
 BODY_PREVIEW = 64 * 1024
 WS_MESSAGES = 500
 """The newest WebSocket messages a snapshot carries."""
 WS_PREVIEW = 256
 """Bytes of each WebSocket message a snapshot carries."""
-META = "waylay"
-
-
-def meta(flow: http.HTTPFlow) -> dict:
-    """waylay's per-flow record: decisions, trace, notes, final state."""
-    m = flow.metadata.get(META)
-    if m is None:
-        m = flow.metadata[META] = {"trace": [], "notes": [], "rule_id": None, "state": None}
-    return m
-
-
-def flow_type(flow: http.HTTPFlow) -> str:
-    """The webRequest resource type of a flow's request, inferred once and kept."""
-    m = meta(flow)
-    t = m.get("type")
-    if t is None:
-        req = flow.request
-        t = m["type"] = infer_type(req.method, req.pretty_url, req.headers)
-    return t
 
 
 def _body(message: http.Message | None) -> tuple[bytes, int]:
@@ -56,14 +35,8 @@ def _body(message: http.Message | None) -> tuple[bytes, int]:
     return content[:BODY_PREVIEW], len(content)
 
 
-def _redacted(headers, added) -> tuple[tuple[str, str], ...]:
-    """Request headers, with the values of those waylay added (credentials) hidden."""
-    if not added:
-        return tuple(headers)
-    from monitor.har import REDACTED
-
-    names = {h.lower() for h in added}
-    return tuple((k, REDACTED if k.lower() in names else v) for k, v in headers)
+def _printable_pairs(pairs) -> tuple[tuple[str, str], ...]:
+    return tuple((printable(k), printable(v)) for k, v in pairs)
 
 
 def _timing(flow: http.HTTPFlow) -> tuple[tuple[str, float], ...]:
@@ -89,8 +62,8 @@ def _websocket(flow: http.HTTPFlow) -> tuple[tuple[WebSocketMessageView, ...], i
     for msg in ws.messages[-WS_MESSAGES:]:
         content = msg.content
         head = content[:WS_PREVIEW]
-        if msg.is_text:
-            preview = head.decode("utf-8", "replace")
+        if msg.is_text:  # from the network: escaped before it reaches the terminal
+            preview = printable(head.decode("utf-8", "replace"))
         else:
             preview = head.hex(" ")
         shown.append(
@@ -99,15 +72,15 @@ def _websocket(flow: http.HTTPFlow) -> tuple[tuple[WebSocketMessageView, ...], i
     return tuple(shown), len(ws.messages)
 
 
-def state_of(flow: http.HTTPFlow, paused: PausedEvent | None) -> str:
-    m = flow.metadata.get(META) or {}
+def state_of(flow: http.HTTPFlow, paused: PausedEvent | None) -> FlowState:
+    rec = record_of(flow)
     if paused is not None:
         return "paused"
-    if m.get("state") in ("cancelled", "redirected", "error"):
-        return m["state"]
+    if rec.state is not None:
+        return rec.state
     if flow.error is not None:
         return "error"
-    if m.get("done"):
+    if rec.done:
         return "done"
     return "pending"
 
@@ -116,10 +89,11 @@ def snapshot(
     flow: http.HTTPFlow,
     seq: int,
     paused: PausedEvent | None = None,
+    flow_filter: tuple[int, Callable[[http.HTTPFlow], bool]] | None = None,
 ) -> FlowView:
     req = flow.request
     resp = flow.response
-    m = flow.metadata.get(META) or {}
+    rec = record_of(flow)
     state = state_of(flow, paused)
     duration = None
     if resp is not None and resp.timestamp_end:
@@ -129,10 +103,14 @@ def snapshot(
     req_body, req_size = _body(req)
     resp_body, resp_size = _body(resp)
     error = None
-    if flow.error is not None and state == "error":
-        error = flow.error.msg
-    cert = m.get("certificate")
-    streamed = m.get("streamed") or {}
+    if rec.client_gone:
+        error = "client gone"
+    elif flow.error is not None and state == "error":
+        error = printable(flow.error.msg)
+    notes = tuple(printable(n) for n in rec.notes)
+    if mismatch := host_mismatch(flow):
+        notes = (printable(mismatch), *notes)
+    streamed = rec.streamed
     ws_messages, ws_count = _websocket(flow)
     resp_streamed = (
         streamed.get("response") if resp is not None and resp.raw_content is None else None
@@ -141,37 +119,53 @@ def snapshot(
         id=flow.id,
         seq=seq,
         started=req.timestamp_start,
-        method=req.method,
+        method=printable(req.method),
         scheme=req.scheme,
-        host=req.pretty_host,
+        host=printable(req.host),
         port=req.port,
-        path=req.path,
-        url=req.pretty_url,
+        path=printable(req.path),
+        url=printable(req.url),
         http_version=req.http_version,
         type=flow_type(flow),
-        state=state,  # type: ignore[arg-type]
+        state=state,
         status=resp.status_code if resp is not None else None,
-        reason=resp.reason if resp is not None else "",
+        reason=printable(resp.reason) if resp is not None else "",
         error=error,
         paused=paused,
         size=(resp_streamed if resp_streamed is not None else resp_size)
         if resp is not None
         else None,
         duration=duration,
-        rule_id=m.get("rule_id"),
-        trace=tuple(TraceEntry(*t) for t in m.get("trace", ())),
-        notes=tuple(m.get("notes", ())),
-        request_headers=_redacted(req.headers.items(multi=True), m.get("added_headers")),
+        rule_id=rec.rule_id,
+        trace=tuple(TraceEntry(*t) for t in rec.trace),
+        notes=notes,
+        request_headers=_printable_pairs(rec.redacted(req.headers.items(multi=True))),
         request_body=req_body,
         request_body_size=req_size,
-        response_headers=tuple(resp.headers.items(multi=True)) if resp is not None else (),
+        response_headers=(
+            _printable_pairs(resp.headers.items(multi=True)) if resp is not None else ()
+        ),
         response_body=resp_body,
-        response_content_type=resp.headers.get("content-type", "") if resp is not None else "",
+        response_content_type=(
+            printable(resp.headers.get("content-type", "")) if resp is not None else ""
+        ),
         timing=_timing(flow),
-        certificate=cert if isinstance(cert, CertificateInfo) else None,
+        certificate=rec.certificate,
         is_websocket=flow.websocket is not None,
         request_body_streamed=streamed.get("request") if req.raw_content is None else None,
         response_body_streamed=resp_streamed,
         websocket_messages=ws_messages,
         websocket_message_count=ws_count,
+        filter_match=None
+        if flow_filter is None
+        else (flow_filter[0], matches(flow_filter[1], flow)),
+        retries=rec.retries,
     )
+
+
+def matches(flt: Callable[[http.HTTPFlow], bool], flow: http.HTTPFlow) -> bool:
+    """A mitmproxy filter expression's verdict on a flow; a filter that fails is False."""
+    try:
+        return bool(flt(flow))
+    except Exception:  # noqa: BLE001 - a filter must never break a snapshot
+        return False

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import re
 import sqlite3
@@ -30,7 +31,7 @@ from pathlib import Path
 from mitmproxy import connection, flowfilter, http
 from mitmproxy.flow import Error
 
-from monitor.snapshot import META
+from monitor.record import KEY, REDACTED, FlowRecord, record_of
 
 log = logging.getLogger("waylay.store")
 
@@ -115,20 +116,12 @@ def _parse_header_block(block: bytes | None) -> http.Headers:
     return http.Headers(fields)
 
 
-def _plain(value: object) -> object:
-    from monitor.save import plain
-
-    return plain(value)
-
-
 def flow_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
     """The row of a finished flow (without its seq: the writer numbers rows) followed by
     its blobs. Runs on the proxy loop; cheap on purpose."""
     req, resp = flow.request, flow.response
-    m = flow.metadata.get(META) or {}
-    state = m.get("state")
-    if state not in ("cancelled", "redirected", "error"):
-        state = "error" if flow.error is not None else "done"
+    rec = record_of(flow)
+    state: str = rec.state or ("error" if flow.error is not None else "done")
     error = flow.error.msg if flow.error is not None else None
     if state == "error":
         label = f"error: {error}" if error else "error"
@@ -141,20 +134,15 @@ def flow_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
     ended = (
         resp.timestamp_end if resp is not None else (flow.error.timestamp if flow.error else None)
     )
-    record = None
-    if m:
-        keep = {
-            k: m[k] for k in ("trace", "notes", "rule_id", "state", "added_headers") if m.get(k)
-        }
-        if keep:
-            record = json.dumps(_plain(keep))
-    added = {h.lower() for h in m.get("added_headers", ())}
+    saved = rec.to_dict()
+    record = json.dumps(saved) if saved else None
+    added = {h.lower() for h in rec.added_headers}
     req_headers = req.headers
     if added:  # credentials waylay added are not kept (as in HAR and --save)
         req_headers = req.headers.copy()
         for name in list(req_headers.keys()):
             if name.lower() in added:
-                req_headers[name] = "(added by waylay; redacted)"
+                req_headers[name] = REDACTED
     return (
         flow.id,
         req.timestamp_start,
@@ -172,8 +160,8 @@ def flow_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
         error,
         state,
         label,
-        m.get("type"),
-        m.get("rule_id"),
+        rec.type,
+        rec.rule_id,
         int(flow.websocket is not None),
         int(bool(flow.marked)),
         req.headers.get("content-type"),
@@ -224,10 +212,15 @@ def flow_from_row(row: sqlite3.Row) -> http.HTTPFlow:
     if row["error"] is not None:
         flow.error = Error(row["error"], row["ended"] or row["started"])
     flow.marked = "marked" if row["marked"] else ""
-    record = json.loads(row["record"]) if row["record"] else {}
-    record.setdefault("state", row["state"])
-    record["type"] = row["type"]
-    flow.metadata[META] = {"trace": [], "notes": [], "rule_id": None, **record}
+    try:
+        saved = json.loads(row["record"]) if row["record"] else {}
+    except ValueError:  # a damaged record loses waylay's notes, not the flow
+        saved = {}
+    rec = FlowRecord.from_dict(saved)
+    if rec.state is None and row["state"] in ("cancelled", "redirected", "error"):
+        rec.state = row["state"]
+    rec.type = row["type"]
+    flow.metadata[KEY] = rec
     return flow
 
 
@@ -395,7 +388,13 @@ class SessionStore:
         """Create or reopen the file and start the writer (raises ``StoreError``)."""
         if self.path.is_dir():
             raise StoreError(f"{self.path}: is a folder, not a file")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # it holds cookies and tokens: readable by its owner only (SQLite gives its
+            # -wal and -shm files the same mode)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError as e:
+            raise StoreError(f"{self.path}: {e.strerror or e}") from None
         self._db = self._connect()
         last = self._db.execute("SELECT max(seq) FROM flows").fetchone()[0]
         self._next_seq = (last or 0) + 1

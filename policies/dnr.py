@@ -28,9 +28,9 @@ Translation rules (waylay → DNR):
 - DNR breaks priority ties by action (allow > block > upgradeScheme > redirect), waylay
   by file order. ``priority`` is kept unless that changes a decision; then the
   priorities are renumbered (same order, ties split) and a note says so.
-- A user ``regex`` must be RE2-compatible (no lookarounds, backreferences, atomic groups,
-  possessive quantifiers, ``\\Z``…). Its WebSocket requests are covered only when it
-  starts with a literal ``^http://``, ``^https://`` or ``^https?://`` (rewritten to also
+- A user ``regex`` is RE2 already (waylay's dialect); it must also fit the 2 KB of
+  compiled memory Chrome allows a ``regexFilter`` (checked by compiling it as Chrome
+  does). Its WebSocket requests are covered only when it starts with a literal ``^http://``, ``^https://`` or ``^https?://`` (rewritten to also
   accept ``ws``/``wss``); otherwise ``websocket`` is dropped from its types and a note
   says so.
 - At most 1,000 rules may use ``regexFilter`` (Chrome's limit): more is an error.
@@ -54,22 +54,16 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pydantic import ValidationError
 
+from .loops import loop_example, narrowing_host
 from .match_pattern import MatchPattern, compile_pattern
 from .model import RESOURCE_TYPES, Rule, problems_from_validation_error
-
-try:
-    from re import _constants as _sre_c
-    from re import _parser as _sre_parse
-except ImportError:  # pragma: no cover - CPython 3.11+ has both
-    import sre_constants as _sre_c  # type: ignore[no-redef]
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+from .regex import regex_problem, top_level_alternation
 
 __all__ = [
     "DNR_ACTION_TYPES",
@@ -225,7 +219,7 @@ def export_rules(rules: Iterable[Rule]) -> DnrExport:
             "note: priorities renumbered (same order, ties split): DNR breaks priority ties "
             "by action (allow > block > redirect), waylay by file order"
         )
-    out: list[dict[str, Any]] = []
+    dnr_rules: list[dict[str, Any]] = []
     for item in exported:
         for cond in item.conds:
             condition: dict[str, Any] = {}
@@ -237,22 +231,22 @@ def export_rules(rules: Iterable[Rule]) -> DnrExport:
                 condition["isUrlFilterCaseSensitive"] = True
             condition["resourceTypes"] = _dnr_types(cond.types)
             condition.update(item.shared)
-            out.append(
+            dnr_rules.append(
                 {
-                    "id": len(out) + 1,
+                    "id": len(dnr_rules) + 1,
                     "priority": priorities[id(item)],
                     "action": item.action,
                     "condition": condition,
                 }
             )
-    regex_count = sum(1 for r in out if "regexFilter" in r["condition"])
+    regex_count = sum(1 for r in dnr_rules if "regexFilter" in r["condition"])
     if regex_count > MAX_REGEX_RULES:
         raise DnrError(
             f"{regex_count} DNR rules need a regexFilter, but a ruleset may have at most "
             f"{MAX_REGEX_RULES}: write more of the rules' patterns so that a urlFilter can "
             "express them (e.g. *://*.example.com/*), or split the rule set"
         )
-    return DnrExport(out, left_out, notes)
+    return DnrExport(dnr_rules, left_out, notes)
 
 
 def _export_rule(rule: Rule, index: int) -> tuple[_Exported, str | None]:
@@ -286,10 +280,10 @@ def _export_rule(rule: Rule, index: int) -> tuple[_Exported, str | None]:
                 "`regex` together with `urls` cannot be one DNR condition "
                 "(a DNR rule has one urlFilter or one regexFilter)"
             )
-        problem = re2_problem(rule.regex)
-        if problem:
-            raise _LeftOut(f"`regex` is not RE2-compatible: {problem}")
         regex, covers_ws = _regex_with_ws(rule.regex)
+        problem = re2_problem(regex, capture=rule.url_is_substitution)
+        if problem:
+            raise _LeftOut(f"Chrome's RE2 would refuse its `regex`: {problem}")
         if not covers_ws and "websocket" in types:
             types = types - {"websocket"}
             narrowed = (
@@ -312,7 +306,33 @@ def _export_rule(rule: Rule, index: int) -> tuple[_Exported, str | None]:
             )
 
     action = _dnr_action(rule, conds)
+    if action["type"] == "redirect":
+        unlooped = _without_loop(rule, shared)
+        if unlooped:
+            narrowed = f"{narrowed}; {unlooped}" if narrowed else unlooped
     return _Exported(rule, index, conds, action, shared), narrowed
+
+
+def _without_loop(rule: Rule, shared: dict[str, Any]) -> str | None:
+    """A browser's DNR redirect is a new request the rules see again: a rule must not
+    match its own target (policies/loops.py). Narrow it by the target's host, or leave
+    it out; returns what was narrowed."""
+    excluded = tuple(shared.get("excludedRequestDomains", ()))
+    example = loop_example(rule, excluded)
+    if example is None:
+        return None
+    source, target = example
+    host = narrowing_host(rule, target, excluded)
+    if host is None:
+        raise _LeftOut(
+            f"it matches its own redirect target ({source} → {target}): a browser would "
+            "redirect it again and again"
+        )
+    shared["excludedRequestDomains"] = [*excluded, host]
+    return (
+        f"requests to {host} (and its subdomains) are not redirected: the rule matches its "
+        f"own redirect target there ({source} → {target}), a browser would loop"
+    )
 
 
 def _dnr_action(rule: Rule, conds: list[_Cond]) -> dict[str, Any]:
@@ -388,10 +408,10 @@ def _check_host(p: MatchPattern) -> None:
     last = host.rstrip(".").rsplit(".", 1)[-1]
     if re.fullmatch(r"[0-9]+|0x[0-9a-f]*", last):
         try:
-            canonical = str(ipaddress.IPv4Address(host))
+            ipv4: str | None = str(ipaddress.IPv4Address(host))
         except ValueError:
-            canonical = None
-        if canonical != host or p.host_suffix is not None:
+            ipv4 = None
+        if ipv4 != host or p.host_suffix is not None:
             raise _LeftOut(
                 f"pattern {p.pattern!r}: browsers rewrite this numeric host, so DNR "
                 "would never see it as written"
@@ -524,115 +544,28 @@ def _regex_with_ws(regex: str) -> tuple[str, bool]:
 
 
 def _top_level_branch(regex: str) -> bool:
-    tree = _sre_parse.parse(regex)
-    return any(op is _sre_c.BRANCH for op, _ in tree)
+    return top_level_alternation(regex)
 
 
 # -- RE2 compatibility ---------------------------------------------------------------------
 
-_RE2_FLAGS = frozenset("ims-")
+CHROME_REGEX_MEMORY: Final = 2048
+"""Chrome compiles a ``regexFilter`` with RE2's ``max_mem`` at 2 KB and refuses larger."""
 
 
-def re2_problem(regex: str) -> str | None:
-    """Why ``regex`` (Python syntax) would not run as the same RE2 expression, or None.
+def re2_problem(regex: str, *, capture: bool = True, case_sensitive: bool = True) -> str | None:
+    """Why Chrome would refuse ``regex`` as a ``regexFilter``, or None.
 
-    Conservative: it accepts the common subset whose meaning is the same in both on
-    ASCII text (URLs are ASCII), and names the first construct outside it.
+    Exact: rule regexes are RE2 already, and this compiles the pattern with the options
+    Chrome uses (its 2 KB memory limit, case sensitivity, capture groups only when a
+    ``regexSubstitution`` needs them).
     """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # "possible nested set"
-            tree = _sre_parse.parse(regex)
-    except re.error as exc:
-        return f"not a valid regular expression ({exc})"
-    if tree.state.flags & _sre_c.SRE_FLAG_VERBOSE:
-        return "verbose mode (?x)"
-    problem = _tree_problem(tree)
-    if problem:
-        return problem
-    return _text_problem(regex)
-
-
-def _tree_problem(items: Iterable[tuple[Any, Any]]) -> str | None:
-    c = _sre_c
-    for op, av in items:
-        if op in (c.ASSERT, c.ASSERT_NOT):
-            return "a lookahead or lookbehind"
-        if op in (c.GROUPREF, c.GROUPREF_EXISTS):
-            return "a backreference"
-        if op is getattr(c, "ATOMIC_GROUP", None):
-            return "an atomic group (?>…)"
-        if op is getattr(c, "POSSESSIVE_REPEAT", None):
-            return "a possessive quantifier"
-        if op in (c.MAX_REPEAT, c.MIN_REPEAT):
-            low, high, sub = av
-            if low > 1000 or (high is not c.MAXREPEAT and high > 1000):
-                return "a repeat count over 1000"
-            found = _tree_problem(sub)
-        elif op is c.SUBPATTERN:
-            found = _tree_problem(av[-1])
-        elif op is c.BRANCH:
-            found = next((p for b in av[1] if (p := _tree_problem(b))), None)
-        else:
-            found = None
-        if found:
-            return found
-    return None
-
-
-def _text_problem(regex: str) -> str | None:
-    i, n = 0, len(regex)
-    in_class = False
-    class_start = 0
-    while i < n:
-        ch = regex[i]
-        if ch == "\\":
-            nxt = regex[i + 1] if i + 1 < n else ""
-            if nxt == "Z":
-                return "\\Z (RE2 writes the end of text as \\z)"
-            if nxt in ("u", "U", "N"):
-                return f"the \\{nxt} escape"
-            if nxt == "0":
-                return "an octal escape"
-            if in_class and nxt == "b":
-                return "\\b inside a character class"
-            i += 2
-            continue
-        if in_class:
-            if ch == "]" and i > class_start:
-                in_class = False
-            elif ch == "[":
-                return "'[' inside a character class (RE2 reads [: as a POSIX class)"
-            elif regex[i : i + 2] in ("&&", "--", "||", "~~"):
-                return f"{regex[i : i + 2]!r} inside a character class"
-            i += 1
-            continue
-        if ch == "[":
-            in_class = True
-            class_start = i + 1
-            if regex[i + 1 : i + 2] == "^":
-                class_start += 1
-            i += 1
-            continue
-        if ch == "(" and regex[i + 1 : i + 2] == "?":
-            rest = regex[i + 2 :]
-            if rest.startswith(":") or rest.startswith("P<"):
-                i += 3
-                continue
-            flags = re.match(r"[a-zA-Z-]+(?=[:)])", rest)
-            if flags:
-                bad = set(flags.group(0)) - _RE2_FLAGS
-                if bad:
-                    return f"the inline flag {''.join(sorted(bad))!r}"
-                i += 2 + len(flags.group(0))
-                continue
-            if rest.startswith("#"):
-                return "a comment group (?#…)"
-            return "an extension group (?…)"
-        if ch == "{" and re.match(r"\{,\d*\}", regex[i:]):
-            return "{,n} (RE2 reads it literally)"
-        i += 1
-    return None
+    problem = regex_problem(
+        regex, capture=capture, case_sensitive=case_sensitive, max_mem=CHROME_REGEX_MEMORY
+    )
+    if problem is not None and "pattern too large" in problem:
+        return "it needs more than the 2 KB of compiled memory Chrome allows a regexFilter"
+    return problem
 
 
 # -- priorities ----------------------------------------------------------------------------
@@ -708,6 +641,8 @@ def loads(text: str) -> DnrImport:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DnrError(f"not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except RecursionError:
+        raise DnrError("not JSON waylay reads: nested too deeply") from None
     return import_rules(data)
 
 
@@ -988,7 +923,7 @@ def _translate_url_filter(text: str, case_sensitive: bool, where: str) -> _Trans
             scheme = found.group(1)
             kind = "ws" if scheme.startswith("ws") else "web"
         else:
-            literal = re.match(r"[^*^]*", lowered).group(0)
+            literal = re.match(r"[^*^]*", lowered).group(0)  # type: ignore[union-attr]
             if not literal:
                 anchor = None  # "|*…" says nothing about the start
             elif "https://".startswith(literal) or "http://".startswith(literal):
@@ -1023,11 +958,11 @@ def _filter_regex(
         if ch == "*":
             out.append(".*")
         elif ch == "^":
-            out.append(r"(?:[^a-zA-Z0-9_.%\-]|\Z)")
+            out.append(r"(?:[^a-zA-Z0-9_.%\-]|\z)")
         else:
             out.append(re.escape(ch))
     if right:
-        out.append(r"\Z")
+        out.append(r"\z")
     return ("" if case_sensitive else "(?i)") + "".join(out)
 
 
@@ -1037,7 +972,7 @@ def _filter_patterns(
     """Match patterns for the urlFilter forms whose meaning a pattern list has exactly."""
     if anchor == "domain":
         rest = body
-        schemes = ("http", "https")
+        schemes: tuple[str, ...] = ("http", "https")
     elif anchor == "left" and scheme is not None:
         rest = body[len(scheme) + 3 :]
         schemes = (scheme,)
@@ -1103,38 +1038,22 @@ def _regex_scheme_kind(regex: str) -> tuple[str | None, str]:
     only WebSocket requests in the browser; for the latter the proxy sees http(s)."""
     for prefix, (kind, replacement) in _SCHEME_PREFIXES.items():
         if regex.lower().startswith(prefix):
-            try:
-                if _top_level_branch(regex):
-                    return None, regex
-            except re.error:
+            if _top_level_branch(regex):
                 return None, regex
             return kind, replacement + regex[len(prefix) :]
     return None, regex
 
 
 def _python_regex(regex: str, case_sensitive: bool) -> str:
-    """A DNR regexFilter (RE2) as a Python regex with the same meaning, or _LeftOut."""
-    for marker, what in (
-        ("\\p", "Unicode classes \\p{…}"),
-        ("\\P", "Unicode classes \\P{…}"),
-        ("\\C", "\\C"),
-        ("\\Q", "\\Q…\\E quoting"),
-        ("[[:", "POSIX classes [[:…:]]"),
-    ):
-        if marker in regex:
-            raise _LeftOut(f"regexFilter uses {what}, which Python's re lacks")
-    text = regex.replace("(?<", "(?P<").replace("(?P<=", "(?<=").replace("(?P<!", "(?<!")
-    text = re.sub(r"(?<!\\)((?:\\\\)*)\\z", r"\1\\Z", text)
-    flags = re.match(r"\(\?([a-zA-Z]+)\)", text)
-    if flags and "U" in flags.group(1):
-        raise _LeftOut("regexFilter uses the ungreedy flag (?U), which Python's re lacks")
+    """A DNR regexFilter as a rule regex (both are RE2), or _LeftOut when RE2 refuses it."""
+    text = regex
     if not case_sensitive:
+        flags = re.match(r"\(\?([a-zA-Z]+)\)", text)
         if flags:
             text = f"(?i{flags.group(1).replace('i', '')})" + text[flags.end() :]
         else:
             text = "(?i)" + text
-    try:
-        re.compile(text)
-    except re.error as exc:
-        raise _LeftOut(f"regexFilter does not compile as a Python regex ({exc})") from None
+    problem = regex_problem(text)
+    if problem is not None:
+        raise _LeftOut(f"regexFilter is not a regex RE2 runs: {problem}")
     return text

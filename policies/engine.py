@@ -15,8 +15,10 @@ order. ``times`` is not handled here (the engine never changes); see ``RulesFile
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import attrgetter
@@ -24,7 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from .match_pattern import ALL_URLS_SCHEMES, SplitURL, compile_pattern, split_url
-from .model import EVENTS, Defaults, Rule, compile_regex, normalize_fingerprint
+from .model import EVENTS, Defaults, Rule, normalize_fingerprint
+from .regex import RegexMatch, compile_regex
+from .regex_parser import sre_constants as _sre_c
+from .regex_parser import sre_parse as _sre_parse
 
 __all__ = ["Decision", "Engine", "EventDetails", "substitute"]
 
@@ -132,7 +137,7 @@ class Decision:
 _TEMPLATE = re.compile(r"\\(\d|\\)")
 
 
-def substitute(url: str, match: re.Match[str], template: str) -> str:
+def substitute(url: str, match: RegexMatch | re.Match[str], template: str) -> str:
     """declarativeNetRequest ``regexSubstitution``: the first match of the rule's regex in
     ``url`` is replaced by ``template``, where ``\\0`` is the whole match, ``\\1``..``\\9``
     the groups (empty when a group did not take part) and ``\\\\`` a backslash."""
@@ -167,6 +172,7 @@ class _Compiled:
         "patterns",
         "excludes",
         "regex",
+        "substitutes",
         "filter",
         "methods",
         "types",
@@ -186,6 +192,7 @@ class _Compiled:
         self.any_url = any(p.all_urls for p in self.patterns)
         self.excludes = tuple(compile_pattern(p) for p in rule.exclude_urls)
         self.regex = compile_regex(rule.regex) if rule.regex is not None else None
+        self.substitutes = rule.url_is_substitution
         self.filter = _compile_filter(rule.filter) if rule.filter is not None else None
         self.methods = frozenset(rule.methods) if rule.methods else None
         self.types = frozenset(rule.types) if rule.types else None
@@ -196,7 +203,7 @@ class _Compiled:
             normalize_fingerprint(rule.fingerprint) if rule.fingerprint is not None else None
         )
 
-    def check(self, parts: SplitURL | None, d: EventDetails) -> re.Match[str] | bool:
+    def check(self, parts: SplitURL | None, d: EventDetails) -> RegexMatch | bool:
         """False, or True / the regex match (truthy) when the rule matches."""
         if self.filter is not None and d.flow is None:
             return False
@@ -241,6 +248,8 @@ class _Compiled:
             except Exception:  # a filter that cannot evaluate this flow does not match
                 return False
         if self.regex is not None:
+            if not self.substitutes:
+                return self.regex.matches(d.url)
             found = self.regex.search(d.url)
             return found if found is not None else False
         return True
@@ -272,19 +281,58 @@ class _EventIndex:
                 bucket.sort(key=by_key)
         self.fallback.sort(key=by_key)
 
+    def copy(self) -> _EventIndex:
+        """A copy sharing the buckets (change a bucket only through :meth:`discard` and
+        :meth:`insert`, which copy it first)."""
+        other = _EventIndex()
+        other.exact = dict(self.exact)
+        other.suffix = dict(self.suffix)
+        other.fallback = self.fallback
+        return other
+
+    def discard(self, compiled: _Compiled) -> None:
+        keys = _index_keys(compiled)
+        if keys is None:
+            self.fallback = [c for c in self.fallback if c is not compiled]
+            return
+        for kind, host in keys:
+            table = self.exact if kind == "exact" else self.suffix
+            bucket = [c for c in table.get(host, ()) if c is not compiled]
+            if bucket:
+                table[host] = bucket
+            else:
+                table.pop(host, None)
+
+    def insert(self, compiled: _Compiled) -> None:
+        keys = _index_keys(compiled)
+        if keys is None:
+            self.fallback = _sorted_in(self.fallback, compiled)
+            return
+        for kind, host in keys:
+            table = self.exact if kind == "exact" else self.suffix
+            bucket = table.get(host, [])
+            if compiled not in bucket:
+                table[host] = _sorted_in(bucket, compiled)
+
+
+def _sorted_in(bucket: list[_Compiled], compiled: _Compiled) -> list[_Compiled]:
+    """A new list: ``bucket`` (sorted by key) with ``compiled`` in its place."""
+    keys = [c.key for c in bucket]
+    at = bisect.bisect_left(keys, compiled.key)
+    return [*bucket[:at], compiled, *bucket[at:]]
+
 
 def _index_keys(compiled: _Compiled) -> list[tuple[str, str]] | None:
     """The host buckets of a rule, or None when it belongs in the fallback list."""
-    keys = []
+    keys: list[tuple[str, str]] = []
     for pattern in compiled.patterns:
         if pattern.host == "*":
-            keys = None
-            break
+            break  # any host: only a regex's literal host can index the rule
         if pattern.host_suffix is not None:
             keys.append(("suffix", pattern.host_suffix))
         else:
             keys.append(("exact", pattern.host))
-    if keys is not None:
+    else:
         return keys
     if compiled.regex is not None:
         host = regex_host(compiled.regex.pattern)
@@ -311,15 +359,47 @@ class Engine:
         self.defaults = defaults or Defaults()
         self.base_dir = base_dir
         self._by_id: dict[str, Rule] = {}
+        self._position: dict[str, int] = {}
+        self._compiled: dict[str, _Compiled] = {}
         self._index: dict[str, _EventIndex] = {event: _EventIndex() for event in EVENTS}
         for position, rule in enumerate(self.rules):
             if rule.id in self._by_id:
                 raise ValueError(f"duplicate rule id {rule.id!r}")
             self._by_id[rule.id] = rule
+            self._position[rule.id] = position
             if rule.enabled:
-                self._index[rule.event].add(_Compiled(rule, position))
+                compiled = self._compiled[rule.id] = _Compiled(rule, position)
+                self._index[rule.event].add(compiled)
         for index in self._index.values():
             index.finish()
+
+    def replaced(self, rules: Mapping[str, Rule]) -> Engine:
+        """A new engine in which the rules with these ids are replaced by ``rules`` (same
+        place in the order); only those are compiled again. A ``times`` countdown changes
+        one rule of thousands: this costs microseconds, a new ``Engine`` a fraction of a
+        second."""
+        new = Engine.__new__(Engine)
+        new.defaults = self.defaults
+        new.base_dir = self.base_dir
+        listed = list(self.rules)
+        new._by_id = dict(self._by_id)
+        new._position = self._position
+        new._compiled = dict(self._compiled)
+        new._index = {event: index.copy() for event, index in self._index.items()}
+        for rule_id, rule in rules.items():
+            position = self._position.get(rule_id)
+            if position is None or rule.id != rule_id:
+                raise KeyError(rule_id)
+            old = new._compiled.pop(rule_id, None)
+            if old is not None:
+                new._index[old.rule.event].discard(old)
+            listed[position] = rule
+            new._by_id[rule_id] = rule
+            if rule.enabled:
+                compiled = new._compiled[rule_id] = _Compiled(rule, position)
+                new._index[rule.event].insert(compiled)
+        new.rules = tuple(listed)
+        return new
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -341,8 +421,10 @@ class Engine:
         order = sorted(range(len(self.rules)), key=lambda i: (-self.rules[i].priority, i))
         return [self.rules[i] for i in order]
 
-    def decide(self, details: EventDetails) -> Decision:
-        """The decision for one event (see the module docstring for precedence)."""
+    def decide(self, details: EventDetails, skip: Container[str] = ()) -> Decision:
+        """The decision for one event (see the module docstring for precedence).
+
+        ``skip``: ids of rules to leave out (a ``times`` rule used up a moment ago)."""
         index = self._index.get(details.event)
         if index is None:
             raise ValueError(f"unknown event {details.event!r}; events are {', '.join(EVENTS)}")
@@ -373,6 +455,8 @@ class Engine:
             result = compiled.check(parts, details)
             if result:
                 found.append((compiled, result))
+        if skip and found:
+            found = [item for item in found if item[0].id not in skip]
         if not found:
             return Decision(
                 details.event,
@@ -392,7 +476,7 @@ class Engine:
         winner, result = found[0]
         rule = winner.rule
         url = rule.url
-        if url is not None and rule.url_is_substitution and isinstance(result, re.Match):
+        if url is not None and rule.url_is_substitution and isinstance(result, RegexMatch):
             url = substitute(details.url, result, url)
         return Decision(
             details.event,
@@ -409,12 +493,6 @@ def _found_key(item: tuple[_Compiled, Any]) -> tuple[int, int]:
 
 
 # -- literal hosts of anchored regexes -------------------------------------------------
-
-try:  # the regex parser is private; without it, regex rules simply go to the fallback list
-    from re import _constants as _sre_c
-    from re import _parser as _sre_parse
-except ImportError:  # pragma: no cover
-    _sre_parse = None
 
 _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
@@ -460,10 +538,10 @@ def regex_host(regex: str) -> str | None:
     part that matches only scheme characters, ``://``, literal host characters, then
     ``/``, ``:``, ``?`` or the end anchor. Anything less certain returns None.
     """
-    if _sre_parse is None:
-        return None
     try:
-        tree = _sre_parse.parse(regex)
+        with warnings.catch_warnings():  # RE2 syntax such as [[:alpha:]] makes re warn
+            warnings.simplefilter("ignore")
+            tree = _sre_parse.parse(regex)
     except Exception:
         return None
     c = _sre_c

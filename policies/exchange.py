@@ -1,4 +1,4 @@
-"""``waylay rules export`` and ``waylay rules import`` (SPEC §3, §7), and the rules
+"""``waylay rules export`` and ``waylay rules import`` (README "Export and import"), and the rules
 export behind the screen's export menu.
 
 Formats:
@@ -21,12 +21,15 @@ an id already in use gets a new one (``id-2``…), a rule identical to one alrea
 target's rules (and, for toml/json, its ``[defaults]``). DNR rules waylay cannot express
 (``modifyHeaders``, initiator conditions…) are skipped and named on stderr. The result is
 checked exactly as loading the rules file would check it, then written atomically with
-the previous version kept as ``<name>.bak``; on any error nothing is written (exit 1).
-A target that fails to load is never written.
+the previous version kept as ``<name>.bak``, only if the target still is the version the
+import was merged into (else it is merged again into the new version: a running waylay's
+countdowns are not lost); on any error nothing is written (exit 1). A target that fails
+to load is never written; a symlinked target is written through.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import tomllib
@@ -38,8 +41,15 @@ import tomlkit
 from pydantic import ValidationError
 
 from . import dnr, mitm_options
+from .files import WriteConflict, read_version, write_atomic, write_checked
 from .model import Defaults, Rule, RuleSetModel, problems_from_validation_error
-from .rules_file import check_text, default_rules_path, toml_value, write_atomic
+from .rules_file import (
+    body_file_outside,
+    check_text,
+    default_rules_path,
+    read_rules_text,
+    toml_value,
+)
 from .secrets import SecretStore
 
 __all__ = [
@@ -109,14 +119,14 @@ def _export(source: RuleSource, fmt: str) -> _Exported:
         return _Exported(json.dumps(_document(rules, source.defaults), indent=2) + "\n")
     if fmt == "dnr":
         try:
-            result = dnr.export_rules(rules)
+            dnr_result = dnr.export_rules(rules)
         except dnr.DnrError as exc:
             raise ExchangeError(str(exc)) from None
-        return _Exported(result.text(), result.left_out, result.notes)
+        return _Exported(dnr_result.text(), dnr_result.left_out, dnr_result.notes)
     if fmt == "mitmproxy":
         path = Path(source.path)
-        result = mitm_options.export_options(rules, path.parent)
-        return _Exported(result.text(str(path)), result.left_out, result.notes)
+        mitm_result = mitm_options.export_options(rules, path.parent)
+        return _Exported(mitm_result.text(str(path)), mitm_result.left_out, mitm_result.notes)
     raise ExchangeError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
 
 
@@ -230,7 +240,7 @@ class _Incoming:
 
 def _read_incoming(file: Path, fmt: str) -> _Incoming:
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_rules_text(file)
     except FileNotFoundError:
         raise ExchangeError(f"{file}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -258,6 +268,8 @@ def _read_incoming(file: Path, fmt: str) -> _Incoming:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ExchangeError(f"{file}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
+        except RecursionError:
+            raise ExchangeError(f"{file}:1:1: not JSON waylay reads: nested too deeply") from None
         model = _validate_document(data, file)
         return _Incoming(list(model.rules), model.defaults)
     raise ExchangeError(f"unknown import format {fmt!r}; use one of {', '.join(IMPORT_FORMATS)}")
@@ -310,10 +322,16 @@ def import_command(
     *,
     into: Path | None = None,
     replace: bool = False,
+    allow_outside: bool = False,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
 ) -> int:
-    """``waylay rules import FILE --format toml|json|dnr [--into PATH] [--replace]``."""
+    """``waylay rules import FILE --format toml|json|dnr [--into PATH] [--replace]
+    [--allow-outside]``.
+
+    A ``respond`` rule whose ``body_file`` lies outside the target's folder (``/etc/passwd``,
+    ``../..``, a symbolic link out) would serve that file to every proxy client: refused
+    unless ``allow_outside``."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     target = Path(into).expanduser() if into is not None else default_rules_path()
@@ -321,23 +339,68 @@ def import_command(
         incoming = _read_incoming(Path(file).expanduser(), fmt)
         for line in incoming.skipped + incoming.notes:
             print(line, file=err)
-        text, report = _merged_text(target, incoming, replace)
+        if not allow_outside:
+            _refuse_outside(incoming.rules, target, Path(file))
     except ExchangeError as exc:
         print(str(exc), file=err)
         print(f"waylay: nothing imported; {target} is unchanged", file=err)
+        return 1
+    # Merge into the file as it is, and save only if it still is that version (a running
+    # waylay may be writing a countdown into it): else merge again into the new version.
+    for _attempt in range(8):
+        try:
+            _data, version = read_version(target)
+            text, report = _merged_text(target, incoming, replace)
+        except OSError as exc:
+            print(f"waylay: cannot read {target}: {exc.strerror or exc}", file=err)
+            return 1
+        except ExchangeError as exc:
+            print(str(exc), file=err)
+            print(f"waylay: nothing imported; {target} is unchanged", file=err)
+            return 1
+        if text is None:
+            break
+        try:
+            write_checked(target, text, version, backup=True)
+        except WriteConflict as conflict:
+            if conflict.theirs is not None and conflict.on_disk is not None:
+                with contextlib.suppress(WriteConflict, OSError):  # put theirs back
+                    write_checked(target, conflict.theirs, conflict.on_disk, backup=False)
+            continue
+        except OSError as exc:
+            print(f"waylay: cannot write {target}: {exc.strerror or exc}", file=err)
+            return 1
+        break
+    else:
+        print(f"waylay: {target} kept changing while importing; nothing imported", file=err)
         return 1
     for line in report.lines:
         print(line, file=err)
     if text is None:
         print(f"waylay: nothing to import; {target} is unchanged", file=out)
         return 0
-    try:
-        write_atomic(target, text, backup=True)
-    except OSError as exc:
-        print(f"waylay: cannot write {target}: {exc.strerror or exc}", file=err)
-        return 1
     print(report.summary(target, replace), file=out)
     return 0
+
+
+def _refuse_outside(rules: list[Rule], target: Path, source: Path) -> None:
+    folder = target.parent
+    outside = [
+        rule
+        for rule in rules
+        if rule.body_file is not None and body_file_outside(rule.body_file, folder)
+    ]
+    if not outside:
+        return
+    lines = [
+        f"{source}: rule {rule.id!r}: body_file {rule.body_file!r} is outside {folder}: "
+        "waylay would serve it to every proxy client the rule matches"
+        for rule in outside
+    ]
+    lines.append(
+        "waylay: copy the files into that folder, or import with --allow-outside if you mean it"
+    )
+    raise ExchangeError("\n".join(lines))
 
 
 @dataclass

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = [
     "ALL_URLS",
@@ -143,6 +143,10 @@ class MatchPattern:
     pattern: str
     all_urls: bool
     scheme: str
+    _any_host: bool
+    _dot_suffix: str  # (None when host_suffix is None; read only when it is not)
+    _path_kind: int
+    _path_arg: Any
     schemes: frozenset[str]
     host: str
     host_suffix: str | None

@@ -12,7 +12,8 @@ act on a response, a redirect, a challenge or a certificate):
 - ``cancel`` → ``block_list`` with status 444 (mitmproxy kills the flow: no response).
 - ``redirect`` (no ``\\1``) → ``block_list`` with 307 plus a ``modify_headers`` entry
   that adds ``Location`` to that response (only to responses the block list made).
-- ``rewrite`` → ``map_remote``; a ``regex`` substitution keeps its meaning (the first
+  A redirect whose target matches its own condition is left out (a client would loop).
+- ``rewrite`` → ``map_remote`` (applied once per request: it cannot loop); a ``regex`` substitution keeps its meaning (the first
   match is replaced, as in waylay, not every match as ``re.sub`` would).
 - ``respond`` with an empty body → ``block_list`` with its status; with ``body_file``
   and status 200 → ``map_local`` (an absolute path); ``headers`` → ``modify_headers``.
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Final
 
 from .engine import Engine, EventDetails
+from .loops import loop_example
 from .match_pattern import (
     ALL_URLS,
     ALL_URLS_SCHEMES,
@@ -49,13 +52,9 @@ from .match_pattern import (
     split_url,
 )
 from .model import Rule
-
-try:
-    from re import _constants as _sre_c
-    from re import _parser as _sre_parse
-except ImportError:  # pragma: no cover
-    import sre_constants as _sre_c  # type: ignore[no-redef]
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+from .regex import to_python
+from .regex_parser import sre_constants as _sre_c
+from .regex_parser import sre_parse as _sre_parse
 
 __all__ = ["MitmExport", "export_options", "filter_quote", "pattern_regex", "case_sensitive"]
 
@@ -122,6 +121,7 @@ def pattern_regex(pattern: str | MatchPattern) -> str:
     if p.all_urls:
         return "^(?:" + "|".join(sorted(ALL_URLS_SCHEMES)) + ")://"
     schemes = sorted(p.schemes)
+    groups: list[tuple[list[str], bool | None]]
     if p.port is None:
         groups = [(schemes, None)]
     else:
@@ -259,6 +259,14 @@ def _url(regex: str) -> str:
 # -- conditions ------------------------------------------------------------------------------
 
 
+def _python_regex(regex: str) -> str:
+    """A rule's regex (RE2) in the Python ``re`` syntax mitmproxy's filters use."""
+    try:
+        return to_python(regex)
+    except ValueError as exc:
+        raise _LeftOut(f"its regex {exc}") from None
+
+
 def _condition(rule: Rule) -> str:
     if rule.types is not None:
         raise _LeftOut(
@@ -278,7 +286,7 @@ def _condition(rule: Rule) -> str:
     for text in rule.exclude_urls:
         parts.append("!" + _url(pattern_regex(text)))
     if rule.regex is not None:
-        parts.append(_url(case_sensitive(rule.regex)))
+        parts.append(_url(case_sensitive(_python_regex(rule.regex))))
     if rule.methods is not None:
         names = "|".join(re.escape(m) for m in rule.methods)
         parts.append("~m " + filter_quote(f"^(?:{names})$"))
@@ -427,6 +435,11 @@ def _entries_for(
                 "a redirect with \\1.. substitution: modify_headers can only set a fixed Location"
             )
         assert rule.url is not None
+        if loop := loop_example(rule):  # the client follows the 307: see policies/loops.py
+            raise _LeftOut(
+                f"it matches its own redirect target ({loop[1]}): a client following the "
+                "307 would be redirected again and again"
+            )
         return [block(307), header("Location", rule.url, True)]
     if action == "rewrite":
         return [_map_remote(rule, effective)]
@@ -470,10 +483,13 @@ def _map_remote(rule: Rule, effective: str) -> _Entry:
     assert rule.url is not None
     if rule.url_is_substitution:
         assert rule.regex is not None
-        tree = _sre_parse.parse(rule.regex)
+        regex = _python_regex(rule.regex)
+        with warnings.catch_warnings():  # "possible nested set" must not reach the screen
+            warnings.simplefilter("ignore")
+            tree = _sre_parse.parse(regex)
         if _has_numbered_refs(tree):
             raise _LeftOut("its regex refers to its own groups, which map_remote would renumber")
-        flags, rest = _global_flags(rule.regex)
+        flags, rest = _global_flags(regex)
         groups = tree.state.groups - 1
         subject = f"(?{flags})" if flags else ""
         subject += f"\\A([\\s\\S]*?)({rest})([\\s\\S]*)\\Z"

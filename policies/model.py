@@ -1,4 +1,4 @@
-"""The rule model of SPEC §4–5: events, actions, conditions, defaults, the rule set.
+"""The rule model (docs/rules.md): events, actions, conditions, defaults, the rule set.
 
 These pydantic models are the single definition of what a valid rule is; the rules file,
 import/export and the screen's "remember" dialog all build :class:`Rule` values and get
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import (
@@ -36,6 +35,8 @@ from pydantic import (
 )
 
 from .match_pattern import ALL_URLS, MatchPatternError, compile_pattern
+from .regex import RegexError, compile_regex
+from .urls import url_error
 
 __all__ = [
     "ACTIONS_BY_EVENT",
@@ -142,13 +143,6 @@ def normalize_fingerprint(value: str) -> str:
     return text
 
 
-@lru_cache(maxsize=65536)
-def compile_regex(pattern: str) -> re.Pattern[str]:
-    """``re.compile`` with a cache big enough for thousands of rules (``re``'s own holds
-    512), shared by validation and the engine so a load compiles each regex once."""
-    return re.compile(pattern)
-
-
 def _check_filter(expr: str) -> None:
     from mitmproxy import flowfilter  # only rules with `filter` need mitmproxy
 
@@ -180,7 +174,8 @@ class Rule(BaseModel):
     exclude_urls: StrTuple = ()
     """Match patterns; a URL matching any of them does not match the rule."""
     regex: StrictStr | None = None
-    """Python ``re`` searched in the full URL; its groups feed ``\\1``..``\\9`` in ``url``."""
+    """RE2 (see :mod:`policies.regex`) searched in the full URL; its groups feed
+    ``\\1``..``\\9`` in ``url``."""
     filter: StrictStr | None = None
     """A mitmproxy filter expression; never matches an event without a flow."""
     methods: StrTuple | None = None
@@ -238,8 +233,10 @@ class Rule(BaseModel):
         if value is not None:
             try:
                 compile_regex(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+            except RegexError as exc:
+                raise ValueError(
+                    f"invalid regular expression {_short(value)} (RE2): {exc}"
+                ) from None
         return value
 
     @field_validator("filter")
@@ -417,7 +414,7 @@ class Rule(BaseModel):
                     )
                 ]
             return []
-        if not re.match(r"^(https?|wss?)://[^/?#\s]+", url):
+        if url_error(url, ("http", "https", "ws", "wss")) is not None:
             return [(("url",), f"{url!r} is not an absolute http(s) URL")]
         return []
 
@@ -451,6 +448,12 @@ class Rule(BaseModel):
             found.append(
                 "allows ANY certificate for its URLs, even a forged one: add a `fingerprint`"
             )
+        if self.regex is not None and re.search(r"(?<!\\)\{,\d*\}", self.regex):
+            found.append("`regex` has {,n}, which RE2 reads as literal text: write {0,n}")
+        if self.regex is not None and re.search(r"(?<!\\)\{\d{10,}", self.regex):
+            found.append(
+                "`regex` has a repeat count RE2 reads as literal text (counts go up to 1000)"
+            )
         return found
 
     def replace(self, **fields: Any) -> Rule:
@@ -480,7 +483,7 @@ class Rule(BaseModel):
 
 
 class Defaults(BaseModel):
-    """``[defaults]``: the outcome of an event that no rule matches (SPEC §4)."""
+    """``[defaults]``: the outcome of an event that no rule matches (docs/rules.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -10,37 +10,69 @@
   formatting survive. Every edit validates the resulting text exactly as a load would,
   then saves it atomically (temp file in the same folder, fsync, rename) and keeps the
   previous version as ``<name>.bak``.
-- ``times``: each time a rule *decides*, its count goes down and is written back
-  (``times = 2`` → ``times = 1``), so a restart continues the countdown. When it reaches
-  0 the rule is disabled: ``enabled = false`` is written and the ``times`` key removed
-  (a disabled rule has nothing left to count). If the file cannot be written (broken),
-  the countdown and the disabling happen in memory only.
+- Never over a version waylay has not read: each save checks that the file still is
+  the version the edit was made on (its SHA-256) and swaps the new text in atomically
+  (see :mod:`policies.files`). If another program changed it, waylay reads that
+  version (once it has settled) and makes its change again on it, by rule id; if the
+  change no longer applies, the other version stays and the edit fails with an error.
+  A symlinked rules file is written through to its target.
+- ``times``: each time a rule *decides*, its count goes down in memory at once, and a
+  writer thread writes the new count back a moment later (``times = 2`` →
+  ``times = 1``; counts close together are written together), so a restart continues
+  the countdown and a decision never waits for the disk. When it reaches 0 the rule
+  stops deciding at once and is disabled in the file: ``enabled = false`` is written
+  and the ``times`` key removed. If the file cannot be written (broken, read-only) the
+  countdown goes on in memory, :attr:`RulesFile.state` says so, and the count is
+  written once it can be.
+- Hit counts are kept across restarts in a small JSON file in the user's state folder
+  (:func:`hits_path_for`), written at most every couple of seconds and on close: never
+  in the rules file.
+- Watching: a changed file is taken once it has settled (same signature on two polls),
+  and a version without rules replaces rules only once it is a second old, so an
+  in-place save (truncate, then write) is never taken for an emptied file.
 - Transient rules (unsaved breakpoints) take part in decisions but are never written.
   They come *before* the file's rules in file order, so they win priority ties.
 
-Thread-safe: the proxy thread calls :meth:`RulesFile.decide`, the UI thread edits.
+Thread-safe: the proxy thread calls :meth:`RulesFile.decide` (which only takes a lock
+held for microseconds), the UI thread edits, the watcher and writer threads read and
+write the file.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import errno
+import hashlib
+import json
+import logging
 import os
 import re
-import shutil
-import tempfile
 import threading
 import time
 import tomllib
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 import tomlkit
 import tomlkit.items
 from pydantic import ValidationError
 
 from .engine import Decision, Engine, EventDetails
+from .files import (
+    NO_FILE,
+    FileVersion,
+    WriteConflict,
+    read_version,
+    settled,
+    signature,
+    write_atomic,
+    write_checked,
+)
 from .model import (
     Defaults,
     Problem,
@@ -50,7 +82,26 @@ from .model import (
 )
 from .secrets import SecretStore, env_name
 
-__all__ = ["RulesFile", "RulesFileError", "default_rules_path", "check_text"]
+__all__ = [
+    "MAX_NESTING",
+    "MAX_RULES_FILE_BYTES",
+    "RulesFile",
+    "RulesFileError",
+    "body_file_outside",
+    "check_text",
+    "default_rules_path",
+    "hits_path_for",
+    "read_rules_text",
+    "write_atomic",
+]
+
+log = logging.getLogger("waylay.rules")
+
+MAX_RULES_FILE_BYTES = 32 * 1024 * 1024
+"""A rules file larger than this is refused unread (10,000 rules take about 1.5 MB)."""
+MAX_NESTING = 32
+"""A file nested too deeply for the TOML reader is said to go wrong where it passes this
+depth (a rule needs 2)."""
 
 _TOML_POSITION = re.compile(r"\s*\((?:at line (\d+), column (\d+)|at end of document)\)\s*$")
 _TOP_KEYS = ("version", "defaults", "rule")
@@ -174,6 +225,18 @@ def check_text(text: str, path: Path | str, secrets: SecretStore | None = None) 
     def report(target: list[str], line: int, col: int, message: str) -> None:
         target.append(f"{path}:{line}:{col}: {message}")
 
+    if text.startswith("\ufeff"):
+        report(
+            out.errors,
+            1,
+            1,
+            "the file starts with a UTF-8 byte order mark (BOM), which TOML does not allow: "
+            "save it as UTF-8 without BOM",
+        )
+        return out
+    if len(text) > MAX_RULES_FILE_BYTES:
+        report(out.errors, 1, 1, _too_large(len(text.encode("utf-8", "surrogatepass"))))
+        return out
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -185,7 +248,35 @@ def check_text(text: str, path: Path | str, secrets: SecretStore | None = None) 
             line, col = max(1, text.count("\n") + (0 if text.endswith("\n") else 1)), 1
         report(out.errors, line, col, f"TOML syntax error: {_TOML_POSITION.sub('', message)}")
         return out
+    except RecursionError:  # tomllib recurses once per level of nesting
+        line, col = _too_deep(text) or (1, 1)
+        report(
+            out.errors,
+            line,
+            col,
+            "arrays or inline tables nested too deeply for the TOML reader (hundreds of "
+            "levels; a rules file needs 2)",
+        )
+        return out
+    except (MemoryError, ValueError) as exc:  # never a traceback
+        report(out.errors, 1, 1, f"cannot read it as TOML: {type(exc).__name__}")
+        return out
+    try:
+        _check_data(data, text, path, secrets, out, report)
+    except (RecursionError, MemoryError) as exc:
+        out.rules = ()
+        report(out.errors, 1, 1, f"cannot check it: {type(exc).__name__} (too complex)")
+    return out
 
+
+def _check_data(
+    data: dict[str, Any],
+    text: str,
+    path: Path,
+    secrets: SecretStore | None,
+    out: _Loaded,
+    report: Callable[[list[str], int, int, str], None],
+) -> None:
     located: list[_Locator] = []
 
     def where() -> _Locator:  # only a file with something to report pays for this
@@ -245,13 +336,92 @@ def check_text(text: str, path: Path | str, secrets: SecretStore | None = None) 
         seen[rule.id] = index
         for loc, message in _file_problems(rule, folder, secrets):
             problem(("rule", index, *loc), f"{label}: {message}")
+        if rule.body_file is not None and body_file_outside(rule.body_file, folder):
+            problem(
+                ("rule", index, "body_file"),
+                f"warning: {label}: body_file {rule.body_file!r} is outside the rules file's "
+                "folder: every proxy client the rule matches is served that file",
+                out.warnings,
+            )
         for message in rule.warnings():
             problem(("rule", index, "action"), f"warning: {label}: {message}", out.warnings)
         rules.append(rule)
     out.rules = tuple(rules)
     if secrets is not None:
         out.warnings.extend(f"warning: {message}" for message in secrets.warnings)
-    return out
+
+
+def _too_large(size: int) -> str:
+    return (
+        f"the file is {size / 1024 / 1024:.1f} MB; waylay reads rules files up to "
+        f"{MAX_RULES_FILE_BYTES // 1024 // 1024} MB"
+    )
+
+
+def read_rules_text(path: Path) -> str:
+    """The text of a rules (or import) file; a file over :data:`MAX_RULES_FILE_BYTES` is
+    refused unread (``OSError`` EFBIG with a message), bad UTF-8 is ``UnicodeDecodeError``."""
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > MAX_RULES_FILE_BYTES:
+            raise OSError(errno.EFBIG, _too_large(size))
+        data = handle.read(MAX_RULES_FILE_BYTES + 1)
+    if len(data) > MAX_RULES_FILE_BYTES:  # grew while being read, or not a regular file
+        raise OSError(errno.EFBIG, _too_large(len(data)))
+    return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text()
+
+
+def body_file_outside(body_file: str, folder: Path) -> bool:
+    """Whether ``body_file`` (relative to ``folder``) resolves outside ``folder``
+    (symbolic links followed): waylay would serve a file the rules folder does not hold."""
+    body = Path(body_file).expanduser()
+    if not body.is_absolute():
+        body = folder / body
+    try:
+        return not body.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError, ValueError):
+        return True
+
+
+def _too_deep(text: str) -> tuple[int, int] | None:
+    """Line and column where arrays or inline tables nest deeper than :data:`MAX_NESTING`
+    (strings and comments skipped), or None."""
+    depth = 0
+    line, line_start = 1, 0
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\n":
+            line, line_start = line + 1, i + 1
+        elif ch == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        elif ch in "\"'":
+            triple = text[i : i + 3] == ch * 3
+            quote = ch * 3 if triple else ch
+            j = i + len(quote)
+            while j < n:
+                if ch == '"' and text[j] == "\\":
+                    j += 2
+                    continue
+                if text.startswith(quote, j):
+                    break
+                if text[j] == "\n":
+                    if not triple:
+                        break
+                    line, line_start = line + 1, j + 1
+                j += 1
+            i = j + len(quote)
+            continue
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return line, i - line_start + 1
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return None
 
 
 def _label(raw: Mapping[str, Any], index: int) -> str:
@@ -317,70 +487,41 @@ def _set_key(table: Any, key: str, value: Any) -> None:
         table.add(item)
 
 
-def write_atomic(path: Path, text: str, *, backup: bool = True) -> None:
-    """Temp file in the same folder, write, flush, fsync, keep ``.bak`` (unless
-    ``backup=False``), rename, fsync the folder."""
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        try:
-            mode = path.stat().st_mode & 0o777
-        except FileNotFoundError:
-            mode = 0o644
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if backup and path.exists():
-            _backup(path)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(folder)
-    for stale in folder.glob(f".{path.name}.*.tmp"):
-        with contextlib.suppress(OSError):
-            stale.unlink()
-
-
-def _backup(path: Path) -> None:
-    """``<name>.bak`` becomes the current version, atomically (a hard link if possible)."""
-    bak = path.with_name(path.name + ".bak")
-    tmp = path.with_name(f".{path.name}.bak.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    try:
-        os.link(path, tmp)
-    except OSError:
-        shutil.copy2(path, tmp)
-    os.replace(tmp, bak)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _signature(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
 _SLUG = re.compile(r"[^a-z0-9]+")
+_ATTEMPTS = 8
+_HISTORY_CAP = 1000
+
+
+def hits_path_for(rules_path: Path | str) -> Path:
+    """Where the hit counts of a rules file are kept: the user's state folder
+    (``$XDG_STATE_HOME/waylay/hits``, else ``~/.local/state/waylay/hits``), one file per
+    rules file (named after its resolved path), never beside or inside the user's file."""
+    real = os.path.realpath(Path(rules_path).expanduser())
+    tag = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return platformdirs.user_state_path("waylay") / "hits" / f"{Path(real).name}-{tag}.json"
+
+
+def _decode(data: bytes) -> str:
+    """UTF-8 text with universal newlines (as ``Path.read_text`` reads it)."""
+    text = data.decode("utf-8")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+@dataclass
+class _Change:
+    """What an edit produces: the new text; ``doc``, the tomlkit document it edited (kept
+    for the next edit); ``replaced``, for an edit that only changed some rules' ``times``
+    and ``enabled`` (checked block by block: no need to validate the whole file again);
+    ``blocks``, the new text's blocks when known; ``fresh``, ids whose ``times`` a person
+    set (the countdown starts again from the file's value)."""
+
+    text: str
+    doc: tomlkit.TOMLDocument | None = None
+    replaced: dict[int, Rule] | None = None
+    blocks: _RuleBlocks | None = None
+    fresh: frozenset[str] = frozenset()
 
 
 # -- the rules file ------------------------------------------------------------------------
@@ -389,29 +530,62 @@ _SLUG = re.compile(r"[^a-z0-9]+")
 class RulesFile:
     """A rules file on disk, its active rules, and every way of changing them."""
 
-    def __init__(self, path: Path | str) -> None:
+    write_delay = 0.2
+    """Seconds the writer waits after a countdown so that close ones are written together."""
+    hits_interval = 2.0
+    """At most one write of the hit counts per this many seconds."""
+    settle = 0.1
+    """The watcher reads a changed file once it has stayed the same for this long."""
+    empty_age = 1.0
+    """A file without rules replaces one with rules only once unchanged for this long (an
+    in-place save truncates first)."""
+
+    def __init__(self, path: Path | str, *, hits_file: Path | str | None | bool = True) -> None:
         self.path = Path(path).expanduser()
         self.secrets = SecretStore(self.path.parent)
         self.hits: dict[str, int] = {}
-        """Decisions made by each rule id since this object was created."""
+        """Decisions made by each rule id (kept across restarts in :attr:`hits_file`)."""
+        if hits_file is True:
+            hits_file = hits_path_for(self.path)
+        self.hits_file: Path | None = Path(hits_file) if hits_file else None
         self.errors: list[str] = []
         self.warnings: list[str] = []
-        self._lock = threading.RLock()
+        self.notice: str | None = None
+        """Said in :attr:`state` while a countdown is counted in memory only (and why)."""
+        self._lock = threading.RLock()  # the file: loading, editing, watching, writing
+        self._count_lock = threading.Lock()  # counts and the active engine: never held long
         self._rules: tuple[Rule, ...] = ()
         self._defaults = Defaults()
         self._transient: tuple[Rule, ...] = ()
         self._times_left: dict[str, int] = {}
+        self._history: dict[str, list[int]] = {}
+        """``times`` values the file held (read or written) during each countdown."""
+        self._dirty: set[str] = set()
+        """Rules whose count in memory is not in the file yet."""
+        self._exhausted: frozenset[str] = frozenset()
+        """Rules used up in memory whose disabling is not in the engine yet."""
         self._engine = Engine((), self._defaults, base_dir=self.path.parent)
         self._text: str | None = None
         self._doc: tomlkit.TOMLDocument | None = None
-        self._signature: tuple[int, int, int] | None = None
-        self._seen_text: str | None = None  # what the file held when last read or written
+        self._blocks_cache: tuple[str, _RuleBlocks | None] | None = None
+        self._positions_cache: tuple[tuple[Rule, ...], dict[str, int]] | None = None
+        self._version: FileVersion = NO_FILE
+        """The version on disk as far as waylay knows (what the next save expects)."""
         self._broken = False
         self._loaded_once = False
+        self._hits_loaded = False
+        self._hits_dirty = False
+        self._hits_saved_at = 0.0
+        self._on_change: Callable[[RulesFile], None] | None = None
         self._watcher: threading.Thread | None = None
         self.watch_polls = 0
         """How many times the watcher has looked at the file (for tests and diagnostics)."""
         self._stop = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
+        self._at_exit = False
+        self._wake = threading.Event()
+        self._closed = threading.Event()
 
     def __repr__(self) -> str:
         return f"<RulesFile {str(self.path)!r} {self.state}>"
@@ -434,13 +608,17 @@ class RulesFile:
 
     @property
     def state(self) -> str:
-        """Short, for a header: ``12 rules``, ``error: …``, ``new file``."""
+        """Short, for a header: ``12 rules``, ``error: …``, ``new file``; then the
+        :attr:`notice` if there is one."""
         if self._broken and self.errors:
-            return "error: " + self.errors[0].removeprefix(f"{self.path}:")
-        if self._text is None:
-            return "new file"
-        count = len(self._rules)
-        return f"{count} rule{'s' if count != 1 else ''}"
+            text = "error: " + self.errors[0].removeprefix(f"{self.path}:")
+        elif self._text is None:
+            text = "new file"
+        else:
+            count = len(self._rules)
+            text = f"{count} rule{'s' if count != 1 else ''}"
+        notice = self.notice
+        return f"{text} · {notice}" if notice else text
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -482,57 +660,158 @@ class RulesFile:
         """(Re)read the file. Never raises for a bad file: returns False and sets ``errors``,
         keeping the last good rules active and the file protected from writes."""
         with self._lock:
-            signature = _signature(self.path)
+            self._load_hits()
             try:
-                text = self.path.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                self._seen_text = None
-                self._accept(None, _Loaded(), None)
-                return True
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                self._reject([f"{self.path}:1:1: cannot read: {reason}"], signature)
+                size = os.stat(self.path).st_size
+            except OSError:
+                size = 0
+            if size > MAX_RULES_FILE_BYTES:
+                self._reject(
+                    [f"{self.path}:1:1: cannot read: {_too_large(size)}"],
+                    FileVersion(b"", signature(self.path)),
+                )
                 return False
-            self._seen_text = text
-            loaded = check_text(text, self.path, self.secrets)
-            if loaded.errors:
-                self._reject(loaded.errors, signature)
+            try:
+                data, version = read_version(self.path)
+            except OSError as exc:
+                self._reject(
+                    [f"{self.path}:1:1: cannot read: {exc.strerror or exc}"],
+                    FileVersion(b"", signature(self.path)),
+                )
                 return False
-            self._accept(text, loaded, signature)
-            return True
+            return bool(self._load_bytes(data, version))
 
-    def _reject(self, errors: list[str], signature) -> None:
+    def _load_bytes(
+        self, data: bytes | None, version: FileVersion, *, guard_empty: bool = False
+    ) -> bool | None:
+        """Make ``data`` (a version of the file; None: no file) the active rules if it loads.
+        None (and nothing changed) when ``guard_empty`` and it has no rules while the
+        active ones have some, and it is too fresh to be trusted (an in-place save)."""
+        if data is None:
+            self._accept(None, _Loaded(), version)
+            return True
+        try:
+            text = _decode(data)
+        except UnicodeDecodeError:
+            self._reject([f"{self.path}:1:1: cannot read: not UTF-8 text"], version)
+            return False
+        loaded = check_text(text, self.path, self.secrets)
+        if loaded.errors:
+            self._reject(loaded.errors, version)
+            return False
+        if guard_empty and not loaded.rules and self._rules and not self._old_enough(version):
+            return None
+        self._accept(text, loaded, version)
+        return True
+
+    def _old_enough(self, version: FileVersion) -> bool:
+        if version.signature is None:
+            return True
+        return time.time_ns() - version.signature[0] >= self.empty_age * 1e9
+
+    def _reject(self, errors: list[str], version: FileVersion) -> None:
         self.errors = errors
         self._broken = True
-        self._signature = signature
+        self._version = version
         self._loaded_once = True
 
-    def _accept(self, text: str | None, loaded: _Loaded, signature) -> None:
+    def _accept(
+        self,
+        text: str | None,
+        loaded: _Loaded,
+        version: FileVersion,
+        change: _Change | None = None,
+    ) -> None:
         self._text = text
         self._doc = None
-        self._signature = signature
+        self._blocks_cache = (
+            (text, change.blocks) if text is not None and change and change.blocks else None
+        )
+        self._version = version
         self._broken = False
         self._loaded_once = True
         self.errors = []
         self.warnings = loaded.warnings
+        cached = self._positions_cache
+        if change and change.replaced is not None and cached and cached[0] is self._rules:
+            self._positions_cache = (loaded.rules, cached[1])  # same ids in the same places
         self._rules = loaded.rules
         self._defaults = loaded.defaults
-        self._times_left = {r.id: r.times for r in loaded.rules if r.times is not None}
-        self._times_left.update({r.id: r.times for r in self._transient if r.times is not None})
         self._transient = tuple(
             r for r in self._transient if self._rule_id_free(r.id, loaded.rules)
         )
-        self._rebuild()
+        if change is not None and change.replaced is not None:
+            engine = self._engine.replaced({rule.id: rule for rule in change.replaced.values()})
+        else:
+            engine = self._new_engine()
+        fresh = change.fresh if change is not None else frozenset()
+        timed = [rule for rule in loaded.rules if rule.times is not None]
+        with self._count_lock:
+            self._merge_counts(timed, fresh)
+            self._swap_engine(engine)
+        if self._dirty:
+            self._wake_writer()
+
+    def _merge_counts(self, rules: list[Rule], fresh: frozenset[str]) -> None:
+        """Counts for a new version of the file's rules with ``times`` (under the count
+        lock).
+
+        A rule new to waylay, one whose ``times`` a person set through waylay (``fresh``)
+        or wrote by hand (a value the file never held during this countdown) counts from
+        the file's value. A value the file already held during this countdown is an older
+        copy of the file saved over waylay's count (an editor that loaded the file before
+        waylay's last write): the lower count in memory stays, and is written again.
+        """
+        left, history = self._times_left, self._history
+        new_left: dict[str, int] = {}
+        new_history: dict[str, list[int]] = {}
+        for rule in rules:
+            value = rule.times
+            if value is None:
+                continue
+            count = left.get(rule.id)
+            held = history.get(rule.id)
+            if count is None or held is None or rule.id in fresh:
+                count, held = value, [value]
+            elif value == count:
+                pass
+            elif count < value and value in held:
+                self._dirty.add(rule.id)  # an old copy: keep counting from memory
+            else:
+                count, held = value, [value]
+            new_left[rule.id] = count
+            new_history[rule.id] = held
+        for rule in self._transient:
+            if rule.id in left:
+                new_left[rule.id] = left[rule.id]
+            elif rule.times is not None:
+                new_left[rule.id] = rule.times
+        self._times_left = new_left
+        self._history = new_history
+        self._dirty &= set(new_left)
+
+    def _new_engine(self, rules: Iterable[Rule] | None = None) -> Engine:
+        file_rules = self._rules if rules is None else tuple(rules)
+        return Engine((*self._transient, *file_rules), self._defaults, base_dir=self.path.parent)
+
+    def _swap_engine(self, engine: Engine) -> None:
+        """Make ``engine`` the active one (under the count lock); rules used up in memory
+        stay left out of decisions until the file says they are disabled."""
+        self._engine = engine
+        self._exhausted = frozenset(
+            rule_id
+            for rule_id, left in self._times_left.items()
+            if left <= 0 and (rule := engine.get(rule_id)) is not None and rule.enabled
+        )
+
+    def _rebuild(self) -> None:
+        engine = self._new_engine()
+        with self._count_lock:
+            self._swap_engine(engine)
 
     @staticmethod
     def _rule_id_free(rule_id: str, rules: Iterable[Rule]) -> bool:
         return all(rule.id != rule_id for rule in rules)
-
-    def _rebuild(self, rules: Iterable[Rule] | None = None) -> None:
-        file_rules = self._rules if rules is None else tuple(rules)
-        self._engine = Engine(
-            (*self._transient, *file_rules), self._defaults, base_dir=self.path.parent
-        )
 
     # -- deciding ---------------------------------------------------------------------
 
@@ -540,39 +819,196 @@ class RulesFile:
         """Decide one event with the current rules.
 
         Counts the deciding rule's hit in ``hits`` and, for a rule with ``times``, counts
-        down and writes the new count (see the module docstring): that write happens in
-        the calling thread, under the lock.
+        down in memory at once; the new count is written to the file by a writer thread
+        a moment later (coalesced). This never waits for the file.
         """
         while True:
-            decision = self._engine.decide(details)
+            engine = self._engine
+            skip = self._exhausted
+            decision = engine.decide(details, skip) if skip else engine.decide(details)
             rule = decision.rule
             if rule is None:
                 return decision
-            with self._lock:
+            with self._count_lock:
+                if self._engine is not engine or self._exhausted is not skip:
+                    continue  # the rules changed meanwhile: decide again
                 if rule.times is not None:
                     left = self._times_left.get(rule.id, rule.times)
-                    if left <= 0 or self._engine.get(rule.id) is not rule:
-                        continue  # used up (or changed) by another thread meanwhile: decide again
-                    self._count_down(rule, left - 1)
+                    if left <= 0:
+                        self._exhausted = skip | {rule.id}
+                        continue
+                    left -= 1
+                    self._times_left[rule.id] = left
+                    if left <= 0:
+                        self._exhausted = skip | {rule.id}
+                    self._dirty.add(rule.id)
                 self.hits[rule.id] = self.hits.get(rule.id, 0) + 1
-                return decision
+                self._hits_dirty = True
+                self._wake_writer()
+            return decision
 
-    def _count_down(self, rule: Rule, left: int) -> None:
-        self._times_left[rule.id] = left
-        if self.is_transient(rule.id):
-            if left <= 0:
-                self._transient = tuple(r for r in self._transient if r.id != rule.id)
-                self._rebuild()
+    # -- writing counts and hits (off the proxy's thread) -----------------------------
+
+    def _wake_writer(self) -> None:
+        """Have the writer thread write pending counts soon (start it the first time)."""
+        if self._closed.is_set():
             return
-        fields: dict[str, Any] = {"times": left} if left > 0 else {"times": None, "enabled": False}
-        try:
-            self.update(rule.id, **fields)
-        except (RulesFileError, OSError):
-            if left <= 0:  # cannot write: disable it in memory
-                self._rebuild(
-                    r.replace(enabled=False, times=None) if r.id == rule.id else r
-                    for r in self._rules
+        self._wake.set()
+        writer = self._writer
+        if writer is not None and writer.is_alive():
+            return
+        with self._writer_lock:
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="waylay-rules-writer", daemon=True
                 )
+                self._writer.start()
+                if not self._at_exit:
+                    self._at_exit = True
+                    atexit.register(_flush_at_exit, weakref.ref(self))
+
+    def _write_loop(self) -> None:
+        while not self._closed.is_set():
+            pending = self._dirty or self._hits_dirty
+            self._wake.wait(self.hits_interval if pending else None)
+            if self._closed.wait(self.write_delay):
+                return  # close() writes what is left
+            self._wake.clear()
+            try:
+                self.flush(force_hits=False)
+            except Exception:  # the writer must never die; the next round tries again
+                log.exception("writing the rules file's counts failed")
+
+    def flush(self, *, force_hits: bool = True) -> bool:
+        """Write pending countdowns (and the hit counts) now; True when nothing is left
+        pending. The writer thread does this on its own a moment after each count."""
+        before = self.notice
+        with self._lock:
+            done = self._flush_counts()
+            self._save_hits(force=force_hits)
+        if self.notice != before and self._on_change is not None:
+            with contextlib.suppress(Exception):
+                self._on_change(self)
+        return done
+
+    def close(self) -> None:
+        """Stop watching and writing; pending counts and hits are written now."""
+        self.stop_watching()
+        self._closed.set()
+        self._wake.set()
+        writer, self._writer = self._writer, None
+        if writer is not None and writer is not threading.current_thread():
+            writer.join(timeout=5)
+        self.flush()
+
+    def _flush_counts(self) -> bool:
+        with self._count_lock:
+            dirty, self._dirty = self._dirty, set()
+            counts = {rule_id: self._times_left.get(rule_id) for rule_id in dirty}
+        if not dirty:
+            self.notice = None  # nothing is left unsaved
+            return True
+        transient = {rule.id for rule in self._transient}
+        used_up = {i for i in dirty & transient if (counts[i] or 0) <= 0}
+        if used_up:  # a used-up transient rule (a breakpoint) goes away
+            self._transient = tuple(r for r in self._transient if r.id not in used_up)
+            engine = self._new_engine()
+            with self._count_lock:
+                for rule_id in used_up:
+                    self._times_left.pop(rule_id, None)
+                self._swap_engine(engine)
+        in_file = dirty - transient
+        if not in_file:
+            self.notice = None
+            return True
+        try:
+            self._edit(lambda: self._count_change(in_file))
+        except Exception as exc:  # kept pending: the next round tries again
+            with self._count_lock:
+                self._dirty |= in_file & set(self._times_left)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            if self._broken:
+                reason = "the file does not load"
+            self.notice = f"countdown not saved ({_short(reason)}): counting in memory"
+            return False
+        self.notice = None
+        return True
+
+    def _count_change(self, ids: set[str]) -> _Change | None:
+        """The text with the counts in memory of ``ids`` written (None: already there)."""
+        with self._count_lock:
+            counts = {rule_id: self._times_left.get(rule_id) for rule_id in ids}
+        positions = self._positions()
+        wanted: dict[int, tuple[Rule, dict[str, Any]]] = {}
+        for rule_id, left in counts.items():
+            index = positions.get(rule_id)
+            if index is None or left is None:
+                continue  # removed from the file meanwhile
+            rule = self._rules[index]
+            if left <= 0:
+                if rule.enabled or rule.times is not None:
+                    wanted[index] = (rule, {"times": None, "enabled": False})
+            elif rule.times != left:
+                wanted[index] = (rule, {"times": left})
+        if not wanted:
+            return None
+        replaced = {index: rule.replace(**fields) for index, (rule, fields) in wanted.items()}
+        mutates = {
+            index: _mutation(fields, replaced[index].to_dict())
+            for index, (_rule, fields) in wanted.items()
+        }
+        blocks = self._blocks()
+        if blocks is None:
+            doc = self._document()
+            for index, mutate in mutates.items():
+                mutate(doc["rule"][index])
+            return _Change(doc.as_string(), doc)
+        text, new_blocks = blocks.edit_many(mutates)
+        for index, rule in replaced.items():
+            seen = new_blocks.rule_at(index)
+            if seen is None or seen.to_dict() != rule.to_dict():
+                return _Change(text)  # unexpected: let the full check decide
+        return _Change(text, replaced=replaced, blocks=new_blocks)
+
+    def _load_hits(self) -> None:
+        """Read the hit counts kept by an earlier run (once)."""
+        if self._hits_loaded or self.hits_file is None:
+            return
+        self._hits_loaded = True
+        try:
+            data = json.loads(self.hits_file.read_text(encoding="utf-8"))
+            saved = data["hits"]
+            if not isinstance(saved, dict):
+                raise TypeError
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("%s: not a waylay hits file; counting from zero", self.hits_file)
+            return
+        with self._count_lock:
+            for rule_id, count in saved.items():
+                if isinstance(rule_id, str) and type(count) is int and count > 0:
+                    self.hits[rule_id] = self.hits.get(rule_id, 0) + count
+
+    def _save_hits(self, *, force: bool) -> None:
+        if not self._hits_dirty or self.hits_file is None:
+            return
+        if not force and time.monotonic() - self._hits_saved_at < self.hits_interval:
+            return
+        known = self._positions()
+        with self._count_lock:
+            self._hits_dirty = False
+            counts = {k: v for k, v in self.hits.items() if v > 0 and k in known}
+        text = json.dumps(
+            {"rules": os.path.realpath(self.path), "hits": dict(sorted(counts.items()))},
+            indent=1,
+        )
+        try:
+            write_atomic(self.hits_file, text + "\n", backup=False)
+        except OSError as exc:
+            self._hits_dirty = True
+            log.warning("cannot save hit counts to %s: %s", self.hits_file, exc)
+        self._hits_saved_at = time.monotonic()
 
     # -- transient rules --------------------------------------------------------------
 
@@ -586,11 +1022,14 @@ class RulesFile:
             for rule in rules:
                 if not self._rule_id_free(rule.id, self._rules):
                     raise ValueError(f"rule id {rule.id!r} is already used by the rules file")
-            for old in self._transient:
-                self._times_left.pop(old.id, None)
+            old = self._transient
             self._transient = rules
-            self._times_left.update({r.id: r.times for r in rules if r.times is not None})
-            self._rebuild()
+            engine = self._new_engine()
+            with self._count_lock:
+                for rule in old:
+                    self._times_left.pop(rule.id, None)
+                self._times_left.update({r.id: r.times for r in rules if r.times is not None})
+                self._swap_engine(engine)
 
     def persist_transient(self, rule_id: str, position: int | None = None) -> Rule:
         """Write a transient rule into the file (it stops being transient)."""
@@ -638,47 +1077,43 @@ class RulesFile:
             if self.is_transient(rule.id):
                 raise RulesFileError(f"rule id {rule.id!r} is used by an unsaved rule")
 
-            def change() -> tuple[str, None]:
+            def change() -> _Change:
                 blocks = self._blocks()
                 if blocks is None:
                     doc = self._document()
                     array = doc["rule"]
                     index = len(array) if position is None else max(0, position)
                     array.insert(min(index, len(array)), toml_value(rule.to_dict()))
-                    return doc.as_string(), None
-                return blocks.insert(position, _render_rule(rule)), None
+                    return _Change(doc.as_string())
+                return _Change(blocks.insert(position, _render_rule(rule)))
 
             self._edit(change)
             return rule
 
     def update(self, rule_id: str, **fields: Any) -> Rule:
         """Change fields of a rule and save; a field set to None is removed, one set to
-        its default value is removed too (``enabled=True`` drops ``enabled = false``)."""
+        its default value is removed too (``enabled=True`` drops ``enabled = false``).
+
+        The edit is made on the file as it is when saved: if another program changed the
+        file since waylay read it, the change is applied to that version (by rule id)."""
         with self._lock:
-            current = self._file_rule(rule_id)
-            updated = current.replace(**fields)
-            wanted = updated.to_dict()
+            result: list[Rule] = []
 
-            index = self._file_index(rule_id)
-
-            def mutate(table: Any) -> None:
-                for key in fields:
-                    if key not in wanted:  # removed, or back to its default
-                        if key in table:
-                            del table[key]
-                    elif key not in table or _unwrap(table[key]) != wanted[key]:
-                        _set_key(table, key, toml_value(wanted[key]))
-
-            def change() -> tuple[str, tomlkit.TOMLDocument | None]:
+            def change() -> _Change:
+                current = self._file_rule(rule_id)
+                updated = current.replace(**fields)
+                result[:] = [updated]
+                mutate = _mutation(fields, updated.to_dict())
+                fresh = frozenset({rule_id}) if "times" in fields else frozenset()
                 blocks = self._blocks()
                 if blocks is not None:
-                    return blocks.edit(index, mutate), None
+                    return _Change(blocks.edit(self._file_index(rule_id), mutate), fresh=fresh)
                 doc = self._document()
                 mutate(_find_rule(doc, rule_id))
-                return doc.as_string(), doc
+                return _Change(doc.as_string(), doc, fresh=fresh)
 
             self._edit(change)
-            return updated
+            return result[0]
 
     def set_enabled(self, rule_id: str, enabled: bool) -> Rule:
         return self.update(rule_id, enabled=bool(enabled))
@@ -686,29 +1121,34 @@ class RulesFile:
     def remove(self, rule_id: str) -> None:
         """Delete a rule (and the comment lines right above it) from the file and save."""
         with self._lock:
-            index = self._file_index(rule_id)
 
-            def change() -> tuple[str, None]:
+            def change() -> _Change:
+                index = self._file_index(rule_id)
                 blocks = self._blocks()
                 if blocks is None:
                     doc = self._document()
                     del doc["rule"][index]
-                    return doc.as_string(), None
-                return blocks.remove(index), None
+                    return _Change(doc.as_string())
+                return _Change(blocks.remove(index))
 
             self._edit(change)
-            self.hits.pop(rule_id, None)
+            with self._count_lock:
+                if self.hits.pop(rule_id, None) is not None:
+                    self._hits_dirty = True
+            self._wake_writer()
 
     def move(self, rule_id: str, delta: int) -> int:
         """Move a rule ``delta`` places in file order (negative: up) with the comment lines
         right above it; returns its new index."""
         with self._lock:
-            index = self._file_index(rule_id)
-            target = max(0, min(len(self._rules) - 1, index + delta))
-            if target == index:
-                return index
+            moved: list[int] = []
 
-            def change() -> tuple[str, None]:
+            def change() -> _Change | None:
+                index = self._file_index(rule_id)
+                target = max(0, min(len(self._rules) - 1, index + delta))
+                moved[:] = [target]
+                if target == index:
+                    return None
                 blocks = self._blocks()
                 if blocks is None:
                     doc = self._document()
@@ -716,11 +1156,11 @@ class RulesFile:
                     plain = _unwrap(array[index])
                     del array[index]
                     array.insert(target, toml_value(plain))
-                    return doc.as_string(), None
-                return blocks.move(index, target), None
+                    return _Change(doc.as_string())
+                return _Change(blocks.move(index, target))
 
             self._edit(change)
-            return target
+            return moved[0]
 
     def set_defaults(self, **outcomes: str | None) -> Defaults:
         """Change ``[defaults]`` entries (None removes one) and save."""
@@ -733,41 +1173,53 @@ class RulesFile:
                 else:
                     _set_key(table, key, value)
 
-        def change() -> tuple[str, tomlkit.TOMLDocument | None]:
+        def change() -> _Change | None:
             text = self._current_text()
             blocks = self._blocks()
             if blocks is not None:
                 edited = blocks.edit_table("defaults", mutate)
                 if edited is not None:
-                    return edited, None
+                    return _Change(edited)
             elif "defaults" in self._document():
                 doc = self._document()
                 mutate(doc["defaults"])
-                return doc.as_string(), doc
+                return _Change(doc.as_string(), doc)
             values = {k: v for k, v in outcomes.items() if v is not None}
             if not values:
-                return text, None
+                return None
             snippet = "[defaults]\n" + "".join(f'{k} = "{v}"\n' for k, v in values.items())
             if blocks is not None and blocks.starts:
                 at = blocks.starts[0]
                 lines = blocks.lines
-                return "".join(lines[:at]) + snippet + "\n" + "".join(lines[at:]), None
-            return _with_blank_line(text) + snippet, None
+                return _Change("".join(lines[:at]) + snippet + "\n" + "".join(lines[at:]))
+            return _Change(_with_blank_line(text) + snippet)
 
         with self._lock:
             self._edit(change)
             return self._defaults
 
     def _blocks(self) -> _RuleBlocks | None:
-        return _RuleBlocks.of(self._current_text(), len(self._rules))
+        text = self._current_text()
+        cached = self._blocks_cache
+        if cached is None or cached[0] is not text:
+            cached = self._blocks_cache = (text, _RuleBlocks.of(text, len(self._rules)))
+        return cached[1]
 
     def _file_rule(self, rule_id: str) -> Rule:
         return self._rules[self._file_index(rule_id)]
 
+    def _positions(self) -> dict[str, int]:
+        """Each file rule's index by id (for the rules as they are now)."""
+        rules = self._rules
+        cached = self._positions_cache
+        if cached is None or cached[0] is not rules:
+            cached = self._positions_cache = (rules, {r.id: i for i, r in enumerate(rules)})
+        return cached[1]
+
     def _file_index(self, rule_id: str) -> int:
-        for index, rule in enumerate(self._rules):
-            if rule.id == rule_id:
-                return index
+        index = self._positions().get(rule_id)
+        if index is not None:
+            return index
         if self.is_transient(rule_id):
             raise RulesFileError(f"rule {rule_id!r} is not saved in the file (it is transient)")
         raise KeyError(rule_id)
@@ -783,40 +1235,115 @@ class RulesFile:
         return self._doc
 
     def _ensure_writable(self) -> None:
+        """Make the active rules the file's current version before an edit (reading it
+        again, once it has settled, if another program changed it)."""
         if not self._loaded_once:
             self.load()
-        elif _signature(self.path) != self._signature:
-            self.load()  # an external edit the watcher has not picked up yet: build on it
+        else:
+            try:
+                _data, version = read_version(self.path)
+            except OSError as exc:
+                raise RulesFileError(f"{self.path}: cannot read: {exc.strerror or exc}") from None
+            if version.digest != self._version.digest:
+                self._reload_settled()
         if self._broken:
             raise RulesFileError(
                 f"{self.path} failed to load ({self.error}); waylay will not write to it "
                 "until it is fixed"
             )
 
-    def _edit(self, change: Callable[[], tuple[str, tomlkit.TOMLDocument | None]]) -> None:
-        """Make the new text (``change`` may edit the cached document and return it), check
-        it exactly as a load would, save it atomically, and make it the active rules."""
-        with self._lock:
-            self._ensure_writable()
+    def _reload_settled(self, timeout: float = 3.0) -> None:
+        """Load the file's current version once another program is done writing it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            settled(self.path, quiet=0.05, timeout=max(0.0, deadline - time.monotonic()))
             try:
-                text, doc = change()
-            except BaseException:
-                self._doc = None  # the cached document may be half changed
-                raise
-            loaded = check_text(text, self.path, self.secrets)
-            if loaded.errors:
-                self._doc = None
+                data, version = read_version(self.path)
+            except OSError as exc:
+                raise RulesFileError(f"{self.path}: cannot read: {exc.strerror or exc}") from None
+            if self._load_bytes(data, version, guard_empty=True) is not None:
+                return
+            if time.monotonic() > deadline:
                 raise RulesFileError(
-                    "the change would make the rules file invalid: " + "; ".join(loaded.errors)
+                    f"{self.path} was emptied a moment ago; waylay does not save over it yet"
                 )
+            time.sleep(0.1)
+
+    def _edit(self, change: Callable[[], _Change | None]) -> None:
+        """Make the new text with ``change`` (against the file's current version), check it
+        exactly as a load would, save it if the file is still that version, and make it the
+        active rules. When another program wrote the file meanwhile, ``change`` is made
+        again on its version: nothing either side wrote is lost."""
+        with self._lock:
+            put_back: tuple[bytes, FileVersion] | None = None
             try:
-                write_atomic(self.path, text)
-            except BaseException:
-                self._doc = None
-                raise
-            self._seen_text = text
-            self._accept(text, loaded, _signature(self.path))
-            self._doc = doc
+                for _attempt in range(_ATTEMPTS):
+                    self._ensure_writable()
+                    try:
+                        made = change()
+                    except BaseException:
+                        self._doc = None  # the cached document may be half changed
+                        raise
+                    if made is None:
+                        return
+                    if made.replaced is not None:
+                        rules = list(self._rules)
+                        for index, rule in made.replaced.items():
+                            rules[index] = rule
+                        loaded = _Loaded(tuple(rules), self._defaults, [], self.warnings)
+                    else:
+                        loaded = check_text(made.text, self.path, self.secrets)
+                    if loaded.errors:
+                        self._doc = None
+                        raise RulesFileError(
+                            "the change would make the rules file invalid: "
+                            + "; ".join(loaded.errors)
+                        )
+                    try:
+                        version = write_checked(self.path, made.text, self._version)
+                    except WriteConflict as conflict:
+                        self._doc = None
+                        if conflict.theirs is not None and conflict.on_disk is not None:
+                            # waylay's text is on disk, the other program's version is in
+                            # hand: make the change again on theirs (or put theirs back)
+                            put_back = (conflict.theirs, conflict.on_disk)
+                            self._load_bytes(conflict.theirs, conflict.on_disk)
+                        continue
+                    except BaseException:
+                        self._doc = None
+                        raise
+                    put_back = None
+                    self._remember_written(made)
+                    self._accept(made.text, loaded, version, made)
+                    self._doc = made.doc
+                    return
+                raise RulesFileError(
+                    f"{self.path} kept changing while waylay saved it; nothing was written"
+                )
+            finally:
+                if put_back is not None:
+                    self._put_back(*put_back)
+
+    def _put_back(self, theirs: bytes, over: FileVersion) -> None:
+        """Another program's version, replaced by waylay in the instant of a save that then
+        could not be made again: it goes back on disk as it was."""
+        try:
+            version = write_checked(self.path, theirs, over)
+        except (WriteConflict, OSError):
+            return  # someone wrote since: their newer version stays
+        self._load_bytes(theirs, version)
+
+    def _remember_written(self, made: _Change) -> None:
+        """``times`` values waylay just wrote belong to their countdown's history."""
+        if made.replaced is None:
+            return
+        with self._count_lock:
+            for rule in made.replaced.values():
+                held = self._history.get(rule.id)
+                if held is not None and rule.times is not None and rule.times not in held:
+                    held.append(rule.times)
+                    if len(held) > _HISTORY_CAP:
+                        del held[1 : len(held) - _HISTORY_CAP // 2]
 
     # -- watching ---------------------------------------------------------------------
 
@@ -825,32 +1352,47 @@ class RulesFile:
     ) -> None:
         """Poll the file (mtime, size, inode) in a daemon thread; reload on change.
 
-        ``on_change(self)`` runs in that thread after each reload, successful or not.
-        waylay's own writes do not count as changes.
+        A changed file is read once it stayed the same for :attr:`settle` seconds (two
+        polls), and a version without rules replaces rules only once :attr:`empty_age`
+        old: an in-place save (truncate, then write) is never taken for an empty file.
+        ``on_change(self)`` runs in that thread after each reload, successful or not (and
+        in the writer thread when :attr:`notice` changes). waylay's own writes do not
+        count as changes.
         """
         self.stop_watching()
         self._stop = threading.Event()
+        self._on_change = on_change
         stop = self._stop
         if not self._loaded_once:
             self.load()
 
         def run() -> None:
-            missing_once = False
-            while not stop.wait(interval):
+            unset = object()
+            candidate: object = unset
+            while not stop.wait(interval if candidate is unset else self.settle):
                 self.watch_polls += 1
                 with self._lock:
-                    current = _signature(self.path)
-                    if current == self._signature and not self._changed_within_tick(current):
-                        missing_once = False
+                    current = signature(self.path)
+                    if current == self._version.signature and not self._changed_within_tick(
+                        current
+                    ):
+                        candidate = unset
                         continue
-                    if current is None and not missing_once:
-                        missing_once = True  # an editor's save may briefly remove the file
+                    if candidate != current:
+                        candidate = current  # look again in a moment: is it done?
                         continue
-                    missing_once = False
                     try:
-                        self.load()
+                        data, version = read_version(self.path)
+                        loaded = self._load_bytes(data, version, guard_empty=True)
                     except Exception as exc:  # never let the watcher die
-                        self._reject([f"{self.path}:1:1: cannot load: {exc}"], current)
+                        self._reject(
+                            [f"{self.path}:1:1: cannot load: {exc}"],
+                            FileVersion(b"", current),
+                        )
+                        loaded = False
+                    if loaded is None:
+                        continue  # emptied a moment ago: wait until it is old enough
+                    candidate = unset
                 if on_change is not None:
                     try:
                         on_change(self)
@@ -860,21 +1402,56 @@ class RulesFile:
         self._watcher = threading.Thread(target=run, name="waylay-rules-watch", daemon=True)
         self._watcher.start()
 
-    def _changed_within_tick(self, signature: tuple[int, int, int] | None) -> bool:
+    def _changed_within_tick(self, current: tuple[int, int, int] | None) -> bool:
         """A same-size rewrite within the file system's timestamp granularity keeps the
         signature; for a recently modified file, compare the content too."""
-        if signature is None or time.time_ns() - signature[0] > 2_000_000_000:
+        if current is None or time.time_ns() - current[0] > 2_000_000_000:
             return False
         try:
-            return self.path.read_text(encoding="utf-8") != self._seen_text
-        except (OSError, UnicodeDecodeError):
+            _data, version = read_version(self.path)
+        except OSError:
             return True
+        return version.digest != self._version.digest
 
     def stop_watching(self) -> None:
         self._stop.set()
         watcher, self._watcher = self._watcher, None
         if watcher is not None and watcher is not threading.current_thread():
             watcher.join(timeout=5)
+
+
+def _flush_at_exit(ref: weakref.ref[RulesFile]) -> None:
+    """At interpreter exit: counts and hits not written yet are written now."""
+    rules_file = ref()
+    if rules_file is None or rules_file._closed.is_set():
+        return
+    if rules_file._lock.acquire(timeout=5):
+        try:
+            rules_file.flush()
+        except Exception:
+            pass
+        finally:
+            rules_file._lock.release()
+
+
+def _short(reason: str) -> str:
+    reason = reason.splitlines()[0] if reason else reason
+    return reason if len(reason) <= 80 else reason[:79] + "…"
+
+
+def _mutation(fields: Mapping[str, Any], wanted: Mapping[str, Any]) -> Callable[[Any], None]:
+    """Set ``fields`` of a rule's table to their value in ``wanted`` (the rule's dict after
+    the change): a key missing from ``wanted`` (removed, or back to its default) goes."""
+
+    def mutate(table: Any) -> None:
+        for key in fields:
+            if key not in wanted:
+                if key in table:
+                    del table[key]
+            elif key not in table or _unwrap(table[key]) != wanted[key]:
+                _set_key(table, key, toml_value(wanted[key]))
+
+    return mutate
 
 
 _NEW_FILE = "# waylay rules: see `waylay rules check` and the README\nversion = 1\n"
@@ -983,6 +1560,39 @@ class _RuleBlocks:
         return self._splice(
             self.starts[index], self.ends[index], lambda doc: doc["rule"][0], mutate
         )
+
+    def edit_many(self, edits: Mapping[int, Callable[[Any], None]]) -> tuple[str, _RuleBlocks]:
+        """The text with several rules' tables changed, and that text's blocks (worked
+        out from these, not by scanning the whole text again)."""
+        lines = list(self.lines)
+        starts, ends = list(self.starts), list(self.ends)
+        tables = dict(self.tables)
+        for index in sorted(edits, reverse=True):
+            start, end = starts[index], ends[index]
+            chunk = tomlkit.parse("".join(lines[start:end]))
+            edits[index](chunk["rule"][0])
+            new = chunk.as_string().splitlines(keepends=True)
+            delta = len(new) - (end - start)
+            lines[start:end] = new
+            if delta:
+                ends[index] += delta
+                for later in range(index + 1, len(starts)):
+                    starts[later] += delta
+                    ends[later] += delta
+                tables = {
+                    name: (a + delta, b + delta) if a >= end else (a, b)
+                    for name, (a, b) in tables.items()
+                }
+        return "".join(lines), _RuleBlocks(lines, starts, ends, tables)
+
+    def rule_at(self, index: int) -> Rule | None:
+        """Rule ``index`` as a load reads it (None if its block does not validate alone)."""
+        try:
+            raw = tomllib.loads("".join(self.lines[self.starts[index] : self.ends[index]]))
+            rule, _problems = validate_rule(raw["rule"][0])
+        except (tomllib.TOMLDecodeError, KeyError, IndexError, TypeError):
+            return None
+        return rule
 
     def edit_table(self, name: str, mutate: Callable[[Any], None]) -> str | None:
         """The text with top-level table ``name`` changed, or None if there is none."""

@@ -2,7 +2,9 @@
 the rules file (mode 0600). Rules name a secret; only this module ever sees its value,
 and no value ever appears in a repr, an error message, a warning or a log line.
 
-``secrets.toml`` is a flat table of ``name = "value"`` (comments are kept on write).
+``secrets.toml`` is a flat table of ``name = "value"`` (comments are kept on write). A
+write never overwrites a version waylay has not read, and a symlinked ``secrets.toml`` is
+written through to its target (which gets mode 0600); the link stays.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import os
 import re
 import stat
-import tempfile
 import threading
 import tomllib
 from pathlib import Path
 
 import tomlkit
+
+from .files import WriteConflict, read_version, write_checked
 
 __all__ = ["SECRETS_FILE", "SecretStore", "SecretsError", "env_name"]
 
@@ -89,7 +92,7 @@ class SecretStore:
     @property
     def warnings(self) -> list[str]:
         """Problems worth telling the user: a file others can read, a file that is broken."""
-        found = []
+        found: list[str] = []
         try:
             mode = self.path.stat().st_mode
         except OSError:
@@ -140,57 +143,47 @@ class SecretStore:
             return values
 
     def _modify(self, change) -> None:
+        """Apply ``change`` to the file's current version and save it, only if the file
+        still is that version (else read it again and redo the change): a secret written by
+        another program meanwhile is never lost. A symlinked file is written through."""
         with self._lock:
-            if self.path.exists():
+            for _ in range(8):
                 try:
-                    text = self.path.read_text(encoding="utf-8")
-                    doc = tomlkit.parse(text)
-                except Exception as exc:
-                    raise SecretsError(
-                        f"{self.path} is not valid TOML ({type(exc).__name__}); fix it first, "
-                        "waylay does not overwrite it"
-                    ) from None
-            else:
-                doc = tomlkit.document()
-                doc.add(tomlkit.comment('waylay secrets: name = "value". Keep this file private.'))
-            change(doc)
-            _write_private(self.path, doc.as_string())
-            self._cache = None
+                    data, version = read_version(self.path)
+                except OSError as exc:
+                    raise SecretsError(f"{self.path}: cannot read: {exc.strerror}") from None
+                if data is not None:
+                    try:
+                        doc = tomlkit.parse(data.decode("utf-8"))
+                    except Exception as exc:
+                        raise SecretsError(
+                            f"{self.path} is not valid TOML ({type(exc).__name__}); fix it "
+                            "first, waylay does not overwrite it"
+                        ) from None
+                else:
+                    doc = tomlkit.document()
+                    doc.add(
+                        tomlkit.comment('waylay secrets: name = "value". Keep this file private.')
+                    )
+                change(doc)
+                try:
+                    write_checked(self.path, doc.as_string(), version, backup=False, mode=0o600)
+                except WriteConflict as conflict:
+                    if conflict.theirs is not None and conflict.on_disk is not None:
+                        # theirs was replaced in the instant of the save: put it back, redo
+                        try:
+                            write_checked(
+                                self.path, conflict.theirs, conflict.on_disk, backup=False
+                            )
+                        except WriteConflict:
+                            pass
+                    continue
+                finally:
+                    self._cache = None
+                return
+            raise SecretsError(f"{self.path} kept changing while waylay saved it; try again")
 
 
 def _position(exc: tomllib.TOMLDecodeError) -> str:
     found = _TOML_POSITION.search(str(exc))
     return f"({found.group(1)})" if found else ""
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Atomic write of a file only its owner can read."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -17,6 +17,7 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))  # hit counts
     monkeypatch.delenv("WAYLAY_RULES", raising=False)
     for key in list(os.environ):
         if key.startswith("WAYLAY_SECRET_"):

@@ -1,4 +1,4 @@
-"""The layering of SPEC §1, checked in fresh interpreters: widgets never import
+"""The layering (README "How it is built"), checked in fresh interpreters: widgets never import
 mitmproxy, policies never imports textual."""
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ The proxy side creates `WaylayApp(controller, ...)` and feeds it from its own th
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,18 +13,22 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from widgets import keys
 from widgets.detail import FlowDetail
+from widgets.dialogs import DecisionDialog, dialog_for
+from widgets.export_menu import ExportMenu
 from widgets.flow_table import FlowTable
 from widgets.header import WaylayHeader
 from widgets.help import HelpScreen
 from widgets.model import Answer, Controller, FlowView
 from widgets.prompts import ConfirmPrompt, InputPrompt
+from widgets.rules_screen import RulesScreen
 
 CONTINUE_ACTIONS = {"request": "continue", "response": "continue", "redirect": "follow"}
 """What `a`/`A` answer per event. auth and certificate are not here on purpose: a person
@@ -59,24 +62,20 @@ def plain_text_filter(text: str) -> FlowFilter:
     return matches
 
 
-class WaylayApp(App[None]):
-    """The interactive monitor.
+def _event_of(view: FlowView) -> str:
+    """The event a paused flow waits at ("" when it is not paused)."""
+    return view.paused.event if view.paused is not None else ""
 
-    Hooks for the screens that plug in later, all imported lazily so the main screen
-    works without them: `open_decision(view)` pushes `widgets.dialogs.dialog_for(view,
-    controller)`; `open_rules()` pushes `widgets.rules_screen.RulesScreen(rules_source)`;
-    `open_export()` pushes `widgets.export_menu.ExportMenu(controller, selected=...,
-    flow_ids=..., rules_source=...)`.
-    """
+
+class WaylayApp(App[None]):
+    """The interactive monitor. Everything it asks of the proxy goes through the
+    `Controller`; everything it knows of traffic comes as `FlowView` snapshots."""
 
     CSS_PATH = Path(__file__).with_name("waylay.tcss")
     """Absolute, so that subclasses defined elsewhere find it too."""
     TITLE = "waylay"
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("question_mark", "help", "Help", id="waylay.help"),
-        Binding("w", "save_flows", "Save", id="waylay.save"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.APP)
 
     def __init__(
         self,
@@ -85,9 +84,12 @@ class WaylayApp(App[None]):
         rules_source: Any = None,
         title_info: Mapping[str, object] | None = None,
         clock: Callable[[], float] = time.time,
-        ask_timeout: float = 120,
+        ask_timeout: float | None = 120,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
+        """`on_close` runs when the app unmounts (e.g. stops the proxy it shows)."""
         super().__init__()
+        self.on_close = on_close
         self.controller = controller
         self.rules_source = rules_source
         """Anything with `.path` and a `.state` string (`3 rules`, `error: …`), or None."""
@@ -102,10 +104,12 @@ class WaylayApp(App[None]):
         """The request breakpoint last set with `i`, "" for none."""
         self.breakpoints_on = True
         self._visible: FlowFilter | None = None
+        self._proxy_filter = False
+        """The list's filter is an expression the proxy side evaluates."""
         self._paused_ids: set[str] = set()
-        self._decision: tuple[str, float, Screen] | None = None
+        self._decision: tuple[str, float, DecisionDialog] | None = None
         self._reask: tuple[str, float] | None = None
-        """A flow whose credentials were just sent: if refused, its next question opens."""
+        """A flow whose dialog just answered it: if it pauses again, its dialog reopens."""
 
     # ------------------------------------------------------------ feeding (any thread)
 
@@ -124,7 +128,7 @@ class WaylayApp(App[None]):
         # dialog or prompt whenever one is open, and timers and proxy batches keep coming.
         self._header = WaylayHeader(id="header")
         self._table = FlowTable(clock=self.clock, id="flows")
-        self._detail = FlowDetail(id="detail")
+        self._detail = FlowDetail(render_body=self.controller.render_body, id="detail")
         self._main = Vertical(id="main", classes="-empty")
         self._empty = Static(id="empty", markup=False)
         yield self._header
@@ -179,9 +183,16 @@ class WaylayApp(App[None]):
         if detail.has_class("-open") and detail.flow_id in self._paused_ids:
             self._show_detail_of(detail.flow_id)
 
-    def rules_changed(self) -> None:
-        """The rules file was (re)loaded: show its state now rather than within a second."""
+    def rules_changed(self, error: str | None = None) -> None:
+        """The rules file was (re)loaded: show its state now rather than within a second,
+        and its error, if it has one, as a toast."""
+        if error:
+            self.notify_error(f"rules file: {error}")
         self._read_rules_state()
+
+    def on_unmount(self) -> None:
+        if self.on_close is not None:
+            self.on_close()
 
     def _read_rules_state(self) -> None:
         source = self.rules_source
@@ -213,7 +224,7 @@ class WaylayApp(App[None]):
         self._follow_detail(changed)
         if self._decision is not None and self._decision[0] in changed:
             self._decision_flow_changed()
-        self._reopen_refused_auth(changed)
+        self._reopen_paused_again(changed)
 
     def _refresh_counts(self) -> None:
         header = self.header
@@ -294,7 +305,7 @@ class WaylayApp(App[None]):
         view = self._selected_paused()
         if view is None:
             return
-        action = CONTINUE_ACTIONS.get(view.paused.event)
+        action = CONTINUE_ACTIONS.get(_event_of(view))
         if action is None:
             self.open_decision(view)
             return
@@ -305,7 +316,7 @@ class WaylayApp(App[None]):
         continued = 0
         left: list[FlowView] = []
         for view in self.paused_flows:
-            action = CONTINUE_ACTIONS.get(view.paused.event)
+            action = CONTINUE_ACTIONS.get(_event_of(view))
             if action is None:
                 left.append(view)
             elif self._answer(view, Answer(action)):
@@ -315,7 +326,7 @@ class WaylayApp(App[None]):
             return
         message = f"Continued {continued} flow{'' if continued == 1 else 's'}."
         if left:
-            events = ", ".join(sorted({view.paused.event for view in left}))
+            events = ", ".join(sorted({_event_of(view) for view in left}))
             message += f" {len(left)} ({events}) need a decision in their dialog (enter)."
         self.notify(message, severity="warning" if left else "information")
 
@@ -324,9 +335,10 @@ class WaylayApp(App[None]):
         view = self._selected_paused()
         if view is None:
             return
-        self._answer(view, Answer(CANCEL_ACTIONS.get(view.paused.event, "cancel")))
+        self._answer(view, Answer(CANCEL_ACTIONS.get(_event_of(view), "cancel")))
 
     def _selected_paused(self) -> FlowView | None:
+        """The selected flow if it is paused (its ``paused`` is set), else None and a toast."""
         view = self.selected_flow
         if view is None or view.paused is None:
             self.notify("The selected flow is not paused.", severity="warning")
@@ -395,36 +407,37 @@ class WaylayApp(App[None]):
                     "the URL, method or status. Empty shows every flow."
                 ),
                 submit_check=self.set_filter,
-                live_check=lambda text: self.compile_filter(text)[1],
+                live_check=self.filter_error,
                 id="filter-prompt",
             ),
             done,
         )
 
-    def compile_filter(self, text: str) -> tuple[FlowFilter | None, str | None]:
-        """(filter, None), (None, None) for no filter, or (None, error)."""
+    def filter_error(self, text: str) -> str | None:
+        """Why `text` cannot filter the list, or None; changes nothing."""
         text = text.strip()
-        if not text:
-            return None, None
         if "~" not in text:
-            return plain_text_filter(text), None
-        predicate, error = self.controller.filter_predicate(text)
-        if predicate is None:
-            return None, error or "not a filter expression"
-        if not callable(predicate):
-            return None, "the filter predicate is not callable"
-
-        def matches(view: FlowView) -> bool:
-            return bool(predicate(view.id))
-
-        return matches, None
+            return None
+        return self.controller.check_filter(text)
 
     def set_filter(self, text: str) -> str | None:
-        """Filter the list; returns an error message and changes nothing if it is bad."""
-        visible, error = self.compile_filter(text)
-        if error:
-            return error
-        self.filter_text = text.strip()
+        """Filter the list; returns an error message and changes nothing if it is bad.
+        A filter expression is evaluated by the proxy side (it needs the live flows);
+        plain text is matched here, against the snapshots."""
+        text = text.strip()
+        visible: FlowFilter | None = None
+        if "~" in text:
+            found, error = self.controller.apply_filter(text)
+            if found is None:
+                return error or "not a filter expression"
+            visible = found
+        else:
+            if self._proxy_filter:
+                self.controller.apply_filter("")
+            if text:
+                visible = plain_text_filter(text)
+        self._proxy_filter = "~" in text
+        self.filter_text = text
         self._visible = visible
         self.header.filter_text = self.filter_text
         views: Iterable[FlowView] = self.flows.values()
@@ -501,58 +514,21 @@ class WaylayApp(App[None]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        yield SystemCommand("Keys", "Every key of the screen (?)", self.action_help)
-        yield SystemCommand(
-            "Clear finished flows",
-            "Drop finished flows from the list (z)",
-            self.action_clear_finished,
-        )
-        yield SystemCommand(
-            "Continue all paused flows",
-            "Continue every paused request, response and redirect (A)",
-            self.action_continue_all,
-        )
-        yield SystemCommand(
-            "Set breakpoint", "Pause requests that match (i)", self.action_set_breakpoint
-        )
-        yield SystemCommand(
-            "Toggle breakpoints", "Breakpoints on/off (I)", self.action_toggle_breakpoints
-        )
-        yield SystemCommand("Filter flows", "Filter the flow list (f)", self.action_filter)
-        yield SystemCommand("Rules", "The rules screen (R)", self.open_rules)
-        yield SystemCommand("Export", "curl, HAR, rules (E)", self.open_export)
-        yield SystemCommand(
-            "Save flows", "All or the listed flows, mitmproxy's format (w)", self.action_save_flows
-        )
+        for key in (*keys.APP, *keys.FLOW_LIST):
+            if key.palette:
+                name = key.action.removeprefix("app.")
+                yield SystemCommand(
+                    key.palette, f"{key.words} ({key.key_text})", getattr(self, f"action_{name}")
+                )
 
-    # ------------------------------------------------------------ screens that plug in
-
-    def _optional(self, module: str, name: str, what: str) -> Any:
-        """`module.name` if that module exists yet, else None after telling the user."""
-        try:
-            found = getattr(importlib.import_module(module), name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            found = None
-        except AttributeError:
-            found = None
-        if found is None:
-            self.notify(f"No {what} yet.", severity="warning")
-        return found
+    # ------------------------------------------------------------ dialogs and screens
 
     def open_decision(self, view: FlowView) -> None:
-        """Push the dialog for `view`'s paused event (`widgets.dialogs.dialog_for`).
-
-        If the dialog has a `flow_updated(view)` method, the app calls it with every new
-        snapshot of the flow and leaves closing to the dialog; otherwise the app closes the
-        dialog itself when the pause ends. Either way the app closes it when the flow is
-        removed.
-        """
+        """Push the dialog for `view`'s paused event. The dialog gets every new snapshot of
+        its flow (`flow_updated`) and closes itself when the pause ends; the app closes it
+        when the flow is removed. A flow that pauses again right after its dialog answered
+        it (refused credentials: "attempt 2 of 3", or its next event) gets its dialog again."""
         if view.paused is None:
-            return
-        dialog_for = self._optional("widgets.dialogs", "dialog_for", "dialog")
-        if dialog_for is None:
             return
         try:
             screen = dialog_for(view, self.controller, clock=self.clock)
@@ -560,18 +536,17 @@ class WaylayApp(App[None]):
             self.notify_error(str(exc))
             return
         self._decision = (view.id, view.paused.since, screen)
+        since = view.paused.since
 
         def closed(result: object) -> None:
             if self._decision is not None and self._decision[2] is screen:
                 self._decision = None
-            if result is not None and view.paused is not None and view.paused.event == "auth":
-                # Credentials go upstream; if they are refused the flow pauses at auth
-                # again ("attempt 2 of 3"): that question opens by itself.
-                self._reask = (view.id, view.paused.since)
+            if result is not None:
+                self._reask = (view.id, since)
 
         self.push_screen(screen, closed)
 
-    def _reopen_refused_auth(self, changed: set[str]) -> None:
+    def _reopen_paused_again(self, changed: set[str]) -> None:
         if self._reask is None or self._reask[0] not in changed:
             return
         flow_id, since = self._reask
@@ -581,18 +556,15 @@ class WaylayApp(App[None]):
                 self._reask = None
             return
         self._reask = None
-        if view.paused.event == "auth" and view.paused.since > since and self._decision is None:
+        if view.paused.since > since and self._decision is None:
             self.open_decision(view)
 
     def _decision_flow_changed(self) -> None:
         assert self._decision is not None
-        flow_id, since, screen = self._decision
+        flow_id, _, screen = self._decision
         view = self.flows.get(flow_id)
-        hook = getattr(screen, "flow_updated", None)
-        if view is not None and callable(hook):
-            hook(view)
-            return
-        if view is not None and view.paused is not None and view.paused.since == since:
+        if view is not None:
+            screen.flow_updated(view)
             return
         self._decision = None
         if screen not in self.screen_stack:
@@ -600,24 +572,22 @@ class WaylayApp(App[None]):
         if self.screen is not screen:
             screen.pop_until_active()
         screen.dismiss(None)
-        outcome = "is gone" if view is None else f"is no longer paused ({view.state_label})"
-        self.notify(f"That flow {outcome}.", severity="warning", markup=False)
+        self.notify("That flow is gone.", severity="warning", markup=False)
 
     def open_rules(self) -> None:
-        """Push `widgets.rules_screen.RulesScreen(rules_source)`."""
-        rules_screen = self._optional("widgets.rules_screen", "RulesScreen", "rules screen")
-        if rules_screen is not None:
-            self.push_screen(rules_screen(self.rules_source))
+        """The rules screen on the rules file."""
+        if self.rules_source is None:
+            self.notify("No rules file.", severity="warning")
+            return
+        self.push_screen(RulesScreen(self.rules_source))
 
     def open_export(self) -> None:
-        """Push `widgets.export_menu.ExportMenu` for the selected and the listed flows."""
-        export_menu = self._optional("widgets.export_menu", "ExportMenu", "export menu")
-        if export_menu is not None:
-            self.push_screen(
-                export_menu(
-                    self.controller,
-                    selected=self.selected_flow,
-                    flow_ids=self.table.flow_ids(),
-                    rules_source=self.rules_source,
-                )
+        """The export menu for the selected and the listed flows."""
+        self.push_screen(
+            ExportMenu(
+                self.controller,
+                self.table.selected_id,
+                self.table.flow_ids(),
+                rules_source=self.rules_source,
             )
+        )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 from rich.console import Group, RenderableType
@@ -10,10 +11,11 @@ from rich.rule import Rule
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from widgets import keys
 from widgets.format import (
     body_renderable,
     clock_time_ms,
@@ -53,10 +55,14 @@ def _pairs(rows: list[tuple[str, str]]) -> Table:
 
 def _paused_lines(paused: PausedEvent, now: float) -> RenderableType:
     waited = max(0, int(now - paused.since))
-    left = max(0, int(round(paused.deadline - now)))
+    if math.isfinite(paused.deadline):
+        left = max(0, int(round(paused.deadline - now)))
+        outcome = f"the default outcome in {left}s"
+    else:  # --ask-timeout none
+        outcome = "no time limit"
     headline = Text.assemble(
         (f"⏸ paused at the {paused.event} event", "bold reverse"),
-        f"  waiting {waited}s; the default outcome in {left}s",
+        f"  waiting {waited}s; {outcome}",
     )
     if not paused.details:
         return headline
@@ -280,13 +286,7 @@ class FlowDetail(VerticalScroll):
     match. The mode and the search stay as they are when another flow is shown.
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "app.close_detail", "Back", id="waylay.detail.close"),
-        Binding("v", "cycle_view", "View mode", id="waylay.detail.view"),
-        Binding("slash", "search", "Search", id="waylay.detail.search"),
-        Binding("n", "next_match", "Next", show=False, id="waylay.detail.next"),
-        Binding("N", "previous_match", "Previous", show=False, id="waylay.detail.previous"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.DETAIL)
 
     DEFAULT_CSS = """
     FlowDetail {
@@ -310,8 +310,17 @@ class FlowDetail(VerticalScroll):
     MATCH_STYLE = "black on yellow"
     CURRENT_STYLE = "bold black on dark_orange"
 
-    def __init__(self, *, name: str | None = None, id: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        render_body: Callable[[str, str, str], BodyView | None] | None = None,
+        name: str | None = None,
+        id: str | None = None,
+    ) -> None:
+        """`render_body` is the controller's (``Controller.render_body``); without it the
+        pane shows the snapshot's body preview."""
         super().__init__(name=name, id=id, can_focus=True)
+        self.render_body = render_body
         self.flow_id: str | None = None
         """The flow shown, if any."""
         self.mode = "auto"
@@ -354,9 +363,9 @@ class FlowDetail(VerticalScroll):
         cached = self._bodies
         if cached is not None and cached[0] is view and cached[1] == self.mode:
             return cached[2]
-        render_body = getattr(getattr(self.app, "controller", None), "render_body", None)
+        render_body = self.render_body
         bodies: dict[str, BodyView | None] = {}
-        if callable(render_body):
+        if render_body is not None:
             for part, has_body in (
                 ("request", bool(view.request_body or view.request_body_size)),
                 ("response", bool(view.response_body or view.size)),

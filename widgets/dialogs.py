@@ -1,4 +1,4 @@
-"""The decision dialogs: one modal screen per paused event (SPEC §4, §6).
+"""The decision dialogs: one modal screen per paused event (docs/rules.md, docs/keys.md).
 
 ``dialog_for(view, controller)`` picks the dialog for ``view.paused.event``. Every dialog
 shows what is paused, a countdown to the ``--ask-timeout`` outcome, the remember scope
@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.reactive import reactive
@@ -33,7 +33,9 @@ from textual.screen import ModalScreen
 from textual.widgets import ContentSwitcher, Footer, Input, Label, Static, TextArea
 
 from policies import MatchPatternError, compile_pattern
-from widgets.model import Answer, Controller, FlowView, Headers, RememberScope
+from policies.urls import url_error
+from widgets import keys
+from widgets.model import Answer, AuthFacts, Controller, FlowView, Headers, RememberScope
 
 Clock = Callable[[], float]
 
@@ -57,25 +59,11 @@ __all__ = [
 
 def check_http_url(text: str) -> str | None:
     """Why ``text`` is not an absolute http(s) URL with a host, or None when it is."""
-    text = text.strip()
-    if not text:
-        return "type a URL, e.g. https://example.com/"
-    if any(ch.isspace() for ch in text):
-        return "a URL cannot contain spaces"
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        return f"not a URL: {exc}"
-    if parts.scheme.lower() not in ("http", "https"):
-        return f"not an http(s) URL: {text!r} (start it with http:// or https://)"
-    if not parts.hostname:
-        return f"the URL has no host: {text!r}"
-    return None
+    return url_error(text)
 
 
 def check_match_pattern(text: str) -> str | None:
-    """Why ``text`` is not a WebExtension match pattern (SPEC §5), or None when it is one."""
+    """Why ``text`` is not a WebExtension match pattern (docs/rules.md), or None when it is one."""
     text = text.strip()
     if not text:
         return "type a match pattern, e.g. *://*.example.com/*"
@@ -219,15 +207,7 @@ class DecisionDialog(ModalScreen[Answer | None]):
     )
     AUTO_FOCUS = "#summary"
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "back", "back", id="dialog.back"),
-        Binding("escape", "close", "close", id="dialog.close"),
-        Binding("enter", "confirm", "confirm", show=False, id="dialog.confirm"),
-        Binding("1", "remember('once')", "once", show=False, id="dialog.remember_once"),
-        Binding("2", "remember('url')", "this URL", show=False, id="dialog.remember_url"),
-        Binding("3", "remember('host')", "this host", show=False, id="dialog.remember_host"),
-        Binding("4", "remember('pattern')", "pattern", show=False, id="dialog.remember_pattern"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.DIALOG)
 
     DEFAULT_CSS = """
     DecisionDialog {
@@ -345,7 +325,9 @@ class DecisionDialog(ModalScreen[Answer | None]):
             return
         left = paused.deadline - self.clock()
         frame = self.query_one("#frame")
-        if left <= 0:
+        if not math.isfinite(left):  # --ask-timeout none
+            frame.border_subtitle = Content("⏱ no time limit")
+        elif left <= 0:
             frame.border_subtitle = Content("⏱ timing out…")
         else:
             frame.border_subtitle = Content(f"⏱ {_format_left(left)} left, {self.TIMEOUT_OUTCOME}")
@@ -553,9 +535,7 @@ class HttpDialog(DecisionDialog):
     FORMS: ClassVar[tuple[str, ...]] = ()
     """Which forms this event offers: redirect, rewrite, respond, edit."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "submit_form", "send", id="dialog.submit_form"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.FORMS)
 
     DEFAULT_CSS = """
     HttpDialog #forms {
@@ -692,7 +672,7 @@ class HttpDialog(DecisionDialog):
                     )
 
     def decide_hint(self) -> str:
-        return "escape closes, the flow stays paused"
+        return keys.STAYS_PAUSED
 
     def _editable_body(self) -> str | None:
         """The request body as text when all of it is here and it is text."""
@@ -851,20 +831,10 @@ class RequestDialog(HttpDialog):
 
     EVENT = "request"
     FORMS = ("redirect", "rewrite", "respond", "edit")
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("c", "decide('continue')", "continue", id="dialog.continue"),
-        Binding("x", "decide('cancel')", "cancel", id="dialog.cancel"),
-        Binding("r", "open_form('redirect')", "redirect", id="dialog.redirect"),
-        Binding("w", "open_form('rewrite')", "rewrite", id="dialog.rewrite"),
-        Binding("m", "open_form('respond')", "respond", id="dialog.respond"),
-        Binding("e", "open_form('edit')", "edit", id="dialog.edit"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.REQUEST_DIALOG)
 
     def decide_hint(self) -> str:
-        return (
-            "c continue · x cancel · r redirect (307) · w rewrite upstream · m respond · "
-            "e edit and continue · escape closes, the flow stays paused"
-        )
+        return keys.hint(keys.REQUEST_DIALOG, keys.STAYS_PAUSED)
 
 
 class ResponseDialog(HttpDialog):
@@ -872,17 +842,10 @@ class ResponseDialog(HttpDialog):
 
     EVENT = "response"
     FORMS = ("respond",)
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("c", "decide('continue')", "continue", id="dialog.continue"),
-        Binding("x", "decide('cancel')", "cancel", id="dialog.cancel"),
-        Binding("m", "open_form('respond')", "respond", id="dialog.respond"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.RESPONSE_DIALOG)
 
     def decide_hint(self) -> str:
-        return (
-            "c pass the response on · x cancel · m respond with something else · "
-            "escape closes, the flow stays paused"
-        )
+        return keys.hint(keys.RESPONSE_DIALOG, keys.STAYS_PAUSED)
 
 
 class RedirectDialog(HttpDialog):
@@ -890,18 +853,11 @@ class RedirectDialog(HttpDialog):
 
     EVENT = "redirect"
     FORMS = ("rewrite",)
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("c,f", "decide('follow')", "follow", id="dialog.follow"),
-        Binding("x", "decide('cancel')", "cancel", id="dialog.cancel"),
-        Binding("w", "open_form('rewrite')", "rewrite", id="dialog.rewrite"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.REDIRECT_DIALOG)
 
     def decide_hint(self) -> str:
         location = _detail(self.view, "location") or "(no Location)"
-        return (
-            f"Location: {location}\n"
-            "c/f follow · w rewrite the Location · x cancel · escape closes, the flow stays paused"
-        )
+        return f"Location: {location}\n" + keys.hint(keys.REDIRECT_DIALOG, keys.STAYS_PAUSED)
 
     def default_url(self, mode: str) -> str:
         location = _detail(self.view, "location")
@@ -922,10 +878,7 @@ class AuthDialog(DecisionDialog):
     TIMEOUT_OUTCOME = "then the challenge passes to the client"
     SCOPES = (("1", "once", "once"), ("3", "host", "this host + realm"))
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("x", "decide('cancel')", "cancel (pass the challenge on)", id="dialog.cancel"),
-        Binding("enter", "confirm", "send credentials", id="dialog.confirm"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.AUTH_DIALOG)
 
     DEFAULT_CSS = """
     AuthDialog #frame {
@@ -950,20 +903,20 @@ class AuthDialog(DecisionDialog):
 
     def compose_summary(self) -> ComposeResult:
         view = self.view
-        proxy = _detail(view, "proxy", "no").lower() in ("yes", "true", "1")
-        host = _detail(view, "host", view.host)
-        port = _detail(view, "port", str(view.port))
-        who = "the upstream proxy (407)" if proxy else "the server (401)"
+        facts = view.paused.auth if view.paused is not None else None
+        if facts is None:  # an auth pause always carries its facts; show what there is
+            facts = AuthFacts(host=view.host, port=view.port, proxy=False, realm="", scheme="?")
+        who = "the upstream proxy (407)" if facts.proxy else "the server (401)"
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold", no_wrap=True)
         table.add_column(overflow="fold")
         table.add_row("asked by", Text(who))
-        table.add_row("host", Text(f"{host}:{port}"))
-        table.add_row("realm", Text(_detail(view, "realm") or "(none)"))
-        table.add_row("scheme", Text(_detail(view, "scheme") or "?"))
+        table.add_row("host", Text(f"{facts.host}:{facts.port}"))
+        table.add_row("realm", Text(facts.realm or "(none)"))
+        table.add_row("scheme", Text(facts.scheme or "?"))
         table.add_row("URL", Text(f"{view.method} {view.url}"))
-        attempt = _detail(view, "attempt")
-        if attempt:
+        if facts.attempt > 1:
+            attempt = f"{facts.attempt} of {facts.max_attempts}"
             table.add_row("attempt", Text(f"{attempt} (the last credentials were refused)"))
         yield Static(table, id="challenge")
 
@@ -1049,10 +1002,7 @@ class CertificateDialog(DecisionDialog):
     TIMEOUT_OUTCOME = "then rejected"
     SCOPES = (("1", "once", "once (this connection)"), ("2", "url", "always for this certificate"))
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "decide('allow')", "allow", id="dialog.allow"),
-        Binding("n", "decide('reject')", "reject", id="dialog.reject"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.CERTIFICATE_DIALOG)
 
     DEFAULT_CSS = """
     CertificateDialog #frame {

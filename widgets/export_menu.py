@@ -1,4 +1,4 @@
-"""The export menu (``E`` in the flow list, SPEC §6–7).
+"""The export menu (``E`` in the flow list, docs/keys.md).
 
 What can be exported: the selected flow as a curl command, all flows or the listed
 (filtered) ones as HAR 1.2, and the rules as TOML, JSON, Chrome declarativeNetRequest or
@@ -26,7 +26,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from widgets.model import Controller, FlowView
+from widgets.model import Controller
 
 __all__ = ["ExportChoice", "ExportMenu", "CHOICES"]
 
@@ -110,8 +110,6 @@ class ExportMenu(ModalScreen[str | None]):
         selected_flow_id: str | None = None,
         visible_flow_ids: list[str] | None = None,
         *,
-        selected: FlowView | str | None = None,
-        flow_ids: list[str] | None = None,
         rules_source: Any = None,
         directory: Path | None = None,
         clock: Any = time.localtime,
@@ -120,11 +118,7 @@ class ExportMenu(ModalScreen[str | None]):
     ) -> None:
         super().__init__(name=name, id=id)
         self.controller = controller
-        if selected is not None and selected_flow_id is None:
-            selected_flow_id = selected if isinstance(selected, str) else selected.id
         self.selected_flow_id = selected_flow_id
-        if visible_flow_ids is None:
-            visible_flow_ids = flow_ids
         self.visible_flow_ids = list(visible_flow_ids) if visible_flow_ids is not None else None
         """The flows the list shows (its filter applied), or None when not known."""
         self.rules_source = rules_source

@@ -16,15 +16,13 @@ from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.coordinate import Coordinate
 from textual.geometry import Region, Size, Spacing
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, Row, RowKey
 
-from textual._two_way_dict import TwoWayDict  # isort: skip  # DataTable's own row index
-from textual.widgets._data_table import RowRenderables  # isort: skip
-
+from widgets import keys
 from widgets.format import (
     clock_time,
     duration_ms,
@@ -34,6 +32,7 @@ from widgets.format import (
     state_label,
 )
 from widgets.model import FlowView, PausedEvent
+from widgets.table_internals import RowRenderables, TableInternals
 
 COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("time", "time", 8),
@@ -96,10 +95,10 @@ class _OneLineRows(Sequence[tuple[RowKey, int]]):
     def __len__(self) -> int:
         return self._table.row_count
 
-    def __getitem__(self, y):  # type: ignore[override]
+    def __getitem__(self, y):
         if not isinstance(y, int) or not 0 <= y < self._table.row_count:
             raise IndexError(y)
-        return self._table._row_locations.get_key(y), 0
+        return self._table.internals.key_at(y), 0
 
     def clear(self) -> None:
         """`DataTable.clear()` clears the offsets it cached; there is nothing to clear."""
@@ -108,41 +107,11 @@ class _OneLineRows(Sequence[tuple[RowKey, int]]):
 class FlowTable(DataTable[str]):
     """The flow list. Feed it `FlowView`s with `apply()`; rows are keyed by flow id.
 
-    The keys are the flow list's keys from SPEC §6; their actions live on the app (the
-    `app.` namespace), which owns the controller. Every binding has an id for `set_keymap`.
-
-    | Key | Binding id | Does |
-    | :- | :- | :- |
-    | enter | waylay.open | the dialog of a paused flow, else its details |
-    | a | waylay.continue | continue the selected paused flow |
-    | A | waylay.continue_all | continue all paused flows |
-    | X | waylay.cancel | cancel the selected paused flow |
-    | i | waylay.breakpoint | set a breakpoint |
-    | I | waylay.toggle_breakpoints | breakpoints on/off |
-    | f | waylay.filter | filter the list |
-    | R | waylay.rules | the rules screen |
-    | E | waylay.export | export |
-    | z | waylay.clear | clear finished flows |
-    | q | waylay.quit | quit (asks while flows are paused) |
-    | escape | waylay.close_detail | close the detail pane |
+    Its keys are `widgets.keys.FLOW_LIST`; their actions live on the app (the `app.`
+    namespace), which owns the controller.
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "app.open_selected", "Open", id="waylay.open"),
-        Binding("a", "app.continue_selected", "Continue", id="waylay.continue"),
-        Binding("A", "app.continue_all", "Continue all", id="waylay.continue_all"),
-        Binding("X", "app.cancel_selected", "Cancel", id="waylay.cancel"),
-        Binding("i", "app.set_breakpoint", "Breakpoint", id="waylay.breakpoint"),
-        Binding(
-            "I", "app.toggle_breakpoints", "Breakpoints on/off", id="waylay.toggle_breakpoints"
-        ),
-        Binding("f", "app.filter", "Filter", id="waylay.filter"),
-        Binding("R", "app.rules", "Rules", id="waylay.rules"),
-        Binding("E", "app.export", "Export", id="waylay.export"),
-        Binding("z", "app.clear_finished", "Clear", id="waylay.clear"),
-        Binding("q", "app.quit", "Quit", id="waylay.quit"),
-        Binding("escape", "app.close_detail", "Close details", id="waylay.close_detail"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.FLOW_LIST)
 
     COMPONENT_CLASSES: ClassVar[set[str]] = DataTable.COMPONENT_CLASSES | {
         "flow-table--paused",
@@ -184,6 +153,8 @@ class FlowTable(DataTable[str]):
         classes: str | None = None,
     ) -> None:
         super().__init__(cursor_type="row", name=name, id=id, classes=classes)
+        self.internals = TableInternals(self)
+        """DataTable's private row index and cell store, behind one adapter."""
         self._clock = clock
         self._kinds: dict[str, str] = {}
         """Row key -> row kind, for the rows that stand out."""
@@ -205,20 +176,19 @@ class FlowTable(DataTable[str]):
         """The id of the flow under the cursor, if any."""
         if not self.row_count:
             return None
-        key = self._row_locations.get_key(self.cursor_row)
-        return None if key is None else key.value
+        return self.internals.id_at(self.cursor_row)
 
     def has_flow(self, flow_id: str) -> bool:
-        return flow_id in self._row_locations
+        return self.internals.has(flow_id)
 
     def flow_ids(self) -> list[str]:
         """The ids of the rows, top to bottom."""
-        get_key = self._row_locations.get_key
-        return [get_key(index).value for index in range(self.row_count)]
+        id_at = self.internals.id_at
+        return [flow_id for index in range(self.row_count) if (flow_id := id_at(index))]
 
     def select_flow(self, flow_id: str) -> bool:
         """Move the cursor to a flow's row; False when it is not shown."""
-        index = self._row_locations.get(flow_id)
+        index = self.internals.index_of(flow_id)
         if index is None:
             return False
         self.move_cursor(row=index)
@@ -239,13 +209,13 @@ class FlowTable(DataTable[str]):
         self._ensure_columns()
         now = self._clock()
         removed_ids = set(removed)
-        gone = [flow_id for flow_id in removed_ids if flow_id in self._row_locations]
+        gone = [flow_id for flow_id in removed_ids if self.internals.has(flow_id)]
         changed: list[FlowView] = []
         added: list[FlowView] = []
         for view in views:
             if view.id in removed_ids:
                 continue
-            shown = view.id in self._row_locations
+            shown = self.internals.has(view.id)
             if visible is not None and not visible(view):
                 if shown:
                     gone.append(view.id)
@@ -273,37 +243,32 @@ class FlowTable(DataTable[str]):
 
     def remove_flows(self, flow_ids: Iterable[str]) -> None:
         """Drop the rows of these flows in one pass; the cursor stays on its flow."""
-        doomed = {flow_id for flow_id in flow_ids if flow_id in self._row_locations}
+        internals = self.internals
+        doomed = {flow_id for flow_id in flow_ids if internals.has(flow_id)}
         if not doomed:
             return
         cursor_row = self.cursor_row
         selected = self.selected_id
-        get_key = self._row_locations.get_key
-        order = [get_key(index) for index in range(self.row_count)]
-        removed_above = sum(1 for key in order[:cursor_row] if key.value in doomed)
-        survivors = [key for key in order if key.value not in doomed]
-        self._row_locations = TwoWayDict({key: index for index, key in enumerate(survivors)})
+        order = [internals.key_at(index) for index in range(self.row_count)]
+        removed_above = sum(1 for key in order[:cursor_row] if key and key.value in doomed)
+        internals.reindex(key for key in order if key is not None and key.value not in doomed)
         for flow_id in doomed:
-            del self.rows[flow_id]
-            del self._data[flow_id]
+            del self.rows[RowKey(flow_id)]
             self._kinds.pop(flow_id, None)
             self._paused.pop(flow_id, None)
-        self._new_rows = {key for key in self._new_rows if key.value not in doomed}
-        self._updated_cells = {
-            cell for cell in self._updated_cells if cell.row_key.value not in doomed
-        }
+        internals.forget(doomed)
         self._structure_changed()
         if selected is not None and selected not in doomed:
-            new_row = self._row_locations.get(selected) or 0
+            new_row = internals.index_of(selected) or 0
         else:
             new_row = cursor_row - removed_above
         new_row = max(0, min(new_row, self.row_count - 1))
         if new_row != cursor_row:
             self.cursor_coordinate = Coordinate(new_row, 0)
         elif self.row_count and self.selected_id != selected:
-            self.post_message(
-                DataTable.RowHighlighted(self, new_row, self._row_locations.get_key(new_row))
-            )
+            key = internals.key_at(new_row)
+            if key is not None:
+                self.post_message(DataTable.RowHighlighted(self, new_row, key))
         self.refresh(layout=True)
 
     def refresh_paused(self) -> None:
@@ -314,7 +279,7 @@ class FlowTable(DataTable[str]):
         state = ColumnKey("state")
         for flow_id, paused in self._paused.items():
             view_state = paused_label(paused, now)
-            if self._data[flow_id][state] != view_state:
+            if self.internals.cells(flow_id)[state] != view_state:
                 self.update_cell(flow_id, state, view_state)
 
     # ----------------------------------------------------------------- rows
@@ -334,9 +299,8 @@ class FlowTable(DataTable[str]):
         every row; at thousands of rows per batch that is most of the cost.
         """
         column_keys = [column.key for column in self.ordered_columns]
-        locations = self._row_locations
+        internals = self.internals
         rows = self.rows
-        data = self._data
         kinds = self._kinds
         paused = self._paused
         was_empty = self.row_count == 0
@@ -344,13 +308,12 @@ class FlowTable(DataTable[str]):
         last_index = index - 1
         for view in views:
             key = RowKey(view.id)
-            if key in locations:
+            if internals.has(view.id):
                 self._update_row(view, now)
                 continue
-            locations[key] = index
+            internals.add(key, index, dict(zip(column_keys, row_cells(view, now), strict=True)))
             index += 1
             last_index = index - 1
-            data[key] = dict(zip(column_keys, row_cells(view, now), strict=True))
             rows[key] = Row(key, 1)
             kind = row_kind(view)
             if kind:
@@ -358,10 +321,10 @@ class FlowTable(DataTable[str]):
                 if view.paused is not None:
                     paused[view.id] = view.paused
         self._rows_changed(first_index, last_index)
-        self._require_update_dimensions = True
+        internals.require_dimensions()
         self.cursor_coordinate = self.cursor_coordinate
         if was_empty and self.row_count and self.show_cursor and self.cursor_type != "none":
-            self._highlight_cursor()
+            internals.highlight_cursor()
         self.check_idle()
         self.refresh()
 
@@ -376,19 +339,19 @@ class FlowTable(DataTable[str]):
         top = int(self.scroll_y)
         bottom = top + self.size.height + 2
         if last >= top - 2 and first <= bottom:
-            self._update_count += 1
+            self.internals.invalidate_renders()
         else:
             self._offscreen_changed = True
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         if self._offscreen_changed:
             self._offscreen_changed = False
-            self._update_count += 1
+            self.internals.invalidate_renders()
         super().watch_scroll_y(old_value, new_value)
 
     def _update_row(self, view: FlowView, now: float) -> None:
         flow_id = view.id
-        old = self._data[flow_id]
+        old = self.internals.cells(flow_id)
         changed = False
         for (key, _, _), value in zip(COLUMNS, row_cells(view, now), strict=True):
             column = ColumnKey(key)
@@ -403,7 +366,7 @@ class FlowTable(DataTable[str]):
                 self._kinds.pop(flow_id, None)
             changed = True
         if changed:
-            index = self._row_locations.get(RowKey(flow_id))
+            index = self.internals.index_of(flow_id)
             if index is not None:
                 self._rows_changed(index, index)
             self.refresh()
@@ -426,12 +389,14 @@ class FlowTable(DataTable[str]):
         return super().sort(*columns, key=key, reverse=reverse)
 
     def remove_row(self, row_key: RowKey | str) -> None:
-        self.remove_flows([row_key.value if isinstance(row_key, RowKey) else row_key])
+        flow_id = row_key.value if isinstance(row_key, RowKey) else row_key
+        if flow_id is not None:
+            self.remove_flows([flow_id])
 
     def _structure_changed(self) -> None:
         self._rows_version += 1
-        self._update_count += 1
-        self._require_update_dimensions = True
+        self.internals.invalidate_renders()
+        self.internals.require_dimensions()
         self.check_idle()
 
     # ----------------------------------------------------------------- rendering
@@ -454,12 +419,12 @@ class FlowTable(DataTable[str]):
         """Cells are plain strings (never markup: paths hold brackets) styled by row kind."""
         if row_index == -1:
             return super()._compute_row_renderables(row_index)
-        row_key = self._row_locations.get_key(row_index)
-        if row_key is None:
+        row_key = self.internals.key_at(row_index)
+        if row_key is None or row_key.value is None:
             return RowRenderables(None, [])
-        data = self._data[row_key]
+        data = self.internals.cells(row_key)
         style = self._row_style(row_key.value)
-        cells = [
+        cells: list = [
             Text(
                 data.get(column.key) or "",
                 style=style,
@@ -488,9 +453,9 @@ class FlowTable(DataTable[str]):
         cache_key = (self.row_count, self._rows_version)
         cached = self._ordered_rows_cache
         if cached is None or cached[0] != cache_key:
-            get_key = self._row_locations.get_key
+            key_at = self.internals.key_at
             rows = self.rows
-            cached = (cache_key, [rows[get_key(index)] for index in range(self.row_count)])
+            cached = (cache_key, [rows[key_at(index)] for index in range(self.row_count)])  # type: ignore[index]
             self._ordered_rows_cache = cached
         return cached[1]
 
@@ -530,7 +495,7 @@ class FlowTable(DataTable[str]):
 
     def on_resize(self) -> None:
         self._offscreen_changed = False
-        self._update_count += 1
+        self.internals.invalidate_renders()
         self._fit_flexible_columns()
 
     def _fit_flexible_columns(self) -> None:
@@ -557,8 +522,8 @@ class FlowTable(DataTable[str]):
         self._flex_widths = widths
         for key, width in widths.items():
             self.columns[ColumnKey(key)].width = width
-        self._clear_caches()
-        self._update_count += 1
-        self._require_update_dimensions = True
+        self.internals.clear_caches()
+        self.internals.invalidate_renders()
+        self.internals.require_dimensions()
         self.check_idle()
         self.refresh()

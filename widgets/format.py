@@ -7,6 +7,7 @@ flow's own timestamps, so the same flow always reads the same, whatever the app'
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable
 
@@ -60,6 +61,8 @@ def duration_ms(seconds: float | None) -> str:
 def paused_label(paused: PausedEvent, now: float) -> str:
     """`⏸ request 12s, 108s left`: what a paused row shows; waited and time left."""
     waited = max(0, int(now - paused.since))
+    if not math.isfinite(paused.deadline):  # --ask-timeout none
+        return f"⏸ {paused.event} {waited}s, no time limit"
     left = max(0, int(round(paused.deadline - now)))
     return f"⏸ {paused.event} {waited}s, {left}s left"
 

@@ -50,6 +50,19 @@ class CertificateInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthFacts:
+    """What an ``auth`` event asks: who wants credentials, for which protection space."""
+
+    host: str
+    port: int
+    proxy: bool  # the upstream proxy (407), else the server (401)
+    realm: str
+    scheme: str  # "Basic" or "Digest"
+    attempt: int = 1  # 2 and up: the credentials given before were refused
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True, slots=True)
 class PausedEvent:
     """A blocking event waiting for a person. ``details`` are plain strings for display."""
 
@@ -61,6 +74,8 @@ class PausedEvent:
     method: str = "GET"
     details: tuple[tuple[str, str], ...] = ()  # label/value pairs: realm, scheme, Location...
     certificate: CertificateInfo | None = None
+    auth: AuthFacts | None = None  # set for ``auth`` events
+    asked_by: str | None = None  # the id of the rule that said "ask", None for defaults
 
 
 BODY_MODES = ("auto", "json", "html", "form", "image", "hex", "raw")
@@ -127,6 +142,10 @@ class FlowView:
     response_body_streamed: int | None = None
     websocket_messages: tuple[WebSocketMessageView, ...] = ()  # the newest, at most 500
     websocket_message_count: int = 0
+    filter_match: tuple[int, bool] | None = None
+    """(filter generation, matches?) under the flow-list filter the proxy side held when
+    it made this snapshot (see ``FilterMatch``); None without such a filter."""
+    retries: int = 0  # the client's retries of this cancelled request, cancelled with it
 
     @property
     def finished(self) -> bool:
@@ -139,11 +158,29 @@ class FlowView:
             return f"⏸ {self.paused.event}"
         if self.state == "error":
             return f"error: {self.error}" if self.error else "error"
+        if self.state == "cancelled" and self.retries:
+            return f"cancelled, {self.retries} {'retry' if self.retries == 1 else 'retries'}"
         if self.state in ("cancelled", "redirected"):
             return self.state
         if self.status is not None:
             return str(self.status)
         return "…"
+
+
+@dataclass(frozen=True, slots=True)
+class FilterMatch:
+    """A flow-list filter expression, evaluated by the proxy side (it needs live flows):
+    the flows that matched when it was set, and its generation. Later snapshots carry
+    their own verdict under that generation in ``FlowView.filter_match``."""
+
+    generation: int
+    matching: frozenset[str]
+
+    def __call__(self, view: FlowView) -> bool:
+        verdict = view.filter_match
+        if verdict is not None and verdict[0] == self.generation:
+            return verdict[1]
+        return view.id in self.matching
 
 
 RememberScope = Literal["once", "url", "host", "pattern"]
@@ -153,8 +190,9 @@ RememberScope = Literal["once", "url", "host", "pattern"]
 class Answer:
     """A person's decision on a paused event, sent from the screen to the proxy.
 
-    ``action`` is one of the event's actions (SPEC §4). ``params`` hold its parameters:
-    ``url`` (redirect/rewrite), ``status``/``headers``/``body`` (respond),
+    ``action`` is one of the event's actions (docs/rules.md). ``params`` hold its parameters:
+    ``url`` (redirect/rewrite), ``status``/``headers``/``body`` (respond; ``headers`` a
+    list of (name, value) pairs, the content type among them),
     ``username``/``password`` (credentials), ``method``/``url``/``headers``/``body``
     (edit, action "continue" with changes). ``remember`` is the scope of the rule to save;
     ``pattern`` is the match pattern for scope "pattern".
@@ -171,8 +209,12 @@ class Answer:
 
 
 class Controller(Protocol):
-    """What the screen may ask of the proxy side. Every method is safe to call from the
-    UI thread; the implementation hops to the proxy's loop itself."""
+    """What the screen may ask of the proxy side: the only way it talks to the proxy.
+
+    Every method is safe to call from the UI thread; the implementation hops to the
+    proxy's loop itself, where live flows are read. Arguments and results are plain data
+    (strings, ``Answer``, ``FilterMatch``), so the protocol can cross a process boundary.
+    """
 
     @property
     def address(self) -> str: ...  # "http://127.0.0.1:8080"
@@ -193,8 +235,12 @@ class Controller(Protocol):
     def toggle_breakpoints(self) -> bool:
         """Turn breakpoints on/off; returns the new state."""
 
-    def filter_predicate(self, expr: str) -> tuple[object | None, str | None]:
-        """Compile a flow-list filter: (predicate(flow_id) -> bool, None) or (None, error)."""
+    def check_filter(self, expr: str) -> str | None:
+        """Why ``expr`` is not a filter expression, or None. Changes nothing."""
+
+    def apply_filter(self, expr: str) -> tuple[FilterMatch | None, str | None]:
+        """Filter the flow list by ``expr`` (evaluated on the proxy side): (the match,
+        None), or (None, error) changing nothing. "" ends the filter: (None, None)."""
 
     def clear_finished(self) -> None: ...
 

@@ -1,4 +1,4 @@
-"""The rules screen (SPEC §6): every rule in precedence order, with its hits; enable,
+"""The rules screen (docs/keys.md): every rule in precedence order, with its hits; enable,
 disable, edit, delete, reorder — each change saved at once by the ``RulesFile``.
 
 The screen never writes the file itself: it calls the rules source's edit methods, which
@@ -24,7 +24,9 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Checkbox, DataTable, Footer, Input, Label, Select, Static
 
 from policies import ACTIONS_BY_EVENT, Rule, RulesFile, RulesFileError
+from policies.describe import action_summary, conditions_summary
 from policies.model import problems_from_validation_error
+from widgets import keys
 
 __all__ = ["ConfirmDelete", "RuleEditor", "RulesScreen", "rule_conditions", "rule_outcome"]
 
@@ -47,49 +49,13 @@ def _short(text: str, limit: int = 60) -> str:
 
 
 def rule_conditions(rule: Rule) -> str:
-    """A rule's conditions on one line: ``*://*.example.com/* GET script status 401``."""
-    parts: list[str] = []
-    urls = tuple(getattr(rule, "urls", ()) or ())
-    if urls and urls != ("<all_urls>",):
-        parts.append(" ".join(urls))
-    exclude = tuple(getattr(rule, "exclude_urls", ()) or ())
-    if exclude:
-        parts.append("not " + " ".join(exclude))
-    if getattr(rule, "regex", None):
-        parts.append(f"regex {rule.regex}")
-    if getattr(rule, "filter", None):
-        parts.append(f"filter {rule.filter}")
-    if getattr(rule, "methods", None):
-        parts.append(",".join(rule.methods))
-    if getattr(rule, "types", None):
-        parts.append(",".join(rule.types))
-    status = getattr(rule, "status", None)
-    if status is not None and rule.event != "request":
-        codes = status if isinstance(status, tuple) else (status,)
-        parts.append("status " + ",".join(map(str, codes)))
-    if getattr(rule, "realm", None) is not None:
-        parts.append(f"realm {rule.realm}")
-    proxy = getattr(rule, "proxy", None)
-    if proxy is not None:
-        parts.append("proxy (407)" if proxy else "server (401)")
-    fingerprint = getattr(rule, "fingerprint", None)
-    if fingerprint:
-        parts.append(f"cert {_short(fingerprint, 26)}")
-    return "  ".join(parts) or "any"
+    """A rule's conditions on one line: ``*://*.example.com/*  GET  types script``."""
+    return conditions_summary(rule, "  ")
 
 
 def rule_outcome(rule: Rule) -> str:
-    """What a rule does: ``rewrite → https://…``, ``respond 404``, ``credentials alice``."""
-    text = rule.action
-    if getattr(rule, "url", None):
-        text += f" → {rule.url}"
-    if rule.action == "respond":
-        code = getattr(rule, "respond_code", None)
-        if code:
-            text += f" {code}"
-    if getattr(rule, "username", None):
-        text += f" {rule.username}"
-    return text
+    """What a rule does: ``rewrite → https://…``, ``respond 404``, ``credentials alice …``."""
+    return action_summary(rule)
 
 
 def _cell_signature(cell: Text) -> tuple[str, str, str | None]:
@@ -384,32 +350,15 @@ class RuleEditor(ModalScreen[bool]):
 class RulesTable(DataTable):
     """The rules, one row each, keyed by rule id; ``enter`` edits the highlighted one."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "screen.edit_rule", "edit", id="rules.edit"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.RULES_TABLE)
 
 
 class RulesScreen(Screen[None]):
     """The rules in precedence order with their hits; every change is saved at once.
-
-    | key | does |
-    |---|---|
-    | `space` | enable / disable the rule |
-    | `d` | delete it (asks first) |
-    | `K` / `J` | move it up / down in the file (ties in priority go by file order) |
-    | `enter` | edit its fields |
-    | `s` | save an unsaved (transient) rule, such as a breakpoint, to the file |
-    | `escape` | back to the flow list |
+    Its keys are `widgets.keys.RULES_SCREEN`.
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("space", "toggle_rule", "on/off", id="rules.toggle"),
-        Binding("d", "delete_rule", "delete", id="rules.delete"),
-        Binding("K,shift+k", "move_rule(-1)", "move up", id="rules.move_up"),
-        Binding("J,shift+j", "move_rule(1)", "move down", id="rules.move_down"),
-        Binding("s", "save_rule", "save to file", id="rules.save"),
-        Binding("escape", "back", "back", id="rules.back"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.RULES_SCREEN)
 
     DEFAULT_CSS = """
     RulesScreen #title {

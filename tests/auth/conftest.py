@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from monitor.record import record_of
 from monitor.session import Session
 from tests.auth.servers import AuthUpstream
 from tests.helpers import wait_for
@@ -81,9 +82,7 @@ def asked(session, attempt: int) -> str:
     def check():
         for fid in session.pauses.keys():
             info = session.pauses.info(fid)
-            if info is not None and (
-                attempt == 1 or ("attempt", f"{attempt} of 3") in info.details
-            ):
+            if info is not None and info.auth is not None and info.auth.attempt == attempt:
                 return fid
         return None
 
@@ -97,7 +96,7 @@ def flow_of(session, flow_id):
 def notes(session, flow_id=None) -> list[str]:
     flows = session.recorder.flows
     f = flows[flow_id] if flow_id else list(flows.values())[-1]
-    return list((f.metadata.get("waylay") or {}).get("notes", ()))
+    return list(record_of(f).notes)
 
 
 class MitmdumpProxy:

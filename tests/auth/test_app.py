@@ -32,13 +32,13 @@ async def open_auth_dialog(app, pilot) -> AuthDialog:
 
 async def test_typing_credentials_in_the_dialog(settings, pool):
     write_rules(settings, "")
-    app = make_app(settings)
-    port = app.session.start()[1]
+    app, session = make_app(settings)
+    port = session.start()[1]
     token = base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
     with AuthUpstream("digest", users={"alice": PASSWORD}, realm="Lab") as srv:
         async with app.run_test(size=SIZE) as pilot:
-            app.session.port = port
-            with client(app.session) as c:
+            session.port = port
+            with client(session) as c:
                 request = pool.submit(c.get, srv.url("/page"))
 
                 # a wrong password first: the flow pauses at auth again

@@ -6,7 +6,8 @@ import base64
 
 import pytest
 
-from monitor.auth import (
+from monitor.auth import secret_name, upstream_proxy
+from monitor.challenges import (
     AuthCache,
     Challenge,
     Signer,
@@ -15,8 +16,6 @@ from monitor.auth import (
     parse_challenges,
     pick,
     protected_prefix,
-    secret_name,
-    upstream_proxy,
 )
 from tests.auth.servers import AuthUpstream, parse_digest
 
@@ -144,6 +143,19 @@ def test_cache_finds_the_longest_protected_prefix():
     assert cache.find(("server", "http", "h", 81), "/docs/x") is None
     cache.drop(key, cache.find(key, "/docs/private/1"))
     assert cache.find(key, "/docs/private/1").signer is a
+
+
+def test_cache_keeps_schemes_apart_and_the_latest_wins_a_tie():
+    cache = AuthCache()
+    key = ("server", "http", "h", 80)
+    basic = Signer(Challenge("Basic", {"realm": "Staff"}), "alice", "pw")
+    digest = Signer(Challenge("Digest", {"realm": "Staff", "nonce": "n"}), "alice", "pw")
+    cache.store(key, basic, "/docs/")
+    cache.store(key, digest, "/docs/")
+    found = cache.find(key, "/docs/x")
+    assert found is not None and found.signer is digest and found.space == ("Staff", "Digest")
+    cache.drop(key, found)  # dropping Digest leaves Basic in its own space
+    assert cache.find(key, "/docs/x").signer is basic
 
 
 def test_protected_prefix():

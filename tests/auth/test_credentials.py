@@ -11,7 +11,7 @@ import ssl
 import httpx
 import pytest
 
-from monitor.har import REDACTED
+from monitor.record import REDACTED, record_of
 from policies import SecretStore
 from tests.auth.conftest import (
     PASSWORD,
@@ -102,7 +102,7 @@ def test_rule_credentials_answer_the_challenge(
     assert shown[-1] == "auth: 200 OK with credentials for alice"
     assert not any(PASSWORD in n for n in shown)
     flow = list(session.recorder.flows.values())[-1]
-    assert flow.metadata["waylay"]["rule_id"] == "staff"
+    assert record_of(flow).rule_id == "staff"
 
 
 @pytest.mark.parametrize("via", ["httpx", "curl"])
@@ -139,6 +139,37 @@ def test_later_requests_carry_the_credentials_up_front(
         assert "sent up front" in notes(session)[0]
         # another server (another port) gets nothing
         assert "authorization" not in c.get(upstream.url("/echo")).json()["headers"]
+
+
+def test_basic_then_digest_on_the_same_server_answers_the_digest_challenge(
+    settings, start_session, monkeypatch
+):
+    """A server that asked for Basic and then moves to Digest: the cached Basic goes up
+    front and is refused with a Digest challenge. That is no verdict on the credentials:
+    the matching rule answers the Digest challenge and the client gets the 200."""
+    give_secret(settings, monkeypatch, "env")
+    write_rules(settings, credentials_rule())
+    session = start_session()
+    with AuthUpstream("basic", users={"alice": PASSWORD}) as srv, client(session) as c:
+        assert c.get(srv.url("/echo/a")).status_code == 200
+        srv.scheme = "digest"  # the same server, host and port now wants Digest
+        r = c.get(srv.url("/echo/b"))
+        assert r.status_code == 200, r.text
+        assert r.json()["path"] == "/echo/b"
+        again = c.get(srv.url("/echo/c"))
+        assert again.status_code == 200
+        sent = [(a.path, (a.authorization or "").split(" ")[0], a.accepted) for a in srv.attempts]
+        assert sent == [
+            ("/echo/a", "", False),
+            ("/echo/a", "Basic", True),
+            ("/echo/b", "Basic", False),  # the cached Basic, up front
+            ("/echo/b", "Digest", True),  # the rule's credentials, signed for Digest
+            ("/echo/c", "Digest", True),  # now the cached Digest goes up front
+        ]
+    shown = notes(session, list(session.recorder.flows)[1])
+    assert "auth: credentials supplied for alice (rule staff)" in shown
+    assert not any("were rejected" in n for n in shown)
+    assert shown[-1] == "auth: 200 OK with credentials for alice"
 
 
 def test_a_rewritten_request_does_not_take_the_credentials_along(

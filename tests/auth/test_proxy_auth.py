@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from monitor.record import record_of
 from tests.auth.conftest import (
     PROXY_PASSWORD,
     PROXY_USER,
@@ -38,7 +39,7 @@ def via_proxy(settings, upstream_proxy):
 
 
 def all_notes(session) -> list[str]:
-    return [n for f in session.recorder.flows.values() for n in f.metadata["waylay"]["notes"]]
+    return [n for f in session.recorder.flows.values() for n in record_of(f).notes]
 
 
 def test_rule_answers_the_proxy_for_http_and_https(
@@ -81,8 +82,7 @@ def test_https_first_then_http_reuses_the_proxy_credentials(
     assert connects[0].response.status_code == 200
     last = list(session.recorder.flows.values())[-1]
     assert any(
-        "Proxy-Authorization for proxyuser sent up front" in n
-        for n in last.metadata["waylay"]["notes"]
+        "Proxy-Authorization for proxyuser sent up front" in n for n in record_of(last).notes
     )
 
 
@@ -162,7 +162,7 @@ def test_an_unanswered_connect_gives_the_client_a_502(
         assert "refused HTTP CONNECT request: 407" in p.stdout
     connects = [f for f in session.recorder.flows.values() if f.request.method == "CONNECT"]
     assert len(connects) >= 2
-    assert connects[0].metadata["waylay"]["notes"][-1] == (
+    assert record_of(connects[0]).notes[-1] == (
         "auth: nobody to ask (headless); the CONNECT goes on without credentials "
         "(the client gets a 502)"
     )

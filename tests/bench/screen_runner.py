@@ -15,8 +15,8 @@ from monitor.settings import Settings
 def main() -> None:
     confdir, rules = Path(sys.argv[1]), Path(sys.argv[2])
     settings = Settings(listen_port=0, confdir=confdir, rules=rules)
-    app = make_app(settings)
-    host, port = app.session.start()
+    app, session = make_app(settings)
+    host, port = session.start()
     print(port, flush=True)
     app.run(headless=True, size=(160, 50))
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from mitmproxy import connection, http
 
 from monitor.pauses import Pauses
+from monitor.record import record_of
 from monitor.recorder import Recorder
-from monitor.snapshot import meta
 from monitor.store import SELECT, SessionStore, StoreAddon
 
 HOSTS = [f"api{n}.example.com" for n in range(50)]
@@ -81,7 +81,7 @@ def million(args) -> None:
     for n in range(args.flows):
         flow = make_flow(n, now + n * 0.001)
         recorder.track(flow)
-        meta(flow)["type"] = "xmlhttprequest"
+        record_of(flow).type = "xmlhttprequest"
         recorder.response(flow)
         addon.response(flow)
         if n and n % 100_000 == 0:

@@ -79,7 +79,7 @@ def client(session, waylay_ca, timeout: float = 20, **kwargs) -> httpx.Client:
 
 
 def guard(session) -> CertificateGuard:
-    return next(a for a in session.extra_addons if isinstance(a, CertificateGuard))
+    return session.certificates
 
 
 def question(session, timeout: float = 10) -> str:

@@ -37,9 +37,9 @@ async def closed(app, pilot, dialog) -> None:
 
 
 def started_app(settings):
-    app = make_app(settings)
-    app.session.port = app.session.start()[1]
-    return app
+    app, session = make_app(settings)
+    session.port = session.start()[1]
+    return app, session
 
 
 @pytest.mark.parametrize("kind", BAD)
@@ -48,9 +48,9 @@ async def test_the_dialog_shows_reason_and_fingerprint_and_n_rejects(
 ):
     cert = cert_for(kind)
     bad = serve(cert)
-    app = started_app(settings)
+    app, session = started_app(settings)
     async with app.run_test(size=SIZE) as pilot:
-        with client(app.session, waylay_ca) as c:
+        with client(session, waylay_ca) as c:
             request = pool.submit(c.get, bad.url("/page"))
             dialog = await open_certificate_dialog(app, pilot)
             shown = screen_text(app)
@@ -71,9 +71,9 @@ async def test_y_lets_the_waiting_request_through_and_the_detail_pane_shows_the_
 ):
     cert = cert_for("expired")
     bad = serve(cert)
-    app = started_app(settings)
+    app, session = started_app(settings)
     async with app.run_test(size=SIZE) as pilot:
-        with client(app.session, waylay_ca) as c:
+        with client(session, waylay_ca) as c:
             request = pool.submit(c.get, bad.url("/page"))
             dialog = await open_certificate_dialog(app, pilot)
             await pilot.press("y")
@@ -97,10 +97,10 @@ async def test_always_for_this_certificate_writes_a_pinned_rule_and_a_new_certif
 ):
     cert = cert_for("untrusted CA")
     bad = serve(cert)
-    app = started_app(settings)
-    asked = record_questions(app.session)
+    app, session = started_app(settings)
+    asked = record_questions(session)
     async with app.run_test(size=SIZE) as pilot:
-        with client(app.session, waylay_ca) as c:
+        with client(session, waylay_ca) as c:
             request = pool.submit(c.get, bad.url("/first"))
             dialog = await open_certificate_dialog(app, pilot)
             await pilot.press("2", "y")  # "always for this certificate": shows the rule first
@@ -120,15 +120,13 @@ async def test_always_for_this_certificate_writes_a_pinned_rule_and_a_new_certif
         assert list(rule.urls) == [f"https://127.0.0.1:{bad.port}/*"]
 
         # the next connection (another client altogether) passes without a question
-        second = await asyncio.to_thread(
-            curl, app.session.port, bad.url("/second"), cacert=waylay_ca
-        )
+        second = await asyncio.to_thread(curl, session.port, bad.url("/second"), cacert=waylay_ca)
         assert second.stdout.splitlines()[-1] == "200"
         assert len(asked) == 1
 
         # the certificate changes: the pinned rule no longer applies, a new question
         cert_for("untrusted CA").configure(bad.ctx)
-        with client(app.session, waylay_ca) as c:
+        with client(session, waylay_ca) as c:
             request = pool.submit(c.get, bad.url("/third"))
             dialog = await open_certificate_dialog(app, pilot)
             assert dialog.view.paused.certificate.fingerprint != cert.fingerprint
@@ -140,9 +138,9 @@ async def test_always_for_this_certificate_writes_a_pinned_rule_and_a_new_certif
 
 
 async def test_a_valid_upstream_never_opens_a_dialog(settings, tls_upstream, waylay_ca):
-    app = started_app(settings)
+    app, session = started_app(settings)
     async with app.run_test(size=SIZE) as pilot:
-        with client(app.session, waylay_ca, timeout=5) as c:
+        with client(session, waylay_ca, timeout=5) as c:
             response = await asyncio.to_thread(c.get, tls_upstream.url("/fine"))
         assert response.status_code == 200
         await until(

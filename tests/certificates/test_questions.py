@@ -1,4 +1,4 @@
-"""Bad upstream certificates with a person to ask (SPEC §4 ``certificate``), at the Session
+"""Bad upstream certificates with a person to ask (the ``certificate`` event), at the Session
 level: real TLS upstreams, real clients trusting only waylay's CA, answers delivered the
 way the screen delivers them (``ProxyController.answer``)."""
 
@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from monitor.har import make_har
+from monitor.record import record_of
 from policies import RulesFile
 from tests.certificates.certs import BAD
 from tests.certificates.conftest import (
@@ -153,7 +154,7 @@ def test_a_valid_upstream_never_asks(tls_upstream, start_session, waylay_ca):
     assert r.stdout.splitlines()[-1] == "200", r
     assert session.pauses.keys() == [] and guard(session).questions() == {}
     for flow in session.recorder.flows.values():
-        assert "certificate" not in flow.metadata["waylay"]
+        assert record_of(flow).certificate is None
 
 
 def test_timeout_rejects(cert_for, serve, start_session, waylay_ca):
@@ -196,7 +197,7 @@ def test_two_requests_waiting_on_one_http2_connection_get_one_question(
     assert asked == [key]
     for flow in flows_to(session, h2up.port):
         assert flow.request.http_version == "HTTP/2.0"
-        assert any("allowed by you (once)" in n for n in flow.metadata["waylay"]["notes"])
+        assert any("allowed by you (once)" in n for n in record_of(flow).notes)
 
 
 def test_connections_bringing_the_same_certificate_share_one_question(

@@ -8,6 +8,7 @@ import socket
 
 import pytest
 
+from monitor.record import record_of
 from tests.certificates.conftest import (
     allow_rule,
     client,
@@ -36,7 +37,7 @@ def test_headless_without_a_rule_rejects_with_a_502_naming_the_problem(
     assert bad.requests == []
     for flow in flows_to(session, bad.port):
         assert cert.reason in flow.error.msg
-        assert flow.metadata["waylay"]["certificate"].fingerprint == cert.fingerprint
+        assert record_of(flow).certificate.fingerprint == cert.fingerprint
 
 
 def test_headless_allow_rule_pinned_to_the_fingerprint_passes_until_the_certificate_changes(
@@ -51,10 +52,10 @@ def test_headless_allow_rule_pinned_to_the_fingerprint_passes_until_the_certific
         r = c.get(bad.url("/pinned"))
     assert r.status_code == 200 and r.text == "hello from bad\n"
     [flow] = flows_to(session, bad.port)
-    m = flow.metadata["waylay"]
-    assert m["rule_id"] == "dev-cert"
-    assert ("certificate", "dev-cert", "allow", True) in m["trace"]
-    assert any("expired" in n and "allowed by rule dev-cert" in n for n in m["notes"])
+    rec = record_of(flow)
+    assert rec.rule_id == "dev-cert"
+    assert ("certificate", "dev-cert", "allow", True) in rec.trace
+    assert any("expired" in n and "allowed by rule dev-cert" in n for n in rec.notes)
 
     cert_for("expired").configure(bad.ctx)  # same host and port, another certificate
     with client(session, waylay_ca, timeout=5) as c:
@@ -79,7 +80,7 @@ def test_reject_rule_fails_the_handshake_without_asking(
     assert "not yet valid" in r.text and "rejected by rule no-bad-certs" in r.text
     assert asked == [] and bad.requests == []
     [flow] = flows_to(session, bad.port)
-    assert flow.metadata["waylay"]["rule_id"] == "no-bad-certs"
+    assert record_of(flow).rule_id == "no-bad-certs"
 
 
 def test_allow_rule_without_fingerprint_allows_any_certificate_there(
@@ -131,7 +132,7 @@ def test_a_connection_opened_for_a_waiting_request_cannot_ask_and_is_rejected(
     assert asked == [] and bad.requests == []
     [flow] = flows_to(session, bad.port)
     assert "no time to ask" in flow.error.msg and "expired" in flow.error.msg
-    assert flow.metadata["waylay"]["certificate"].fingerprint == cert.fingerprint
+    assert record_of(flow).certificate.fingerprint == cert.fingerprint
 
     # a pinned rule decides there too, without a question
     write_rules(settings, allow_rule(bad.port, cert.fingerprint))

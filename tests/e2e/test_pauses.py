@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 
+from monitor.record import record_of
 from monitor.session import Session
 from policies import RulesFile
 from tests.helpers import wait_for
@@ -91,7 +92,10 @@ def test_cancel_redirect_rewrite_respond_from_answers(session, upstream, other_u
         session.controller.answer(
             fid,
             "request",
-            Answer("respond", {"status": 201, "body": "made", "content_type": "text/x"}),
+            Answer(
+                "respond",
+                {"status": 201, "body": "made", "headers": [("Content-Type", "text/x")]},
+            ),
         )
         r = f.result(5)
         assert (r.status_code, r.text, r.headers["content-type"]) == (201, "made", "text/x")
@@ -168,8 +172,9 @@ def test_client_that_vanishes_while_paused_ends_its_flow(session, upstream):
     sock.close()
     wait_for(lambda: not session.pauses.keys(), what="pause to end")
     view = wait_for(lambda: (v := session.recorder.view(fid)) and v.finished and v, what="flow end")
-    assert view.state == "cancelled"
-    assert any("client disconnected" in n for n in view.notes)
+    # Nobody cancelled it (issue 16): the client went away.
+    assert view.state == "error" and view.error == "client gone"
+    assert any("client gone: it disconnected while paused" in n for n in view.notes)
     assert upstream.requests == []
 
 
@@ -240,7 +245,7 @@ def test_bodies_are_bounded_in_bytes_as_well_as_flows(settings, upstream):
                 assert len(c.get(upstream.url("/bytes/20000")).content) == 20_000
         flows = list(s.recorder.flows.values())
         wait_for(
-            lambda: all((f.metadata.get("waylay") or {}).get("done") for f in flows),
+            lambda: all(record_of(f).done for f in flows),
             what="all flows done",
         )
         kept = [f for f in flows if f.response.raw_content]

@@ -55,8 +55,8 @@ def client(port: int, **kw) -> httpx.Client:
 async def test_rows_status_and_details_for_http_and_https(
     settings, upstream, tls_upstream, waylay_ca, pool
 ):
-    app = make_app(settings)
-    _, port = app.session.start()
+    app, session = make_app(settings)
+    _, port = session.start()
     async with app.run_test(size=SIZE) as pilot:
 
         def traffic():
@@ -86,14 +86,14 @@ async def test_rows_status_and_details_for_http_and_https(
         assert '"hello"' in text and "waylay" in text  # request body
         assert '"server"' in text  # the echoed JSON response body
         assert "application/json" in text.lower()
-    app.session.stop()
+    session.stop()
 
 
 async def test_unreachable_upstream_row_shows_the_error_and_the_proxy_keeps_serving(
     settings, upstream, pool
 ):
-    app = make_app(settings)
-    _, port = app.session.start()
+    app, session = make_app(settings)
+    _, port = session.start()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
@@ -110,12 +110,12 @@ async def test_unreachable_upstream_row_shows_the_error_and_the_proxy_keeps_serv
             await until(pilot, lambda: app.flows[gone].state == "error", "error state")
             assert cells(app, gone)["state"].startswith("error")
             assert "Connect call failed" in cells(app, gone)["state"]
-    app.session.stop()
+    session.stop()
 
 
 async def test_a_continues_X_cancels_A_continues_all(settings, upstream, pool):
-    app = make_app(with_rules(settings, ASK))
-    _, port = app.session.start()
+    app, session = make_app(with_rules(settings, ASK))
+    _, port = session.start()
     async with app.run_test(size=SIZE) as pilot:
         with client(port) as c:
             waiting = pool.submit(c.get, upstream.url("/ask-a"))
@@ -140,7 +140,7 @@ async def test_a_continues_X_cancels_A_continues_all(settings, upstream, pool):
             await until(pilot, lambda: len(app.paused_flows) == 8, "eight paused rows")
             await pilot.press("A")
             assert [f.result(10).status_code for f in many] == [200] * 8
-    app.session.stop()
+    session.stop()
     assert {r["path"] for r in upstream.requests} == {"/ask-a"} | {
         f"/ask-many-{i}" for i in range(8)
     }
@@ -159,8 +159,8 @@ async def paused_dialog(app, pilot, pool, c, url, path):
 
 
 async def test_dialog_keys_continue_cancel_rewrite(settings, upstream, other_upstream, pool):
-    app = make_app(with_rules(settings, ASK))
-    _, port = app.session.start()
+    app, session = make_app(with_rules(settings, ASK))
+    _, port = session.start()
     async with app.run_test(size=SIZE) as pilot:
         with client(port) as c:
             w = await paused_dialog(app, pilot, pool, c, upstream.url("/ask-c"), "/ask-c")
@@ -179,7 +179,7 @@ async def test_dialog_keys_continue_cancel_rewrite(settings, upstream, other_ups
             await pilot.press("enter")
             body = w.result(10).json()
             assert body["server"] == "other" and body["path"] == "/echo/rewritten"
-    app.session.stop()
+    session.stop()
 
 
 def saved_rules(path) -> list[dict]:
@@ -187,8 +187,8 @@ def saved_rules(path) -> list[dict]:
 
 
 async def test_remember_this_url_and_a_pattern(settings, upstream, pool):
-    app = make_app(with_rules(settings, ASK))
-    _, port = app.session.start()
+    app, session = make_app(with_rules(settings, ASK))
+    _, port = session.start()
     async with app.run_test(size=SIZE) as pilot:
         with client(port) as c:
             url = upstream.url("/ask-url?q=1")
@@ -200,7 +200,7 @@ async def test_remember_this_url_and_a_pattern(settings, upstream, pool):
             assert rule["urls"] == [url]
             with pytest.raises(httpx.RemoteProtocolError):
                 c.get(url)  # decided by the remembered rule, no pause
-            assert not app.session.pauses.keys()
+            assert not session.pauses.keys()
 
             w = await paused_dialog(app, pilot, pool, c, upstream.url("/ask-pat/1"), "/ask-pat/1")
             await pilot.press("4")
@@ -211,14 +211,14 @@ async def test_remember_this_url_and_a_pattern(settings, upstream, pool):
             [rule] = [r for r in saved_rules(settings.rules) if r["action"] == "continue"]
             assert rule["urls"] == ["*://127.0.0.1/ask-pat/*"]
             assert c.get(upstream.url("/ask-pat/2")).status_code == 200  # no pause
-            assert not app.session.pauses.keys()
-    app.session.stop()
+            assert not session.pauses.keys()
+    session.stop()
 
 
 async def test_max_flows_keeps_the_store_and_the_list_bounded(settings, upstream, pool):
     settings.max_flows = 20
-    app = make_app(settings)
-    _, port = app.session.start()
+    app, session = make_app(settings)
+    _, port = session.start()
     async with app.run_test(size=SIZE) as pilot:
 
         def traffic():
@@ -231,16 +231,16 @@ async def test_max_flows_keeps_the_store_and_the_list_bounded(settings, upstream
             lambda: row_with_path(app, "/n/59") and app.flows[row_with_path(app, "/n/59")].finished,
             "the last flow",
         )
-        assert len(app.session.recorder.flows) <= 20
+        assert len(session.recorder.flows) <= 20
         await until(pilot, lambda: len(app.flows) <= 20, "the list to follow the store")
         assert len(app.table.flow_ids()) == len(app.flows)
         assert row_with_path(app, "/n/0") is None  # the oldest went first
-    app.session.stop()
+    session.stop()
 
 
 async def test_z_clears_finished_flows(settings, upstream, pool):
-    app = make_app(settings)
-    _, port = app.session.start()
+    app, session = make_app(settings)
+    _, port = session.start()
     async with app.run_test(size=SIZE) as pilot:
 
         def traffic():
@@ -250,8 +250,46 @@ async def test_z_clears_finished_flows(settings, upstream, pool):
         await asyncio.get_running_loop().run_in_executor(pool, traffic)
         await until(pilot, lambda: len(app.flows) == 3, "three rows")
         await pilot.press("z")
-        await until(pilot, lambda: not app.flows and not app.session.recorder.flows, "cleared")
-    app.session.stop()
+        await until(pilot, lambda: not app.flows and not session.recorder.flows, "cleared")
+    session.stop()
+
+
+async def test_a_filter_expression_runs_on_the_proxy_side_and_follows_new_flows(
+    settings, upstream, pool
+):
+    app, session = make_app(settings)
+    _, port = session.start()
+    async with app.run_test(size=SIZE) as pilot:
+
+        def traffic(*calls):
+            with client(port) as c:
+                return [c.request(method, upstream.url(path)).status_code for method, path in calls]
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(pool, traffic, ("GET", "/f/1"), ("POST", "/f/2"))
+        await until(pilot, lambda: len(app.flows) == 2, "two rows")
+        await pilot.press("f", *"~m POST & ~c 200", "enter")
+        await until(pilot, lambda: app.table.flow_ids() == [row_with_path(app, "/f/2")], "filtered")
+        assert session.recorder.flow_filter is not None  # held and evaluated by the proxy side
+        await loop.run_in_executor(pool, traffic, ("POST", "/f/3"), ("GET", "/f/4"))
+        await until(
+            pilot,
+            lambda: len(app.flows) == 4 and all(v.finished for v in app.flows.values()),
+            "four finished",
+        )
+        await until(
+            pilot,
+            lambda: (
+                app.table.flow_ids() == [row_with_path(app, "/f/2"), row_with_path(app, "/f/3")]
+            ),
+            "the new POST listed, the new GET not",
+        )
+        await pilot.press("f")
+        app.screen.query_one("Input").value = ""
+        await pilot.press("enter")
+        await until(pilot, lambda: len(app.table.flow_ids()) == 4, "every row again")
+        assert session.recorder.flow_filter is None
+    session.stop()
 
 
 async def test_http2_and_websocket_flows_show_up(settings, upstream_ca, waylay_ca, pool):
@@ -264,8 +302,8 @@ async def test_http2_and_websocket_flows_show_up(settings, upstream_ca, waylay_c
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     upstream_ca.issue_cert("127.0.0.1").configure_cert(ctx)
     ctx.set_alpn_protocols(["h2"])
-    app = make_app(settings)
-    _, port = app.session.start()
+    app, session = make_app(settings)
+    _, port = session.start()
     with H2Upstream(ctx) as h2up, WebSocketEcho() as ws:
         async with app.run_test(size=SIZE) as pilot:
 
@@ -298,4 +336,4 @@ async def test_http2_and_websocket_flows_show_up(settings, upstream_ca, waylay_c
             await until(pilot, lambda: app.flows[chat].is_websocket, "websocket flow")
             assert app.flows[chat].status == 101
             assert app.flows[chat].type == "websocket"
-    app.session.stop()
+    session.stop()

@@ -265,8 +265,7 @@ def test_user_regexes(regex, covers_ws):
             Rule(id="r", urls=["*://a.com/*"], regex="x", action="cancel"),
             "`regex` together with `urls`",
         ),
-        (Rule(id="r", regex=r"^https://(?=a)", action="cancel"), "lookahead"),
-        (Rule(id="r", regex=r"(a)\1", action="cancel"), "backreference"),
+        (Rule(id="r", regex="/" + "a" * 300, action="cancel"), "2 KB"),
         (Rule(id="r", urls=["ws://a.com/*"], action="cancel"), "never match"),
         (Rule(id="r", urls=["http://münchen.de/*"], action="cancel"), "punycode"),
         (Rule(id="r", urls=["http://127.1/*"], action="cancel"), "numeric host"),
@@ -299,21 +298,20 @@ def test_more_than_1000_regex_rules_is_a_clear_error():
         (r"^https://a\.b/(\d+)$", None),
         (r"(?i)^https?://[a-z0-9-]+\.example/", None),
         (r"^https://(?P<host>[^/]+)/", None),
+        (r"[[:alpha:]]\z", None),  # RE2 syntax Python's re lacks is fine: Chrome runs RE2
         (r"a(?=b)", "lookahead"),
         (r"(?<!a)b", "lookbehind"),
         (r"(a)\1", "backreference"),
         (r"(?>a)", "atomic"),
         (r"a++", "possessive"),
-        (r"a\Z", r"\Z"),
+        (r"a\Z", r"\z"),
         (r"(?x) a", "verbose"),
-        (r"a{,3}", "{,n}"),
-        (r"a{1001}", "over 1000"),
-        (r"[[:alpha:]]", "POSIX"),
+        (r"a{1001}", "1000"),
         (r"(?#c)a", "comment"),
-        (r"(?a)x", "flag"),
+        ("/" + "a" * 300, "2 KB"),  # fine for waylay, too big for Chrome
     ],
 )
-def test_re2_compatibility(regex, problem):
+def test_re2_compatibility_is_what_chrome_would_compile(regex, problem):
     found = dnr.re2_problem(regex)
     if problem is None:
         assert found is None

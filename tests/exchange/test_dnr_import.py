@@ -95,6 +95,21 @@ def test_case_sensitive_url_filters(url_filter):
     assert_import_agrees([block({"urlFilter": url_filter, "isUrlFilterCaseSensitive": True})])
 
 
+def test_regex_filters_in_re2_syntax_are_kept_as_they_are():
+    """Rule regexes are RE2, like DNR's: RE2-only syntax needs no translation."""
+    rules = dnr.import_rules(
+        [
+            block(
+                {
+                    "regexFilter": r"^https://[[:alpha:]]+\.example/\p{L}\z",
+                    "isUrlFilterCaseSensitive": True,
+                }
+            )
+        ]
+    ).rules
+    assert rules[0].regex == r"^https://[[:alpha:]]+\.example/\p{L}\z"
+
+
 def test_regex_filters_are_kept_as_regexes():
     rules = assert_import_agrees(
         [
@@ -216,7 +231,7 @@ def test_dnr_precedence_becomes_file_order():
             },
             "extensionPath",
         ),
-        (block({"regexFilter": r"\p{L}"}), "Unicode classes"),
+        (block({"regexFilter": r"a(?=b)"}), "not a regex RE2 runs"),
         (block({"urlFilter": "|ftp://example.com"}), "no http(s)"),
         (block({"urlFilter": "|wss://example.com^", "resourceTypes": ["script"]}), "no request"),
     ],

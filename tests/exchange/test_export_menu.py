@@ -11,34 +11,11 @@ from pathlib import Path
 from textual.app import App
 from textual.widgets import OptionList
 
+from tests.widgets.screen_fakes import FakeController
 from widgets.export_menu import ExportMenu
-from widgets.model import FlowView
 
 EPOCH = time.struct_time((2026, 1, 2, 3, 4, 5, 4, 2, 0))
 STAMP = "20260102-030405"
-
-
-class FakeController:
-    """The export part of the `Controller` protocol, recording calls."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
-
-    def export_curl(self, flow_id: str) -> str:
-        self.calls.append(("export_curl", flow_id))
-        if flow_id == "gone":
-            raise ValueError("that flow is no longer kept")
-        return f"curl https://example.com/{flow_id}"
-
-    def export_har(self, path: str, flow_ids: list[str] | None = None) -> int:
-        self.calls.append(("export_har", path, flow_ids))
-        entries = [{"id": i} for i in (flow_ids if flow_ids is not None else ["a", "b", "c"])]
-        Path(path).write_text(json.dumps({"log": {"version": "1.2", "entries": entries}}))
-        return len(entries)
-
-    def export_rules(self, fmt: str) -> tuple[str, list[str]]:
-        self.calls.append(("export_rules", fmt))
-        return f"rules as {fmt}\n", ["auth-rule: left out: auth events", "note: renumbered"]
 
 
 class Host(App[None]):
@@ -165,20 +142,3 @@ async def test_a_failure_is_shown_and_the_menu_stays_open(tmp_path):
         assert "Export failed: that flow is no longer kept" in notifications(app)
         await choose(pilot, "rules-json")  # another choice still works
         assert app.results == [str(tmp_path / f"waylay-{STAMP}-rules.json")]
-
-
-async def test_the_apps_keyword_form(tmp_path):
-    """widgets/app.py opens the menu as ExportMenu(controller, selected=view, flow_ids=…)."""
-    view = FlowView(
-        id="f9", seq=9, started=0.0, method="GET", scheme="https", host="h", port=443,
-        path="/", url="https://h/",
-    )  # fmt: skip
-    controller = FakeController()
-    menu = ExportMenu(
-        controller, selected=view, flow_ids=["f9"], rules_source=object(), directory=tmp_path
-    )
-    app = Host(menu)
-    async with app.run_test() as pilot:
-        await choose(pilot, "curl")
-    assert controller.calls == [("export_curl", "f9")]
-    assert menu.visible_flow_ids == ["f9"]

@@ -16,7 +16,7 @@ from mitmproxy.test import tflow, tutils
 
 from monitor.exports import curl_command
 from monitor.har import write_har
-from monitor.snapshot import META
+from monitor.record import record_of
 
 # HAR 1.2 (http://www.softwareishard.com/blog/har-12-spec/): the required fields
 NAME_VALUES = {
@@ -107,7 +107,7 @@ def completed_flows() -> list[http.HTTPFlow]:
         flows.append(flow)
     credentials = base64.b64encode(f"alice:{SECRET}".encode()).decode()
     flows[-1].request.headers["Authorization"] = f"Basic {credentials}"
-    flows[-1].metadata[META] = {"added_headers": ["Authorization"]}
+    record_of(flows[-1]).added("Authorization")
     return flows
 
 

@@ -13,6 +13,7 @@ def _policies_home(tmp_path, monkeypatch):
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
     monkeypatch.delenv("WAYLAY_RULES", raising=False)
     for key in list(os.environ):
         if key.startswith("WAYLAY_SECRET_"):

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from policies import files
 from policies.engine import EventDetails
 from policies.model import Rule
 from policies.rules_file import RulesFile, RulesFileError, check_text, default_rules_path
 
 REPO = Path(__file__).resolve().parents[2]
 
-SPEC_EXAMPLE = """\
+EXAMPLE = """\
 version = 1
 
 [defaults]              # optional; what happens when no rule matches
@@ -71,7 +72,7 @@ def wait_for(condition, timeout=5.0, what="condition"):
 def spec_file(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("WAYLAY_SECRET_INTRANET_LOGIN", "hunter2")
     path = tmp_path / "rules.toml"
-    path.write_text(SPEC_EXAMPLE)
+    path.write_text(EXAMPLE)
     return path
 
 
@@ -251,7 +252,7 @@ def test_edits_keep_comments_order_and_formatting(spec_file):
     rules_file.set_enabled("no-trackers", False)
     rules_file.update("api-to-staging", priority=3, note="moved to staging in May")
     rules_file.add(Rule(id="mock", action="respond", status=404, body="gone\n"), position=1)
-    expected = SPEC_EXAMPLE.replace(
+    expected = EXAMPLE.replace(
         'action = "cancel"\n',
         'action = "cancel"\nenabled = false\n\n'
         '[[rule]]\nid = "mock"\nevent = "request"\nstatus = 404\naction = "respond"\nbody = "gone\\n"\n',
@@ -277,9 +278,9 @@ def test_update_back_to_default_removes_the_key(spec_file):
     rules_file.set_enabled("no-trackers", False)
     rules_file.set_enabled("no-trackers", True)
     rules_file.update("api-to-staging", priority=1)
-    assert spec_file.read_text() == SPEC_EXAMPLE.replace("priority = 2\n", "")
+    assert spec_file.read_text() == EXAMPLE.replace("priority = 2\n", "")
     rules_file.update("api-to-staging", priority=2)
-    assert spec_file.read_text() == SPEC_EXAMPLE.replace(
+    assert spec_file.read_text() == EXAMPLE.replace(
         "priority = 2\n\n# people", "priority = 2\n\n# people"
     )
 
@@ -341,9 +342,9 @@ def test_invalid_edits_are_refused_and_nothing_is_written(spec_file):
         )
     with pytest.raises(KeyError):
         rules_file.remove("nope")
-    assert spec_file.read_text() == SPEC_EXAMPLE
+    assert spec_file.read_text() == EXAMPLE
     rules_file.set_enabled("no-trackers", False)  # the cached document was not left half changed
-    assert spec_file.read_text() == SPEC_EXAMPLE.replace(
+    assert spec_file.read_text() == EXAMPLE.replace(
         'action = "cancel"\n', 'action = "cancel"\nenabled = false\n', 1
     )
 
@@ -372,7 +373,7 @@ def test_each_save_keeps_the_previous_version_as_bak(spec_file):
     rules_file = loaded(spec_file)
     rules_file.set_enabled("no-trackers", False)
     bak = spec_file.with_name("rules.toml.bak")
-    assert bak.read_text() == SPEC_EXAMPLE
+    assert bak.read_text() == EXAMPLE
     first_edit = spec_file.read_text()
     rules_file.update("no-trackers", note="x")
     assert bak.read_text() == first_edit
@@ -385,7 +386,7 @@ def test_each_save_keeps_the_previous_version_as_bak(spec_file):
 
 def test_an_external_edit_is_built_on_not_clobbered(spec_file):
     rules_file = loaded(spec_file)
-    spec_file.write_text(SPEC_EXAMPLE + '\n[[rule]]\nid = "by-hand"\naction = "ask"\n')
+    spec_file.write_text(EXAMPLE + '\n[[rule]]\nid = "by-hand"\naction = "ask"\n')
     rules_file.set_enabled("no-trackers", False)
     assert [r.id for r in loaded(spec_file).rules][-1] == "by-hand"
 
@@ -395,18 +396,24 @@ def test_an_external_edit_is_built_on_not_clobbered(spec_file):
 
 def test_a_crash_between_write_and_rename_leaves_the_old_file(spec_file, monkeypatch):
     rules_file = loaded(spec_file)
-    real_replace = os.replace
+    real_replace, real_exchange = os.replace, files._exchange
 
-    def crash(src, dst):
-        if Path(dst) == spec_file:
-            raise OSError(28, "No space left on device")
-        return real_replace(src, dst)
+    def crash(swap):
+        def swapped(src, dst):
+            if Path(dst) == spec_file:
+                raise OSError(28, "No space left on device")
+            return swap(src, dst)
 
-    monkeypatch.setattr(os, "replace", crash)
+        return swapped
+
+    # the new version goes in by an atomic exchange, or a rename where there is none
+    monkeypatch.setattr(os, "replace", crash(real_replace))
+    monkeypatch.setattr(files, "_exchange", crash(real_exchange))
     with pytest.raises(OSError):
         rules_file.set_enabled("no-trackers", False)
     monkeypatch.setattr(os, "replace", real_replace)
-    assert spec_file.read_text() == SPEC_EXAMPLE
+    monkeypatch.setattr(files, "_exchange", real_exchange)
+    assert spec_file.read_text() == EXAMPLE
     assert not [p for p in spec_file.parent.iterdir() if p.name.endswith(".tmp")]
     assert rules_file.get("no-trackers").enabled  # memory matches the disk
     rules_file.set_enabled("no-trackers", False)  # and the next save works
@@ -416,15 +423,18 @@ def test_a_crash_between_write_and_rename_leaves_the_old_file(spec_file, monkeyp
 KILLED_WRITER = """
 import os, signal, sys
 from pathlib import Path
+from policies import files
 from policies.rules_file import RulesFile
 
 path = Path(sys.argv[1])
-real_replace = os.replace
-def replace(src, dst):
-    if Path(dst) == path:
-        os.kill(os.getpid(), signal.SIGKILL)  # the power goes out between write and rename
-    return real_replace(src, dst)
-os.replace = replace
+def killing(swap):
+    def swapped(src, dst):
+        if Path(dst) == path:
+            os.kill(os.getpid(), signal.SIGKILL)  # the power goes out between write and swap
+        return swap(src, dst)
+    return swapped
+os.replace = killing(os.replace)
+files._exchange = killing(files._exchange)
 rules_file = RulesFile(path)
 assert rules_file.load(), rules_file.errors
 rules_file.remove("no-trackers")
@@ -440,18 +450,22 @@ def test_a_writer_killed_between_write_and_rename_leaves_the_old_file(spec_file)
         timeout=60,
     )
     assert result.returncode == -9, result.stderr.decode()
-    assert spec_file.read_text() == SPEC_EXAMPLE
+    assert spec_file.read_text() == EXAMPLE
     leftovers = [p for p in spec_file.parent.iterdir() if p.name.endswith(".tmp")]
     assert leftovers, "the killed writer should have left its temp file behind"
     rules_file = loaded(spec_file)
     assert rules_file.get("no-trackers") is not None
     rules_file.remove("no-trackers")
+    assert leftovers[0].exists()  # it could be another writer's, in the middle of a save
+    old = time.time() - 120
+    os.utime(leftovers[0], (old, old))  # a killed writer's, from minutes ago
+    rules_file.add(Rule(id="again", action="cancel"))
     assert not [p for p in spec_file.parent.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_a_broken_file_is_never_overwritten(spec_file):
     rules_file = loaded(spec_file)
-    broken = SPEC_EXAMPLE.replace('action = "cancel"', 'action = "cancel"\ncolour = "red"')
+    broken = EXAMPLE.replace('action = "cancel"', 'action = "cancel"\ncolour = "red"')
     spec_file.write_text(broken)
     assert rules_file.load() is False
     assert "unknown field 'colour'" in rules_file.error
@@ -473,7 +487,7 @@ def test_a_broken_file_is_never_overwritten(spec_file):
             edit()
     assert spec_file.read_text() == broken
     assert not spec_file.with_name("rules.toml.bak").exists()
-    spec_file.write_text(SPEC_EXAMPLE)
+    spec_file.write_text(EXAMPLE)
     assert rules_file.load() and not rules_file.broken
     rules_file.set_enabled("no-trackers", False)
 
@@ -501,14 +515,15 @@ def test_times_counts_down_in_the_file_then_disables(tmp_path):
     hit = EventDetails("request", "https://x/")
     assert rules_file.times_left("next-two") == 2
     assert rules_file.decide(hit).action == "cancel"
-    assert "times = 1  # then stop" in path.read_text()
-    assert rules_file.times_left("next-two") == 1
+    assert rules_file.times_left("next-two") == 1  # counted at once, written a moment later
+    wait_for(lambda: "times = 1  # then stop" in path.read_text(), what="the writer")
     assert rules_file.decide(hit).action == "cancel"
+    assert rules_file.decide(hit).action == "continue"  # used up at once
+    rules_file.flush()
     assert (
         path.read_text()
         == 'version = 1\n\n[[rule]]\nid = "next-two"\naction = "cancel"\nenabled = false\n'
     )
-    assert rules_file.decide(hit).action == "continue"
     assert rules_file.hits == {"next-two": 2}
     assert rules_file.get("next-two").enabled is False and rules_file.times_left("next-two") is None
 
@@ -545,6 +560,7 @@ def test_times_is_exact_under_concurrent_decisions(tmp_path):
         thread.join()
     assert results.count("five") == 5 and len(results) == 120
     assert rules_file.hits == {"five": 5}
+    rules_file.flush()
     assert loaded(path).get("five").enabled is False
 
 
@@ -561,6 +577,7 @@ def test_transient_rules_decide_but_are_never_written(spec_file):
         "no-trackers",
     )  # wins the tie
     assert rules_file.decide(hit).rule_id == "no-trackers"  # used up
+    rules_file.flush()
     assert rules_file.transient == ()
     rules_file.set_transient([Rule(id="bp-2", action="ask", priority=10)])
     assert rules_file.ordered()[0].id == "bp-2"
@@ -581,28 +598,28 @@ def test_the_watcher_picks_up_external_edits(spec_file):
     changes = []
     rules_file.start_watching(changes.append, interval=0.02)
     try:
-        spec_file.write_text(SPEC_EXAMPLE + '\n[[rule]]\nid = "by-hand"\naction = "ask"\n')
+        spec_file.write_text(EXAMPLE + '\n[[rule]]\nid = "by-hand"\naction = "ask"\n')
         wait_for(lambda: rules_file.get("by-hand") is not None, what="the external edit")
         assert changes and changes[-1] is rules_file
         # a broken edit keeps the last good rules and reports the error
         spec_file.write_text(
-            SPEC_EXAMPLE + '\n[[rule]]\nid = "by-hand"\naction = "ask"\npriority = "x"\n'
+            EXAMPLE + '\n[[rule]]\nid = "by-hand"\naction = "ask"\npriority = "x"\n'
         )
         wait_for(lambda: rules_file.error is not None, what="the error")
-        line = SPEC_EXAMPLE.count("\n") + 5
+        line = EXAMPLE.count("\n") + 5
         assert (
             f"rules.toml:{line}:1: rule 'by-hand': priority: must be an integer" in rules_file.error
         )
         assert rules_file.get("by-hand") is not None
         # fixing it takes effect, and a same-size rewrite right after it is noticed too
-        by_hand = SPEC_EXAMPLE + '\n[[rule]]\nid = "by-hand"\naction = "ask"\npriority = {}\n'
+        by_hand = EXAMPLE + '\n[[rule]]\nid = "by-hand"\naction = "ask"\npriority = {}\n'
         spec_file.write_text(by_hand.format(7))
         wait_for(
             lambda: rules_file.error is None and rules_file.get("by-hand").priority == 7, what="7"
         )
         spec_file.write_text(by_hand.format(8))
         wait_for(lambda: rules_file.get("by-hand").priority == 8, what="priority 8")
-        spec_file.write_text(SPEC_EXAMPLE)
+        spec_file.write_text(EXAMPLE)
         wait_for(
             lambda: rules_file.error is None and rules_file.get("by-hand") is None, what="the fix"
         )

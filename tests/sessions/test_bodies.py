@@ -14,6 +14,7 @@ from rich.console import Console
 
 from monitor.app import make_app
 from monitor.bodyview import image_info, render
+from monitor.record import record_of
 from tests.helpers import curl, until
 from widgets.detail import FlowDetail
 from widgets.model import BODY_MODES
@@ -164,7 +165,7 @@ def test_css_in_auto_goes_to_mitmproxy():
 def test_a_streamed_body_says_so_with_its_size():
     flow = response(b"", "application/octet-stream")
     flow.response.data.content = None
-    flow.metadata["waylay"] = {"streamed": {"response": 3_000_000}}
+    record_of(flow).streamed["response"] = 3_000_000
     body = render(flow.response, flow, "auto")
     assert body.shown_as == "streamed" and body.text == "streamed through, not kept (2.9 MiB)"
 
@@ -187,8 +188,8 @@ def detail_text(app) -> str:
 async def test_view_modes_search_streamed_and_websocket_in_the_screen(settings, upstream, pool):
     from tests.wsserver import WebSocketEcho, echo_through_proxy
 
-    app = make_app(settings)
-    _, port = app.session.start()
+    app, session = make_app(settings)
+    _, port = session.start()
     with WebSocketEcho() as ws:
         async with app.run_test(size=(150, 50)) as pilot:
 
@@ -259,4 +260,4 @@ async def test_view_modes_search_streamed_and_websocket_in_the_screen(settings, 
             assert "WebSocket messages · 2" in text
             assert "→ sent" in text and "hello socket" in text
             assert "← received" in text and "echo: hello socket" in text
-    app.session.stop()
+    session.stop()

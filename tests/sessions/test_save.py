@@ -88,14 +88,14 @@ def test_save_to_a_missing_folder_is_one_line_and_exit_2(settings, tmp_path):
 def test_save_to_a_folder_is_one_line_and_exit_2(settings, tmp_path):
     r = run_cli(*common(settings), "--headless", "--save", str(tmp_path))
     assert r.returncode == 2
-    assert r.stderr.strip() == f"waylay: --save {tmp_path}: is a folder, not a file"
+    assert r.stderr.strip() == f"waylay: --save {tmp_path}: a directory, expected a file name"
 
 
 def test_save_where_no_file_can_be_made_is_one_line_and_exit_2(settings):
     # /proc/1 is a folder where nobody, root included, can create a file
     r = run_cli(*common(settings), "--headless", "--listen-port", "0", "--save", "/proc/1/x.flows")
     assert r.returncode == 2
-    assert r.stderr.strip() == "waylay: cannot write /proc/1/x.flows: No such file or directory"
+    assert r.stderr.strip() == "waylay: --save /proc/1/x.flows: cannot write in /proc/1"
 
 
 def test_a_full_disk_stops_saving_with_one_message_and_the_proxy_goes_on(
@@ -132,8 +132,8 @@ def test_a_full_disk_stops_saving_with_one_message_and_the_proxy_goes_on(
 
 async def test_w_saves_all_or_the_listed_flows(settings, upstream, tmp_path, pool, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    app = make_app(settings)
-    _, port = app.session.start()
+    app, session = make_app(settings)
+    _, port = session.start()
     async with app.run_test(size=(150, 40)) as pilot:
 
         def traffic():

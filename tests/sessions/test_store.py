@@ -152,7 +152,7 @@ def test_a_file_that_is_not_a_session_is_one_line_and_exit_2(settings, tmp_path)
     r = run_cli(*common(settings), "--headless", "--session", str(tmp_path))
     assert (r.returncode, r.stderr.strip()) == (
         2,
-        f"waylay: --session {tmp_path}: is a folder, not a file",
+        f"waylay: --session {tmp_path}: a directory, expected a file name",
     )
 
 

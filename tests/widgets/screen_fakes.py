@@ -4,11 +4,20 @@ proxy, a hand-moved clock, flow snapshots with fixed times, and waiting by condi
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from widgets.model import Answer, CertificateInfo, FlowView, PausedEvent, TraceEntry
+from widgets.model import (
+    Answer,
+    BodyView,
+    CertificateInfo,
+    FilterMatch,
+    FlowView,
+    PausedEvent,
+    TraceEntry,
+)
 
 NOW = 1_700_000_000.0
 """The fixed clock: 2023-11-14 22:13:20 UTC."""
@@ -25,29 +34,54 @@ class Clock:
 
 
 class FakeController:
-    """The `Controller` protocol, recording every call in `calls` as (method, args...)."""
+    """The whole `Controller` protocol, recording every call in `calls` as (method, args...).
+    `answer_error` (or `error=`) makes `answer` refuse; `filters` maps the filter
+    expressions this fake knows to the flow ids each one matches."""
 
     address = "http://127.0.0.1:8080"
     mode = "regular"
 
-    def __init__(self) -> None:
+    def __init__(self, error: str | None = None) -> None:
         self.calls: list[tuple] = []
-        self.answer_error: str | None = None
+        self.answer_error = error
+        self.answers: list[tuple[str, str, Answer]] = []
+        """The answers accepted (not refused), in order."""
+        self.previews: list[tuple[str, str, Answer]] = []
         self.breakpoints_enabled = True
         self.filters: dict[str, set[str]] = {}
-        """Filter expressions this fake knows, and the flow ids each one matches."""
-
-    @property
-    def answers(self) -> list[tuple[str, str, Answer]]:
-        return [call[1:] for call in self.calls if call[0] == "answer"]
+        self.filter_generation = 0
 
     def answer(self, flow_id: str, event: str, answer: Answer) -> str | None:
         self.calls.append(("answer", flow_id, event, answer))
-        return self.answer_error
+        if self.answer_error:
+            return self.answer_error
+        self.answers.append((flow_id, event, answer))
+        return None
 
     def preview_rule(self, flow_id: str, event: str, answer: Answer) -> str | None:
+        """A made-up rule text for any scope but "once" (it echoes what it was given, so a
+        dialog that handed over a password would show it)."""
         self.calls.append(("preview_rule", flow_id, event, answer))
-        return None
+        self.previews.append((flow_id, event, answer))
+        if answer.remember == "once":
+            return None
+        where = answer.pattern or {
+            "url": "https://api.example.com/items?id=7",
+            "host": "*://api.example.com/*",
+        }.get(answer.remember, "?")
+        lines = [
+            "[[rule]]",
+            f'id = "remembered-{answer.action}"',
+            f'event = "{event}"',
+            f'urls = ["{where}"]',
+            f'action = "{answer.action}"',
+        ]
+        if "url" in answer.params:
+            lines.append(f'url = "{answer.params["url"]}"')
+        if "username" in answer.params:
+            lines.append(f'username = "{answer.params["username"]}"')
+            lines.append(f"# {answer.params.get('password', '')}")
+        return "\n".join(lines)
 
     def set_breakpoint(self, spec: str) -> str | None:
         self.calls.append(("set_breakpoint", spec))
@@ -60,15 +94,49 @@ class FakeController:
         self.calls.append(("toggle_breakpoints",))
         return self.breakpoints_enabled
 
-    def filter_predicate(self, expr: str) -> tuple[object | None, str | None]:
-        self.calls.append(("filter_predicate", expr))
+    def check_filter(self, expr: str) -> str | None:
+        self.calls.append(("check_filter", expr))
+        return None if expr in self.filters else f"invalid filter expression: {expr}"
+
+    def apply_filter(self, expr: str) -> tuple[FilterMatch | None, str | None]:
+        self.calls.append(("apply_filter", expr))
+        if not expr:
+            return None, None
         if expr not in self.filters:
             return None, f"invalid filter expression: {expr}"
-        matching = self.filters[expr]
-        return (lambda flow_id: flow_id in matching), None
+        self.filter_generation += 1
+        return FilterMatch(self.filter_generation, frozenset(self.filters[expr])), None
 
     def clear_finished(self) -> None:
         self.calls.append(("clear_finished",))
+
+    def export_curl(self, flow_id: str) -> str:
+        self.calls.append(("export_curl", flow_id))
+        if flow_id == "gone":
+            raise ValueError("that flow is no longer kept")
+        return f"curl https://example.com/{flow_id}"
+
+    def export_har(self, path: str, flow_ids: list[str] | None = None) -> int:
+        self.calls.append(("export_har", path, flow_ids))
+        entries = [{"id": i} for i in (flow_ids if flow_ids is not None else ["a", "b", "c"])]
+        Path(path).write_text(json.dumps({"log": {"version": "1.2", "entries": entries}}))
+        return len(entries)
+
+    def save_flows(self, path: str, flow_ids: list[str] | None = None) -> int:
+        self.calls.append(("save_flows", path, flow_ids))
+        ids = flow_ids if flow_ids is not None else ["a", "b", "c"]
+        Path(path).write_bytes(b"".join(i.encode() + b"\n" for i in ids))
+        return len(ids)
+
+    def render_body(self, flow_id: str, part: str, mode: str) -> BodyView | None:
+        """None: the flow's body is not rendered here, so the pane shows the snapshot's
+        preview (as a flow the proxy side no longer keeps)."""
+        self.calls.append(("render_body", flow_id, part, mode))
+        return None
+
+    def export_rules(self, fmt: str) -> tuple[str, list[str]]:
+        self.calls.append(("export_rules", fmt))
+        return f"rules as {fmt}\n", ["auth-rule: left out: auth events", "note: renumbered"]
 
 
 class RulesSource:

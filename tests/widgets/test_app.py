@@ -4,9 +4,7 @@ flows are paused."""
 
 from __future__ import annotations
 
-import sys
 import threading
-import types
 
 import pytest
 from rich.console import Console
@@ -20,14 +18,17 @@ from screen_fakes import (
     traced,
     wait_until,
 )
-from textual.screen import ModalScreen
 from textual.widgets import Input
 
+from policies import RulesFile
 from widgets.app import FlowsUpdated, WaylayApp
+from widgets.dialogs import DecisionDialog
+from widgets.export_menu import ExportMenu
 from widgets.flow_table import COLUMNS, FlowTable
 from widgets.help import HelpScreen
 from widgets.model import Answer
 from widgets.prompts import ConfirmPrompt, InputPrompt
+from widgets.rules_screen import RulesScreen
 
 pytestmark = pytest.mark.usefixtures("utc")
 
@@ -53,27 +54,6 @@ def column(name: str) -> int:
 
 def notifications(app: WaylayApp) -> list[str]:
     return [notification.message for notification in app._notifications]
-
-
-def block_module(monkeypatch, name: str) -> None:
-    """Make `import name` fail as if the module did not exist yet."""
-    monkeypatch.setitem(sys.modules, name, None)
-
-
-def fake_module(monkeypatch, name: str, **attributes) -> None:
-    module = types.ModuleType(name)
-    for key, value in attributes.items():
-        setattr(module, key, value)
-    monkeypatch.setitem(sys.modules, name, module)
-
-
-class StubScreen(ModalScreen[None]):
-    """Stands in for a dialog, the rules screen or the export menu."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__()
-        self.args = args
-        self.kwargs = kwargs
 
 
 # ---------------------------------------------------------------- batches and rows
@@ -287,20 +267,14 @@ async def test_a_answers_the_event_s_continue_action(controller, event, action):
 
 
 @pytest.mark.parametrize("event", ["certificate", "auth"])
-async def test_a_never_allows_a_certificate_or_answers_auth(controller, monkeypatch, event):
-    opened = []
-    fake_module(
-        monkeypatch,
-        "widgets.dialogs",
-        dialog_for=lambda view, ctl, clock=None: opened.append(view.id) or StubScreen(view),
-    )
+async def test_a_never_allows_a_certificate_or_answers_auth(controller, event):
     app = make_app(controller)
     async with app.run_test(size=SIZE) as pilot:
         await push(app, pilot, [paused_view(1, event)])
         await pilot.press("a")
         assert controller.answers == []
-        assert opened == ["f1"]  # the dialog asks instead
-        assert isinstance(app.screen, StubScreen)
+        assert isinstance(app.screen, DecisionDialog)  # the dialog asks instead
+        assert app.screen.flow_id == "f1"
 
 
 async def test_a_on_a_flow_that_is_not_paused_sends_nothing(controller):
@@ -358,82 +332,72 @@ async def test_an_answer_the_controller_refuses_is_a_toast(controller):
         assert [n.severity for n in app._notifications] == ["error"]
 
 
-async def test_enter_on_a_paused_flow_opens_its_dialog(controller, monkeypatch, clock):
-    calls = []
-
-    def dialog_for(view, ctl, clock=None):
-        calls.append((view.id, ctl, clock))
-        return StubScreen(view)
-
-    fake_module(monkeypatch, "widgets.dialogs", dialog_for=dialog_for)
+async def test_enter_on_a_paused_flow_opens_its_dialog(controller, clock):
     app = make_app(controller, clock)
     async with app.run_test(size=SIZE) as pilot:
         await push(app, pilot, [paused_view(1)])
         await pilot.press("enter")
-        assert calls == [("f1", controller, clock)]
-        assert isinstance(app.screen, StubScreen)
-        # the pause ends elsewhere (timeout, client gone): the app closes the dialog
+        dialog = app.screen
+        assert isinstance(dialog, DecisionDialog)
+        assert (dialog.flow_id, dialog.controller, dialog.clock) == ("f1", controller, clock)
+        # the pause ends elsewhere (timeout, client gone): the dialog closes with a notice
         await push(app, pilot, [make_view(1, state="cancelled", status=None)])
-        await wait_until(pilot, lambda: not isinstance(app.screen, StubScreen), "dialog closed")
-        assert any("no longer paused" in n for n in notifications(app))
+        await wait_until(pilot, lambda: app.screen is not dialog, "dialog closed")
+        assert any("flow ended" in n for n in notifications(app))
 
 
-async def test_a_dialog_with_flow_updated_gets_every_snapshot(controller, monkeypatch):
-    class Dialog(StubScreen):
-        def __init__(self, view):
-            super().__init__(view)
-            self.snapshots = []
-
-        def flow_updated(self, view):
-            self.snapshots.append(view)
-
-    fake_module(monkeypatch, "widgets.dialogs", dialog_for=lambda view, ctl, clock: Dialog(view))
+async def test_a_removed_flow_closes_its_dialog(controller):
     app = make_app(controller)
     async with app.run_test(size=SIZE) as pilot:
         await push(app, pilot, [paused_view(1), make_view(2)])
         await pilot.press("enter")
         dialog = app.screen
-        assert isinstance(dialog, Dialog)
+        assert isinstance(dialog, DecisionDialog)
         await push(app, pilot, [make_view(2, status=500)])
-        assert dialog.snapshots == []
-        await push(app, pilot, [make_view(1)])
-        assert [view.state for view in dialog.snapshots] == ["done"]
-        assert app.screen is dialog  # closing is the dialog's business
+        assert app.screen is dialog  # another flow's news leaves it alone
         await push(app, pilot, [], removed=["f1"])
         await wait_until(pilot, lambda: app.screen is not dialog, "dialog closed")
+        assert "That flow is gone." in notifications(app)
 
 
-async def test_without_the_dialogs_module_enter_says_so(controller, monkeypatch):
-    block_module(monkeypatch, "widgets.dialogs")
+@pytest.mark.parametrize(
+    ("first", "key", "again"),
+    [("request", "c", "response"), ("auth", "x", "auth"), ("redirect", "c", "response")],
+)
+async def test_a_flow_that_pauses_again_after_its_dialog_answered_gets_it_again(
+    controller, first, key, again
+):
     app = make_app(controller)
     async with app.run_test(size=SIZE) as pilot:
-        await push(app, pilot, [paused_view(1)])
+        await push(app, pilot, [paused_view(1, first, since=NOW - 5)])
         await pilot.press("enter")
-        assert notifications(app) == ["No dialog yet."]
-        assert controller.answers == []
+        assert isinstance(app.screen, DecisionDialog)
+        await pilot.press(key)
+        await wait_until(pilot, lambda: not isinstance(app.screen, DecisionDialog), "answered")
+        assert len(controller.answers) == 1
+        await push(app, pilot, [paused_view(1, again, since=NOW - 1)])
+        await wait_until(pilot, lambda: isinstance(app.screen, DecisionDialog), "reopened")
+        assert app.screen.event == again
 
 
-async def test_an_event_without_a_dialog_is_a_toast(controller, monkeypatch):
-    def dialog_for(view, ctl, clock=None):
-        raise ValueError(f"no dialog for the {view.paused.event!r} event")
+async def test_a_dialog_closed_without_an_answer_does_not_come_back(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [paused_view(1, "request", since=NOW - 5)])
+        await pilot.press("enter")
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen is app.default_screen, "closed")
+        await push(app, pilot, [paused_view(1, "response", since=NOW - 1)])
+        assert app.screen is app.default_screen
 
-    fake_module(monkeypatch, "widgets.dialogs", dialog_for=dialog_for)
+
+async def test_an_event_without_a_dialog_is_a_toast(controller):
     app = make_app(controller)
     async with app.run_test(size=SIZE) as pilot:
         await push(app, pilot, [paused_view(1, "cookies")])
         await pilot.press("enter")
         assert notifications(app) == ["no dialog for the 'cookies' event"]
         assert app.screen is app.default_screen
-
-
-async def test_the_real_dialogs_plug_in(controller):
-    pytest.importorskip("widgets.dialogs")
-    app = make_app(controller)
-    async with app.run_test(size=SIZE) as pilot:
-        await push(app, pilot, [paused_view(1)])
-        await pilot.press("enter")
-        assert isinstance(app.screen, ModalScreen)
-        assert app.screen.view.id == "f1"
 
 
 # ---------------------------------------------------------------- details
@@ -570,7 +534,7 @@ async def test_f_with_plain_text_filters_locally(controller):
         assert app.table.flow_ids() == ["f1"]
         assert app.header.filter_text == "API"
         assert app.header.shown_count == 1
-        assert not any(call[0] == "filter_predicate" for call in controller.calls)
+        assert not any(call[0].endswith("_filter") for call in controller.calls)
         # new flows go through the filter too
         await push(app, pilot, [make_view(5, host="api.example.com"), make_view(6, host="x.io")])
         assert app.table.flow_ids() == ["f1", "f5"]
@@ -587,7 +551,7 @@ async def test_f_with_plain_text_filters_locally(controller):
         assert app.header.shown_count is None
 
 
-async def test_f_with_an_expression_uses_the_controller_s_predicate(controller):
+async def test_f_with_an_expression_is_evaluated_by_the_proxy_side(controller):
     controller.filters["~m POST"] = {"f2"}
     app = make_app(controller)
     async with app.run_test(size=SIZE) as pilot:
@@ -602,11 +566,23 @@ async def test_f_with_an_expression_uses_the_controller_s_predicate(controller):
         assert app.screen is not prompt
         assert app.table.flow_ids() == ["f2"]
         assert app.header.filter_text == "~m POST"
-        # a flow that starts matching gets a row; one that stops loses it
-        controller.filters["~m POST"].clear()
-        controller.filters["~m POST"].add("f1")
-        await push(app, pilot, [make_view(1), make_view(2, method="POST")])
+        # later snapshots carry the proxy's verdict under this filter's generation: a flow
+        # that starts matching gets a row, one that stops loses it
+        await push(
+            app,
+            pilot,
+            [make_view(1, filter_match=(1, True)), make_view(2, filter_match=(1, False))],
+        )
         assert app.table.flow_ids() == ["f1"]
+        # a verdict under an older filter does not count: the match taken when it was set does
+        await push(app, pilot, [make_view(3, filter_match=(0, True))])
+        assert app.table.flow_ids() == ["f1"]
+        # plain text ends the proxy's filter
+        await pilot.press("f")
+        app.screen.query_one(Input).value = "items"
+        await pilot.press("enter")
+        assert controller.calls[-1] == ("apply_filter", "")
+        assert app.table.flow_ids() == ["f1", "f2", "f3"]
 
 
 async def test_a_bad_expression_keeps_the_prompt_and_the_old_filter(controller):
@@ -721,18 +697,17 @@ async def test_question_mark_in_a_prompt_is_just_text(controller):
 # ---------------------------------------------------------------- rules, export, palette
 
 
-async def test_capital_r_opens_the_rules_screen_with_the_rules_source(controller, monkeypatch):
-    fake_module(monkeypatch, "widgets.rules_screen", RulesScreen=StubScreen)
-    source = RulesSource()
-    app = make_app(controller, rules_source=source)
+async def test_capital_r_opens_the_rules_screen_on_the_rules_file(controller, tmp_path):
+    rules = RulesFile(tmp_path / "rules.toml")
+    rules.load()
+    app = make_app(controller, rules_source=rules)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("R")
-        assert isinstance(app.screen, StubScreen)
-        assert app.screen.args == (source,)
+        assert isinstance(app.screen, RulesScreen)
+        assert app.screen.rules_source is rules
 
 
-async def test_capital_e_opens_the_export_menu(controller, monkeypatch):
-    fake_module(monkeypatch, "widgets.export_menu", ExportMenu=StubScreen)
+async def test_capital_e_opens_the_export_menu(controller):
     source = RulesSource()
     app = make_app(controller, rules_source=source)
     async with app.run_test(size=SIZE) as pilot:
@@ -740,26 +715,11 @@ async def test_capital_e_opens_the_export_menu(controller, monkeypatch):
         app.table.select_flow("f2")
         await pilot.press("E")
         menu = app.screen
-        assert isinstance(menu, StubScreen)
-        assert menu.args == (controller,)
-        assert menu.kwargs["selected"].id == "f2"
-        assert menu.kwargs["flow_ids"] == ["f1", "f2"]
-        assert menu.kwargs["rules_source"] is source
-
-
-@pytest.mark.parametrize(
-    ("key", "module", "message"),
-    [
-        ("R", "widgets.rules_screen", "No rules screen yet."),
-        ("E", "widgets.export_menu", "No export menu yet."),
-    ],
-)
-async def test_missing_screens_are_a_notice(controller, monkeypatch, key, module, message):
-    block_module(monkeypatch, module)
-    app = make_app(controller)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press(key)
-        assert notifications(app) == [message]
+        assert isinstance(menu, ExportMenu)
+        assert menu.controller is controller
+        assert menu.selected_flow_id == "f2"
+        assert menu.visible_flow_ids == ["f1", "f2"]
+        assert menu.rules_source is source
 
 
 async def test_the_command_palette_has_waylay_s_commands(controller):

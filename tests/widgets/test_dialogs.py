@@ -12,6 +12,7 @@ import tomllib
 import httpx
 import pytest
 from rich.console import Console
+from screen_fakes import FakeController
 from textual.app import App
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static, TextArea
@@ -29,7 +30,7 @@ from widgets.dialogs import (
     dialog_for,
     parse_header_lines,
 )
-from widgets.model import Answer, CertificateInfo, FlowView, PausedEvent
+from widgets.model import Answer, AuthFacts, CertificateInfo, FlowView, PausedEvent
 
 NOW = 1_700_000_000.0
 
@@ -38,64 +39,15 @@ def fixed_clock() -> float:
     return NOW
 
 
-class FakeController:
-    """Records what the dialogs ask; ``error`` makes ``answer`` refuse."""
-
-    address = "http://127.0.0.1:8080"
-    mode = "regular"
-
-    def __init__(self, error: str | None = None) -> None:
-        self.error = error
-        self.answers: list[tuple[str, str, Answer]] = []
-        self.previews: list[tuple[str, str, Answer]] = []
-
-    def answer(self, flow_id: str, event: str, answer: Answer) -> str | None:
-        if self.error:
-            return self.error
-        self.answers.append((flow_id, event, answer))
-        return None
-
-    def preview_rule(self, flow_id: str, event: str, answer: Answer) -> str | None:
-        self.previews.append((flow_id, event, answer))
-        if answer.remember == "once":
-            return None
-        where = answer.pattern or {
-            "url": "https://api.example.com/items?id=7",
-            "host": "*://api.example.com/*",
-        }.get(answer.remember, "?")
-        lines = [
-            "[[rule]]",
-            f'id = "remembered-{answer.action}"',
-            f'event = "{event}"',
-            f'urls = ["{where}"]',
-            f'action = "{answer.action}"',
-        ]
-        if "url" in answer.params:
-            lines.append(f'url = "{answer.params["url"]}"')
-        if "username" in answer.params:
-            lines.append(f'username = "{answer.params["username"]}"')
-            # a careless bridge would echo it; the dialog must never hand it over
-            lines.append(f"# {answer.params.get('password', '')}")
-        return "\n".join(lines)
-
-    def set_breakpoint(self, spec: str) -> str | None:
-        return None
-
-    def toggle_breakpoints(self) -> bool:
-        return True
-
-    def filter_predicate(self, expr: str):
-        return (lambda flow_id: True), None
-
-    def clear_finished(self) -> None:
-        pass
-
-
 def make_view(event: str = "request", **changes) -> FlowView:
     details: tuple[tuple[str, str], ...] = ()
     certificate = None
+    auth = None
     url = "https://api.example.com/items?id=7"
     if event == "auth":
+        auth = AuthFacts(
+            host="api.example.com", port=443, proxy=False, realm="Staff", scheme="Digest"
+        )
         details = (
             ("host", "api.example.com"),
             ("port", "443"),
@@ -129,6 +81,7 @@ def make_view(event: str = "request", **changes) -> FlowView:
         method="POST",
         details=details,
         certificate=certificate,
+        auth=auth,
     )
     view = FlowView(
         id="f1",

@@ -1,5 +1,5 @@
 """100,000 flows: pushed in 20 batches they all get rows within a few seconds, and the
-list still moves, updates and drops rows in one pass (SPEC §8: responsive at 100,000)."""
+list still moves, updates and drops rows in one pass (responsive at 100,000)."""
 
 from __future__ import annotations
 

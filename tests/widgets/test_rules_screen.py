@@ -135,7 +135,7 @@ def test_conditions_and_outcomes_are_compact() -> None:
         types=["script"],
         action="cancel",
     )
-    assert rule_conditions(rule) == "*://*.tracker.example/*  GET  script"
+    assert rule_conditions(rule) == "*://*.tracker.example/*  GET  types script"
     assert rule_conditions(Rule(id="y", action="continue")) == "any"
     assert rule_outcome(Rule(id="z", action="redirect", url="https://a.example/")) == (
         "redirect → https://a.example/"
@@ -153,7 +153,8 @@ async def test_rules_in_precedence_order_with_hits_and_times(rules) -> None:
         assert cell(app, "no-trackers", "mark") == ""
         assert cell(app, "no-trackers", "hits") == "7"
         assert (
-            cell(app, "no-trackers", "conditions") == "*://*.tracker.example/*  GET  script,image"
+            cell(app, "no-trackers", "conditions")
+            == "*://*.tracker.example/*  GET  types script,image"
         )
         assert cell(app, "api-to-staging", "action").startswith("rewrite → https://staging")
         assert cell(app, "stub-health", "enabled") == "off"

@@ -1,0 +1,137 @@
+"""15.2: a spoofed Host header must not decide which rule applies. The request goes to
+the destination in the request line (or the CONNECT target, or the reverse target), so
+rules, the flow list, the headless log and HAR use that, and say when Host differs."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from tests.faults.common import common
+from tests.helpers import curl, headless, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def cancel_rule(settings, host_pattern: str = "127.0.0.1") -> None:
+    settings.rules.parent.mkdir(parents=True, exist_ok=True)
+    settings.rules.write_text(
+        'version = 1\n[[rule]]\nid = "no-secret"\n'
+        f'urls = ["*://{host_pattern}/secret*"]\naction = "cancel"\n'
+    )
+
+
+def test_absolute_form_with_a_spoofed_host_is_still_cancelled(settings, upstream):
+    cancel_rule(settings)
+    with headless(*common(settings)) as w:
+        r = curl(w.port, upstream.url("/secret"), "-H", "Host: other.example")
+        assert not r.stdout.endswith("\n200"), r.stdout
+        [line] = w.wait_lines(1)
+    assert upstream.requests == []
+    assert f"GET http://127.0.0.1:{upstream.port}/secret cancelled rule=no-secret" in line
+    assert "Host header says other.example" in line
+
+
+def test_a_rule_about_the_spoofed_host_does_not_apply_to_the_real_destination(settings, upstream):
+    cancel_rule(settings, "other.example")
+    with headless(*common(settings)) as w:
+        r = curl(w.port, upstream.url("/secret"), "-H", "Host: other.example")
+        assert r.stdout.endswith("\n200")
+        [line] = w.wait_lines(1)
+    assert "rule=" not in line
+
+
+def test_connect_with_a_spoofed_host_inside_the_tunnel(settings, tls_upstream, waylay_ca):
+    cancel_rule(settings)
+    with headless(*common(settings)) as w:
+        r = curl(w.port, tls_upstream.url("/secret"), "-H", "Host: other.example", cacert=waylay_ca)
+        assert not r.stdout.endswith("\n200"), r.stdout
+        line = wait_for(lambda: [x for x in w.lines if "/secret" in x], what="the line")[0]
+    assert tls_upstream.requests == []
+    assert f"https://127.0.0.1:{tls_upstream.port}/secret cancelled rule=no-secret" in line
+
+
+def test_http2_authority_with_a_spoofed_host(settings, tls_upstream, waylay_ca):
+    """curl sends the Host header as HTTP/2's :authority."""
+    cancel_rule(settings)
+    with headless(*common(settings)) as w:
+        r = curl(
+            w.port,
+            tls_upstream.url("/secret"),
+            "--http2",
+            "-H",
+            "Host: other.example",
+            cacert=waylay_ca,
+        )
+        assert not r.stdout.endswith("\n200"), r.stdout
+        wait_for(lambda: any("/secret" in x for x in w.lines), what="the line")
+    assert tls_upstream.requests == []
+
+
+def test_reverse_mode_with_a_spoofed_host(settings, upstream):
+    cancel_rule(settings)
+    with headless(*common(settings), "--mode", f"reverse:{upstream.base}") as w:
+        with socket.create_connection(("127.0.0.1", w.port), timeout=10) as s:
+            s.sendall(b"GET /secret HTTP/1.1\r\nHost: other.example\r\n\r\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        assert not data.startswith(b"HTTP/1.1 200"), data
+        [line] = w.wait_lines(1)
+    assert upstream.requests == []
+    assert "cancelled rule=no-secret" in line
+
+
+def test_upstream_mode_with_a_spoofed_host(settings, upstream, tmp_path):
+    """waylay in front of another proxy (a second waylay, without rules): the first
+    one's rule holds."""
+    cancel_rule(settings)
+    inner_rules = tmp_path / "inner.toml"
+    inner_rules.write_text("version = 1\n")
+    inner_args = ["--confdir", str(settings.confdir), "--rules", str(inner_rules)]
+    with headless(*inner_args) as inner:
+        outer_args = [*common(settings), "--mode", f"upstream:http://127.0.0.1:{inner.port}"]
+        with headless(*outer_args) as outer:
+            r = curl(outer.port, upstream.url("/secret"), "-H", "Host: other.example")
+            assert not r.stdout.endswith("\n200"), r.stdout
+            [line] = outer.wait_lines(1)
+        assert inner.lines == []
+    assert upstream.requests == []
+    assert "cancelled rule=no-secret" in line
+
+
+def test_screen_and_har_use_the_destination_and_note_the_host(settings, upstream, tmp_path):
+    har = tmp_path / "s.har"
+    with headless(*common(settings), "--har", str(har)) as w:
+        r = curl(w.port, upstream.url("/echo"), "-H", "Host: other.example")
+        assert r.stdout.endswith("\n200")
+        w.wait_lines(1)
+        assert w.terminate() == 0
+    [entry] = json.loads(har.read_text())["log"]["entries"]
+    assert entry["request"]["url"] == upstream.url("/echo")
+
+
+def test_flow_list_row_shows_the_destination_and_a_host_note(settings, upstream):
+    from monitor.session import Session
+
+    views = {}
+
+    def sink(batch, removed):
+        for v in batch:
+            views[v.id] = v
+
+    session = Session(settings, sink=sink)
+    _, port = session.start()
+    try:
+        r = curl(port, upstream.url("/echo"), "-H", "Host: other.example")
+        assert r.stdout.endswith("\n200")
+        view = wait_for(lambda: next((v for v in views.values() if v.finished), None), what="a row")
+    finally:
+        session.stop()
+    assert view.host == "127.0.0.1" and view.url == upstream.url("/echo")
+    assert any(
+        f"Host header says other.example, request goes to 127.0.0.1:{upstream.port}" in n
+        for n in view.notes
+    ), view.notes
