@@ -33,6 +33,9 @@ _UNSAFE_IN_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u2
 
 
 def printable_text(text: str) -> str:
-    """Like ``printable`` for text of several lines (a body): newlines and tabs are kept,
-    a carriage return and every other control character become escapes."""
-    return _UNSAFE_IN_TEXT.sub(_escape, text) if _UNSAFE_IN_TEXT.search(text) else text
+    """Like ``printable`` for text of several lines (a body): newlines (CRLF too) and
+    tabs are kept, a lone carriage return and every other control character become
+    escapes."""
+    if not _UNSAFE_IN_TEXT.search(text):
+        return text
+    return _UNSAFE_IN_TEXT.sub(_escape, text.replace("\r\n", "\n"))
