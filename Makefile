@@ -7,17 +7,20 @@ ARGS ?=
 
 .PHONY: run test bench lint format clean ca
 
+# pip's -qq keeps the install quiet (errors still show): no progress, no setuptools box
+# about editable installs. The first run says what it is doing, since it takes a minute.
 $(BIN)/python:
+	@echo "waylay: first run: creating $(VENV) and installing waylay and its dependencies (about a minute)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -qq --upgrade pip
 
 # Re-install only when the project's metadata changed (the install is editable).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -qq -e .
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -qq -e '.[test]'
 	touch $(VENV)/.installed $@
 
 run: $(VENV)/.installed

@@ -6,7 +6,6 @@ import sys
 import time
 from collections.abc import Callable
 
-from monitor.proxy import ProxyStartError
 from monitor.session import Session
 from monitor.settings import Settings
 from policies import RulesFile
@@ -18,7 +17,8 @@ def make_app(
 ) -> tuple[WaylayApp, Session]:
     """Build the session, the app around its controller, and connect the session's sinks
     to the app. The proxy is not started yet: ``session.start()``. The app stops the
-    session when it unmounts. Used by ``waylay`` and by the end-to-end tests."""
+    session when it unmounts. The screen and the proxy in one process: the end-to-end
+    tests use it (``waylay`` runs them as two processes: ``monitor.attach``)."""
     # The screen and the proxy share the GIL. With the default 5 ms switch interval a
     # render holds the proxy off for whole slices; 1 ms hands it back sooner (measured:
     # concurrency-1 throughput +40%, p99 28 -> 19 ms with the screen running).
@@ -44,20 +44,3 @@ def make_app(
         sink=app.push_flows, on_rules_changed=rules_changed, on_write_error=write_failed
     )
     return app, session
-
-
-def run_app(settings: Settings) -> int:
-    app, session = make_app(settings)
-    try:
-        session.start()
-    except ProxyStartError as e:
-        print(f"waylay: {e}", file=sys.stderr)
-        return 2
-    if session.rules.error:
-        app.call_later(app.notify_error, f"rules file: {session.rules.error}")
-    from monitor.options_check import secrets_file_warnings
-
-    for warning in secrets_file_warnings(settings.rules):
-        app.call_later(app.notify_error, warning)
-    app.run()
-    return 0

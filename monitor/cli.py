@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +24,34 @@ from monitor.settings import (
     default_confdir,
     default_rules_path,
 )
+from monitor.user_settings import UserSettings, load_user_settings, settings_path
+
+# Every command, one line each: ``waylay --help`` lists them, ``waylay COMMAND --help``
+# explains each.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("waylay [options]", "the interactive monitor (this help)"),
+    ("waylay --headless [options]", "no screen: apply the rules, one line per flow"),
+    ("waylay rules check [PATH]", "validate a rules file"),
+    ("waylay rules list [PATH]", "the rules in precedence order"),
+    ("waylay rules export [PATH] --format F", "export rules: toml, json, dnr, mitmproxy"),
+    ("waylay rules import FILE --format F", "import rules: toml, json, dnr"),
+    ("waylay attach [PORT|PATH]", "open the screen on a running proxy (q detaches)"),
+    ("waylay attach --list", "the proxies running for this user"),
+    ("waylay open FILE", "a saved session (mitmproxy flow file or HAR), read-only"),
+    ("waylay ca", "where the CA certificate is and how to trust it"),
+)
+
+
+def _commands_epilog() -> str:
+    width = max(len(name) for name, _ in COMMANDS)
+    lines = [f"  {name:<{width}}  {what}" for name, what in COMMANDS]
+    return (
+        "commands:\n"
+        + "\n".join(lines)
+        + "\n\nEach command has its own --help (waylay rules --help, waylay attach --help, "
+        "waylay open --help, waylay ca --help)."
+        + f"\nDefaults for options can live in the settings file: {settings_path()}"
+    )
 
 
 def _version() -> str:
@@ -36,8 +65,9 @@ def main_parser() -> argparse.ArgumentParser:
         prog="waylay",
         description="Interactive HTTP(S) debugging proxy: see every request live, stop the "
         "ones you care about, decide, and keep the decisions as rules.",
-        epilog="Also: waylay rules check|list|export|import …, waylay ca, "
-        "waylay open FILE (a saved session: mitmproxy flow file or HAR, read-only)",
+        epilog=_commands_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     p.add_argument(
         "--listen-host",
@@ -109,13 +139,20 @@ def main_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="FILE",
         help="stream every finished flow to FILE in mitmproxy's flow format "
-        "(mitmproxy -r FILE or waylay open FILE reads it)",
+        "(mitmproxy -r and waylay open read it)",
     )
     p.add_argument(
         "--headless",
         action="store_true",
         help="no screen: apply the rules, print one line per finished flow",
     )
+    p.add_argument(
+        "--hold",
+        action="store_true",
+        help="with no screen attached, a paused event waits up to --ask-timeout for one "
+        "(default: it gets its headless outcome at once)",
+    )
+    p.add_argument("--screen-child", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument(
         "--proxy-auth",
         default=None,
@@ -151,8 +188,83 @@ def main_parser() -> argparse.ArgumentParser:
         "newest --max-flows); 'new' makes one under the state folder",
     )
     limits.add_arguments(p)
+    p.add_argument(
+        "--print-settings",
+        action="store_true",
+        help="print the effective settings and where each comes from, then exit",
+    )
     p.add_argument("--version", action="version", version=_version())
     return p
+
+
+def _file_defaults(parser: argparse.ArgumentParser, options: dict) -> dict:
+    """The settings file's options, converted and checked by the same functions as the
+    command line's (ranges included); a bad value names the file and the key."""
+    actions = {a.dest: a for a in parser._actions}
+    out: dict = {}
+    for name, value in options.items():
+        action = actions[name]
+        text = str(value)
+        try:
+            converted = action.type(text) if callable(action.type) else text
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as e:
+            raise SettingsError(f"{settings_path()}: options.{name}: {e}") from None
+        out[name] = [converted] if name == "mode" else converted  # --mode appends
+    return out
+
+
+def _given_on_command_line(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The ``dest`` of every option that ``argv`` names (abbreviations are off)."""
+    given: set[str] = set()
+    for action in parser._actions:
+        for opt in action.option_strings:
+            if any(a == opt or a.startswith(opt + "=") for a in argv):
+                given.add(action.dest)
+    return given
+
+
+# The settings --print-settings shows, in order: Settings field -> argparse dest.
+_SHOWN = (
+    "listen_host",
+    "listen_port",
+    "mode",
+    "rules",
+    "confdir",
+    "ask_timeout",
+    "ask_default",
+    "max_flows",
+    "max_body_memory",
+    "har",
+    "proxy_auth",
+    "allow_remote",
+    "upstream_ca",
+    "max_header_size",
+    "idle_timeout",
+    "connect_timeout",
+    "read_timeout",
+)
+
+
+def print_settings(settings: Settings, user: UserSettings, given: set[str], out=None) -> None:
+    out = out or sys.stdout
+    from_file = set(user.option_defaults())
+    path = settings_path()
+    for name in _SHOWN:
+        value = getattr(settings, name)
+        if name == "proxy_auth" and value:
+            value = value.split(":", 1)[0] + ":****"
+        if name in given:
+            source = "command line"
+        elif name == "rules" and os.environ.get("WAYLAY_RULES"):
+            source = "$WAYLAY_RULES"
+        elif name in from_file:
+            source = f"settings file {path}"
+        else:
+            source = "default"
+        print(f"{name} = {value}  ({source})", file=out)
+    print(f"theme = {user.theme or '(Textual default)'}", file=out)
+    print(f"keymap = {dict(user.keymap) or '(none)'}", file=out)
+    print(f"settings file: {path}{'' if path.exists() else ' (not present)'}", file=out)
 
 
 def rules_parser() -> argparse.ArgumentParser:
@@ -241,6 +353,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         save=args.save,
         session=_session_path(args.session),
         headless=args.headless,
+        hold=args.hold,
         proxy_auth=proxy_auth(args),
         allow_remote=args.allow_remote,
         upstream_ca=args.upstream_ca,
@@ -256,11 +369,29 @@ def main(argv: list[str] | None = None) -> int:
         from monitor.open import open_main
 
         return open_main(argv[1:])
+    if argv and argv[0] == "attach":
+        from monitor.attach import attach_main
+
+        return attach_main(argv[1:])
     if argv and argv[0] == "ca":
         from monitor.ca import ca_main
 
         return ca_main(argv[1:])
-    args = main_parser().parse_args(argv)
+    parser = main_parser()
+    try:
+        user = load_user_settings()
+    except SettingsError as e:
+        print(f"waylay: {e}", file=sys.stderr)
+        return 2
+    defaults = user.option_defaults()
+    if os.environ.get("WAYLAY_RULES"):
+        defaults.pop("rules", None)  # the environment beats the settings file
+    try:
+        parser.set_defaults(**_file_defaults(parser, defaults))
+    except SettingsError as e:
+        print(f"waylay: {e}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         settings = settings_from(args)
         settings.validate()
@@ -268,13 +399,16 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as e:
         print(f"waylay: {e}", file=sys.stderr)
         return 2
+    if args.print_settings:
+        print_settings(settings, user, _given_on_command_line(parser, argv))
+        return 0
     if settings.headless:
         from monitor.headless import run_headless
 
-        return run_headless(settings)
-    from monitor.app import run_app
+        return run_headless(settings, ready_fd=args.screen_child)
+    from monitor.attach import run_screen
 
-    return run_app(settings)
+    return run_screen(argv)
 
 
 if __name__ == "__main__":

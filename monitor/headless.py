@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import threading
@@ -11,12 +12,15 @@ from typing import TextIO
 
 from mitmproxy import http
 
+from monitor import VERSION
+from monitor.control import ControlServer
 from monitor.destination import destination_url, host_mismatch
 from monitor.options_check import secrets_file_warnings
 from monitor.proxy import ProxyStartError
 from monitor.record import record_of
 from monitor.session import Session
 from monitor.settings import Settings
+from monitor.sockets import SocketDirError
 from policies.printable import printable
 
 
@@ -94,7 +98,16 @@ class _RulesReporter:
                 self.err.flush()
 
 
-def run_headless(settings: Settings, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run_headless(
+    settings: Settings,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    *,
+    ready_fd: int | None = None,
+) -> int:
+    """Run until SIGINT/SIGTERM (or a screen's "stop"). ``ready_fd`` (the proxy of a
+    screen, ``waylay`` without --headless): no flow lines; the control socket's path is
+    written there once it accepts, and without one the proxy does not run."""
     pending: list[str] = []
 
     def write_out() -> None:
@@ -111,7 +124,11 @@ def run_headless(settings: Settings, out: TextIO = sys.stdout, err: TextIO = sys
         pending.append(flow_line(flow) + "\n")
 
     reporter = _RulesReporter(err)
-    session = Session(settings, on_finished=on_finished, on_rules_changed=reporter)
+    session = Session(
+        settings,
+        on_finished=None if ready_fd is not None else on_finished,
+        on_rules_changed=reporter,
+    )
     if session.rules.error:
         print(f"waylay: rules file: {printable(session.rules.error)}", file=err)
         print("waylay: continuing with no rules until the file is fixed", file=err)
@@ -130,10 +147,29 @@ def run_headless(settings: Settings, out: TextIO = sys.stdout, err: TextIO = sys
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     print(f"waylay: listening on http://{host}:{port}", file=err, flush=True)
+    control: ControlServer | None = ControlServer(
+        session, hold=settings.hold, err=err, on_stop=stop.set, version=VERSION
+    )
+    try:
+        assert control is not None
+        path = control.start()
+    except (SocketDirError, OSError) as e:
+        print(f"waylay: no control socket, screens cannot attach: {e}", file=err, flush=True)
+        control = None
+        if ready_fd is not None:
+            session.stop()
+            return 2
+    else:
+        print(f"waylay: attach with: waylay attach {path}", file=err, flush=True)
+        if ready_fd is not None:
+            with os.fdopen(ready_fd, "w") as ready:
+                ready.write(f"{path}\n")
     try:
         while not stop.is_set() and session.proxy.running:
             stop.wait(0.5)
     finally:
+        if control is not None:
+            control.stop()
         session.stop()
         write_out()  # lines of flows that ended during shutdown
         for s, handler in previous.items():

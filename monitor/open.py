@@ -181,6 +181,10 @@ class FileController:
     def mode(self) -> str:
         return "read-only"
 
+    @property
+    def ask_default(self) -> str:
+        return "continue"
+
     def answer(self, flow_id: str, event: str, answer: Answer) -> str | None:
         return READ_ONLY
 
@@ -238,6 +242,18 @@ class FileController:
         if flow is None:
             return None
         return render(flow.request if part == "request" else flow.response, flow, mode)
+
+    def delete_flow(self, flow_id: str) -> str | None:
+        return READ_ONLY
+
+    def replay(self, flow_id: str) -> str | None:
+        return READ_ONLY  # there is no proxy to send it through
+
+    def send_request(self, flow_id: str, changes: dict | None) -> str | None:
+        return READ_ONLY
+
+    def event_log(self, limit: int = 200) -> list[tuple[float, str, str]]:
+        return []  # no proxy, no events
 
     def export_rules(self, fmt: str) -> tuple[str, list[str]]:
         raise ValueError("a saved session has no rules file to export")

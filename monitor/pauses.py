@@ -122,6 +122,13 @@ class Pauses:
             if p.client is client and not p.future.done():
                 p.future.set_result(Ended.GONE)
 
+    def end_all(self, why: Ended) -> None:
+        """Every pause gets the outcome of ``why`` now (the last screen went away and
+        nobody is held for); new pauses are still possible."""
+        for p in list(self._pending.values()):
+            if not p.future.done():
+                p.future.set_result(why)
+
     def release_all(self) -> None:
         """Shutdown: every pause gets its timeout outcome now."""
         self._closed = True

@@ -21,6 +21,7 @@ from typing import Any
 from mitmproxy import master, options
 from mitmproxy.addons import (
     block,
+    clientplayback,
     core,
     disable_h2c,
     next_layer,
@@ -217,6 +218,7 @@ class EmbeddedProxy:
             tlsconfig.TlsConfig(),
             block.Block(),
             disable_h2c.DisableH2C(),
+            clientplayback.ClientPlayback(),  # `r` and `D` on the screen: replays
         ]
         if self.settings.proxy_auth:
             wanted.insert(1, proxyauth.ProxyAuth())
@@ -247,7 +249,10 @@ class EmbeddedProxy:
                 host = m.group(1)
                 where = f"[{host}]:{m.group(2)}" if ":" in host else f"{host}:{m.group(2)}"
             if "address already in use" in detail:
-                detail = "address already in use (pick another --listen-port, or 0 for a free one)"
+                detail = (
+                    "address already in use (pick another port: --listen-port N, "
+                    "or make run PORT=N under make; 0 picks a free one)"
+                )
             elif "Errno 13" in detail or "ermission denied" in detail:
                 detail = "permission denied (ports below 1024 need privileges)"
             self._start_error = f"cannot listen on {where}: {detail}"

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from mitmproxy import connection, http
 from mitmproxy.flow import Error as flow_error
@@ -55,6 +56,9 @@ class Recorder:
         self._wake: asyncio.Event | None = None
         self.flow_filter: tuple[int, Callable[[http.HTTPFlow], bool]] | None = None
         """The screen's flow-list filter (generation, mitmproxy filter), or None."""
+        self.row_maker: Callable[..., object] = snapshot
+        """What a batch carries per flow: ``row_maker(flow, seq, paused, flow_filter)``, a
+        full ``FlowView`` (``snapshot``), or for the control socket a lighter row."""
 
     # -- mitmproxy hooks ------------------------------------------------------------
 
@@ -201,6 +205,18 @@ class Recorder:
             self._removed.append(fid)
         self._body_bytes -= self._bodies.pop(fid, 0)
 
+    def forget(self, fid: str) -> bool:
+        """Drop one flow (the screen's `d`); False when it is not kept."""
+        if fid not in self.flows:
+            return False
+        self._forget(fid)
+        if self._wake is not None:
+            self._wake.set()
+        return True
+
+    def seq_of(self, fid: str) -> int | None:
+        return self._seq.get(fid)
+
     def clear_finished(self) -> list[str]:
         gone = [
             fid
@@ -226,6 +242,13 @@ class Recorder:
         flt = flow_filter[1]
         return [fid for fid, f in self.flows.items() if matches(flt, f)]
 
+    def row(self, fid: str) -> object | None:
+        """``fid`` as ``row_maker`` makes it, or None when the flow is not kept."""
+        f = self.flows.get(fid)
+        if f is None:
+            return None
+        return self.row_maker(f, self._seq[fid], self.pauses.info(fid), self.flow_filter)
+
     def view(self, fid: str) -> FlowView | None:
         f = self.flows.get(fid)
         if f is None:
@@ -237,11 +260,13 @@ class Recorder:
             return
         dirty, self._dirty = self._dirty, set()
         removed, self._removed = self._removed, []
-        views = []
+        views: list[Any] = []  # FlowView, or what ``row_maker`` makes
         for fid in sorted(dirty, key=self._seq.__getitem__):
             f = self.flows.get(fid)
             if f is not None:
-                views.append(snapshot(f, self._seq[fid], self.pauses.info(fid), self.flow_filter))
+                views.append(
+                    self.row_maker(f, self._seq[fid], self.pauses.info(fid), self.flow_filter)
+                )
         try:
             self.sink(views, removed)
         except Exception:

@@ -8,9 +8,9 @@ This is the one place addons are wired. Each addon gets only the collaborators i
 written here: the auth and certificate addons run before the decider, so that the
 response event sees the final (authenticated) response; the auth cache's request hook
 runs after it, so that a request a rule rewrites does not take this host's credentials
-along; the flow store comes last, after the counter of streamed bodies and before the
-``--save`` file and the ``--session`` store, which take each flow as it finishes. The
-controller gets the per-event rule fields of the
+along; the flow store and the event log come last, after the counter of streamed bodies
+and before the ``--save`` file and the ``--session`` store, which take each flow as it
+finishes. The controller gets the per-event rule fields of the
 remembered rules (auth: realm and secret; certificate: fingerprint).
 """
 
@@ -28,6 +28,7 @@ from monitor.bodyview import StreamCounter
 from monitor.certificates import CertificateGuard
 from monitor.controller import ProxyController
 from monitor.decider import Decider
+from monitor.events import EventLog
 from monitor.har import write_har
 from monitor.pauses import Pauses
 from monitor.proxy import EmbeddedProxy, ProxyStartError
@@ -69,8 +70,14 @@ class Session:
             interval=settings.batch_interval,
             max_body_bytes=settings.max_body_memory,
         )
+        self.events = EventLog()
+        """Proxy errors, rules reloads, timeouts, TLS failures: what `l` shows."""
         self.decider = Decider(
-            self.rules, self.pauses, self.recorder, ask_default=settings.ask_default
+            self.rules,
+            self.pauses,
+            self.recorder,
+            ask_default=settings.ask_default,
+            events=self.events,
         )
         self.auth = AuthResponder(
             self.rules,
@@ -88,6 +95,7 @@ class Session:
             tail=[
                 StreamCounter(self.recorder.touch),
                 self.recorder,
+                self.events,
                 *([self.saver] if self.saver is not None else []),
                 *([StoreAddon(self.store)] if self.store is not None else []),
             ],
@@ -101,6 +109,8 @@ class Session:
                 "auth": self.auth.rule_fields,
                 "certificate": self.certificates.rule_fields,
             },
+            ask_default=settings.ask_default,
+            events=self.events,
         )
 
     def connect(
@@ -145,6 +155,11 @@ class Session:
     def _rules_changed(self, rules: RulesFile) -> None:
         if rules.error:
             log.warning("rules file: %s (keeping the last good rules)", rules.error)
+            self.events.add(
+                "rules", f"rules file not loaded: {rules.error} (the last good rules stay)"
+            )
+        else:
+            self.events.add("rules", f"rules file reloaded: {len(rules.rules)} rules")
         if self.on_rules_changed is not None:
             self.on_rules_changed(rules)
 

@@ -84,6 +84,9 @@ class Settings:
     har: Path | None = None
     """Write the session as HAR 1.2 here on exit."""
     headless: bool = False
+    hold: bool = False
+    """With no screen attached, ``ask`` waits up to ``ask_timeout`` for one (instead of
+    getting its headless outcome at once)."""
     proxy_auth: str | None = None
     """USER:PASS that clients must send to the proxy."""
     allow_remote: bool = False

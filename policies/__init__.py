@@ -8,7 +8,7 @@ from .engine import Decision, Engine, EventDetails
 from .match_pattern import MatchPattern, MatchPatternError, compile_pattern
 from .model import ACTIONS_BY_EVENT, EVENTS, RESOURCE_TYPES, Defaults, Rule, RuleSetModel
 from .resource_types import infer_type
-from .rules_file import RulesFile, RulesFileError, default_rules_path
+from .rules_file import RulesFile, RulesFileError, config_dir, default_rules_path
 from .secrets import SecretStore
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "RulesFileError",
     "SecretStore",
     "compile_pattern",
+    "config_dir",
     "default_rules_path",
     "infer_type",
 ]

@@ -111,13 +111,19 @@ class RulesFileError(Exception):
     """An edit that cannot be saved: the file is broken, or the edit makes it invalid."""
 
 
+def config_dir() -> Path:
+    """waylay's config folder: ``$XDG_CONFIG_HOME/waylay``, else ``~/.config/waylay``
+    (the default rules file and the settings file live there)."""
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config).expanduser() / "waylay"
+
+
 def default_rules_path() -> Path:
     """``$WAYLAY_RULES``, else ``$XDG_CONFIG_HOME/waylay/rules.toml`` (``~/.config``)."""
     env = os.environ.get("WAYLAY_RULES")
     if env:
         return Path(env).expanduser()
-    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(config).expanduser() / "waylay" / "rules.toml"
+    return config_dir() / "rules.toml"
 
 
 # -- locating keys in the text ------------------------------------------------------------

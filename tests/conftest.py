@@ -18,6 +18,7 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))  # hit counts
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(home / "run"))  # control sockets
     monkeypatch.delenv("WAYLAY_RULES", raising=False)
     for key in list(os.environ):
         if key.startswith("WAYLAY_SECRET_"):

@@ -19,13 +19,28 @@ def toml_blocks(text: str) -> list[str]:
     return re.findall(r"```toml\n(.*?)```", text, re.S)
 
 
-@pytest.mark.parametrize(
-    "block", toml_blocks(RULES_DOC) + toml_blocks((ROOT / "README.md").read_text())
+SETTINGS_MARK = "# settings.toml"
+"""The first line of an example of the settings file (the other examples are rules files)."""
+
+ALL_BLOCKS = (
+    toml_blocks(RULES_DOC)
+    + toml_blocks((ROOT / "README.md").read_text())
+    + toml_blocks((ROOT / "docs" / "keys.md").read_text())
 )
+
+
+@pytest.mark.parametrize("block", [b for b in ALL_BLOCKS if not b.startswith(SETTINGS_MARK)])
 def test_every_example_rules_file_validates(block):
     data = tomllib.loads(block)
     model = RuleSetModel.model_validate(data)
     assert model.rules
+
+
+@pytest.mark.parametrize("block", [b for b in ALL_BLOCKS if b.startswith(SETTINGS_MARK)])
+def test_every_example_settings_file_validates(block):
+    from monitor.user_settings import UserSettings
+
+    UserSettings.model_validate(tomllib.loads(block))
 
 
 def test_the_reference_names_every_event_and_action():

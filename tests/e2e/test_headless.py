@@ -81,6 +81,7 @@ def test_port_in_use_is_a_clear_error_with_exit_2(settings):
         r = run_cli("--headless", "--listen-port", str(port), *common(settings))
     assert r.returncode == 2
     assert "address already in use" in r.stderr
+    assert "--listen-port N" in r.stderr and "make run PORT=N" in r.stderr
     assert "Traceback" not in r.stderr
 
 

@@ -105,6 +105,16 @@ async def three_mitmdump_flows(app, pilot):
     curl_text = app.controller.export_curl(app.table.flow_ids()[1])
     assert curl_text.startswith("curl") and "/echo/json" in curl_text
     assert app.controller.set_breakpoint("~d x") is not None
+    # no proxy: replay, duplicate and delete say so and change nothing
+    first = app.table.flow_ids()[0]
+    assert "read-only" in app.controller.replay(first)
+    assert "read-only" in app.controller.send_request(first, {"method": "PUT"})
+    assert "read-only" in app.controller.delete_flow(first)
+    assert app.controller.event_log() == []
+    app.table.focus()
+    await pilot.press("d")
+    await pilot.pause()
+    assert first in app.flows and len(app.flows) == 3
 
 
 async def test_a_mitmdump_flow_file_opens(mitmdump_files):

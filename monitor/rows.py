@@ -1,0 +1,75 @@
+"""The flow list's row of a live flow, for the control socket: what ``snapshot`` makes,
+without headers, bodies, timing and trace (those are fetched with ``Detail`` when a
+screen shows them). Runs on the proxy loop; about a tenth of the cost of a snapshot,
+which is what lets a screen attach to 50,000 flows quickly.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from monitor import wire
+from monitor.record import flow_type, record_of
+from monitor.snapshot import state_of
+from widgets.model import PausedEvent
+
+
+def _size(resp: http.Response) -> int:
+    raw = resp.raw_content
+    if raw is None:  # streamed: nothing kept
+        return 0
+    if "content-encoding" not in resp.headers:
+        return len(raw)
+    try:
+        return len(resp.get_content(strict=False) or b"")
+    except ValueError:
+        return len(raw)
+
+
+def flow_row(
+    flow: http.HTTPFlow, seq: int, paused: PausedEvent | None = None, flow_filter: object = None
+) -> wire.Row:
+    """A ``Recorder.row_maker``. ``flow_filter`` is not used: each screen's filter is
+    evaluated by the control server, per screen."""
+    req = flow.request
+    resp = flow.response
+    rec = record_of(flow)
+    state = state_of(flow, paused)
+    duration = None
+    if resp is not None and resp.timestamp_end:
+        duration = resp.timestamp_end - req.timestamp_start
+    elif flow.error is not None and flow.error.timestamp:
+        duration = flow.error.timestamp - req.timestamp_start
+    streamed = rec.streamed
+    resp_streamed = (
+        streamed.get("response") if resp is not None and resp.raw_content is None else None
+    )
+    size = None
+    if resp is not None:
+        size = resp_streamed if resp_streamed is not None else _size(resp)
+    return wire.Row(
+        flow.id,
+        seq,
+        req.timestamp_start,
+        req.method,
+        req.scheme,
+        req.pretty_host,
+        req.port,
+        req.path,
+        req.pretty_url,
+        req.http_version,
+        flow_type(flow),
+        state,
+        resp.status_code if resp is not None else None,
+        resp.reason if resp is not None else "",
+        flow.error.msg if flow.error is not None and state == "error" else None,
+        paused,
+        size,
+        duration,
+        rec.rule_id,
+        rec.certificate,
+        flow.websocket is not None,
+        streamed.get("request") if req.raw_content is None else None,
+        resp_streamed,
+        len(flow.websocket.messages) if flow.websocket is not None else 0,
+    )
