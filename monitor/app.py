@@ -36,5 +36,11 @@ def make_app(
         if app.is_running:
             app.call_from_thread(app.rules_changed, rules.error)
 
-    session.connect(sink=app.push_flows, on_rules_changed=rules_changed)
+    def write_failed(message: str) -> None:  # --save / --session stopped (disk full...)
+        if app.is_running:
+            app.call_from_thread(app.notify_error, message)
+
+    session.connect(
+        sink=app.push_flows, on_rules_changed=rules_changed, on_write_error=write_failed
+    )
     return app, session

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from monitor import VERSION, limits
 from monitor.options_check import (
+    OneLineParser,
     ask_timeout_arg,
     check_paths,
     port_arg,
@@ -36,6 +37,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("waylay rules import FILE --format F", "import rules: toml, json, dnr"),
     ("waylay attach [PORT|PATH]", "open the screen on a running proxy (q detaches)"),
     ("waylay attach --list", "the proxies running for this user"),
+    ("waylay open FILE", "a saved session (mitmproxy flow file or HAR), read-only"),
     ("waylay ca", "where the CA certificate is and how to trust it"),
 )
 
@@ -47,7 +49,7 @@ def _commands_epilog() -> str:
         "commands:\n"
         + "\n".join(lines)
         + "\n\nEach command has its own --help (waylay rules --help, waylay attach --help, "
-        "waylay ca --help)."
+        "waylay open --help, waylay ca --help)."
         + f"\nDefaults for options can live in the settings file: {settings_path()}"
     )
 
@@ -58,17 +60,8 @@ def _version() -> str:
     return f"waylay {VERSION} (mitmproxy {mv.VERSION}, Python {sys.version.split()[0]})"
 
 
-class _Parser(argparse.ArgumentParser):
-    """A bad option is one line on stderr and exit 2 (not argparse's usage block)."""
-
-    def error(self, message: str):
-        from policies.printable import printable
-
-        self.exit(2, f"{self.prog}: {printable(message)} (see {self.prog} --help)\n")
-
-
 def main_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="waylay",
         description="Interactive HTTP(S) debugging proxy: see every request live, stop the "
         "ones you care about, decide, and keep the decisions as rules.",
@@ -122,9 +115,9 @@ def main_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-flows",
         type=positive_int_arg,
-        default=50_000,
+        default=None,
         metavar="N",
-        help="flows kept in memory, at least 1 (default 50000)",
+        help="flows kept in memory, at least 1 (default 50000; 10000 with --session)",
     )
     p.add_argument(
         "--max-body-memory",
@@ -139,6 +132,14 @@ def main_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="write the session as HAR 1.2 on exit (file mode 0600); its folder must exist",
+    )
+    p.add_argument(
+        "--save",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="stream every finished flow to FILE in mitmproxy's flow format "
+        "(mitmproxy -r and waylay open read it)",
     )
     p.add_argument(
         "--headless",
@@ -178,6 +179,13 @@ def main_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="PEM",
         help="also trust this CA for upstream servers (besides the system's); a readable PEM file",
+    )
+    p.add_argument(
+        "--session",
+        default=None,
+        metavar="FILE",
+        help="keep every finished flow in a SQLite session file (memory then holds only the "
+        "newest --max-flows); 'new' makes one under the state folder",
     )
     limits.add_arguments(p)
     p.add_argument(
@@ -313,6 +321,19 @@ def rules_main(argv: list[str]) -> int:
     )
 
 
+def _session_path(value: str | None) -> Path | None:
+    if value is None:
+        return None
+    if value != "new":
+        return Path(value).expanduser()
+    import time
+
+    from platformdirs import user_state_dir
+
+    folder = Path(user_state_dir("waylay")) / "sessions"
+    return folder / time.strftime("%Y%m%d-%H%M%S.waylay-session")
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     modes = args.mode or ["regular"]
     return Settings(
@@ -324,9 +345,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
         confdir=(args.confdir or default_confdir()).expanduser(),
         ask_timeout=args.ask_timeout,
         ask_default=args.ask_default,
-        max_flows=args.max_flows,
+        max_flows=args.max_flows
+        if args.max_flows is not None
+        else (10_000 if args.session else 50_000),
         max_body_memory=args.max_body_memory,
         har=args.har,
+        save=args.save,
+        session=_session_path(args.session),
         headless=args.headless,
         hold=args.hold,
         proxy_auth=proxy_auth(args),
@@ -340,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "rules":
         return rules_main(argv[1:])
+    if argv and argv[0] == "open":
+        from monitor.open import open_main
+
+        return open_main(argv[1:])
     if argv and argv[0] == "attach":
         from monitor.attach import attach_main
 

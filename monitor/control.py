@@ -564,6 +564,19 @@ class ControlServer:
             return await asyncio.to_thread(
                 ctl.export_har, str(a["path"]), None if ids is None else [str(i) for i in ids]
             )
+        if op == "save_flows":
+            ids = a.get("flow_ids")
+            try:
+                return await asyncio.to_thread(
+                    ctl.save_flows, str(a["path"]), None if ids is None else [str(i) for i in ids]
+                )
+            except OSError as e:  # its message is for people (the path and why)
+                raise _OpError(str(e)) from None
+        if op == "render_body":
+            part, mode = str(a["part"]), str(a["mode"])
+            if part not in ("request", "response"):
+                raise _OpError(f"no such body: {part!r}")
+            return await asyncio.to_thread(ctl.render_body, str(a["flow_id"]), part, mode)
         if op == "export_rules":
             text, warnings = await asyncio.to_thread(ctl.export_rules, str(a["fmt"]))
             return [text, list(warnings)]

@@ -12,6 +12,7 @@ import logging
 
 from mitmproxy import flowfilter, http
 
+from monitor.bodyview import render
 from monitor.decider import edit
 from monitor.events import EventLog
 from monitor.exports import curl_command
@@ -21,10 +22,11 @@ from monitor.proxy import EmbeddedProxy
 from monitor.record import KEY, record_of
 from monitor.recorder import Recorder
 from monitor.remember import RememberError, new_rule_id, rule_fields, rule_toml
+from monitor.save import flow_state, write_states
 from policies import MatchPatternError, Rule, RulesFile, compile_pattern
 from policies.exchange import export_text
 from policies.urls import url_error
-from widgets.model import Answer, FilterMatch
+from widgets.model import Answer, BodyView, FilterMatch
 
 log = logging.getLogger("waylay.controller")
 
@@ -325,6 +327,30 @@ class ProxyController:
             return write_har([flows[i] for i in flow_ids if i in flows], path)
 
         return self._on_loop(har, timeout=300)
+
+    def save_flows(self, path: str, flow_ids: list[str] | None = None) -> int:
+        """``w``: all (or the given) flows to ``path`` in mitmproxy's flow format."""
+
+        def states() -> list[dict]:
+            # the flows' state is read on the proxy loop; the file is written here
+            if flow_ids is None:
+                chosen = list(self.recorder.flows.values())
+            else:
+                chosen = [self.recorder.flows[i] for i in flow_ids if i in self.recorder.flows]
+            return [flow_state(f) for f in chosen if isinstance(f, http.HTTPFlow)]
+
+        return write_states(self._on_loop(states, timeout=300), path)
+
+    def render_body(self, flow_id: str, part: str, mode: str) -> BodyView | None:
+        """The detail pane's body in a view mode, rendered on the proxy loop."""
+
+        def run() -> BodyView | None:
+            flow = self.recorder.flows.get(flow_id)
+            if flow is None:
+                return None
+            return render(flow.request if part == "request" else flow.response, flow, mode)
+
+        return self._on_loop(run)
 
     def export_rules(self, fmt: str) -> tuple[str, list[str]]:
         return export_text(self.rules, fmt)

@@ -18,6 +18,15 @@ from monitor.settings import MAX_ASK_TIMEOUT, Settings, SettingsError
 PROXY_AUTH_ENV = "WAYLAY_PROXY_AUTH"
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A bad option is one line on stderr and exit 2 (not argparse's usage block)."""
+
+    def error(self, message: str):
+        from policies.printable import printable
+
+        self.exit(2, f"{self.prog}: {printable(message)} (see {self.prog} --help)\n")
+
+
 def port_arg(text: str) -> int:
     try:
         port = int(text)
@@ -96,12 +105,18 @@ def proxy_auth(args: argparse.Namespace) -> str | None:
 
 
 def check_paths(settings: Settings) -> None:
-    """The confdir, the upstream CA and the HAR destination, checked before starting."""
+    """The confdir, the upstream CA and the files waylay writes (HAR, --save, --session),
+    checked before starting."""
     _check_confdir(Path(settings.confdir))
     if settings.upstream_ca is not None:
         _check_pem(Path(settings.upstream_ca))
     if settings.har is not None:
-        check_har_path(Path(settings.har))
+        check_output_path("--har", Path(settings.har))
+    if settings.save is not None:
+        check_output_path("--save", Path(settings.save))
+    if settings.session is not None:
+        # the session's folder is made when missing (``--session new``)
+        check_output_path("--session", Path(settings.session), make_folder=True)
 
 
 def _check_confdir(path: Path) -> None:
@@ -140,17 +155,23 @@ def _check_pem(path: Path) -> None:
         raise SettingsError(f"--upstream-ca {path}: not a valid PEM certificate") from None
 
 
-def check_har_path(path: Path) -> None:
-    """The HAR is written at exit; a destination that cannot work is refused now."""
+def check_output_path(option: str, path: Path, *, make_folder: bool = False) -> None:
+    """A file waylay writes (the HAR at exit, the --save stream, the --session store): a
+    destination that cannot work is refused now, before anything is collected."""
     if path.is_dir():
-        raise SettingsError(f"--har {path}: a directory, expected a file name")
+        raise SettingsError(f"{option} {path}: a directory, expected a file name")
     parent = path.absolute().parent
+    if make_folder and not parent.exists():
+        parent = _existing_parent(parent)
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise SettingsError(f"{option} {path}: its folder cannot be created (in {parent})")
+        return
     if not parent.is_dir():
-        raise SettingsError(f"--har {path}: the folder {parent} does not exist")
+        raise SettingsError(f"{option} {path}: the folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise SettingsError(f"--har {path}: cannot write in {parent}")
+        raise SettingsError(f"{option} {path}: cannot write in {parent}")
     if path.exists() and not os.access(path, os.W_OK):
-        raise SettingsError(f"--har {path}: not writable")
+        raise SettingsError(f"{option} {path}: not writable")
 
 
 def secrets_file_warnings(rules_path: Path) -> list[str]:

@@ -9,7 +9,7 @@ Like the flow itself, it is read and written on the proxy loop only.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from mitmproxy import http
@@ -61,6 +61,17 @@ class FlowRecord:
     """The client's retries of this cancelled request, cancelled with it (retries.py)."""
     retry_of: str | None = None
     """This flow is a client's retry of that cancelled flow: not a row of its own."""
+    streamed: dict[str, int] = field(default_factory=dict)
+    """"request"/"response" -> bytes of a body that streamed through unkept (bodyview.py)."""
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain data for a saved flow (see ``record_to_dict``)."""
+        return record_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> FlowRecord:
+        """The record of a saved flow (see ``record_from_dict``)."""
+        return record_from_dict(data)
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -85,6 +96,113 @@ class FlowRecord:
             return tuple(headers)
         names = {h.lower() for h in self.added_headers}
         return tuple((k, REDACTED if k.lower() in names else v) for k, v in headers)
+
+
+SAVED = (
+    "trace",
+    "notes",
+    "rule_id",
+    "state",
+    "type",
+    "done",
+    "local_response",
+    "added_headers",
+    "certificate",
+    "client_gone",
+    "retries",
+    "retry_of",
+    "streamed",
+)
+"""The fields a saved flow carries (``--save``, ``w``, ``--session``); the rest is the
+auth addon's bookkeeping for a live flow."""
+
+_ENDINGS = ("cancelled", "redirected", "error")
+
+
+def record_to_dict(rec: FlowRecord) -> dict[str, object]:
+    """The record as plain data (mitmproxy's flow format and JSON hold it): only fields
+    that differ from a fresh record."""
+    fresh = FlowRecord()
+    out: dict[str, object] = {}
+    for name in SAVED:
+        value = getattr(rec, name)
+        if value == getattr(fresh, name):
+            continue
+        if name == "trace":
+            value = [list(t) for t in value]
+        elif name == "certificate":
+            value = {
+                f.name: list(v) if isinstance(v := getattr(value, f.name), tuple) else v
+                for f in fields(CertificateInfo)
+            }
+        elif isinstance(value, (list, dict)):
+            value = value.copy()
+        out[name] = value
+    return out
+
+
+def record_from_dict(data: object) -> FlowRecord:
+    """A record from ``record_to_dict``'s data, as read back from a file: what is missing,
+    unknown or of the wrong type is left at its default (a file is input, not trusted)."""
+    rec = FlowRecord()
+    if not isinstance(data, dict):
+        return rec
+    data = {(k.decode() if isinstance(k, bytes) else k): v for k, v in data.items()}
+
+    def text(v: object) -> str | None:
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", "replace")
+        return v if isinstance(v, str) else None
+
+    def texts(v: object) -> list[str]:
+        return [t for t in map(text, v) if t is not None] if isinstance(v, (list, tuple)) else []
+
+    trace = data.get("trace")
+    if isinstance(trace, (list, tuple)):
+        for t in trace:
+            if isinstance(t, (list, tuple)) and len(t) == 4:
+                event, rid, action = (text(x) for x in t[:3])
+                if event is not None and rid is not None and action is not None:
+                    rec.trace.append((event, rid, action, bool(t[3])))
+    rec.notes = texts(data.get("notes"))
+    rec.added_headers = texts(data.get("added_headers"))
+    rec.rule_id = text(data.get("rule_id"))
+    state = text(data.get("state"))
+    if state in _ENDINGS:
+        rec.state = state  # type: ignore[assignment]
+    rec.type = text(data.get("type"))
+    rec.retry_of = text(data.get("retry_of"))
+    for flag in ("done", "local_response", "client_gone"):
+        if isinstance(data.get(flag), bool):
+            setattr(rec, flag, data[flag])
+    retries = data.get("retries")
+    if isinstance(retries, int) and not isinstance(retries, bool) and retries >= 0:
+        rec.retries = retries
+    streamed = data.get("streamed")
+    if isinstance(streamed, dict):
+        for part, n in streamed.items():
+            part = text(part)
+            if part in ("request", "response") and isinstance(n, int) and n >= 0:
+                rec.streamed[part] = n
+    cert = data.get("certificate")
+    if isinstance(cert, dict):
+        cert = {(k.decode() if isinstance(k, bytes) else k): v for k, v in cert.items()}
+        try:
+            rec.certificate = CertificateInfo(
+                host=text(cert["host"]) or "",
+                port=int(cert["port"]),
+                reason=text(cert["reason"]) or "",
+                subject=text(cert["subject"]) or "",
+                issuer=text(cert["issuer"]) or "",
+                sans=tuple(texts(cert.get("sans"))),
+                not_before=text(cert["not_before"]) or "",
+                not_after=text(cert["not_after"]) or "",
+                fingerprint=text(cert["fingerprint"]) or "",
+                chain=tuple(texts(cert.get("chain"))),
+            )
+        except (KeyError, TypeError, ValueError):
+            rec.certificate = None
+    return rec
 
 
 def record_of(flow: http.HTTPFlow) -> FlowRecord:

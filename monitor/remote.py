@@ -23,7 +23,7 @@ import msgspec
 
 from monitor import VERSION, wire
 from policies import Rule, RulesFileError
-from widgets.model import Answer, FilterMatch, FlowView
+from widgets.model import Answer, BodyView, FilterMatch, FlowView
 
 REQUEST_TIMEOUT = 30.0
 
@@ -401,6 +401,25 @@ class RemoteController:
             )
         except (RemoteError, AttachError) as e:
             raise OSError(str(e)) from None
+
+    def save_flows(self, path: str, flow_ids: list[str] | None = None) -> int:
+        """Written by the proxy process (where the flows are), to ``path`` as this screen
+        names it (made absolute here: the proxy may run in another folder)."""
+        try:
+            return int(
+                self.remote.request(
+                    "save_flows", timeout=300, path=os.path.abspath(path), flow_ids=flow_ids
+                )
+            )
+        except (RemoteError, AttachError) as e:
+            raise OSError(str(e)) from None
+
+    def render_body(self, flow_id: str, part: str, mode: str) -> BodyView | None:
+        try:
+            got = self.remote.request("render_body", flow_id=flow_id, part=part, mode=mode)
+        except (RemoteError, AttachError):
+            return None
+        return wire.body_view_of(got)
 
     def export_rules(self, fmt: str) -> tuple[str, list[str]]:
         try:

@@ -41,6 +41,13 @@ def flow_row(
         duration = resp.timestamp_end - req.timestamp_start
     elif flow.error is not None and flow.error.timestamp:
         duration = flow.error.timestamp - req.timestamp_start
+    streamed = rec.streamed
+    resp_streamed = (
+        streamed.get("response") if resp is not None and resp.raw_content is None else None
+    )
+    size = None
+    if resp is not None:
+        size = resp_streamed if resp_streamed is not None else _size(resp)
     return wire.Row(
         flow.id,
         seq,
@@ -58,9 +65,12 @@ def flow_row(
         printable(resp.reason) if resp is not None else "",
         printable(flow.error.msg) if flow.error is not None and state == "error" else None,
         paused,
-        _size(resp) if resp is not None else None,
+        size,
         duration,
         rec.rule_id,
         rec.certificate,
         flow.websocket is not None,
+        streamed.get("request") if req.raw_content is None else None,
+        resp_streamed,
+        len(flow.websocket.messages) if flow.websocket is not None else 0,
     )

@@ -8,7 +8,9 @@ This is the one place addons are wired. Each addon gets only the collaborators i
 written here: the auth and certificate addons run before the decider, so that the
 response event sees the final (authenticated) response; the auth cache's request hook
 runs after it, so that a request a rule rewrites does not take this host's credentials
-along; the flow store and the event log come last. The controller gets the per-event rule fields of the
+along; the flow store and the event log come last, after the counter of streamed bodies
+and before the ``--save`` file and the ``--session`` store, which take each flow as it
+finishes. The controller gets the per-event rule fields of the
 remembered rules (auth: realm and secret; certificate: fingerprint).
 """
 
@@ -22,16 +24,19 @@ from collections.abc import Callable
 from mitmproxy import http
 
 from monitor.auth import AuthResponder
+from monitor.bodyview import StreamCounter
 from monitor.certificates import CertificateGuard
 from monitor.controller import ProxyController
 from monitor.decider import Decider
 from monitor.events import EventLog
 from monitor.har import write_har
 from monitor.pauses import Pauses
-from monitor.proxy import EmbeddedProxy
+from monitor.proxy import EmbeddedProxy, ProxyStartError
 from monitor.record import record_of
 from monitor.recorder import Recorder, Sink
+from monitor.save import FlowSaver, SaveError
 from monitor.settings import Settings
+from monitor.store import SessionStore, StoreAddon, StoreError
 from policies import RulesFile
 
 log = logging.getLogger("waylay.session")
@@ -82,10 +87,18 @@ class Session:
             upstream_ca=settings.upstream_ca,
         )
         self.certificates = CertificateGuard(self.rules, self.pauses, self.recorder)
+        self.saver = FlowSaver(settings.save) if settings.save is not None else None
+        self.store = SessionStore(settings.session) if settings.session is not None else None
         self.proxy = EmbeddedProxy(
             settings,
             [self.auth, self.certificates, self.decider, self.auth.cache_hook],
-            tail=[self.recorder, self.events],
+            tail=[
+                StreamCounter(self.recorder.touch),
+                self.recorder,
+                self.events,
+                *([self.saver] if self.saver is not None else []),
+                *([StoreAddon(self.store)] if self.store is not None else []),
+            ],
         )
         self.controller = ProxyController(
             self.proxy,
@@ -105,18 +118,36 @@ class Session:
         *,
         sink: Sink | None = None,
         on_rules_changed: Callable[[RulesFile], None] | None = None,
+        on_write_error: Callable[[str], None] | None = None,
     ) -> None:
         """Connect a screen built after the session (it needs the controller): snapshot
-        batches go to ``sink``, rules-file reloads to ``on_rules_changed``. Before start."""
+        batches go to ``sink``, rules-file reloads to ``on_rules_changed``, the one message
+        of a ``--save`` file or ``--session`` store that stopped (disk full) to
+        ``on_write_error`` (else it goes to stderr). Before start."""
         if sink is not None:
             self.recorder.sink = sink
         if on_rules_changed is not None:
             self.on_rules_changed = on_rules_changed
+        if on_write_error is not None:
+            if self.saver is not None:
+                self.saver.on_error = on_write_error
+            if self.store is not None:
+                self.store.on_error = on_write_error
 
     def _pause_changed(self, key: str) -> None:
         self.recorder.touch(key)
 
     def start(self) -> tuple[str, int]:
+        if self.saver is not None:
+            try:  # a file that cannot be written fails before the proxy starts
+                self.saver.open()
+            except SaveError as e:
+                raise ProxyStartError(str(e)) from e
+        if self.store is not None:
+            try:
+                self.store.open()
+            except StoreError as e:
+                raise ProxyStartError(f"--session {e}") from e
         address = self.proxy.start()
         self.rules.start_watching(self._rules_changed)
         return address
@@ -141,6 +172,10 @@ class Session:
             except Exception:  # loop gone or drain timed out: stop anyway
                 log.debug("drain did not finish", exc_info=True)
         self.proxy.stop()
+        if self.saver is not None:
+            self.saver.close()
+        if self.store is not None:
+            self.store.close()
         if self.settings.har is not None:
             write_har(list(self.recorder.flows.values()), self.settings.har)
 

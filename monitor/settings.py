@@ -109,6 +109,11 @@ class Settings:
     read_timeout: float = 60.0
     """Seconds from the request to the upstream's response headers before 504."""
 
+    save: Path | None = None
+    """Stream every finished flow to this file in mitmproxy's flow format (``--save``)."""
+    session: Path | None = None
+    """The disk-backed session store (SQLite) every finished flow goes to (``--session``)."""
+
     @property
     def modes(self) -> list[str]:
         return [self.mode, *self.extra_modes]

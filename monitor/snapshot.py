@@ -13,9 +13,13 @@ from mitmproxy import http
 from monitor.destination import host_mismatch
 from monitor.record import flow_type, record_of
 from policies.printable import printable
-from widgets.model import FlowState, FlowView, PausedEvent, TraceEntry
+from widgets.model import FlowState, FlowView, PausedEvent, TraceEntry, WebSocketMessageView
 
 BODY_PREVIEW = 64 * 1024
+WS_MESSAGES = 500
+"""The newest WebSocket messages a snapshot carries."""
+WS_PREVIEW = 256
+"""Bytes of each WebSocket message a snapshot carries."""
 
 
 def _body(message: http.Message | None) -> tuple[bytes, int]:
@@ -48,6 +52,24 @@ def _timing(flow: http.HTTPFlow) -> tuple[tuple[str, float], ...]:
             ("response complete", flow.response.timestamp_end),
         ]
     return tuple((label, ts - start) for label, ts in points if ts and ts >= start)
+
+
+def _websocket(flow: http.HTTPFlow) -> tuple[tuple[WebSocketMessageView, ...], int]:
+    ws = flow.websocket
+    if ws is None:
+        return (), 0
+    shown = []
+    for msg in ws.messages[-WS_MESSAGES:]:
+        content = msg.content
+        head = content[:WS_PREVIEW]
+        if msg.is_text:  # from the network: escaped before it reaches the terminal
+            preview = printable(head.decode("utf-8", "replace"))
+        else:
+            preview = head.hex(" ")
+        shown.append(
+            WebSocketMessageView(msg.from_client, msg.timestamp, len(content), msg.is_text, preview)
+        )
+    return tuple(shown), len(ws.messages)
 
 
 def state_of(flow: http.HTTPFlow, paused: PausedEvent | None) -> FlowState:
@@ -88,6 +110,11 @@ def snapshot(
     notes = tuple(printable(n) for n in rec.notes)
     if mismatch := host_mismatch(flow):
         notes = (printable(mismatch), *notes)
+    streamed = rec.streamed
+    ws_messages, ws_count = _websocket(flow)
+    resp_streamed = (
+        streamed.get("response") if resp is not None and resp.raw_content is None else None
+    )
     return FlowView(
         id=flow.id,
         seq=seq,
@@ -105,7 +132,9 @@ def snapshot(
         reason=printable(resp.reason) if resp is not None else "",
         error=error,
         paused=paused,
-        size=resp_size if resp is not None else None,
+        size=(resp_streamed if resp_streamed is not None else resp_size)
+        if resp is not None
+        else None,
         duration=duration,
         rule_id=rec.rule_id,
         trace=tuple(TraceEntry(*t) for t in rec.trace),
@@ -123,6 +152,10 @@ def snapshot(
         timing=_timing(flow),
         certificate=rec.certificate,
         is_websocket=flow.websocket is not None,
+        request_body_streamed=streamed.get("request") if req.raw_content is None else None,
+        response_body_streamed=resp_streamed,
+        websocket_messages=ws_messages,
+        websocket_message_count=ws_count,
         filter_match=None
         if flow_filter is None
         else (flow_filter[0], matches(flow_filter[1], flow)),

@@ -20,9 +20,17 @@ from typing import Any
 
 import msgspec
 
-from widgets.model import Answer, CertificateInfo, FlowView, PausedEvent, TraceEntry
+from widgets.model import (
+    Answer,
+    BodyView,
+    CertificateInfo,
+    FlowView,
+    PausedEvent,
+    TraceEntry,
+    WebSocketMessageView,
+)
 
-PROTOCOL = 1
+PROTOCOL = 2
 """Bumped whenever a message changes shape; both sides refuse another protocol."""
 
 MAX_FRAME = 256 * 1024 * 1024
@@ -102,6 +110,9 @@ class Row(msgspec.Struct, omit_defaults=True):
     rule_id: str | None = None
     certificate: CertificateInfo | None = None
     is_websocket: bool = False
+    request_body_streamed: int | None = None
+    response_body_streamed: int | None = None
+    websocket_message_count: int = 0
     filter_match: tuple[int, bool] | None = None
     """This screen's filter's verdict (generation, matches?), for a screen with one."""
 
@@ -141,6 +152,7 @@ class Detail(msgspec.Struct, tag=True):
     response_body: bytes
     response_content_type: str
     timing: list[tuple[str, float]]
+    websocket_messages: list[WebSocketMessageView] = []
 
 
 class RulesState(msgspec.Struct, tag=True):
@@ -248,6 +260,9 @@ def row_of(view: FlowView) -> Row:
         view.rule_id,
         view.certificate,
         view.is_websocket,
+        view.request_body_streamed,
+        view.response_body_streamed,
+        view.websocket_message_count,
     )
 
 
@@ -264,6 +279,7 @@ def with_detail(view: FlowView, detail: Detail) -> FlowView:
         response_body=detail.response_body,
         response_content_type=detail.response_content_type,
         timing=tuple((label, t) for label, t in detail.timing),
+        websocket_messages=tuple(detail.websocket_messages),
     )
 
 
@@ -284,7 +300,13 @@ def detail_of(view: FlowView) -> Detail:
         response_body=view.response_body,
         response_content_type=view.response_content_type,
         timing=list(view.timing),
+        websocket_messages=list(view.websocket_messages),
     )
+
+
+def body_view_of(value: Any) -> BodyView | None:
+    """A ``render_body`` reply (a map, or nil when the flow is gone) as a ``BodyView``."""
+    return None if value is None else msgspec.convert(value, BodyView)
 
 
 def answer_args(answer: Answer) -> dict[str, Any]:

@@ -151,7 +151,9 @@ class WaylayApp(App[None]):
         # dialog or prompt whenever one is open, and timers and proxy batches keep coming.
         self._header = WaylayHeader(id="header")
         self._table = FlowTable(clock=self.clock, id="flows")
-        self._detail = FlowDetail(id="detail")
+        self._detail = FlowDetail(
+            render_body=lambda *args: self.controller.render_body(*args), id="detail"
+        )
         self._main = Vertical(id="main", classes="-empty")
         self._empty = Static(id="empty", markup=False)
         self._queue = PausedQueue(id="queue")
@@ -354,6 +356,8 @@ class WaylayApp(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "close_detail":
             return self.detail.has_class("-open")
+        if action == "save_flows":  # the flow list's key, not the dialogs' (`w` rewrites)
+            return len(self.screen_stack) <= 1
         return True
 
     # ------------------------------------------------------------ keys on the flow list
@@ -697,6 +701,23 @@ class WaylayApp(App[None]):
         self.header.filter_text = self.filter_text
         self._apply_visibility()
         return None
+
+    def action_save_flows(self) -> None:
+        """`w`: save all or the listed flows in mitmproxy's flow format."""
+        from widgets.save_menu import SaveFlowsMenu
+
+        if not self.flows:
+            self.notify("No flows to save.", severity="warning")
+            return
+        self.push_screen(
+            SaveFlowsMenu(
+                self.controller,
+                total=len(self.flows),
+                listed=self.table.flow_ids(),
+                filter_text=self.filter_text,
+                id="save-flows",
+            )
+        )
 
     def action_delete_selected(self) -> None:
         """`d`: delete the selected finished flow, here and in the proxy's store."""

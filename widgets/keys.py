@@ -118,7 +118,11 @@ FLOW_LIST: Table = (
         palette="Event log"),
 )  # fmt: skip
 
-APP: Table = (Key("question_mark", "help", "Help", "waylay.help", "this help", palette="Keys"),)
+APP: Table = (
+    Key("question_mark", "help", "Help", "waylay.help", "this help", palette="Keys"),
+    Key("w", "save_flows", "Save", "waylay.save",
+        "save all or the listed flows (mitmproxy's flow format)", palette="Save flows"),
+)  # fmt: skip
 
 ATTACHED: Table = (
     Key("Q", "app.stop_proxy", "Stop proxy", "waylay.stop_proxy",
@@ -130,7 +134,14 @@ attached screen detaches."""
 
 DETAIL: Table = (
     Key("escape", "app.close_detail", "Back", "waylay.detail.close", "back to the flow list"),
-)
+    Key("v", "cycle_view", "View mode", "waylay.detail.view",
+        "body view: auto, JSON, HTML/XML, form, image, hex, raw"),
+    Key("slash", "search", "Search", "waylay.detail.search",
+        "search the details; n / N: next / previous match", shown="/"),
+    Key("n", "next_match", "Next", "waylay.detail.next", "next match", footer=False),
+    Key("N", "previous_match", "Previous", "waylay.detail.previous", "previous match",
+        footer=False),
+)  # fmt: skip
 
 HELP: Table = (Key("escape,q,question_mark", "close", "Close", "waylay.help.close"),)
 

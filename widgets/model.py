@@ -78,6 +78,32 @@ class PausedEvent:
     asked_by: str | None = None  # the id of the rule that said "ask", None for defaults
 
 
+BODY_MODES = ("auto", "json", "html", "form", "image", "hex", "raw")
+"""The detail pane's body view modes, in the order `v` cycles them."""
+
+
+@dataclass(frozen=True, slots=True)
+class BodyView:
+    """A body rendered by the proxy side for the detail pane (``Controller.render_body``)."""
+
+    mode: str  # the mode asked for (one of BODY_MODES)
+    shown_as: str  # what it is shown as: "JSON", "HTML/XML", "image", "hex", "raw", "CSS"…
+    text: str
+    syntax: str | None = None  # a Pygments lexer name for highlighting, or None
+    note: str = ""  # "not JSON: …; shown raw", "first 64.0 KiB of 3.0 MiB"…
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketMessageView:
+    """One WebSocket message: who sent it, when, how big, and its start as text or hex."""
+
+    from_client: bool
+    timestamp: float
+    size: int
+    is_text: bool
+    preview: str
+
+
 @dataclass(frozen=True, slots=True)
 class FlowView:
     """An immutable snapshot of one flow for the flow list and the detail pane."""
@@ -112,6 +138,10 @@ class FlowView:
     timing: tuple[tuple[str, float], ...] = ()  # label, seconds since start
     certificate: CertificateInfo | None = None
     is_websocket: bool = False
+    request_body_streamed: int | None = None  # bytes that streamed through unkept, if any
+    response_body_streamed: int | None = None
+    websocket_messages: tuple[WebSocketMessageView, ...] = ()  # the newest, at most 500
+    websocket_message_count: int = 0
     filter_match: tuple[int, bool] | None = None
     """(filter generation, matches?) under the flow-list filter the proxy side held when
     it made this snapshot (see ``FilterMatch``); None without such a filter."""
@@ -223,6 +253,14 @@ class Controller(Protocol):
 
     def export_har(self, path: str, flow_ids: list[str] | None = None) -> int:
         """Write all (or the given) flows as HAR 1.2 to ``path``; returns the entry count."""
+
+    def save_flows(self, path: str, flow_ids: list[str] | None = None) -> int:
+        """Write all (or the given) flows to ``path`` in mitmproxy's flow format; returns
+        how many. Raises OSError with a message for people when it cannot write."""
+
+    def render_body(self, flow_id: str, part: str, mode: str) -> BodyView | None:
+        """The ``part`` ("request" or "response") body of a flow in ``mode`` (BODY_MODES),
+        rendered where the flows are; None when the flow or that message is gone."""
 
     def delete_flow(self, flow_id: str) -> str | None:
         """Drop one finished flow from the store; returns an error message."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from widgets.model import (
     Answer,
+    BodyView,
     CertificateInfo,
     FilterMatch,
     FlowView,
@@ -145,6 +146,18 @@ class FakeController:
         entries = [{"id": i} for i in (flow_ids if flow_ids is not None else ["a", "b", "c"])]
         Path(path).write_text(json.dumps({"log": {"version": "1.2", "entries": entries}}))
         return len(entries)
+
+    def save_flows(self, path: str, flow_ids: list[str] | None = None) -> int:
+        self.calls.append(("save_flows", path, flow_ids))
+        ids = flow_ids if flow_ids is not None else ["a", "b", "c"]
+        Path(path).write_bytes(b"".join(i.encode() + b"\n" for i in ids))
+        return len(ids)
+
+    def render_body(self, flow_id: str, part: str, mode: str) -> BodyView | None:
+        """None: the flow's body is not rendered here, so the pane shows the snapshot's
+        preview (as a flow the proxy side no longer keeps)."""
+        self.calls.append(("render_body", flow_id, part, mode))
+        return None
 
     def export_rules(self, fmt: str) -> tuple[str, list[str]]:
         self.calls.append(("export_rules", fmt))

@@ -1,0 +1,597 @@
+"""The disk-backed session store: every finished flow in one SQLite file (``--session``).
+
+One row per flow: the columns the flow list shows and filters need (indexed where a
+filter can use an index), the header blocks, bodies up to ``body_cap`` bytes each, and
+waylay's record (rule, trace, notes) as JSON. The row is built on the proxy loop when
+the flow finishes (about 20 µs, no ``get_state``); a writer thread inserts rows in
+batches and commits every ``commit_interval`` seconds, so a crash (kill -9) loses at
+most the rows of the last interval. The file is in WAL mode: a crash never leaves it
+half-written, and readers (``query``, ``waylay open``) never block the writer.
+
+Filters run as SQL where the mitmproxy filter expression allows it (``~d ~u ~m ~c ~e
+~q ~s ~t ~tq ~ts ~websocket ~marked ~all``, with ``& | !``; regexes run in SQLite
+through a registered function), and otherwise fall back to a scan that rebuilds each
+flow and runs mitmproxy's filter on it, reporting progress.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import re
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from mitmproxy import connection, flowfilter, http
+from mitmproxy.flow import Error
+
+from monitor.record import KEY, REDACTED, FlowRecord, record_of
+
+log = logging.getLogger("waylay.store")
+
+SCHEMA_VERSION = 1
+BODY_CAP = 1024 * 1024
+"""Bytes of each body kept in the store by default (the flow keeps its real size)."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS flows (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    started REAL NOT NULL,
+    ended REAL,
+    method TEXT NOT NULL,
+    scheme TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pretty_host TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    url TEXT NOT NULL,
+    http_version TEXT NOT NULL,
+    status INTEGER,
+    reason TEXT,
+    error TEXT,
+    state TEXT NOT NULL,
+    label TEXT NOT NULL,
+    type TEXT,
+    rule_id TEXT,
+    websocket INTEGER NOT NULL DEFAULT 0,
+    marked INTEGER NOT NULL DEFAULT 0,
+    req_ctype TEXT,
+    resp_ctype TEXT,
+    req_size INTEGER NOT NULL,
+    resp_size INTEGER
+);
+CREATE TABLE IF NOT EXISTS blobs (
+    seq INTEGER PRIMARY KEY,
+    req_headers BLOB NOT NULL,
+    resp_headers BLOB,
+    req_body BLOB,
+    resp_body BLOB,
+    record TEXT
+);
+CREATE INDEX IF NOT EXISTS flows_status ON flows(status);
+CREATE INDEX IF NOT EXISTS flows_host ON flows(pretty_host);
+CREATE INDEX IF NOT EXISTS flows_resp_ctype ON flows(resp_ctype);
+"""
+
+COLUMNS = (
+    "seq id started ended method scheme host pretty_host port path url http_version status "
+    "reason error state label type rule_id websocket marked req_ctype resp_ctype req_size "
+    "resp_size"
+).split()
+"""The narrow table filters scan; headers, bodies and the record are in ``blobs``."""
+BLOB_COLUMNS = "seq req_headers resp_headers req_body resp_body record".split()
+INSERT = f"INSERT INTO flows ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+INSERT_BLOBS = (
+    f"INSERT INTO blobs ({', '.join(BLOB_COLUMNS)}) VALUES ({', '.join('?' * len(BLOB_COLUMNS))})"
+)
+SELECT = "SELECT * FROM flows JOIN blobs USING (seq)"
+
+
+class StoreError(OSError):
+    """The session file cannot be used; the message is one line for people."""
+
+
+# -- rows -----------------------------------------------------------------------------
+
+
+def _header_block(headers: http.Headers) -> bytes:
+    return b"\r\n".join(name + b": " + value for name, value in headers.fields)
+
+
+def _parse_header_block(block: bytes | None) -> http.Headers:
+    if not block:
+        return http.Headers()
+    fields = []
+    for line in block.split(b"\r\n"):
+        name, _, value = line.partition(b": ")
+        fields.append((name, value))
+    return http.Headers(fields)
+
+
+def flow_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
+    """The row of a finished flow (without its seq: the writer numbers rows) followed by
+    its blobs. Runs on the proxy loop; cheap on purpose."""
+    req, resp = flow.request, flow.response
+    rec = record_of(flow)
+    state: str = rec.state or ("error" if flow.error is not None else "done")
+    error = flow.error.msg if flow.error is not None else None
+    if state == "error":
+        label = f"error: {error}" if error else "error"
+    elif state in ("cancelled", "redirected"):
+        label = state
+    else:
+        label = str(resp.status_code) if resp is not None else "…"
+    req_body = req.raw_content
+    resp_body = resp.raw_content if resp is not None else None
+    ended = (
+        resp.timestamp_end if resp is not None else (flow.error.timestamp if flow.error else None)
+    )
+    saved = rec.to_dict()
+    record = json.dumps(saved) if saved else None
+    added = {h.lower() for h in rec.added_headers}
+    req_headers = req.headers
+    if added:  # credentials waylay added are not kept (as in HAR and --save)
+        req_headers = req.headers.copy()
+        for name in list(req_headers.keys()):
+            if name.lower() in added:
+                req_headers[name] = REDACTED
+    return (
+        flow.id,
+        req.timestamp_start,
+        ended,
+        req.method,
+        req.scheme,
+        req.host,
+        req.pretty_host,
+        req.port,
+        req.path,
+        req.pretty_url,
+        req.http_version,
+        resp.status_code if resp is not None else None,
+        resp.reason if resp is not None else None,
+        error,
+        state,
+        label,
+        rec.type,
+        rec.rule_id,
+        int(flow.websocket is not None),
+        int(bool(flow.marked)),
+        req.headers.get("content-type"),
+        resp.headers.get("content-type") if resp is not None else None,
+        len(req_body) if req_body is not None else 0,
+        len(resp_body) if resp_body is not None else None,
+        _header_block(req_headers),
+        _header_block(resp.headers) if resp is not None else None,
+        req_body[:body_cap] if req_body else None,
+        resp_body[:body_cap] if resp_body else None,
+        record,
+    )
+
+
+def flow_from_row(row: sqlite3.Row) -> http.HTTPFlow:
+    """A flow rebuilt from its row (bodies as kept, up to the cap)."""
+    client = connection.Client(
+        peername=("127.0.0.1", 0), sockname=("127.0.0.1", 0), timestamp_start=row["started"]
+    )
+    server = connection.Server(address=(row["host"], row["port"]))
+    flow = http.HTTPFlow(client, server)
+    flow.id = row["id"]
+    flow.request = http.Request(
+        row["host"],
+        row["port"],
+        row["method"].encode(),
+        row["scheme"].encode(),
+        b"",
+        row["path"].encode(),
+        row["http_version"].encode(),
+        _parse_header_block(row["req_headers"]),
+        row["req_body"] or b"",
+        None,
+        row["started"],
+        row["ended"] or row["started"],
+    )
+    if row["status"] is not None:
+        flow.response = http.Response(
+            row["http_version"].encode(),
+            row["status"],
+            (row["reason"] or "").encode(),
+            _parse_header_block(row["resp_headers"]),
+            row["resp_body"] or b"",
+            None,
+            row["started"],
+            row["ended"] or row["started"],
+        )
+    if row["error"] is not None:
+        flow.error = Error(row["error"], row["ended"] or row["started"])
+    flow.marked = "marked" if row["marked"] else ""
+    try:
+        saved = json.loads(row["record"]) if row["record"] else {}
+    except ValueError:  # a damaged record loses waylay's notes, not the flow
+        saved = {}
+    rec = FlowRecord.from_dict(saved)
+    if rec.state is None and row["state"] in ("cancelled", "redirected", "error"):
+        rec.state = row["state"]
+    rec.type = row["type"]
+    flow.metadata[KEY] = rec
+    return flow
+
+
+# -- filters as SQL -----------------------------------------------------------------------
+
+
+class _NotSQL(Exception):
+    pass
+
+
+_LITERAL = re.compile(r"[\w\-/:=&%@,;~]+")
+
+
+def _fragments(pattern: str) -> list[str] | None:
+    """The literal pieces a match must contain, for a pattern made of words and dots
+    (``example.com``, ``/api/v1``): each piece appears in every match. None otherwise."""
+    pieces = pattern.replace("\\.", ".").split(".")
+    if not pattern or not all(_LITERAL.fullmatch(p) for p in pieces if p):
+        return None
+    return [p for p in pieces if p]
+
+
+def _to_sql(node, regexes: list[re.Pattern], db: sqlite3.Connection) -> tuple[str, list]:
+    """SQL for a parsed mitmproxy filter, or _NotSQL."""
+    name = type(node).__name__
+
+    def compiled() -> re.Pattern:
+        pattern = node.re.pattern
+        if isinstance(pattern, bytes):
+            pattern = pattern.decode("utf-8", "replace")
+        return re.compile(pattern, node.re.flags & re.IGNORECASE)
+
+    def rex(column: str) -> tuple[str, list]:
+        """A regex over a column of (nearly) unique values: literal pieces first, in C."""
+        regex = compiled()
+        regexes.append(regex)
+        call = f"wl_re({len(regexes) - 1}, {column})"
+        pieces = _fragments(regex.pattern)
+        if not pieces:
+            return call, []
+        longest = max(pieces, key=len)
+        if regex.flags & re.IGNORECASE:
+            return f"(instr(lower({column}), ?) AND {call})", [longest.lower()]
+        return f"(instr({column}, ?) AND {call})", [longest]
+
+    def among(*columns: str) -> tuple[str, list]:
+        """A regex over columns with few distinct values (hosts, methods, content types):
+        run on the distinct values once, then an IN over the (indexed) column."""
+        regex = compiled()
+        parts, args = [], []
+        for column in columns:
+            values = [
+                v
+                for (v,) in db.execute(f"SELECT DISTINCT {column} FROM flows")
+                if v is not None and regex.search(v)
+            ]
+            if values:
+                parts.append(f"{column} IN ({','.join('?' * len(values))})")
+                args += values
+        return ("(" + " OR ".join(parts) + ")" if parts else "0"), args
+
+    if name == "FAnd":
+        parts = [_to_sql(n, regexes, db) for n in node.lst]
+        return "(" + " AND ".join(p[0] for p in parts) + ")", [a for p in parts for a in p[1]]
+    if name == "FOr":
+        parts = [_to_sql(n, regexes, db) for n in node.lst]
+        return "(" + " OR ".join(p[0] for p in parts) + ")", [a for p in parts for a in p[1]]
+    if name == "FNot":
+        sql, args = _to_sql(node.itm, regexes, db)
+        return f"(NOT coalesce({sql}, 0))", args
+    if name == "FCode":
+        return "status = ?", [node.num]
+    if name == "FMethod":
+        return among("method")
+    if name == "FDomain":
+        return among("pretty_host", "host")
+    if name == "FUrl":
+        return rex("url")
+    if name == "FErr":
+        return "error IS NOT NULL", []
+    if name in ("FReq", "FAll", "FHTTP"):
+        return "1", []
+    if name == "FResp":
+        return "status IS NOT NULL", []
+    if name == "FWebSocket":
+        return "websocket = 1", []
+    if name == "FMarked":
+        return "marked = 1", []
+    if name in ("FTCP", "FUDP", "FDNS"):
+        return "0", []
+    if name == "FContentTypeRequest":
+        return among("req_ctype")
+    if name == "FContentTypeResponse":
+        return among("resp_ctype")
+    if name == "FContentType":
+        return among("req_ctype", "resp_ctype")
+    raise _NotSQL(name)
+
+
+# -- the store ----------------------------------------------------------------------------
+
+
+class SessionStore:
+    """One session file. ``add`` (proxy loop) is all the proxy calls; ``query``, ``count``
+    and ``flow`` read through their own connection and may run on any thread."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        body_cap: int = BODY_CAP,
+        commit_interval: float = 0.25,
+    ) -> None:
+        self.path = Path(path).expanduser()
+        self.body_cap = body_cap
+        self.commit_interval = commit_interval
+        self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._db: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
+        self.written = 0
+        self._next_seq = 1
+        self.on_error: Callable[[str], None] | None = None
+        """Told once (from the writer thread) when storing stops; default: stderr."""
+        self.failed: str | None = None
+
+    # -- opening --------------------------------------------------------------------
+
+    def _connect(self, *, read_only: bool = False) -> sqlite3.Connection:
+        try:
+            if read_only:
+                db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            else:
+                db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA busy_timeout = 5000")
+            if not read_only:
+                mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode != "wal":
+                    raise StoreError(f"{self.path}: cannot use WAL mode ({mode})")
+                db.execute("PRAGMA synchronous = NORMAL")
+                db.executescript(SCHEMA)
+                db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+                )
+            else:
+                db.execute("SELECT count(*) FROM flows LIMIT 1").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.path}: not a waylay session file ({e})") from None
+        except OSError as e:
+            raise StoreError(f"{self.path}: {e.strerror or e}") from None
+
+        def wl_re(index: int, value: str | None) -> int:
+            if value is None:
+                return 0
+            return 1 if self._regexes[index].search(value) else 0
+
+        db.create_function("wl_re", 2, wl_re, deterministic=True)
+        return db
+
+    _regexes: list[re.Pattern] = []
+
+    def open(self) -> None:
+        """Create or reopen the file and start the writer (raises ``StoreError``)."""
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a folder, not a file")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # it holds cookies and tokens: readable by its owner only (SQLite gives its
+            # -wal and -shm files the same mode)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError as e:
+            raise StoreError(f"{self.path}: {e.strerror or e}") from None
+        self._db = self._connect()
+        last = self._db.execute("SELECT max(seq) FROM flows").fetchone()[0]
+        self._next_seq = (last or 0) + 1
+        self._writer = threading.Thread(target=self._write_loop, name="waylay-store", daemon=True)
+        self._writer.start()
+
+    def open_read_only(self) -> None:
+        if not self.path.is_file():
+            raise StoreError(f"{self.path}: no such file")
+        self._reader = self._connect(read_only=True)
+
+    def close(self) -> None:
+        """Write what is queued, stop the writer, close the file."""
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join(30)
+            self._writer = None
+        for db in (self._db, self._reader):
+            if db is not None:
+                try:
+                    db.close()
+                except sqlite3.Error:
+                    log.debug("close failed", exc_info=True)
+        self._db = self._reader = None
+
+    # -- writing --------------------------------------------------------------------
+
+    def add(self, flow: http.HTTPFlow) -> None:
+        if self._writer is None or self.failed:
+            return
+        try:
+            row = flow_row(flow, self.body_cap)
+        except Exception:  # a flow that cannot be a row must not break the proxy
+            log.exception("flow %s not stored", flow.id)
+            return
+        self._queue.put(row)
+
+    def _write_loop(self) -> None:
+        assert self._db is not None
+        db = self._db
+        pending: list[tuple] = []
+        last_commit = time.monotonic()
+        stop = False
+        while not stop:
+            timeout = max(0.0, self.commit_interval - (time.monotonic() - last_commit))
+            try:
+                item = self._queue.get(timeout=timeout if pending else None)
+                if item is None:
+                    stop = True
+                else:
+                    pending.append(item)
+                    while len(pending) < 5000:
+                        try:
+                            more = self._queue.get_nowait()
+                        except queue.Empty:
+                            break
+                        if more is None:
+                            stop = True
+                            break
+                        pending.append(more)
+            except queue.Empty:
+                pass
+            if pending and (stop or time.monotonic() - last_commit >= self.commit_interval):
+                try:
+                    first = self._next_seq
+                    flows, blobs = [], []
+                    for offset, row in enumerate(pending):
+                        seq = first + offset
+                        flows.append((seq, *row[:24]))
+                        blobs.append((seq, *row[24:]))
+                    db.execute("BEGIN")
+                    db.executemany(INSERT, flows)
+                    db.executemany(INSERT_BLOBS, blobs)
+                    db.execute("COMMIT")
+                    self._next_seq = first + len(pending)
+                except sqlite3.Error as e:
+                    self.failed = f"--session {self.path}: {e}; no more flows are stored"
+                    log.error("%s", self.failed)
+                    try:
+                        if self.on_error is not None:
+                            self.on_error(self.failed)
+                        else:
+                            print(f"waylay: {self.failed}", file=sys.stderr, flush=True)
+                    except Exception:
+                        log.debug("on_error failed", exc_info=True)
+                    return
+                self.written += len(pending)
+                pending = []
+                last_commit = time.monotonic()
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything added so far is committed (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while not self._queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(self.commit_interval * 2)
+
+    # -- reading --------------------------------------------------------------------
+
+    def _read_db(self) -> sqlite3.Connection:
+        if self._reader is None:
+            self._reader = self._connect(read_only=True)
+        return self._reader
+
+    def count(self) -> int:
+        with self._read_lock:
+            return self._read_db().execute("SELECT count(*) FROM flows").fetchone()[0]
+
+    def flow(self, seq: int) -> http.HTTPFlow | None:
+        with self._read_lock:
+            row = self._read_db().execute(f"{SELECT} WHERE seq = ?", (seq,)).fetchone()
+        return flow_from_row(row) if row is not None else None
+
+    def rows(self, seqs: list[int]) -> Iterator[sqlite3.Row]:
+        with self._read_lock:
+            db = self._read_db()
+            for start in range(0, len(seqs), 500):
+                chunk = seqs[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                yield from db.execute(f"{SELECT} WHERE seq IN ({marks}) ORDER BY seq", chunk)
+
+    def newest(self, n: int) -> list[sqlite3.Row]:
+        with self._read_lock:
+            rows = self._read_db().execute(f"{SELECT} ORDER BY seq DESC LIMIT ?", (n,)).fetchall()
+        return rows[::-1]
+
+    def query(
+        self,
+        expr: str,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[list[int], bool]:
+        """The seqs of the flows that match ``expr`` (a mitmproxy filter expression, or
+        plain text found in the URL, method or state), oldest first, and whether it ran as
+        SQL (False: the scan fallback, which reports ``progress(done, total)``)."""
+        expr = expr.strip()
+        if not expr:
+            with self._read_lock:
+                rows = self._read_db().execute("SELECT seq FROM flows ORDER BY seq")
+                return [r[0] for r in rows], True
+        if "~" not in expr:
+            # LIKE ignores ASCII case in C, without a lower() copy of every value
+            like = "%" + re.sub(r"([\\%_])", r"\\\1", expr) + "%"
+            sql = (
+                "SELECT seq FROM flows WHERE url LIKE :t ESCAPE '\\' OR method LIKE :t "
+                "ESCAPE '\\' OR label LIKE :t ESCAPE '\\' ORDER BY seq"
+            )
+            with self._read_lock:
+                rows = self._read_db().execute(sql, {"t": like})
+                return [r[0] for r in rows], True
+        flt = flowfilter.parse(expr)  # raises ValueError for people
+        regexes: list[re.Pattern] = []
+        with self._read_lock:
+            try:
+                where, args = _to_sql(flt, regexes, self._read_db())
+            except _NotSQL:
+                where = None
+        if where is None:
+            return self._scan(flt, progress), False
+        with self._read_lock:
+            self._regexes = regexes
+            rows = self._read_db().execute(
+                f"SELECT seq FROM flows WHERE coalesce({where}, 0) ORDER BY seq", args
+            )
+            return [r[0] for r in rows], True
+
+    def _scan(self, flt, progress) -> list[int]:
+        with self._read_lock:
+            db = self._read_db()
+            total = db.execute("SELECT count(*) FROM flows").fetchone()[0]
+            found = []
+            for done, row in enumerate(db.execute(f"{SELECT} ORDER BY seq"), 1):
+                try:
+                    if flt(flow_from_row(row)):
+                        found.append(row["seq"])
+                except Exception:
+                    log.debug("filter failed on flow %s", row["seq"], exc_info=True)
+                if progress is not None and done % 5000 == 0:
+                    progress(done, total)
+            if progress is not None:
+                progress(total, total)
+            return found
+
+
+class StoreAddon:
+    """Addon: each finished flow goes to the store (as ``FlowSaver`` for ``--save``)."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self.store = store
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        if flow.websocket is None:
+            self.store.add(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        if flow.websocket is None:
+            self.store.add(flow)
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        self.store.add(flow)

@@ -1,0 +1,201 @@
+"""The session store's targets (issue 14), ``python -m tests.bench.store_bench``:
+
+- ``million``: 1,000,000 finished flows (real mitmproxy flow objects, 1 KB bodies)
+  through the recorder (``--max-flows`` 10,000, as with ``--session``) and into the store;
+  resident memory of the process at the end (target < 400 MB), then filters over the
+  whole session (target < 2 s each, SQL path) and the scan fallback's rate.
+- ``throughput``: waylay --headless with and without ``--session``, alternating rounds
+  of wrk (concurrency 1 and 16); target: with the store ≥ 0.9× without.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mitmproxy import connection, http
+
+from monitor.pauses import Pauses
+from monitor.record import record_of
+from monitor.recorder import Recorder
+from monitor.store import SELECT, SessionStore, StoreAddon
+
+HOSTS = [f"api{n}.example.com" for n in range(50)]
+METHODS = ["GET"] * 8 + ["POST", "PUT"]
+STATUSES = [200] * 15 + [201, 204, 301, 304, 404, 500]
+BODY = b'{"items": [' + b", ".join(b'{"id": %d}' % i for i in range(80)) + b"]}"
+
+
+def rss_mb() -> tuple[float, float]:
+    rss = hwm = 0.0
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) / 1024
+        elif line.startswith("VmHWM:"):
+            hwm = int(line.split()[1]) / 1024
+    return rss, hwm
+
+
+def make_flow(n: int, now: float) -> http.HTTPFlow:
+    host = HOSTS[n % len(HOSTS)]
+    client = connection.Client(
+        peername=("127.0.0.1", 50000), sockname=("127.0.0.1", 8080), timestamp_start=now
+    )
+    server = connection.Server(address=(host, 443))
+    flow = http.HTTPFlow(client, server)
+    method = METHODS[n % len(METHODS)]
+    flow.request = http.Request.make(
+        method,
+        f"https://{host}/api/item/{n}?page={n % 7}",
+        b'{"q": %d}' % n if method != "GET" else b"",
+        {"user-agent": "bench/1.0", "accept": "application/json", "x-request": str(n)},
+    )
+    flow.request.timestamp_start = now
+    flow.request.timestamp_end = now + 0.001
+    status = STATUSES[n % len(STATUSES)]
+    flow.response = http.Response.make(
+        status, BODY, {"content-type": "application/json", "server": "bench", "x-n": str(n)}
+    )
+    flow.response.timestamp_start = now + 0.002
+    flow.response.timestamp_end = now + 0.003
+    return flow
+
+
+def million(args) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="waylay-store-bench-"))
+    path = folder / "million.waylay-session"
+    store = SessionStore(path)
+    store.open()
+    addon = StoreAddon(store)
+    recorder = Recorder(max_flows=args.max_flows, pauses=Pauses(timeout=60, headless=True))
+    gc.collect()
+    base_rss, _ = rss_mb()
+    started = time.monotonic()
+    now = time.time()
+    for n in range(args.flows):
+        flow = make_flow(n, now + n * 0.001)
+        recorder.track(flow)
+        record_of(flow).type = "xmlhttprequest"
+        recorder.response(flow)
+        addon.response(flow)
+        if n and n % 100_000 == 0:
+            rss, _ = rss_mb()
+            print(
+                f"  {n:>9,} flows  {time.monotonic() - started:6.1f} s  RSS {rss:6.1f} MB",
+                flush=True,
+            )
+    store.close()
+    ingest = time.monotonic() - started
+    gc.collect()
+    rss, hwm = rss_mb()
+    size = path.stat().st_size / 1024 / 1024
+    print(
+        f"million: {args.flows:,} flows in {ingest:.0f} s ({args.flows / ingest:,.0f}/s); "
+        f"{len(recorder.flows):,} in memory; RSS {rss:.0f} MB (peak {hwm:.0f} MB, "
+        f"{base_rss:.0f} MB before); file {size:,.0f} MB"
+    )
+    filters(path, args.flows)
+    if args.keep:
+        path.replace(args.keep)
+        print(f"  kept as {args.keep}")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+FILTERS = (
+    "~c 404",
+    "~d api8.example.com & ~m POST",
+    "~u /api/item/4242\\b",
+    "!~c 200 & ~t json",
+    "item/99999",
+    "~c 500 | ~c 301",
+)
+
+
+def filters(path: Path, flows: int | None = None) -> None:
+    from mitmproxy import flowfilter
+
+    from monitor.store import flow_from_row
+
+    reader = SessionStore(path)
+    reader.open_read_only()
+    total = reader.count()
+    assert flows is None or total == flows
+    for expr in FILTERS:
+        t = time.monotonic()
+        found, as_sql = reader.query(expr)
+        took = time.monotonic() - t
+        how = "SQL" if as_sql else "scan"
+        print(f"  filter {expr!r:38} {len(found):>9,} flows  {took:5.2f} s  {how}")
+    # the scan fallback: its rate on the first rows
+    flt = flowfilter.parse('~hq "x-request: 42"')
+    t = time.monotonic()
+    for row in reader._read_db().execute(f"{SELECT} ORDER BY seq LIMIT 20000"):
+        flt(flow_from_row(row))
+    rate = 20000 / (time.monotonic() - t)
+    print(f"  scan fallback (~hq): {rate:,.0f} flows/s, {total / rate:.0f} s for the whole session")
+    reader.close()
+
+
+def throughput(args) -> None:
+    from tests.bench.proxy_bench import _headless, _upstream, _wrk
+
+    folder = Path(tempfile.mkdtemp(prefix="waylay-store-bench-"))
+    (folder / "conf").mkdir()
+    rules = folder / "rules.toml"
+    configs = {
+        "without --session": ["--max-flows", "10000"],
+        "with --session": ["--max-flows", "10000", "--session", str(folder / "t.waylay-session")],
+    }
+    results: dict[tuple[str, int], list[float]] = {}
+    with _upstream() as (up_port, up_name):
+        print(
+            f"throughput: upstream {up_name}; {args.rounds} rounds x {args.seconds} s of wrk, alternating"
+        )
+        for rnd in range(args.rounds):
+            for name, extra in configs.items():
+                with _headless(folder / "conf", rules, extra=extra) as (port, _pid):
+                    _wrk(port, up_port, 1, 4)  # warm-up
+                    for conc in (1, 16):
+                        rps, *_ = _wrk(port, up_port, args.seconds, conc)
+                        results.setdefault((name, conc), []).append(rps)
+            print(f"  round {rnd + 1} done", flush=True)
+    for conc in (1, 16):
+        off = statistics.median(results[("without --session", conc)])
+        on = statistics.median(results[("with --session", conc)])
+        print(
+            f"  concurrency {conc:>2}: without {off:7.0f} req/s, with {on:7.0f} req/s: {on / off:.2f}x"
+        )
+    stored = SessionStore(folder / "t.waylay-session")
+    stored.open_read_only()
+    print(f"  the session file holds {stored.count():,} flows")
+    stored.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="store_bench")
+    ap.add_argument("what", nargs="*", default=["million", "throughput"])
+    ap.add_argument("--flows", type=int, default=1_000_000)
+    ap.add_argument("--max-flows", type=int, default=10_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--keep", type=Path, default=None, help="million: keep the session file here")
+    ap.add_argument("--file", type=Path, default=None, help="filters: the session file")
+    args = ap.parse_args(argv)
+    if "million" in args.what:
+        million(args)
+    if "filters" in args.what:
+        filters(args.file)
+    if "throughput" in args.what:
+        throughput(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

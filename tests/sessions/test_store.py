@@ -1,0 +1,259 @@
+"""``--session FILE``: the SQLite session store with the real proxy, filters as queries
+checked against mitmproxy's own filter, and a kill -9 in the middle of traffic."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+
+from monitor.store import SessionStore, flow_from_row
+from tests.e2e.test_headless import common, run_cli
+from tests.helpers import WAYLAY, curl, headless, until, wait_for
+
+pytestmark = pytest.mark.e2e
+
+EXPRESSIONS = [
+    "~c 200",
+    "~c 404 | ~c 500",
+    "~m POST",
+    "~d 127.0.0.1 & ~u /status",
+    "!~c 200",
+    "~u ECHO",  # mitmproxy's ~u ignores case
+    "~e",
+    "~s",
+    "~q & !~s",
+    "~t json",
+    "~ts text/plain",
+    "~all",
+]
+
+
+def test_every_flow_in_the_session_file_and_filters_as_queries(settings, upstream, tmp_path):
+    path = tmp_path / "s.waylay-session"
+    settings.rules.parent.mkdir(parents=True, exist_ok=True)
+    settings.rules.write_text(
+        'version = 1\n[[rule]]\nid = "no-ads"\nurls = ["*://127.0.0.1/ads*"]\naction = "cancel"\n'
+    )
+    dead = socket_port()
+    with headless(*common(settings), "--session", str(path)) as w:
+        curl(w.port, upstream.url("/hello"))
+        curl(
+            w.port,
+            upstream.url("/echo/json"),
+            "-H",
+            "content-type: application/json",
+            "-d",
+            '{"a":1}',
+        )
+        curl(w.port, upstream.url("/status/404"))
+        curl(w.port, upstream.url("/status/500"))
+        curl(w.port, upstream.url("/ads/x"))
+        curl(w.port, f"http://127.0.0.1:{dead}/gone")
+        w.wait_lines(6)
+        assert w.terminate() == 0
+    store = SessionStore(path)
+    store.open_read_only()
+    assert store.count() == 6
+    rows = store.newest(10)
+    assert [r["path"] for r in rows] == [
+        "/hello",
+        "/echo/json",
+        "/status/404",
+        "/status/500",
+        "/ads/x",
+        "/gone",
+    ]
+    assert [r["label"] for r in rows][:4] == ["200", "200", "404", "500"]
+    assert rows[4]["state"] == "cancelled" and rows[4]["rule_id"] == "no-ads"
+    assert rows[5]["label"].startswith("error: ")
+    echo = flow_from_row(rows[1])
+    assert echo.request.content == b'{"a":1}'
+    assert b'"a":1' in echo.response.content or b'\\"a\\":1' in echo.response.content
+    # every expression: the SQL answer is mitmproxy's filter run on every flow
+    flows = {r["seq"]: flow_from_row(r) for r in rows}
+    from mitmproxy import flowfilter
+
+    for expr in EXPRESSIONS:
+        flt = flowfilter.parse(expr)
+        expected = [seq for seq, f in flows.items() if flt(f)]
+        found, as_sql = store.query(expr)
+        assert as_sql, expr
+        assert found == expected, expr
+    # plain text, as the flow list's plain filter
+    assert store.query("STATUS/5")[0] == [rows[3]["seq"]]
+    assert store.query("cancelled")[0] == [rows[4]["seq"]]
+    assert store.query("status_5")[0] == []  # _ and % are text, not wildcards
+    assert store.query("%")[0] == []
+    # a filter SQL cannot express: the scan, with progress
+    seen = []
+    found, as_sql = store.query(
+        '~hq "content-type: application/json"', progress=lambda d, t: seen.append((d, t))
+    )
+    assert not as_sql and found == [rows[1]["seq"]] and seen[-1] == (6, 6)
+    with pytest.raises(ValueError):
+        store.query("~c notanumber")
+    store.close()
+
+    # waylay open shows the session, with waylay's record
+    from monitor.open import make_open_app
+
+    app = make_open_app(path)
+
+    async def check():
+        async with app.run_test(size=(150, 40)) as pilot:
+            await until(pilot, lambda: len(app.flows) == 6, "the session's flows")
+            views = [app.flows[i] for i in app.table.flow_ids()]
+            assert [v.path for v in views][:2] == ["/hello", "/echo/json"]
+            assert views[4].state == "cancelled" and views[4].rule_id == "no-ads"
+            assert views[5].state == "error"
+            assert app.set_filter("~c 404") is None
+            assert [app.flows[i].path for i in app.table.flow_ids()] == ["/status/404"]
+
+    import asyncio
+
+    asyncio.run(check())
+
+
+def test_waylay_open_refuses_a_foreign_sqlite_file(tmp_path):
+    other = tmp_path / "other.db"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+    r = run_cli("open", str(other))
+    assert r.returncode == 2
+    assert r.stderr == f"waylay: {other}: not a waylay session file (no such table: flows)\n"
+
+
+def socket_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_file_that_is_not_a_session_is_one_line_and_exit_2(settings, tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a database at all, just words " * 100)
+    r = run_cli(*common(settings), "--headless", "--listen-port", "0", "--session", str(bad))
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0
+    assert r.stderr.startswith(f"waylay: --session {bad}: not a waylay session file")
+    assert bad.read_text().startswith("not a database")  # untouched
+    r = run_cli(*common(settings), "--headless", "--session", str(tmp_path))
+    assert (r.returncode, r.stderr.strip()) == (
+        2,
+        f"waylay: --session {tmp_path}: a directory, expected a file name",
+    )
+
+
+def test_kill_9_never_corrupts_and_loses_at_most_the_last_second(settings, upstream, tmp_path):
+    path = tmp_path / "crash.waylay-session"
+    err_path = tmp_path / "stderr"
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(
+            [
+                *WAYLAY,
+                *common(settings),
+                "--headless",
+                "--listen-port",
+                "0",
+                "--session",
+                str(path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        found = wait_for(
+            lambda: re.search(r"listening on http://127.0.0.1:(\d+)", err_path.read_text()),
+            timeout=30,
+            what="the listening line",
+        )
+        port = int(found.group(1))
+        finished: list[float] = []
+        stop = threading.Event()
+
+        def traffic():
+            with httpx.Client(proxy=f"http://127.0.0.1:{port}", timeout=10) as c:
+                n = 0
+                while not stop.is_set():
+                    try:
+                        c.get(upstream.url(f"/n/{n}"))
+                    except httpx.HTTPError:
+                        return
+                    finished.append(time.monotonic())
+                    n += 1
+
+        workers = [threading.Thread(target=traffic) for _ in range(4)]
+        for t in workers:
+            t.start()
+        wait_for(lambda: len(finished) >= 300, timeout=60, what="300 flows")
+        time.sleep(0.5)
+        killed_at = time.monotonic()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        stop.set()
+        for t in workers:
+            t.join(15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    before_last_second = sum(1 for t in finished if t <= killed_at - 1.0)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    stored = db.execute("SELECT count(*) FROM flows").fetchone()[0]
+    db.close()
+    assert before_last_second >= 100
+    print(
+        f"kill -9: {len(finished)} answered, {before_last_second} over 1 s before, {stored} stored"
+    )
+    assert stored >= before_last_second, (stored, before_last_second, len(finished))
+    assert stored <= len(finished) + 4
+
+
+def test_session_new_makes_a_file_under_the_state_folder(
+    settings, upstream, _isolated_home, monkeypatch
+):
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    with headless(*common(settings), "--session", "new") as w:
+        assert curl(w.port, upstream.url("/kept")).stdout.endswith("\n200")
+        w.wait_lines(1)
+        assert w.terminate() == 0
+    files = list(
+        (_isolated_home / ".local" / "state" / "waylay" / "sessions").glob("*.waylay-session")
+    )
+    assert len(files) == 1
+    store = SessionStore(files[0])
+    store.open_read_only()
+    assert [r["path"] for r in store.newest(5)] == ["/kept"]
+    store.close()
+
+
+def test_a_store_that_fails_says_so_once_and_takes_no_more(tmp_path):
+    from mitmproxy.test import tflow
+
+    store = SessionStore(tmp_path / "s.waylay-session", commit_interval=0.01)
+    told: list[str] = []
+    store.on_error = told.append
+    store.open()
+    store.add(tflow.tflow(resp=True))
+    wait_for(lambda: store.written == 1, what="the first row")
+    store._db.close()  # the connection goes away under the writer (as a failing disk would)
+    store.add(tflow.tflow(resp=True))
+    wait_for(lambda: told, what="the failure")
+    store.add(tflow.tflow(resp=True))
+    assert len(told) == 1 and told[0].endswith("; no more flows are stored")
+    assert store.written == 1
+    store._db = None
+    store.close()
