@@ -216,6 +216,9 @@ def make_attached_app(
                 view = self.controller.detail(flow_id) or self.flows.get(flow_id)
             self.detail.show_flow(view, self.clock())
 
+        def full_view(self, view: FlowView) -> FlowView:
+            return self.controller.detail(view.id) or view
+
         def open_decision(self, view: FlowView) -> None:
             full = self.controller.detail(view.id) if view.paused is not None else None
             if full is not None and full.paused is not None:

@@ -289,7 +289,7 @@ class AuthResponder:
         record_of(flow).auth_sent = True
         req = flow.request
         if self.proxy_address and req.scheme == "http" and "proxy-authorization" not in req.headers:
-            self._attach(flow, "Proxy-Authorization", self._proxy_key(), "", req.pretty_url)
+            self._attach(flow, "Proxy-Authorization", self._proxy_key(), "", req.url)
         if "authorization" not in req.headers:
             self._attach(flow, "Authorization", self._server_key(flow), req.path, req.path)
 
@@ -343,9 +343,11 @@ class AuthResponder:
         if proxy:
             assert self.proxy_address is not None
             host, port = self.proxy_address
-            target = req.pretty_url
+            target = req.url
         else:
-            host, port, target = req.pretty_host, req.port, req.path
+            # the destination, never the Host header: a request to B that says "Host: A"
+            # must not get A's credentials (monitor/destination.py)
+            host, port, target = req.host, req.port, req.path
         header = "Proxy-Authorization" if proxy else "Authorization"
 
         async def send(value: str) -> http.Response | str:
@@ -356,7 +358,7 @@ class AuthResponder:
             proxy=proxy,
             host=host,
             port=port,
-            url=req.pretty_url,
+            url=req.url,
             method=req.method,
             target=target,
             header=header,

@@ -337,6 +337,7 @@ class ControlServer:
             flows=len(self.recorder.flows),
             paused=len(self.pauses),
             ask_timeout=self.pauses.timeout,
+            ask_default=self.controller.ask_default,
         )
 
     async def _bye(self, writer: asyncio.StreamWriter, reason: str) -> None:
@@ -540,6 +541,17 @@ class ControlServer:
         if op == "clear_finished":
             self.recorder.clear_finished()
             return None
+        if op == "delete_flow":
+            return await asyncio.to_thread(ctl.delete_flow, str(a["flow_id"]))
+        if op == "replay":
+            return await asyncio.to_thread(ctl.replay, str(a["flow_id"]))
+        if op == "send_request":
+            changes = a.get("changes")
+            return await asyncio.to_thread(
+                ctl.send_request, str(a["flow_id"]), None if changes is None else dict(changes)
+            )
+        if op == "event_log":
+            return [list(line) for line in ctl.event_log(int(a.get("limit", 200)))]
         if op == "export_curl":
             from monitor.exports import curl_command
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from mitmproxy import flowfilter
+from mitmproxy import flowfilter, http
 
+from monitor.decider import edit
+from monitor.events import EventLog
 from monitor.exports import curl_command
 from monitor.har import write_har
 from monitor.pauses import Pauses
 from monitor.proxy import EmbeddedProxy
+from monitor.record import KEY, record_of
 from monitor.recorder import Recorder
 from monitor.remember import RememberError, new_rule_id, rule_fields, rule_toml
 from policies import MatchPatternError, Rule, RulesFile, compile_pattern
@@ -56,7 +59,13 @@ class ProxyController:
         rules: RulesFile,
         *,
         extra_rule_fields=None,
+        ask_default: str = "continue",
+        events: EventLog | None = None,
     ) -> None:
+        self.ask_default = ask_default
+        """What an unanswered pause gets at --ask-timeout (the dialogs name it)."""
+        self.events = events
+        """The session's event log (or None): what `l` shows on the screen."""
         self.proxy = proxy
         self.pauses = pauses
         self.recorder = recorder
@@ -221,6 +230,71 @@ class ProxyController:
 
     def clear_finished(self) -> None:
         self.proxy.call_soon(self.recorder.clear_finished)
+
+    def delete_flow(self, flow_id: str) -> str | None:
+        """Drop one finished flow from the store (and the screen's list)."""
+
+        def drop() -> str | None:
+            flow = self.recorder.flows.get(flow_id)
+            if flow is None:
+                return "that flow is no longer kept"
+            if self.pauses.info(flow_id) is not None or not record_of(flow).done:
+                return "only a finished flow can be deleted (decide or wait for it first)"
+            self.recorder.forget(flow_id)
+            return None
+
+        return self._on_loop(drop)
+
+    # -- replay ---------------------------------------------------------------------
+
+    def replay(self, flow_id: str) -> str | None:
+        """Send the flow's request again through the proxy (rules apply): a new flow."""
+        return self.send_request(flow_id, None)
+
+    def send_request(self, flow_id: str, changes: dict | None) -> str | None:
+        """A copy of the flow, with ``changes`` (method, url, headers, body) applied,
+        sent through the proxy as a new flow; returns an error message or None. The
+        live flow is read and copied on the proxy loop."""
+        if changes is not None and (
+            error := validate_answer("request", Answer("continue", changes))
+        ):
+            return error
+
+        def go() -> str | None:
+            flow = self.recorder.flows.get(flow_id)
+            if flow is None:
+                return "that flow is no longer kept"
+            if not isinstance(flow, http.HTTPFlow) or flow.request is None:
+                return "only an HTTP flow can be sent again"
+            if flow.websocket is not None:
+                return "a WebSocket cannot be replayed"
+            if flow.request.raw_content is None:
+                return "its request body is no longer kept"
+            copy = flow.copy()
+            copy.metadata.pop(KEY, None)
+            copy.response = None
+            copy.error = None
+            copy.websocket = None
+            if changes:
+                edit(copy, changes)
+            seq = self.recorder.seq_of(flow_id)
+            record_of(copy).note(f"replay of #{seq}" if seq else "a replay")
+            assert self.proxy.master is not None
+            self.proxy.master.commands.call("replay.client", [copy])
+            return None
+
+        try:
+            return self._on_loop(go)
+        except Exception as e:  # noqa: BLE001 - the screen shows it, the proxy goes on
+            return f"could not send it: {_first_line(e)}"
+
+    # -- the event log ---------------------------------------------------------------
+
+    def event_log(self, limit: int = 200) -> list[tuple[float, str, str]]:
+        """The last ``limit`` events, oldest first: (time, kind, text)."""
+        if self.events is None:
+            return []
+        return self.events.tail(limit)
 
     # -- export ---------------------------------------------------------------------
 

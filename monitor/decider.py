@@ -13,6 +13,7 @@ import logging
 from mitmproxy import http
 
 from monitor.destination import destination_url
+from monitor.events import EventLog
 from monitor.pauses import Ended, Pauses
 from monitor.record import flow_type, record_of
 from monitor.recorder import Recorder
@@ -100,11 +101,14 @@ class Decider:
         recorder: Recorder | None = None,
         *,
         ask_default: str = "continue",
+        events: EventLog | None = None,
     ) -> None:
         self.rules = rules
         self.pauses = pauses
         self.recorder = recorder
         self.ask_default = ask_default
+        self.events = events
+        """The event log: it hears of decisions made by a timeout."""
         self.retries = Retries()
 
     # -- hooks ------------------------------------------------------------------------
@@ -116,7 +120,13 @@ class Decider:
     def request(self, flow: http.HTTPFlow):
         if flow.response or flow.error or not flow.live:
             return None
-        if self.retries and (original := self.retries.absorb(flow)) is not None:
+        # A replay (the screen's `r` and `D`) is a person's new request, never a client's
+        # retry, even when it repeats a request cancelled a moment ago.
+        if (
+            self.retries
+            and not flow.is_replay
+            and (original := self.retries.absorb(flow)) is not None
+        ):
             self._absorbed(flow, original)
             return None
         engine = self.rules.engine
@@ -256,6 +266,12 @@ class Decider:
             if event == "redirect" and outcome == "continue":
                 outcome = "follow"
             record_of(flow).note(f"{event}: {answer.value}; {outcome}")
+            if self.events is not None:
+                self.events.add(
+                    "timeout",
+                    f"{flow.request.method} {printable(flow.request.url)}: "
+                    f"{event} {answer.value}; {outcome}",
+                )
             return outcome, {}, answer.value
         params = dict(answer.params)
         if rule_id := params.pop("remembered_as", None):

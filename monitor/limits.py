@@ -383,7 +383,7 @@ class UpstreamTimeouts:
                         break
         if io is None or io.handler is None:
             return
-        log.info("%s %s: %s", flow.request.method, flow.request.pretty_url, why)
+        log.info("%s %s: %s", flow.request.method, flow.request.url, why)
         _TIMED_OUT[flow.client_conn.id] = why
         self._why[flow.id] = why
         io.handler.cancel(why)

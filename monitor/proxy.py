@@ -21,6 +21,7 @@ from typing import Any
 from mitmproxy import master, options
 from mitmproxy.addons import (
     block,
+    clientplayback,
     core,
     disable_h2c,
     next_layer,
@@ -217,6 +218,7 @@ class EmbeddedProxy:
             tlsconfig.TlsConfig(),
             block.Block(),
             disable_h2c.DisableH2C(),
+            clientplayback.ClientPlayback(),  # `r` and `D` on the screen: replays
         ]
         if self.settings.proxy_auth:
             wanted.insert(1, proxyauth.ProxyAuth())

@@ -100,5 +100,5 @@ def flow_type(flow: http.HTTPFlow) -> str:
     rec = record_of(flow)
     if rec.type is None:
         req = flow.request
-        rec.type = infer_type(req.method, req.pretty_url, req.headers)
+        rec.type = infer_type(req.method, req.url, req.headers)
     return rec.type

@@ -205,6 +205,18 @@ class Recorder:
             self._removed.append(fid)
         self._body_bytes -= self._bodies.pop(fid, 0)
 
+    def forget(self, fid: str) -> bool:
+        """Drop one flow (the screen's `d`); False when it is not kept."""
+        if fid not in self.flows:
+            return False
+        self._forget(fid)
+        if self._wake is not None:
+            self._wake.set()
+        return True
+
+    def seq_of(self, fid: str) -> int | None:
+        return self._seq.get(fid)
+
     def clear_finished(self) -> list[str]:
         gone = [
             fid

@@ -14,6 +14,7 @@ import itertools
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -322,6 +323,10 @@ class RemoteController:
     def mode(self) -> str:
         return self._remote.welcome.mode if self._remote is not None else ""
 
+    @property
+    def ask_default(self) -> str:
+        return self._remote.welcome.ask_default if self._remote is not None else "continue"
+
     def _ask(self, op: str, **args: Any) -> Any:
         try:
             return self.remote.request(op, **args)
@@ -366,6 +371,22 @@ class RemoteController:
             self.remote.request("clear_finished")
         except (RemoteError, AttachError):
             pass
+
+    def delete_flow(self, flow_id: str) -> str | None:
+        return self._ask("delete_flow", flow_id=flow_id)
+
+    def replay(self, flow_id: str) -> str | None:
+        return self._ask("replay", flow_id=flow_id)
+
+    def send_request(self, flow_id: str, changes: dict | None) -> str | None:
+        return self._ask("send_request", flow_id=flow_id, changes=changes)
+
+    def event_log(self, limit: int = 200) -> list[tuple[float, str, str]]:
+        try:
+            lines = self.remote.request("event_log", limit=limit)
+        except (RemoteError, AttachError) as e:
+            return [(time.time(), "error", f"the event log is out of reach: {e}")]
+        return [(float(when), str(kind), str(text)) for when, kind, text in lines]
 
     def export_curl(self, flow_id: str) -> str:
         try:

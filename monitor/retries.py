@@ -38,7 +38,7 @@ def retry_key(flow: http.HTTPFlow) -> Key:
     peer = flow.client_conn.peername
     client = str(peer[0]) if peer else ""
     body = flow.request.raw_content or b""
-    return (client, flow.request.method, flow.request.pretty_url, hashlib.sha1(body).digest())
+    return (client, flow.request.method, flow.request.url, hashlib.sha1(body).digest())
 
 
 class Retries:

@@ -11,6 +11,7 @@ from mitmproxy import http
 from monitor import wire
 from monitor.record import flow_type, record_of
 from monitor.snapshot import state_of
+from policies.printable import printable
 from widgets.model import PausedEvent
 
 
@@ -44,18 +45,18 @@ def flow_row(
         flow.id,
         seq,
         req.timestamp_start,
-        req.method,
+        printable(req.method),
         req.scheme,
-        req.pretty_host,
+        printable(req.host),  # the destination, not the Host header (destination.py)
         req.port,
-        req.path,
-        req.pretty_url,
+        printable(req.path),
+        printable(req.url),
         req.http_version,
         flow_type(flow),
         state,
         resp.status_code if resp is not None else None,
-        resp.reason if resp is not None else "",
-        flow.error.msg if flow.error is not None and state == "error" else None,
+        printable(resp.reason) if resp is not None else "",
+        printable(flow.error.msg) if flow.error is not None and state == "error" else None,
         paused,
         _size(resp) if resp is not None else None,
         duration,

@@ -8,7 +8,7 @@ This is the one place addons are wired. Each addon gets only the collaborators i
 written here: the auth and certificate addons run before the decider, so that the
 response event sees the final (authenticated) response; the auth cache's request hook
 runs after it, so that a request a rule rewrites does not take this host's credentials
-along; the flow store comes last. The controller gets the per-event rule fields of the
+along; the flow store and the event log come last. The controller gets the per-event rule fields of the
 remembered rules (auth: realm and secret; certificate: fingerprint).
 """
 
@@ -25,6 +25,7 @@ from monitor.auth import AuthResponder
 from monitor.certificates import CertificateGuard
 from monitor.controller import ProxyController
 from monitor.decider import Decider
+from monitor.events import EventLog
 from monitor.har import write_har
 from monitor.pauses import Pauses
 from monitor.proxy import EmbeddedProxy
@@ -64,8 +65,14 @@ class Session:
             interval=settings.batch_interval,
             max_body_bytes=settings.max_body_memory,
         )
+        self.events = EventLog()
+        """Proxy errors, rules reloads, timeouts, TLS failures: what `l` shows."""
         self.decider = Decider(
-            self.rules, self.pauses, self.recorder, ask_default=settings.ask_default
+            self.rules,
+            self.pauses,
+            self.recorder,
+            ask_default=settings.ask_default,
+            events=self.events,
         )
         self.auth = AuthResponder(
             self.rules,
@@ -78,7 +85,7 @@ class Session:
         self.proxy = EmbeddedProxy(
             settings,
             [self.auth, self.certificates, self.decider, self.auth.cache_hook],
-            tail=[self.recorder],
+            tail=[self.recorder, self.events],
         )
         self.controller = ProxyController(
             self.proxy,
@@ -89,6 +96,8 @@ class Session:
                 "auth": self.auth.rule_fields,
                 "certificate": self.certificates.rule_fields,
             },
+            ask_default=settings.ask_default,
+            events=self.events,
         )
 
     def connect(
@@ -115,6 +124,11 @@ class Session:
     def _rules_changed(self, rules: RulesFile) -> None:
         if rules.error:
             log.warning("rules file: %s (keeping the last good rules)", rules.error)
+            self.events.add(
+                "rules", f"rules file not loaded: {rules.error} (the last good rules stay)"
+            )
+        else:
+            self.events.add("rules", f"rules file reloaded: {len(rules.rules)} rules")
         if self.on_rules_changed is not None:
             self.on_rules_changed(rules)
 

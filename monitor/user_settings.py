@@ -139,8 +139,8 @@ def save_setting(key: str, value: Any, path: Path | None = None) -> None:
 
 
 def apply_user_settings(app: Any, path: Path | None = None) -> UserSettings | None:
-    """Give a mounted screen the user's theme and keymap, and keep the theme chosen in
-    the palette for the next run. A bad file is a notice on the screen, not a crash."""
+    """Give a mounted screen the user's theme, keymap and follow mode, and keep the theme
+    chosen in the palette for the next run. A bad file is a notice on the screen, not a crash."""
     path = path or settings_path()
     try:
         user = load_user_settings(path)
@@ -154,6 +154,8 @@ def apply_user_settings(app: Any, path: Path | None = None) -> UserSettings | No
             app.notify_error(f"{path}: theme {user.theme!r} is not a theme of this version")
     if user.keymap:
         app.set_keymap(user.keymap)
+    if user.follow is not None:
+        app.table.set_follow(user.follow)
     wanted = {"theme": app.theme}
 
     def remember(theme: Any) -> None:

@@ -55,6 +55,7 @@ class Welcome(msgspec.Struct, tag=True):
     flows: int = 0
     paused: int = 0
     ask_timeout: float | None = 120.0  # None: no time limit
+    ask_default: str = "continue"  # what a pause gets at its deadline: continue or cancel
 
 
 class Hello(msgspec.Struct, tag=True):

@@ -134,13 +134,14 @@ async def test_the_screen_takes_theme_and_keymap_and_keeps_a_new_theme():
     from tests.widgets.screen_fakes import Clock, FakeController
     from widgets.app import WaylayApp
 
-    path = write_settings('# mine\ntheme = "nord"\n[keymap]\n"waylay.clear" = "c"\n')
+    path = write_settings('# mine\ntheme = "nord"\nfollow = true\n[keymap]\n"waylay.clear" = "c"\n')
     controller = FakeController()
     app = WaylayApp(controller, clock=Clock())
     async with app.run_test() as pilot:
         apply_user_settings(app)
         await pilot.pause()
         assert app.theme == "nord"
+        assert app.table.follow
         await pilot.press("c")  # remapped: clear finished flows
         await pilot.pause()
         assert ("clear_finished",) in controller.calls

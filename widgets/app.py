@@ -17,7 +17,7 @@ from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
 
 from widgets import keys
 from widgets.detail import FlowDetail
@@ -28,6 +28,7 @@ from widgets.header import WaylayHeader
 from widgets.help import HelpScreen
 from widgets.model import Answer, Controller, FlowView
 from widgets.prompts import ConfirmPrompt, InputPrompt
+from widgets.queue import PausedQueue
 from widgets.rules_screen import RulesScreen
 
 CONTINUE_ACTIONS = {"request": "continue", "response": "continue", "redirect": "follow"}
@@ -37,7 +38,12 @@ decides those in their dialog, and a bad certificate is never allowed by a stray
 CANCEL_ACTIONS = {"certificate": "reject"}
 """What `X` answers when it is not `cancel`."""
 
+_EVENTS = ("request", "response", "redirect", "auth", "certificate", "cookies")
+
 FlowFilter = Callable[[FlowView], bool]
+
+FILTER_SLICE = 0.02
+"""Seconds of filtering between two breaths of the screen (keys, repaints, batches)."""
 
 
 @dataclass
@@ -86,6 +92,9 @@ class WaylayApp(App[None]):
         clock: Callable[[], float] = time.time,
         ask_timeout: float | None = 120,
         on_close: Callable[[], None] | None = None,
+        auto_advance: bool = True,
+        auto_open: bool = False,
+        follow: bool = False,
     ) -> None:
         """`on_close` runs when the app unmounts (e.g. stops the proxy it shows)."""
         super().__init__()
@@ -110,6 +119,20 @@ class WaylayApp(App[None]):
         self._decision: tuple[str, float, DecisionDialog] | None = None
         self._reask: tuple[str, float] | None = None
         """A flow whose dialog just answered it: if it pauses again, its dialog reopens."""
+        self.auto_advance = auto_advance
+        """After a decision in a dialog, the next paused flow's dialog opens."""
+        self.auto_open = auto_open
+        """A dialog opens by itself when something pauses (`O`), never over a form."""
+        self._follow_at_start = follow
+        self.marked_only = False
+        """The list shows marked flows only (`M`)."""
+        self._text_visible: FlowFilter | None = None
+        """The filter typed with `f`; `_visible` adds `marked_only` to it."""
+        self._filter_job = 0
+        self._filter_changed: set[str] = set()
+        """Flows that changed while a filter was being applied (rechecked at its end)."""
+        self._answered: dict[str, float] = {}
+        """Flow id -> the `since` of the pause answered here and not yet seen as over."""
 
     # ------------------------------------------------------------ feeding (any thread)
 
@@ -131,8 +154,10 @@ class WaylayApp(App[None]):
         self._detail = FlowDetail(id="detail")
         self._main = Vertical(id="main", classes="-empty")
         self._empty = Static(id="empty", markup=False)
+        self._queue = PausedQueue(id="queue")
         yield self._header
         with self._main:
+            yield self._queue
             yield self._table
             yield self._empty
             yield self._detail
@@ -151,6 +176,10 @@ class WaylayApp(App[None]):
         return self._detail
 
     @property
+    def queue(self) -> PausedQueue:
+        return self._queue
+
+    @property
     def selected_flow(self) -> FlowView | None:
         """The flow under the list's cursor."""
         flow_id = self.table.selected_id
@@ -163,14 +192,29 @@ class WaylayApp(App[None]):
             (self.flows[flow_id] for flow_id in self._paused_ids), key=lambda view: view.seq
         )
 
+    @property
+    def waiting_flows(self) -> list[FlowView]:
+        """Paused flows nobody has answered here yet, the longest waiting first (the
+        queue: the first one is the first to time out)."""
+        answered = self._answered
+        waiting = [
+            view
+            for view in self.paused_flows
+            if view.paused is not None and answered.get(view.id) != view.paused.since
+        ]
+        waiting.sort(key=lambda view: view.paused.since if view.paused else 0.0)
+        return waiting
+
     def on_mount(self) -> None:
         header = self.header
         header.address = self.controller.address
         header.mode = self.controller.mode
         header.info = tuple((str(key), str(value)) for key, value in self.title_info.items())
         header.breakpoints_on = self.breakpoints_on
+        header.auto_open = self.auto_open
+        if self._follow_at_start:
+            self.table.set_follow(True)
         self._read_rules_state()
-        self.table._ensure_columns()
         self.table.focus()
         self._refresh_counts()
         self.set_interval(1.0, self._tick, name="waylay-tick")
@@ -178,6 +222,7 @@ class WaylayApp(App[None]):
     def _tick(self) -> None:
         """Once a second: paused rows count their seconds; the rules file may have changed."""
         self.table.refresh_paused()
+        self._refresh_queue()
         self._read_rules_state()
         detail = self.detail
         if detail.has_class("-open") and detail.flow_id in self._paused_ids:
@@ -208,17 +253,33 @@ class WaylayApp(App[None]):
     def on_flows_updated(self, message: FlowsUpdated) -> None:
         flows = self.flows
         paused = self._paused_ids
+        answered = self._answered
+        newly_paused = False
         for view in message.views:
+            old = flows.get(view.id)
             flows[view.id] = view
             if view.paused is not None:
                 paused.add(view.id)
+                if old is None or old.paused is None or old.paused.since != view.paused.since:
+                    newly_paused = True
             else:
                 paused.discard(view.id)
+            if view.id in answered and (
+                view.paused is None or view.paused.since != answered[view.id]
+            ):
+                del answered[view.id]
+        if self.header.filter_progress:
+            self._filter_changed.update(view.id for view in message.views)
+        marked = self.table.marked
         for flow_id in message.removed:
             flows.pop(flow_id, None)
             paused.discard(flow_id)
+            answered.pop(flow_id, None)
+            marked.discard(flow_id)
         self.table.apply(message.views, message.removed, visible=self._visible)
         self._refresh_counts()
+        if newly_paused and self.auto_open:
+            self._open_next_by_itself()
         changed = {view.id for view in message.views}
         changed.update(message.removed)
         self._follow_detail(changed)
@@ -232,6 +293,7 @@ class WaylayApp(App[None]):
         header.paused_count = len(self._paused_ids)
         rows = self.table.row_count
         header.shown_count = rows if self._visible is not None else None
+        self._refresh_queue()
         main = self._main
         empty = rows == 0
         main.set_class(empty, "-empty")
@@ -247,14 +309,22 @@ class WaylayApp(App[None]):
 
     # ------------------------------------------------------------ detail pane
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table is self.table and self.detail.has_class("-open"):
+    def on_flow_table_highlighted(self, event: FlowTable.Highlighted) -> None:
+        self._refresh_queue()
+        if event.table is self.table and self.detail.has_class("-open"):
             self._show_detail_of(self.table.selected_id)
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_flow_table_selected(self, event: FlowTable.Selected) -> None:
         """A click on the highlighted row does what `enter` does."""
-        if event.data_table is self.table:
+        if event.table is self.table:
             self.action_open_selected()
+
+    def on_flow_table_follow_changed(self, event: FlowTable.FollowChanged) -> None:
+        self.header.follow = event.follow
+
+    def on_flow_table_sort_changed(self, event: FlowTable.SortChanged) -> None:
+        arrow = " ▼" if event.reverse else ""
+        self.header.sort_label = f"{event.key}{arrow}" if event.key else ""
 
     def _follow_detail(self, changed: set[str]) -> None:
         detail = self.detail
@@ -299,7 +369,11 @@ class WaylayApp(App[None]):
             self.show_detail()
 
     def action_continue_selected(self) -> None:
-        """`a`: continue the selected paused flow; auth and certificate go to their dialog."""
+        """`a`: continue the selected paused flow; auth and certificate go to their dialog.
+        With marked paused flows, continue those instead."""
+        if self._marked_paused():
+            self._act_on_marked(CONTINUE_ACTIONS, "Continued")
+            return
         view = self._selected_paused()
         if view is None:
             return
@@ -329,7 +403,12 @@ class WaylayApp(App[None]):
         self.notify(message, severity="warning" if left else "information")
 
     def action_cancel_selected(self) -> None:
-        """`X`: cancel the selected paused flow (reject a certificate)."""
+        """`X`: cancel the selected paused flow (reject a certificate); with marked paused
+        flows, cancel those instead (auth included: cancelling needs no credentials)."""
+        if self._marked_paused():
+            cancel = {event: CANCEL_ACTIONS.get(event, "cancel") for event in _EVENTS}
+            self._act_on_marked(cancel, "Cancelled")
+            return
         view = self._selected_paused()
         if view is None:
             return
@@ -349,7 +428,184 @@ class WaylayApp(App[None]):
         if error:
             self.notify_error(f"{view.method} {view.url}: {error}")
             return False
+        self._answered[view.id] = view.paused.since
+        self._refresh_queue()
         return True
+
+    def _marked_paused(self) -> list[FlowView]:
+        """Marked flows still waiting for a decision, oldest first."""
+        marked = self.table.marked
+        if not marked:
+            return []
+        return [view for view in self.waiting_flows if view.id in marked]
+
+    def _act_on_marked(self, actions: Mapping[str, str], verb: str) -> None:
+        done = 0
+        left: list[FlowView] = []
+        for view in self._marked_paused():
+            assert view.paused is not None
+            action = actions.get(view.paused.event)
+            if action is None:
+                left.append(view)
+            elif self._answer(view, Answer(action)):
+                done += 1
+                self.table.set_mark(view.id, False)
+        message = f"{verb} {done} marked flow{'' if done == 1 else 's'}."
+        if left:
+            events = ", ".join(sorted({view.paused.event for view in left if view.paused}))
+            message += f" {len(left)} ({events}) need a decision in their dialog (enter)."
+        self.notify(message, severity="warning" if left else "information")
+
+    # ------------------------------------------------------------ the breakpoint queue
+
+    def _refresh_queue(self) -> None:
+        queue = getattr(self, "_queue", None)
+        if queue is None:
+            return
+        queue.show(
+            self.waiting_flows,
+            self.clock(),
+            marked=self.table.marked,
+            selected=self.table.selected_id,
+        )
+
+    def action_next_paused(self) -> None:
+        """`p`: the next paused flow, oldest first (after the selected one if it is paused).
+        A paused flow the filter hides gets its dialog at once."""
+        waiting = self.waiting_flows
+        if not waiting:
+            self.notify("No flow is paused.", severity="warning")
+            return
+        ids = [view.id for view in waiting]
+        selected = self.table.selected_id
+        index = (ids.index(selected) + 1) % len(ids) if selected in ids else 0
+        view = waiting[index]
+        if self.table.select_flow(view.id):
+            self.table.set_follow(False)
+            self._refresh_queue()
+            return
+        self.notify("That paused flow is hidden by the filter; here is its dialog.")
+        self.open_decision(view)
+
+    def action_toggle_auto_open(self) -> None:
+        """`O`: dialogs open by themselves when something pauses (never over a form)."""
+        self.auto_open = not self.auto_open
+        self.header.auto_open = self.auto_open
+        self.notify(
+            "Dialogs open by themselves when a flow pauses."
+            if self.auto_open
+            else "Dialogs open only with enter."
+        )
+        if self.auto_open:
+            self._open_next_by_itself()
+
+    def action_toggle_auto_advance(self) -> None:
+        """After a decision, the next paused flow's dialog opens (on by default)."""
+        self.auto_advance = not self.auto_advance
+        self.notify(f"Auto-advance {'on' if self.auto_advance else 'off'}.")
+
+    def can_open_by_itself(self) -> bool:
+        """Nothing is open over the flow list: no dialog, prompt, form or other screen."""
+        return self._decision is None and len(self.screen_stack) == 1
+
+    def _open_next_by_itself(self) -> bool:
+        """Open the oldest waiting flow's dialog if nothing else is open; True if it did."""
+        if not self.can_open_by_itself():
+            return False
+        for view in self.waiting_flows:
+            assert view.paused is not None
+            if view.paused.event not in _EVENTS:
+                continue
+            self.table.select_flow(view.id)
+            self.open_decision(view)
+            return True
+        return False
+
+    def action_toggle_mark(self) -> None:
+        """`m`: mark or unmark the selected flow."""
+        flow_id = self.table.selected_id
+        if flow_id is None:
+            return
+        self.table.set_mark(flow_id, flow_id not in self.table.marked)
+        self._refresh_queue()
+        if self.marked_only and flow_id not in self.table.marked:
+            self._apply_visibility()
+
+    def action_marked_only(self) -> None:
+        """`M`: show marked flows only, or every flow (the filter still applies)."""
+        self.marked_only = not self.marked_only
+        self.header.marked_only = self.marked_only
+        self._apply_visibility()
+
+    def _apply_visibility(self) -> None:
+        text_visible = self._text_visible
+        if self.marked_only:
+            marked = self.table.marked
+            if text_visible is None:
+                visible: FlowFilter | None = lambda view: view.id in marked  # noqa: E731
+            else:
+                visible = lambda view: view.id in marked and text_visible(view)  # noqa: E731
+        else:
+            visible = text_visible
+        self._visible = visible
+        self._filter_job += 1
+        self._filter_changed = set()
+        if visible is None:
+            self.header.filter_progress = ""
+            self.table.replace(self.flows, self._paused_ids)
+            self._filtered()
+            return
+        views = list(self.flows.values())
+        self._filter_step(self._filter_job, visible, views, 0, [])
+
+    def _filter_step(
+        self,
+        job: int,
+        visible: FlowFilter,
+        views: list[FlowView],
+        start: int,
+        matches: list[FlowView],
+    ) -> None:
+        """Filter `views[start:]` for at most `FILTER_SLICE` seconds, then let the screen
+        breathe (keys, repaints, proxy batches) and go on; a newer filter stops this one."""
+        if job != self._filter_job:
+            return
+        deadline = time.perf_counter() + FILTER_SLICE
+        total = len(views)
+        index = start
+        while index < total:
+            end = min(index + 500, total)
+            matches.extend(view for view in views[index:end] if visible(view))
+            index = end
+            if time.perf_counter() > deadline:
+                break
+        if index < total:
+            self.header.filter_progress = f"{index * 100 // total}%"
+            self.set_timer(0.001, lambda: self._filter_step(job, visible, views, index, matches))
+            return
+        flows = self.flows
+        shown = {view.id for view in matches}
+        result = [flows[view.id] for view in matches if view.id in flows]
+        for flow_id in self._filter_changed:  # batches that came in meanwhile
+            view = flows.get(flow_id)
+            if view is not None and flow_id not in shown and visible(view):
+                result.append(view)
+        result = [view for view in result if view.id not in self._filter_changed or visible(view)]
+        if self._filter_changed:
+            result.sort(key=lambda view: view.seq)
+        self._filter_changed = set()
+        self.header.filter_progress = ""
+        self.table.replace(result)
+        self._filtered()
+
+    def _filtered(self) -> None:
+        self._refresh_counts()
+        self._follow_detail(set())
+
+    @property
+    def filtering(self) -> bool:
+        """A filter is being applied (in slices: the screen stays responsive)."""
+        return bool(self.header.filter_progress)
 
     def action_set_breakpoint(self) -> None:
         """`i`: a breakpoint spec; the controller's error keeps the prompt open."""
@@ -420,8 +676,9 @@ class WaylayApp(App[None]):
 
     def set_filter(self, text: str) -> str | None:
         """Filter the list; returns an error message and changes nothing if it is bad.
-        A filter expression is evaluated by the proxy side (it needs the live flows);
-        plain text is matched here, against the snapshots."""
+        A filter expression is evaluated by the proxy side (it needs the live flows) and
+        its verdicts travel in the snapshots; plain text is matched here, against the
+        snapshots. Either way the list is rebuilt in slices (`_apply_visibility`)."""
         text = text.strip()
         visible: FlowFilter | None = None
         if "~" in text:
@@ -436,15 +693,73 @@ class WaylayApp(App[None]):
                 visible = plain_text_filter(text)
         self._proxy_filter = "~" in text
         self.filter_text = text
-        self._visible = visible
+        self._text_visible = visible
         self.header.filter_text = self.filter_text
-        views: Iterable[FlowView] = self.flows.values()
-        if visible is not None:
-            views = [view for view in views if visible(view)]
-        self.table.replace(views)
-        self._refresh_counts()
-        self._follow_detail(set())
+        self._apply_visibility()
         return None
+
+    def action_delete_selected(self) -> None:
+        """`d`: delete the selected finished flow, here and in the proxy's store."""
+        view = self.selected_flow
+        if view is None:
+            return
+        if not view.finished:
+            self.notify("Only a finished flow can be deleted.", severity="warning")
+            return
+        error = self.controller.delete_flow(view.id)
+        if error:
+            self.notify_error(f"{view.method} {view.url}: {error}")
+            return
+        self.flows.pop(view.id, None)
+        self._answered.pop(view.id, None)
+        self.table.marked.discard(view.id)
+        self.table.remove_flows([view.id])
+        self._refresh_counts()
+        self._follow_detail({view.id})
+
+    def action_replay(self) -> None:
+        """`r`: the selected flow's request again through the proxy; a new row."""
+        view = self.selected_flow
+        if view is None:
+            return
+        error = self.controller.replay(view.id)
+        if error:
+            self.notify_error(f"Replay of {view.method} {view.url}: {error}")
+            return
+        self.notify(f"Replaying #{view.seq}: a new row follows.", markup=False)
+
+    def action_duplicate(self) -> None:
+        """`D`: a copy of the selected flow's request in the edit form; sending makes a
+        new flow."""
+        view = self.selected_flow
+        if view is None:
+            return
+        if view.paused is not None or not view.finished:
+            self.notify(
+                "Duplicate a finished flow (a paused one is edited in its dialog: e).",
+                severity="warning",
+            )
+            return
+        from widgets.request_editor import RequestEditor
+
+        def sent(original: str | None) -> None:
+            if original is not None:
+                self.notify(f"Sent an edited copy of #{view.seq}: a new row follows.")
+
+        self.push_screen(RequestEditor(self.full_view(view), self.controller), sent)
+
+    def full_view(self, view: FlowView) -> FlowView:
+        """`view` with its headers and bodies (a screen in another process fetches them)."""
+        return view
+
+    def action_event_log(self) -> None:
+        """`l`: the event log (proxy errors, rules reloads, timeouts, TLS failures)."""
+        from widgets.event_log import EventLogScreen
+
+        if isinstance(self.screen, EventLogScreen):
+            self.screen.dismiss(None)
+            return
+        self.push_screen(EventLogScreen(self.controller))
 
     def action_rules(self) -> None:
         self.open_rules()
@@ -501,6 +816,11 @@ class WaylayApp(App[None]):
                 yield SystemCommand(
                     key.palette, f"{key.words} ({key.key_text})", getattr(self, f"action_{name}")
                 )
+        yield SystemCommand(
+            "Toggle auto-advance",
+            "After a decision, the next paused flow's dialog opens",
+            self.action_toggle_auto_advance,
+        )
 
     # ------------------------------------------------------------ dialogs and screens
 
@@ -524,6 +844,10 @@ class WaylayApp(App[None]):
                 self._decision = None
             if result is not None:
                 self._reask = (view.id, since)
+                self._answered[view.id] = since
+                self._refresh_queue()
+                if self.auto_advance:
+                    self.call_later(self._open_next_by_itself)
 
         self.push_screen(screen, closed)
 

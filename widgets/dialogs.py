@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from typing import ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -35,6 +35,7 @@ from textual.widgets import ContentSwitcher, Footer, Input, Label, Static, TextA
 from policies import MatchPatternError, compile_pattern
 from policies.urls import url_error
 from widgets import keys
+from widgets.format import header_value
 from widgets.model import Answer, AuthFacts, Controller, FlowView, Headers, RememberScope
 
 Clock = Callable[[], float]
@@ -75,6 +76,16 @@ def check_match_pattern(text: str) -> str | None:
 
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_COMMON_HEADERS = (
+    "accept|age|allow|authorization|connection|cookie|date|etag|expect|expires|from|host|"
+    "link|location|origin|pragma|range|referer|server|te|trailer|upgrade|vary|via|warning"
+)
+_SECOND_HEADER = re.compile(
+    rf"(?:^|\s)((?:[A-Za-z0-9]+-)+[A-Za-z0-9]+|(?i:{_COMMON_HEADERS})):\s",
+)
+"""A header name followed by ": " inside a value: two headers pasted on one line.
+Only names that look like headers (with a hyphen, or a common one-word name), so that a
+value such as "note: see below" stays a value."""
 
 
 def parse_header_lines(text: str) -> list[tuple[str, str]]:
@@ -87,8 +98,20 @@ def parse_header_lines(text: str) -> list[tuple[str, str]]:
         name = name.strip()
         if not sep or not _TOKEN.match(name):
             raise ValueError(f"header line {number}: expected 'Name: value', got {line!r}")
+        second = _SECOND_HEADER.search(value)
+        if second:
+            raise ValueError(
+                f"header line {number} holds two headers ({name} and {second.group(1)}): "
+                "put each on its own line"
+            )
         headers.append((name, value.strip()))
     return headers
+
+
+def _field(value: str = "", **kwargs) -> Input:
+    """An input that keeps its text when it gets focus: with select-all on focus, one
+    key wiped a whole URL (and an Input has no undo)."""
+    return Input(value, select_on_focus=False, **kwargs)
 
 
 def _decode_body(body: bytes) -> str | None:
@@ -198,7 +221,13 @@ class DecisionDialog(ModalScreen[Answer | None]):
 
     EVENT: ClassVar[str] = ""
     TITLE_TEXT: ClassVar[str] = ""
-    TIMEOUT_OUTCOME: ClassVar[str] = "then the --ask-default outcome"
+    TIMEOUT_OUTCOME: ClassVar[str] = ""
+    """What happens at the deadline, when it does not depend on --ask-default."""
+    DEFAULT_OUTCOMES: ClassVar[dict[str, str]] = {
+        "continue": "then it continues",
+        "cancel": "then it is cancelled",
+    }
+    """What --ask-default does at the deadline (`Controller.ask_default`), in words."""
     SCOPES: ClassVar[tuple[tuple[str, RememberScope, str], ...]] = (
         ("1", "once", "once"),
         ("2", "url", "this URL"),
@@ -247,6 +276,29 @@ class DecisionDialog(ModalScreen[Answer | None]):
         text-style: bold;
         height: auto;
     }
+    DecisionDialog #summary {
+        min-height: 4;
+    }
+    DecisionDialog > ToastRack {
+        /* Over a dialog, only the newest toast shows, squeezed into the lines above the
+           summary's end: it never covers a field someone is typing in. */
+        dock: top;
+        align: right top;
+        margin: 0;
+        max-height: 4;
+        overflow: hidden hidden;
+        & ToastHolder {
+            display: none;
+        }
+        & ToastHolder:last-of-type {
+            display: block;
+        }
+        & Toast {
+            margin-top: 0;
+            padding: 0 1;
+            max-height: 4;
+        }
+    }
     """
 
     def __init__(self, view: FlowView, controller: Controller, *, clock: Clock = time.time):
@@ -289,7 +341,7 @@ class DecisionDialog(ModalScreen[Answer | None]):
             yield from self.compose_forms()
             yield RememberBar(self.SCOPES, id="remember")
             if any(scope == "pattern" for _, scope, _ in self.SCOPES):
-                yield Input(
+                yield _field(
                     placeholder="match pattern, e.g. *://*.example.com/*",
                     id="pattern",
                 )
@@ -330,7 +382,16 @@ class DecisionDialog(ModalScreen[Answer | None]):
         elif left <= 0:
             frame.border_subtitle = Content("⏱ timing out…")
         else:
-            frame.border_subtitle = Content(f"⏱ {_format_left(left)} left, {self.TIMEOUT_OUTCOME}")
+            frame.border_subtitle = Content(
+                f"⏱ {_format_left(left)} left, {self.timeout_outcome()}"
+            )
+
+    def timeout_outcome(self) -> str:
+        """ "then it continues": what the deadline does, named."""
+        if self.TIMEOUT_OUTCOME:
+            return self.TIMEOUT_OUTCOME
+        default = self.controller.ask_default
+        return self.DEFAULT_OUTCOMES.get(str(default), "then it gets the timeout outcome")
 
     def flow_updated(self, view: FlowView) -> None:
         """A new snapshot of this dialog's flow: close when it is no longer paused here."""
@@ -355,6 +416,11 @@ class DecisionDialog(ModalScreen[Answer | None]):
         what = f"{self.view.method} {self.view.url}"
         if view.paused is not None:
             return f"{what}: flow moved on, now paused at {view.paused.event}"
+        if view.state == "error" and view.error == "client gone":  # the proxy's client_gone
+            return (
+                f"{what}: the client stopped waiting (it disconnected or timed out); "
+                "the flow was dropped"
+            )
         if view.state == "error":
             return f"{what}: flow ended: {view.error or 'client disconnected'}"
         deadline = self.view.paused.deadline if self.view.paused else math.inf
@@ -387,6 +453,7 @@ class DecisionDialog(ModalScreen[Answer | None]):
         if self.query("#pattern"):
             pattern_input = self.query_one("#pattern", Input)
             pattern_input.display = scope == "pattern"
+            pattern_input.border_title = "match pattern (enter keeps it)"
             if scope == "pattern":
                 if not pattern_input.value:
                     pattern_input.value = self.suggested_pattern()
@@ -560,11 +627,12 @@ class HttpDialog(DecisionDialog):
         margin-top: 1;
         text-style: bold;
     }
-    HttpDialog #respond-status {
-        width: 16;
+    HttpDialog .form .field {
+        height: auto;
+        width: 1fr;
     }
-    HttpDialog #edit-method {
-        width: 14;
+    HttpDialog .form .field.-narrow {
+        width: 16;
     }
     HttpDialog .form Input {
         background: $boost;
@@ -625,33 +693,45 @@ class HttpDialog(DecisionDialog):
             yield Static(Content(self.decide_hint()), id="decide")
             with Vertical(id="url-form", classes="form"):
                 yield Label("", id="url-label")
-                yield Input(placeholder="https://…", id="url-input", compact=True)
+                yield _field(placeholder="https://…", id="url-input", compact=True)
             with Vertical(id="respond-form", classes="form"):
-                yield Label("respond to the client with  (ctrl+s sends)")
+                yield Label("respond to the client with  (ctrl+s sends)", id="respond-title")
                 with Horizontal():
-                    yield Input(
-                        "200",
-                        placeholder="status",
-                        type="integer",
-                        id="respond-status",
-                        compact=True,
-                    )
-                    yield Input(
-                        "text/plain; charset=utf-8",
-                        placeholder="content type",
-                        id="respond-type",
-                        compact=True,
-                    )
+                    with Vertical(classes="field -narrow"):
+                        yield Label("status")
+                        yield _field(
+                            "200",
+                            placeholder="status",
+                            type="integer",
+                            id="respond-status",
+                            compact=True,
+                        )
+                    with Vertical(classes="field"):
+                        yield Label("content type")
+                        yield _field(
+                            "text/plain; charset=utf-8",
+                            placeholder="content type",
+                            id="respond-type",
+                            compact=True,
+                        )
+                yield from self.compose_respond_headers()
+                yield Label("body")
                 yield TextArea("", id="respond-body", soft_wrap=True)
+            if "upstream" in self.FORMS:
+                yield from self.compose_upstream_form()
             if "edit" in self.FORMS:
                 body = self._editable_body()
                 with Vertical(id="edit-form", classes="form"):
                     yield Label("edit the request, then continue  (ctrl+s sends)")
                     with Horizontal():
-                        yield Input(
-                            view.method, placeholder="method", id="edit-method", compact=True
-                        )
-                        yield Input(view.url, placeholder="URL", id="edit-url", compact=True)
+                        with Vertical(classes="field -narrow"):
+                            yield Label("method")
+                            yield _field(
+                                view.method, placeholder="method", id="edit-method", compact=True
+                            )
+                        with Vertical(classes="field"):
+                            yield Label("URL")
+                            yield _field(view.url, placeholder="URL", id="edit-url", compact=True)
                     yield Label("headers (one 'Name: value' per line)")
                     yield TextArea(
                         "\n".join(f"{name}: {value}" for name, value in view.request_headers),
@@ -670,6 +750,46 @@ class HttpDialog(DecisionDialog):
                         soft_wrap=True,
                         read_only=body is None,
                     )
+
+    def compose_upstream_form(self) -> ComposeResult:
+        """`e` in the response dialog: upstream's response, editable."""
+        view = self.view
+        body = self._upstream_body()
+        headers = [
+            (name, value)
+            for name, value in view.response_headers
+            if name.lower() not in ("content-encoding", "transfer-encoding")
+        ]
+        with Vertical(id="upstream-form", classes="form"):
+            yield Label("edit upstream's response, then pass it on  (ctrl+s sends)")
+            with Horizontal():
+                with Vertical(classes="field -narrow"):
+                    yield Label("status")
+                    yield _field(
+                        str(view.status or 200),
+                        placeholder="status",
+                        type="integer",
+                        id="upstream-status",
+                        compact=True,
+                    )
+            yield Label("headers (one 'Name: value' per line)")
+            yield TextArea("\n".join(f"{n}: {v}" for n, v in headers), id="upstream-headers")
+            if body is None:
+                yield Label("body (not text, or not all of it is here: cannot be edited)")
+            else:
+                yield Label("body")
+            yield TextArea(body or "", id="upstream-body", soft_wrap=True, read_only=body is None)
+
+    def _upstream_body(self) -> str | None:
+        """Upstream's response body as text when all of it is here and it is text."""
+        view = self.view
+        if view.size is not None and view.size > len(view.response_body):
+            return None
+        return _decode_body(view.response_body)
+
+    def compose_respond_headers(self) -> ComposeResult:
+        """More response headers for the respond form (the response dialog's `e`)."""
+        yield from ()
 
     def decide_hint(self) -> str:
         return keys.STAYS_PAUSED
@@ -714,10 +834,13 @@ class HttpDialog(DecisionDialog):
             url_input.focus()
         elif mode == "respond":
             switcher.current = "respond-form"
-            self.query_one("#respond-body").focus()
+            self.query_one("#respond-status").focus()
         elif mode == "edit":
             switcher.current = "edit-form"
             self.query_one("#edit-url").focus()
+        elif mode == "upstream":
+            switcher.current = "upstream-form"
+            self.query_one("#upstream-status").focus()
         else:
             switcher.current = "decide"
             self.focus_home()
@@ -731,8 +854,9 @@ class HttpDialog(DecisionDialog):
         targets = {
             "redirect": "#url-input",
             "rewrite": "#url-input",
-            "respond": "#respond-body",
+            "respond": "#respond-status",
             "edit": "#edit-url",
+            "upstream": "#upstream-status",
         }
         self.query_one(targets.get(self.mode, "#summary")).focus()
 
@@ -787,6 +911,24 @@ class HttpDialog(DecisionDialog):
                 ]
                 params["body"] = body
             return Answer("continue", params)
+        if mode == "upstream":
+            raw = self.query_one("#upstream-status", Input).value.strip()
+            try:
+                status = int(raw)
+            except ValueError:
+                raise ValueError(f"status must be a number, got {raw!r}") from None
+            if not 100 <= status <= 599:
+                raise ValueError(f"status must be between 100 and 599, got {status}")
+            headers = parse_header_lines(self.query_one("#upstream-headers", TextArea).text)
+            if self._upstream_body() is None:
+                raise ValueError("this body cannot be edited here: c passes it on unchanged")
+            body = self.query_one("#upstream-body", TextArea).text
+            length = str(len(body.encode("utf-8")))
+            headers = [
+                (name, length if name.lower() == "content-length" else value)
+                for name, value in headers
+            ]
+            return Answer("respond", {"status": status, "headers": headers, "body": body})
         raise ValueError("no form is open")
 
     def candidate(self) -> Answer | None:
@@ -813,12 +955,18 @@ class HttpDialog(DecisionDialog):
             return
         self.send(answer)
 
-    @on(Input.Submitted, "#url-input, #respond-status, #respond-type, #edit-method, #edit-url")
+    @on(
+        Input.Submitted,
+        "#url-input, #respond-status, #respond-type, #edit-method, #edit-url, #upstream-status",
+    )
     def _form_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.action_submit_form()
 
-    @on(Input.Changed, "#url-input, #respond-status, #respond-type, #edit-method, #edit-url")
+    @on(
+        Input.Changed,
+        "#url-input, #respond-status, #respond-type, #edit-method, #edit-url, #upstream-status",
+    )
     @on(TextArea.Changed)
     def _form_changed(self) -> None:
         if self.mode != "decide":
@@ -841,7 +989,7 @@ class ResponseDialog(HttpDialog):
     """A paused response (event ``response``): continue, cancel, respond."""
 
     EVENT = "response"
-    FORMS = ("respond",)
+    FORMS = ("respond", "upstream")
     BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.RESPONSE_DIALOG)
 
     def decide_hint(self) -> str:
@@ -860,8 +1008,12 @@ class RedirectDialog(HttpDialog):
         return f"Location: {location}\n" + keys.hint(keys.REDIRECT_DIALOG, keys.STAYS_PAUSED)
 
     def default_url(self, mode: str) -> str:
-        location = _detail(self.view, "location")
-        return location if check_http_url(location) is None else self.view.url
+        """The Location (made absolute against the request URL), else the request URL."""
+        view = self.view
+        location = _detail(view, "location") or header_value(view.response_headers, "location")
+        if location:
+            location = urljoin(view.url, location.strip())
+        return location if check_http_url(location) is None else view.url
 
 
 # --------------------------------------------------------------------------- auth
@@ -876,6 +1028,8 @@ class AuthDialog(DecisionDialog):
 
     EVENT = "auth"
     TIMEOUT_OUTCOME = "then the challenge passes to the client"
+    AUTO_FOCUS = "#username"
+    """Typing starts in the username: before, keys were lost until enter moved focus."""
     SCOPES = (("1", "once", "once"), ("3", "host", "this host + realm"))
 
     BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.AUTH_DIALOG)
@@ -898,6 +1052,11 @@ class AuthDialog(DecisionDialog):
     }
     AuthDialog .field Input {
         width: 1fr;
+    }
+    AuthDialog #auth-hint {
+        color: $text-muted;
+        height: auto;
+        margin-top: 1;
     }
     """
 
@@ -923,10 +1082,22 @@ class AuthDialog(DecisionDialog):
     def compose_forms(self) -> ComposeResult:
         with Horizontal(classes="field"):
             yield Label("username")
-            yield Input(id="username")
+            yield _field(id="username")
         with Horizontal(classes="field"):
             yield Label("password")
-            yield Input(id="password", password=True)
+            yield _field(id="password", password=True)
+        yield Static(
+            Content(
+                "enter sends · shift+tab leaves the fields, then x passes the challenge to "
+                "the client and 1 / 3 choose what to remember · escape closes"
+            ),
+            id="auth-hint",
+        )
+
+    def focus_home(self) -> None:
+        username = self.query_one("#username", Input)
+        password = self.query_one("#password", Input)
+        (password if username.value and not password.value else username).focus()
 
     def _credentials(self) -> Answer:
         return Answer(

@@ -1,42 +1,50 @@
-"""The live flow list: one row per flow, keyed by flow id, updated in batches.
+"""The live flow list, on Textual's Line API.
 
-`FlowTable` is a `DataTable` whose rows are all one line high and whose columns have
-fixed widths (host and path share what is left of the width). That lets it skip the work
-`DataTable` does for the general case and that grows with the number of rows — measuring
-every cell of every new row, rebuilding per-line offsets after every cell update, and
-re-indexing the whole table once per removed row — so that 100,000 flows stay responsive.
+`FlowTable` is a `ScrollView` that draws each visible line on demand (`render_line`)
+from a store of `FlowView` snapshots: an id -> snapshot dict and a list of ids in display
+order. Nothing per row lives in widgets; the rendered lines are kept in a bounded LRU
+cache keyed by the snapshot they were drawn from, so a stream of new flows costs a list
+append and the repaint of the few lines on screen, whatever the number of rows.
+
+Line 0 is the column header (click a label to sort by it), the last line shows the full
+URL of the selected flow, the lines in between are rows.
 """
 
 from __future__ import annotations
 
 import time
+from bisect import insort
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from sys import intern
 from typing import ClassVar
 
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
 from rich.style import Style
-from rich.text import Text
+from textual import events
 from textual.binding import BindingType
-from textual.coordinate import Coordinate
-from textual.geometry import Region, Size, Spacing
-from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey, Row, RowKey
+from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from widgets import keys
 from widgets.format import (
     clock_time,
+    clock_time_ms,
     duration_ms,
     host_label,
     human_size,
-    paused_label,
     state_label,
 )
-from widgets.model import FlowView, PausedEvent
-from widgets.table_internals import RowRenderables, TableInternals
+from widgets.model import FlowView
 
 COLUMNS: tuple[tuple[str, str, int | None], ...] = (
-    ("time", "time", 8),
+    ("time", "time", 12),
     ("method", "method", 7),
+    ("proto", "proto", 6),
     ("host", "host", None),
     ("path", "path", None),
     ("state", "state", 26),
@@ -45,26 +53,53 @@ COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("duration", "duration", 8),
     ("rule", "rule", 12),
 )
-"""(key, label, width); `None` shares the width left over (see `_fit_flexible_columns`)."""
+"""(key, label, width); `None` shares the width left over (see `layout_columns`)."""
 
+COLUMN_KEYS = tuple(key for key, _, _ in COLUMNS)
 RIGHT_ALIGNED = frozenset({"size", "duration"})
 MIN_FLEX_WIDTH = 10
-MAX_HOST_WIDTH = 32
+MAX_HOST_WIDTH = 28
 WANTED_FLEX_WIDTH = 40
-"""Host and path together get at least this much before other columns shrink..."""
-SHRINKABLE: tuple[tuple[str, int], ...] = (("state", 16), ("rule", 8), ("type", 6))
-"""...in this order, down to these widths."""
+"""Host and path together get at least this much before other columns give way..."""
+DEGRADE: tuple[tuple[str, int], ...] = (
+    ("state", 16),
+    ("rule", 0),
+    ("type", 0),
+    ("proto", 0),
+    ("size", 0),
+    ("duration", 0),
+    ("time", 8),
+    ("time", 0),
+)
+"""...in this order: shrink a column to a width, or drop it (0). Method, host, path and
+state always stay; at 80 columns time, method, host with port, path and state remain."""
+
+SORTABLE: tuple[str, ...] = ("", *COLUMN_KEYS)
+"""What `o` cycles through; "" is arrival order."""
+
+CACHE_SIZE = 2048
+"""Rendered rows kept: several screens' worth, a few hundred KB."""
+
+
+def protocol_label(view: FlowView) -> str:
+    """HTTP, HTTPS, HTTP/2, HTTP/3, WS or WSS."""
+    secure = view.scheme in ("https", "wss")
+    if view.is_websocket:
+        return "WSS" if secure else "WS"
+    version = view.http_version.upper()
+    if version.startswith("HTTP/2"):
+        return "HTTP/2"
+    if version.startswith("HTTP/3"):
+        return "HTTP/3"
+    return "HTTPS" if secure else "HTTP"
 
 
 def row_cells(view: FlowView, now: float) -> tuple[str, ...]:
-    """The cells of a flow's row, in `COLUMNS` order; `now` counts paused flows' waits.
-
-    The formatted cells repeat a lot (same second, same size, same status), so they are
-    interned: 100,000 rows then hold a few thousand distinct strings, not 400,000.
-    """
+    """The cells of a flow's row, in `COLUMNS` order; `now` counts paused flows' waits."""
     return (
-        intern(clock_time(view.started)),
+        intern(clock_time_ms(view.started)),
         view.method,
+        protocol_label(view),
         host_label(view),
         view.path,
         intern(state_label(view, now)),
@@ -73,6 +108,31 @@ def row_cells(view: FlowView, now: float) -> tuple[str, ...]:
         intern(duration_ms(view.duration)),
         view.rule_id or "",
     )
+
+
+def cell(view: FlowView, key: str, now: float) -> str:
+    """One cell of a flow's row (what `row_cells` gives for `key`)."""
+    if key == "time":
+        return clock_time_ms(view.started)
+    if key == "method":
+        return view.method
+    if key == "proto":
+        return protocol_label(view)
+    if key == "host":
+        return host_label(view)
+    if key == "path":
+        return view.path
+    if key == "state":
+        return state_label(view, now)
+    if key == "type":
+        return view.type
+    if key == "size":
+        return human_size(view.size)
+    if key == "duration":
+        return duration_ms(view.duration)
+    if key == "rule":
+        return view.rule_id or ""
+    raise KeyError(key)
 
 
 def row_kind(view: FlowView) -> str:
@@ -86,34 +146,69 @@ def row_kind(view: FlowView) -> str:
     return ""
 
 
-class _OneLineRows(Sequence[tuple[RowKey, int]]):
-    """`DataTable._y_offsets` for a table whose rows are all one line: no list to build."""
-
-    def __init__(self, table: FlowTable) -> None:
-        self._table = table
-
-    def __len__(self) -> int:
-        return self._table.row_count
-
-    def __getitem__(self, y):
-        if not isinstance(y, int) or not 0 <= y < self._table.row_count:
-            raise IndexError(y)
-        return self._table.internals.key_at(y), 0
-
-    def clear(self) -> None:
-        """`DataTable.clear()` clears the offsets it cached; there is nothing to clear."""
+def sort_value(view: FlowView, key: str) -> tuple:
+    """What sorting by column `key` compares; ties keep arrival order."""
+    if key in ("", "time"):
+        return (view.started, view.seq)
+    if key == "size":
+        return (view.size if view.size is not None else -1, view.seq)
+    if key == "duration":
+        return (view.duration if view.duration is not None else -1.0, view.seq)
+    if key == "state":
+        return (0 if view.paused is not None else 1, view.state_label, view.seq)
+    if key == "host":
+        return (view.host, view.port, view.seq)
+    return (cell(view, key, 0.0).lower(), view.seq)
 
 
-class FlowTable(DataTable[str]):
+def layout_columns(width: int) -> tuple[tuple[str, int], ...]:
+    """The columns shown at `width` cells and their widths.
+
+    Every column is preceded by one cell (the mark gutter for the first, a space for the
+    others). Host gets half of what is left (at most 28) and path the rest; when
+    that is under `WANTED_FLEX_WIDTH`, the `DEGRADE` steps apply in order.
+    """
+    widths = {key: w for key, _, w in COLUMNS if w is not None}
+
+    def room() -> int:
+        shown = [key for key in COLUMN_KEYS if key in ("host", "path") or widths.get(key)]
+        return width - len(shown) - sum(widths.values())
+
+    for key, narrower in DEGRADE:
+        if room() >= WANTED_FLEX_WIDTH:
+            break
+        widths[key] = narrower
+    left = max(room(), 2 * MIN_FLEX_WIDTH)
+    host = max(MIN_FLEX_WIDTH, min(left // 2, MAX_HOST_WIDTH))
+    widths["host"] = host
+    widths["path"] = max(MIN_FLEX_WIDTH, left - host)
+    return tuple((key, widths[key]) for key in COLUMN_KEYS if widths[key])
+
+
+def fit(text: str, width: int, right: bool = False) -> str:
+    """`text` in exactly `width` cells: cut with an ellipsis, padded left or right."""
+    if cell_len(text) > width:
+        return set_cell_size(text, max(0, width - 1)) + "…" if width else ""
+    if right:
+        return " " * (width - cell_len(text)) + text
+    return set_cell_size(text, width)
+
+
+class FlowTable(ScrollView, can_focus=True):
     """The flow list. Feed it `FlowView`s with `apply()`; rows are keyed by flow id.
 
-    Its keys are `widgets.keys.FLOW_LIST`; their actions live on the app (the `app.`
-    namespace), which owns the controller.
+    Its keys are `widgets.keys.FLOW_LIST`. Most actions live on the app (the `app.`
+    namespace), which owns the controller; moving, sorting and following are the list's
+    own.
     """
 
     BINDINGS: ClassVar[list[BindingType]] = keys.bindings(keys.FLOW_LIST)
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = DataTable.COMPONENT_CLASSES | {
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "flow-table--header",
+        "flow-table--cursor",
+        "flow-table--url",
+        "flow-table--mark",
         "flow-table--paused",
         "flow-table--error",
         "flow-table--cancelled",
@@ -121,6 +216,10 @@ class FlowTable(DataTable[str]):
     """
     | Class | Description |
     | :- | :- |
+    | `flow-table--header` | The column labels. |
+    | `flow-table--cursor` | The selected row. |
+    | `flow-table--url` | The full-URL line of the selected flow. |
+    | `flow-table--mark` | The mark of a marked row. |
     | `flow-table--paused` | Rows of flows waiting for a decision. |
     | `flow-table--error` | Rows of flows that failed. |
     | `flow-table--cancelled` | Rows of flows that were cancelled. |
@@ -130,7 +229,37 @@ class FlowTable(DataTable[str]):
     FlowTable {
         height: 1fr;
         max-height: 100%;
+        background: $surface;
+        color: $foreground;
+        overflow-x: hidden;
+        overflow-y: auto;
         scrollbar-gutter: stable;
+        &:focus {
+            background-tint: $foreground 5%;
+            & > .flow-table--cursor {
+                background: $block-cursor-background;
+                color: $block-cursor-foreground;
+                text-style: $block-cursor-text-style;
+            }
+        }
+        & > .flow-table--header {
+            text-style: bold;
+            background: $panel;
+            color: $foreground;
+        }
+        & > .flow-table--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+            text-style: $block-cursor-blurred-text-style;
+        }
+        & > .flow-table--url {
+            background: $panel;
+            color: $text-muted;
+        }
+        & > .flow-table--mark {
+            color: $text-accent;
+            text-style: bold;
+        }
         & > .flow-table--paused {
             color: $text-warning;
             text-style: bold;
@@ -144,6 +273,51 @@ class FlowTable(DataTable[str]):
     }
     """
 
+    @dataclass
+    class Highlighted(Message):
+        """The cursor moved to another flow (or to none)."""
+
+        table: FlowTable
+        flow_id: str | None
+
+        @property
+        def control(self) -> FlowTable:
+            return self.table
+
+    @dataclass
+    class Selected(Message):
+        """The selected row was clicked again: open it, as `enter` does."""
+
+        table: FlowTable
+        flow_id: str
+
+        @property
+        def control(self) -> FlowTable:
+            return self.table
+
+    @dataclass
+    class FollowChanged(Message):
+        """Follow mode went on or off (`F`, or a move up turned it off)."""
+
+        table: FlowTable
+        follow: bool
+
+        @property
+        def control(self) -> FlowTable:
+            return self.table
+
+    @dataclass
+    class SortChanged(Message):
+        """The rows are sorted by another column ("" for arrival order)."""
+
+        table: FlowTable
+        key: str
+        reverse: bool
+
+        @property
+        def control(self) -> FlowTable:
+            return self.table
+
     def __init__(
         self,
         *,
@@ -152,47 +326,87 @@ class FlowTable(DataTable[str]):
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
-        super().__init__(cursor_type="row", name=name, id=id, classes=classes)
-        self.internals = TableInternals(self)
-        """DataTable's private row index and cell store, behind one adapter."""
+        super().__init__(name=name, id=id, classes=classes)
         self._clock = clock
-        self._kinds: dict[str, str] = {}
-        """Row key -> row kind, for the rows that stand out."""
-        self._paused: dict[str, PausedEvent] = {}
-        """The paused rows, whose state cell counts seconds."""
-        self._rows_version = 0
-        """Changes whenever rows are removed, cleared or re-ordered (not when appended)."""
-        self._ordered_rows_cache: tuple[tuple[int, int], list[Row]] | None = None
-        self._kind_styles: dict[str, Style] = {}
-        self._flex_widths: dict[str, int] | None = None
-        self._offscreen_changed = False
-        """Rows out of view changed without invalidating the render caches (see
-        `_rows_changed`); the caches go when the view moves."""
+        self._views: dict[str, FlowView] = {}
+        """The shown flows' snapshots, by id."""
+        self._order: list[str] = []
+        """The shown flows' ids, top to bottom."""
+        self._positions: dict[str, int] | None = {}
+        self._scans = 0
+        """id -> index in `_order`; None when it must be rebuilt (after a removal or sort)."""
+        self._paused: set[str] = set()
+        self.cursor_row = 0
+        self._highlighted: str | None = None
+        """The flow last announced with `Highlighted`."""
+        self.follow = False
+        self.sort_key = ""
+        """The column the rows are sorted by, "" for arrival order."""
+        self.sort_reverse = False
+        self.marked: set[str] = set()
+        """Ids of marked flows (kept while they are filtered out)."""
+        self._cache: LRUCache[tuple, tuple[FlowView, Strip]] = LRUCache(CACHE_SIZE)
+        self._styles: dict[str, Style] = {}
+        self._layout: tuple[int, tuple[tuple[str, int], ...]] | None = None
 
     # ----------------------------------------------------------------- public API
 
     @property
+    def row_count(self) -> int:
+        return len(self._order)
+
+    @property
     def selected_id(self) -> str | None:
         """The id of the flow under the cursor, if any."""
-        if not self.row_count:
+        if not self._order:
             return None
-        return self.internals.id_at(self.cursor_row)
+        return self._order[min(self.cursor_row, len(self._order) - 1)]
 
     def has_flow(self, flow_id: str) -> bool:
-        return self.internals.has(flow_id)
+        return flow_id in self._views
 
     def flow_ids(self) -> list[str]:
         """The ids of the rows, top to bottom."""
-        id_at = self.internals.id_at
-        return [flow_id for index in range(self.row_count) if (flow_id := id_at(index))]
+        return list(self._order)
+
+    def get_row(self, flow_id: str) -> list[str]:
+        """The cells of a flow's row, in `COLUMNS` order (all columns, shown or not)."""
+        return list(row_cells(self._views[flow_id], self._clock()))
+
+    def index_of(self, flow_id: str) -> int | None:
+        """The row of a flow, or None. After the rows changed, the first lookups scan the
+        list (fast, in C); the id -> row index is built only once lookups keep coming."""
+        positions = self._positions
+        if positions is None:
+            if flow_id not in self._views:
+                return None
+            self._scans += 1
+            if self._scans <= 2:
+                return self._order.index(flow_id)
+            positions = {flow_id: index for index, flow_id in enumerate(self._order)}
+            self._positions = positions
+        return positions.get(flow_id)
 
     def select_flow(self, flow_id: str) -> bool:
         """Move the cursor to a flow's row; False when it is not shown."""
-        index = self.internals.index_of(flow_id)
+        index = self.index_of(flow_id)
         if index is None:
             return False
-        self.move_cursor(row=index)
+        self.move_cursor(index)
         return True
+
+    def move_cursor(self, row: int, *, scroll: bool = True) -> None:
+        """Put the cursor on row `row` (clamped), scroll it into view, announce it."""
+        old = self.cursor_row
+        row = max(0, min(row, len(self._order) - 1)) if self._order else 0
+        self.cursor_row = row
+        if scroll:
+            self._scroll_to_cursor()
+        if old != row:
+            self._refresh_row(old)
+            self._refresh_row(row)
+        self._refresh_url_line()
+        self._announce()
 
     def apply(
         self,
@@ -201,329 +415,466 @@ class FlowTable(DataTable[str]):
         *,
         visible: Callable[[FlowView], bool] | None = None,
     ) -> None:
-        """Apply one batch: append new flows, update changed cells, drop removed rows.
+        """Apply one batch: add new flows, update changed rows, drop removed rows.
 
         `visible` filters the list: a flow that stops matching loses its row, one that
-        starts matching gets a row at the end. Nothing is re-sorted.
+        starts matching gets one (at the end, or in its place when sorted).
         """
-        self._ensure_columns()
-        now = self._clock()
         removed_ids = set(removed)
-        gone = [flow_id for flow_id in removed_ids if self.internals.has(flow_id)]
-        changed: list[FlowView] = []
+        store = self._views
+        gone = [flow_id for flow_id in removed_ids if flow_id in store]
         added: list[FlowView] = []
+        moved: list[str] = []
+        repaint = False
+        top, bottom = self._visible_range()
         for view in views:
-            if view.id in removed_ids:
+            flow_id = view.id
+            if flow_id in removed_ids:
                 continue
-            shown = self.internals.has(view.id)
+            old = store.get(flow_id)
             if visible is not None and not visible(view):
-                if shown:
-                    gone.append(view.id)
-            elif shown:
-                changed.append(view)
-            else:
+                if old is not None:
+                    gone.append(flow_id)
+                continue
+            if old is None:
                 added.append(view)
+                continue
+            store[flow_id] = view
+            self._track_paused(view)
+            if self.sort_key and sort_value(old, self.sort_key) != sort_value(view, self.sort_key):
+                moved.append(flow_id)
+            elif not repaint:
+                index = self.index_of(flow_id)
+                repaint = index is not None and top <= index < bottom
         if gone:
             self.remove_flows(gone)
-        for view in changed:
-            self._update_row(view, now)
+        if moved:
+            self._reposition(moved)
         if added:
-            self._append_rows(added, now)
+            self._add(added)
+        elif repaint or moved:
+            self.refresh()
+            self._refresh_url_line()
 
-    def replace(self, views: Iterable[FlowView]) -> None:
-        """Show exactly `views`, in that order (a new filter); the cursor keeps its flow."""
-        self._ensure_columns()
+    def replace(
+        self, views: Iterable[FlowView] | dict[str, FlowView], paused: Iterable[str] | None = None
+    ) -> None:
+        """Show exactly `views` (a new filter); the cursor keeps its flow if shown.
+
+        A dict (id -> view, in arrival order) with the ids of the `paused` ones is copied
+        in C: a million flows come back in milliseconds when a filter is cleared."""
         selected = self.selected_id
-        self.clear()
-        self._append_rows(list(views), self._clock())
-        if selected is not None and self.select_flow(selected):
-            return
-        if self.row_count:
-            self.move_cursor(row=0)
+        if isinstance(views, dict) and paused is not None:
+            self._views = dict(views)
+            self._paused = set(paused)
+        else:
+            listed: Iterable[FlowView] = views.values() if isinstance(views, dict) else views
+            self._views = {view.id: view for view in listed}
+            self._paused = {flow_id for flow_id, view in self._views.items() if view.paused}
+        self._order = list(self._views)
+        if self.sort_key or self.sort_reverse:
+            self._resort(keep_cursor=False)
+        self._positions = None
+        self._scans = 0
+        self._structure_changed()
+        index = self.index_of(selected) if selected is not None else None
+        self.cursor_row = index if index is not None else 0
+        self._scroll_to_cursor()
+        self._announce()
 
     def remove_flows(self, flow_ids: Iterable[str]) -> None:
         """Drop the rows of these flows in one pass; the cursor stays on its flow."""
-        internals = self.internals
-        doomed = {flow_id for flow_id in flow_ids if internals.has(flow_id)}
+        store = self._views
+        doomed = {flow_id for flow_id in flow_ids if flow_id in store}
         if not doomed:
             return
-        cursor_row = self.cursor_row
         selected = self.selected_id
-        order = [internals.key_at(index) for index in range(self.row_count)]
-        removed_above = sum(1 for key in order[:cursor_row] if key and key.value in doomed)
-        internals.reindex(key for key in order if key is not None and key.value not in doomed)
+        cursor = self.cursor_row
+        removed_above = sum(1 for flow_id in self._order[:cursor] if flow_id in doomed)
+        self._order = [flow_id for flow_id in self._order if flow_id not in doomed]
         for flow_id in doomed:
-            del self.rows[RowKey(flow_id)]
-            self._kinds.pop(flow_id, None)
-            self._paused.pop(flow_id, None)
-        internals.forget(doomed)
-        self._structure_changed()
+            del store[flow_id]
+            self._paused.discard(flow_id)
+        self._positions = None
+        self._scans = 0
         if selected is not None and selected not in doomed:
-            new_row = internals.index_of(selected) or 0
+            cursor = self.index_of(selected) or 0
         else:
-            new_row = cursor_row - removed_above
-        new_row = max(0, min(new_row, self.row_count - 1))
-        if new_row != cursor_row:
-            self.cursor_coordinate = Coordinate(new_row, 0)
-        elif self.row_count and self.selected_id != selected:
-            key = internals.key_at(new_row)
-            if key is not None:
-                self.post_message(DataTable.RowHighlighted(self, new_row, key))
-        self.refresh(layout=True)
+            cursor -= removed_above
+        self.cursor_row = max(0, min(cursor, len(self._order) - 1))
+        self._structure_changed()
+        self._announce()
 
     def refresh_paused(self) -> None:
-        """Recount the seconds in the state cells of paused rows (called about 1/s)."""
+        """Recount the seconds of paused rows on screen (called about 1/s)."""
         if not self._paused:
             return
-        now = self._clock()
-        state = ColumnKey("state")
-        for flow_id, paused in self._paused.items():
-            view_state = paused_label(paused, now)
-            if self.internals.cells(flow_id)[state] != view_state:
-                self.update_cell(flow_id, state, view_state)
+        top, bottom = self._visible_range()
+        for flow_id in self._paused:
+            index = self.index_of(flow_id)
+            if index is not None and top <= index < bottom:
+                self._refresh_row(index)
 
-    # ----------------------------------------------------------------- rows
-
-    def _ensure_columns(self) -> None:
-        if self.columns:
+    def set_follow(self, follow: bool) -> None:
+        """Follow mode: the cursor sticks to the newest row."""
+        if follow == self.follow:
             return
-        for key, label, width in COLUMNS:
-            header = Text(label, justify="right" if key in RIGHT_ALIGNED else "left")
-            self.add_column(header, width=width or MIN_FLEX_WIDTH, key=key)
-        self._fit_flexible_columns()
+        self.follow = follow
+        if follow and self._order:
+            self.move_cursor(self._newest_index())
+        self.post_message(self.FollowChanged(self, follow))
 
-    def _append_rows(self, views: Sequence[FlowView], now: float) -> None:
-        """What `add_row` does, once per batch instead of once per row.
+    def sort_by(self, key: str, reverse: bool = False) -> None:
+        """Sort the rows by column `key` ("" for arrival order); the cursor keeps its flow."""
+        if key not in SORTABLE:
+            raise ValueError(f"not a column: {key!r}")
+        self.sort_key = key
+        self.sort_reverse = reverse
+        self._resort()
+        self._structure_changed()
+        self._scroll_to_cursor()
+        self.post_message(self.SortChanged(self, key, reverse))
 
-        `add_row` re-validates the cursor (a reactive) and lists the columns twice for
-        every row; at thousands of rows per batch that is most of the cost.
-        """
-        column_keys = [column.key for column in self.ordered_columns]
-        internals = self.internals
-        rows = self.rows
-        kinds = self._kinds
-        paused = self._paused
-        was_empty = self.row_count == 0
-        index = first_index = self.row_count
-        last_index = index - 1
-        for view in views:
-            key = RowKey(view.id)
-            if internals.has(view.id):
-                self._update_row(view, now)
-                continue
-            internals.add(key, index, dict(zip(column_keys, row_cells(view, now), strict=True)))
-            index += 1
-            last_index = index - 1
-            rows[key] = Row(key, 1)
-            kind = row_kind(view)
-            if kind:
-                kinds[view.id] = kind
-                if view.paused is not None:
-                    paused[view.id] = view.paused
-        self._rows_changed(first_index, last_index)
-        internals.require_dimensions()
-        self.cursor_coordinate = self.cursor_coordinate
-        if was_empty and self.row_count and self.show_cursor and self.cursor_type != "none":
-            internals.highlight_cursor()
-        self.check_idle()
-        self.refresh()
-
-    def _rows_changed(self, first: int, last: int) -> None:
-        """Rows ``first..last`` changed. DataTable keys every render cache on one update
-        count, so bumping it re-renders every visible row; under a stream of new flows
-        that is most of the screen's work. Bump it only when a changed row is on screen
-        (or may be: the margins are generous); otherwise remember to bump it when the
-        view moves (`watch_scroll_y`, resize)."""
-        if last < first:
-            return
-        top = int(self.scroll_y)
-        bottom = top + self.size.height + 2
-        if last >= top - 2 and first <= bottom:
-            self.internals.invalidate_renders()
+    def set_mark(self, flow_id: str, marked: bool) -> None:
+        if marked:
+            self.marked.add(flow_id)
         else:
-            self._offscreen_changed = True
+            self.marked.discard(flow_id)
+        index = self.index_of(flow_id)
+        if index is not None:
+            self._refresh_row(index)
 
-    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
-        if self._offscreen_changed:
-            self._offscreen_changed = False
-            self.internals.invalidate_renders()
-        super().watch_scroll_y(old_value, new_value)
+    def kind_of(self, flow_id: str) -> str:
+        """How a flow's row stands out (see `row_kind`)."""
+        return row_kind(self._views[flow_id])
 
-    def _update_row(self, view: FlowView, now: float) -> None:
-        flow_id = view.id
-        old = self.internals.cells(flow_id)
-        changed = False
-        for (key, _, _), value in zip(COLUMNS, row_cells(view, now), strict=True):
-            column = ColumnKey(key)
-            if old[column] != value:
-                old[column] = value
-                changed = True
-        kind = row_kind(view)
-        if kind != self._kinds.get(flow_id, ""):
-            if kind:
-                self._kinds[flow_id] = kind
-            else:
-                self._kinds.pop(flow_id, None)
-            changed = True
-        if changed:
-            index = self.internals.index_of(flow_id)
-            if index is not None:
-                self._rows_changed(index, index)
-            self.refresh()
+    def column_widths(self) -> dict[str, int]:
+        """The columns shown now and their widths."""
+        return dict(self._columns())
+
+    # ----------------------------------------------------------------- actions
+
+    def action_cursor_up(self) -> None:
+        self.set_follow(False)
+        self.move_cursor(self.cursor_row - 1)
+
+    def action_cursor_down(self) -> None:
+        self.move_cursor(self.cursor_row + 1)
+
+    def action_page_up(self) -> None:
+        self.set_follow(False)
+        self.move_cursor(self.cursor_row - self._page())
+
+    def action_page_down(self) -> None:
+        self.move_cursor(self.cursor_row + self._page())
+
+    def action_first(self) -> None:
+        self.set_follow(False)
+        self.move_cursor(0)
+
+    def action_last(self) -> None:
+        self.move_cursor(len(self._order) - 1)
+
+    def action_toggle_follow(self) -> None:
+        self.set_follow(not self.follow)
+
+    def action_cycle_sort(self) -> None:
+        """`o`: sort by the next shown column, then back to arrival order."""
+        shown = [""] + [key for key, _ in self._columns()]
+        current = shown.index(self.sort_key) if self.sort_key in shown else 0
+        self.sort_by(shown[(current + 1) % len(shown)])
+
+    # ----------------------------------------------------------------- mouse
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        x, y = offset
+        if y == 0:
+            key = self._column_at(x)
+            if key is not None:
+                reverse = self.sort_key == key and not self.sort_reverse
+                self.sort_by(key, reverse)
+            return
+        index = int(self.scroll_y) + y - 1
+        if y > self._row_slots() or not 0 <= index < len(self._order):
+            return
+        if index == self.cursor_row:
+            self.post_message(self.Selected(self, self._order[index]))
+        else:
+            if index < self.cursor_row:
+                self.set_follow(False)
+            self.move_cursor(index)
+
+    def _column_at(self, x: int) -> str | None:
+        start = 0
+        for key, width in self._columns():
+            if start <= x < start + width + 1:
+                return key
+            start += width + 1
+        return None
+
+    # ----------------------------------------------------------------- store
+
+    def _track_paused(self, view: FlowView) -> None:
         if view.paused is not None:
-            self._paused[flow_id] = view.paused
+            self._paused.add(view.id)
         else:
-            self._paused.pop(flow_id, None)
+            self._paused.discard(view.id)
 
-    def clear(self, columns: bool = False):
-        self._kinds.clear()
-        self._paused.clear()
-        self._rows_version += 1
-        result = super().clear(columns)
-        if columns:
-            self._flex_widths = None
-        return result
+    def _add(self, views: Sequence[FlowView]) -> None:
+        store = self._views
+        order = self._order
+        sort_key = self.sort_key
+        positions = self._positions
+        for view in views:
+            store[view.id] = view
+            self._track_paused(view)
+            if sort_key or self.sort_reverse:
+                insort(
+                    order,
+                    view.id,
+                    key=lambda flow_id: self._sort_key_of(store[flow_id]),
+                )
+                positions = None
+            else:
+                if positions is not None:
+                    positions[view.id] = len(order)
+                order.append(view.id)
+        self._positions = positions
+        if positions is None:
+            self._scans = 0
+        was_empty = len(order) == len(views)
+        if positions is None:
+            # rows went in above the cursor: the cursor keeps its flow
+            selected = self._highlighted
+            index = self.index_of(selected) if selected is not None else None
+            if index is not None:
+                self.cursor_row = index
+        self._update_virtual_size()
+        if self.follow:
+            newest = max(views, key=lambda view: view.seq)
+            index = self.index_of(newest.id)
+            self.move_cursor(index if index is not None else len(order) - 1)
+        else:
+            self.refresh()
+            if was_empty:
+                self.move_cursor(0)
+        self._refresh_url_line()
 
-    def sort(self, *columns, key=None, reverse: bool = False):
-        self._rows_version += 1
-        return super().sort(*columns, key=key, reverse=reverse)
+    def _sort_key_of(self, view: FlowView):
+        value = sort_value(view, self.sort_key)
+        if self.sort_reverse:
+            return _Reversed(value)
+        return value
 
-    def remove_row(self, row_key: RowKey | str) -> None:
-        flow_id = row_key.value if isinstance(row_key, RowKey) else row_key
-        if flow_id is not None:
-            self.remove_flows([flow_id])
+    def _reposition(self, flow_ids: list[str]) -> None:
+        """Rows whose sort value changed go to their new place: out, then back in with
+        a binary search (a full sort of a million rows per batch would be too slow)."""
+        if len(flow_ids) > 1000:
+            self._resort()
+            return
+        selected = self.selected_id
+        order = self._order
+        if len(flow_ids) <= 20:
+            for flow_id in flow_ids:
+                order.remove(flow_id)
+        else:
+            doomed = set(flow_ids)
+            order[:] = [flow_id for flow_id in order if flow_id not in doomed]
+        store = self._views
+        for flow_id in flow_ids:
+            insort(order, flow_id, key=lambda fid: self._sort_key_of(store[fid]))
+        self._positions = None
+        self._scans = 0
+        if selected is not None:
+            self.cursor_row = self.index_of(selected) or 0
+
+    def _resort(self, *, keep_cursor: bool = True) -> None:
+        selected = self.selected_id if keep_cursor else None
+        store = self._views
+        self._order.sort(
+            key=lambda flow_id: sort_value(store[flow_id], self.sort_key),
+            reverse=self.sort_reverse,
+        )
+        self._positions = None
+        self._scans = 0
+        if selected is not None:
+            self.cursor_row = self.index_of(selected) or 0
+
+    def _newest_index(self) -> int:
+        if not self.sort_key and not self.sort_reverse:
+            return len(self._order) - 1
+        store = self._views
+        newest = max(self._order, key=lambda flow_id: store[flow_id].seq)
+        return self.index_of(newest) or 0
 
     def _structure_changed(self) -> None:
-        self._rows_version += 1
-        self.internals.invalidate_renders()
-        self.internals.require_dimensions()
-        self.check_idle()
+        self._update_virtual_size()
+        self.refresh()
+        self._refresh_url_line()
+
+    def _announce(self) -> None:
+        selected = self.selected_id
+        if selected != self._highlighted:
+            self._highlighted = selected
+            self.post_message(self.Highlighted(self, selected))
+
+    # ----------------------------------------------------------------- geometry
+
+    def _row_slots(self) -> int:
+        """Lines for rows: the height less the header and the URL line."""
+        return max(1, self.scrollable_content_region.height - 2)
+
+    def _page(self) -> int:
+        return max(1, self._row_slots() - 1)
+
+    def _visible_range(self) -> tuple[int, int]:
+        top = int(self.scroll_y)
+        return top, top + self._row_slots()
+
+    def _update_virtual_size(self) -> None:
+        self.virtual_size = Size(self.scrollable_content_region.width, len(self._order) + 2)
+
+    def _scroll_to_cursor(self) -> None:
+        self._update_virtual_size()
+        top, bottom = self._visible_range()
+        row = self.cursor_row
+        if row < top:
+            self.scroll_to(y=row, animate=False, force=True, immediate=True)
+        elif row >= bottom:
+            self.scroll_to(y=row - self._row_slots() + 1, animate=False, force=True, immediate=True)
+
+    def _refresh_row(self, index: int) -> None:
+        top, bottom = self._visible_range()
+        if top <= index < bottom:
+            self.refresh_line(index + 1)
+
+    def _refresh_url_line(self) -> None:
+        height = self.scrollable_content_region.height
+        if height:
+            self.refresh_line(int(self.scroll_y) + height - 1)
+
+    def on_resize(self) -> None:
+        self._layout = None
+        self._update_virtual_size()
+        self._scroll_to_cursor()
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    def notify_style_update(self) -> None:
+        self._styles.clear()
+        self._cache.clear()
+        super().notify_style_update()
 
     # ----------------------------------------------------------------- rendering
 
-    def _row_style(self, flow_id: str) -> Style:
-        kind = self._kinds.get(flow_id)
-        if not kind:
-            return Style.null()
-        style = self._kind_styles.get(kind)
+    def _columns(self) -> tuple[tuple[str, int], ...]:
+        width = self.scrollable_content_region.width
+        if self._layout is None or self._layout[0] != width:
+            self._layout = (width, layout_columns(width))
+        return self._layout[1]
+
+    def _style(self, name: str) -> Style:
+        style = self._styles.get(name)
         if style is None:
-            style = self.get_component_rich_style(f"flow-table--{kind}", partial=True)
-            self._kind_styles[kind] = style
+            if name == "base":
+                style = self.rich_style
+            else:
+                style = self.get_component_rich_style(f"flow-table--{name}", partial=True)
+            self._styles[name] = style
         return style
 
-    def notify_style_update(self) -> None:
-        self._kind_styles.clear()
-        super().notify_style_update()
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        height = self.scrollable_content_region.height
+        if y == 0:
+            return self._header_strip(width)
+        if y == height - 1 and height >= 3:
+            return self._url_strip(width)
+        index = int(self.scroll_y) + y - 1
+        if not 0 <= index < len(self._order):
+            return Strip.blank(width, self._style("base"))
+        return self._row_strip(index, width)
 
-    def _compute_row_renderables(self, row_index: int) -> RowRenderables:
-        """Cells are plain strings (never markup: paths hold brackets) styled by row kind."""
-        if row_index == -1:
-            return super()._compute_row_renderables(row_index)
-        row_key = self.internals.key_at(row_index)
-        if row_key is None or row_key.value is None:
-            return RowRenderables(None, [])
-        data = self.internals.cells(row_key)
-        style = self._row_style(row_key.value)
-        cells: list = [
-            Text(
-                data.get(column.key) or "",
-                style=style,
-                no_wrap=True,
-                overflow="ellipsis",
-                end="",
-                justify="right" if column.key.value in RIGHT_ALIGNED else "left",
-            )
-            for column in self.ordered_columns
-        ]
-        return RowRenderables(None, cells)
-
-    # ----------------------------------------------------------------- geometry
-    # Every row is one line high, so a row's y is its index: O(1) instead of O(rows).
-
-    @property
-    def _y_offsets(self) -> _OneLineRows:  # type: ignore[override]
-        return _OneLineRows(self)
-
-    @property
-    def _total_row_height(self) -> int:
-        return self.row_count
-
-    @property
-    def ordered_rows(self) -> list[Row]:
-        cache_key = (self.row_count, self._rows_version)
-        cached = self._ordered_rows_cache
-        if cached is None or cached[0] != cache_key:
-            key_at = self.internals.key_at
-            rows = self.rows
-            cached = (cache_key, [rows[key_at(index)] for index in range(self.row_count)])  # type: ignore[index]
-            self._ordered_rows_cache = cached
-        return cached[1]
-
-    def _header_offset(self) -> int:
-        return self.header_height if self.show_header else 0
-
-    def _columns_width(self) -> int:
-        return sum(column.get_render_width(self) for column in self.columns.values())
-
-    def _get_row_region(self, row_index: int) -> Region:
-        if not self.is_valid_row_index(row_index):
-            return Region(0, 0, 0, 0)
-        y = row_index + self._header_offset()
-        return Region(0, y, max(self.size.width, self._columns_width()), 1)
-
-    def _get_cell_region(self, coordinate: Coordinate) -> Region:
-        if not self.is_valid_coordinate(coordinate):
-            return Region(0, 0, 0, 0)
-        row_index, column_index = coordinate
-        columns = self.ordered_columns
-        x = sum(column.get_render_width(self) for column in columns[:column_index])
-        width = columns[column_index].get_render_width(self)
-        return Region(x, row_index + self._header_offset(), width, 1)
-
-    def _get_fixed_offset(self) -> Spacing:
-        top = self._header_offset() + min(self.fixed_rows, self.row_count)
-        left = sum(
-            column.get_render_width(self) for column in self.ordered_columns[: self.fixed_columns]
+    def _row_strip(self, index: int, width: int) -> Strip:
+        flow_id = self._order[index]
+        view = self._views[flow_id]
+        selected = index == self.cursor_row
+        paused = view.paused is not None
+        second = int(self._clock()) if paused else 0
+        key = (
+            flow_id,
+            width,
+            selected,
+            selected and self.has_focus,
+            flow_id in self.marked,
+            second,
         )
-        return Spacing(top, 0, 0, left)
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] is view:
+            return cached[1]
+        now = self._clock()
+        style = self._style("base")
+        kind = row_kind(view)
+        if kind:
+            style += self._style(kind)
+        if selected:
+            style += self._style("cursor")
+        marked = flow_id in self.marked
+        segments = [
+            Segment("●" if marked else " ", style + self._style("mark") if marked else style)
+        ]
+        first = True
+        for column, column_width in self._columns():
+            if not first:
+                segments.append(Segment(" ", style))
+            first = False
+            text = fit(cell(view, column, now), column_width, column in RIGHT_ALIGNED)
+            segments.append(Segment(text, style))
+        strip = Strip(segments).adjust_cell_length(width, style)
+        self._cache[key] = (view, strip)
+        return strip
 
-    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
-        """Columns have fixed widths and rows one line: nothing to measure per row."""
-        self.virtual_size = Size(self._columns_width(), self.row_count + self._header_offset())
+    def _header_strip(self, width: int) -> Strip:
+        style = self._style("base") + self._style("header")
+        labels = dict((key, label) for key, label, _ in COLUMNS)
+        parts = [" "]
+        for column, column_width in self._columns():
+            label = labels[column]
+            if column == self.sort_key:
+                label += " ▼" if self.sort_reverse else " ▲"
+            parts.append(fit(label, column_width, column in RIGHT_ALIGNED))
+        text = parts[0] + " ".join(parts[1:])
+        return Strip([Segment(text, style)]).adjust_cell_length(width, style)
 
-    # ----------------------------------------------------------------- width
+    def _url_strip(self, width: int) -> Strip:
+        style = self._style("base") + self._style("url")
+        selected = self.selected_id
+        text = ""
+        if selected is not None:
+            view = self._views[selected]
+            text = f" {view.method} {view.url}"
+            if view.paused is None and view.state == "error" and view.error:
+                text += f"  error: {view.error}"
+        return Strip([Segment(fit(text, width), style)]).adjust_cell_length(width, style)
 
-    def on_resize(self) -> None:
-        self._offscreen_changed = False
-        self.internals.invalidate_renders()
-        self._fit_flexible_columns()
 
-    def _fit_flexible_columns(self) -> None:
-        """Share the width: host two fifths (at most 32) and path the rest of what the
-        other columns leave; on a narrow screen state, rule and type give up some first."""
-        if not self.columns:
-            return
-        widths = {key: width for key, _, width in COLUMNS if width is not None}
-        padding = 2 * self.cell_padding * len(COLUMNS)
-        room = self.scrollable_content_region.width - padding - sum(widths.values())
-        deficit = WANTED_FLEX_WIDTH - room
-        for key, narrowest in SHRINKABLE:
-            if deficit <= 0:
-                break
-            give = min(deficit, widths[key] - narrowest)
-            widths[key] -= give
-            room += give
-            deficit -= give
-        room = max(room, 2 * MIN_FLEX_WIDTH)
-        widths["host"] = max(MIN_FLEX_WIDTH, min(room * 2 // 5, MAX_HOST_WIDTH))
-        widths["path"] = max(MIN_FLEX_WIDTH, room - widths["host"])
-        if self._flex_widths == widths:
-            return
-        self._flex_widths = widths
-        for key, width in widths.items():
-            self.columns[ColumnKey(key)].width = width
-        self.internals.clear_caches()
-        self.internals.invalidate_renders()
-        self.internals.require_dimensions()
-        self.check_idle()
-        self.refresh()
+class _Reversed:
+    """Orders like the wrapped value, backwards (for `insort` into a reversed sort)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+    def __lt__(self, other: _Reversed) -> bool:
+        return other.value < self.value
+
+
+__all__ = ["COLUMNS", "FlowTable", "clock_time", "layout_columns", "row_cells", "row_kind"]

@@ -60,6 +60,16 @@ class WaylayHeader(Widget):
     """Whether breakpoints pause requests."""
     filter_text: reactive[str] = reactive("")
     """The flow list's filter, "" for none."""
+    filter_progress: reactive[str] = reactive("")
+    """How far a filter being applied has got ("40%"), "" when none is running."""
+    follow: reactive[bool] = reactive(False)
+    """Whether the flow list follows new flows (`F`)."""
+    auto_open: reactive[bool] = reactive(False)
+    """Whether dialogs open by themselves when something pauses (`O`)."""
+    marked_only: reactive[bool] = reactive(False)
+    """Whether the list shows marked flows only (`M`)."""
+    sort_label: reactive[str] = reactive("")
+    """The column the list is sorted by, "" for arrival order."""
     info: reactive[tuple[tuple[str, str], ...]] = reactive(())
     """Extra label/value pairs shown after the counts (the app's `title_info`)."""
 
@@ -67,23 +77,46 @@ class WaylayHeader(Widget):
         return Content("\n").join([self._proxy_line(), self._rules_line()])
 
     def _proxy_line(self) -> Content:
-        parts: list[str | tuple[str, str]] = [("waylay", "bold $text-accent"), "  "]
-        parts.append((self.address or "starting…", "bold"))
+        address: list[str | tuple[str, str]] = [(self.address or "starting…", "bold")]
         if self.mode:
-            parts += ["  ", (self.mode, "$text-muted")]
-        parts.append(SEPARATOR)
-        flows = f"{self.flow_count} flow{'' if self.flow_count == 1 else 's'}"
-        parts.append(flows)
+            address += ["  ", (self.mode, "$text-muted")]
+        counts: list[str | tuple[str, str]] = [
+            f"{self.flow_count} flow{'' if self.flow_count == 1 else 's'}"
+        ]
         if self.shown_count is not None:
-            parts.append((f" ({self.shown_count} shown)", "$text-muted"))
-        parts.append(SEPARATOR)
+            counts.append((f" ({self.shown_count} shown)", "$text-muted"))
+        paused: tuple[str, str]
         if self.paused_count:
-            parts.append((f"⏸ {self.paused_count} paused", "bold $text-warning"))
+            paused = (f"⏸ {self.paused_count} paused", "bold $text-warning")
         else:
-            parts.append(("0 paused", "$text-muted"))
+            paused = ("0 paused", "$text-muted")
+        modes = [
+            name
+            for name, on in (
+                ("follow", self.follow),
+                ("auto-open", self.auto_open),
+                ("marked only", self.marked_only),
+            )
+            if on
+        ]
+        if self.sort_label:
+            modes.append(f"sorted by {self.sort_label}")
+        parts: list[str | tuple[str, str]] = [("waylay", "bold $text-accent"), "  "]
+        parts += [*address, SEPARATOR, *counts, SEPARATOR, paused]
+        if modes:
+            parts += [SEPARATOR, (", ".join(modes), "bold $text-accent")]
         for label, value in self.info:
             parts += [SEPARATOR, (f"{label} ", "$text-muted"), value]
-        return Content.assemble(*parts)
+        line = Content.assemble(*parts)
+        room = self.content_region.width
+        if room and line.cell_length > room:
+            # narrow: the paused count first, so that it is never cut off
+            parts = [paused, SEPARATOR, *counts]
+            if modes:
+                parts += [SEPARATOR, (", ".join(modes), "bold $text-accent")]
+            parts += [SEPARATOR, *address]
+            line = Content.assemble(*parts)
+        return line
 
     def _rules_line(self) -> Content:
         parts: list[str | tuple[str, str]] = [("rules ", "$text-muted")]
@@ -106,4 +139,6 @@ class WaylayHeader(Widget):
                 ("filter ", "$text-muted"),
                 (self.filter_text, "bold $text-accent"),
             ]
+        if self.filter_progress:
+            parts.append((f" (filtering… {self.filter_progress})", "$text-warning"))
         return Content.assemble(*parts)

@@ -64,11 +64,14 @@ FLOW_LIST: Table = (
     Key("enter", "app.open_selected", "Open", "waylay.open",
         "the dialog of a paused flow, else its details"),
     Key("a", "app.continue_selected", "Continue", "waylay.continue",
-        "continue the selected paused flow"),
+        "continue the selected paused flow (or the marked ones)"),
     Key("A", "app.continue_all", "Continue all", "waylay.continue_all",
         "continue all paused flows", palette="Continue all paused flows"),
     Key("X", "app.cancel_selected", "Cancel", "waylay.cancel",
-        "cancel the selected paused flow (reject a certificate)"),
+        "cancel the selected paused flow or the marked ones (reject a certificate)"),
+    Key("p", "app.next_paused", "Next paused", "waylay.next_paused",
+        "jump to the next paused flow, the longest waiting first",
+        palette="Next paused flow"),
     Key("i", "app.set_breakpoint", "Breakpoint", "waylay.breakpoint",
         "set a breakpoint: match pattern or filter expression; empty clears",
         palette="Set breakpoint"),
@@ -84,6 +87,35 @@ FLOW_LIST: Table = (
     Key("q", "app.quit", "Quit", "waylay.quit", "quit (asks first while flows are paused)"),
     Key("escape", "app.close_detail", "Close details", "waylay.close_detail",
         "close the detail pane"),
+    Key("up", "cursor_up", "Up", "waylay.cursor_up", "move up", footer=False),
+    Key("down", "cursor_down", "Down", "waylay.cursor_down", "move down", footer=False),
+    Key("pageup", "page_up", "Page up", "waylay.page_up", "a page up", footer=False),
+    Key("pagedown", "page_down", "Page down", "waylay.page_down", "a page down",
+        footer=False),
+    Key("home,g,ctrl+home", "first", "First", "waylay.first", "the first row",
+        footer=False),
+    Key("end,G,ctrl+end", "last", "Last", "waylay.last", "the last row", footer=False),
+    Key("F", "toggle_follow", "Follow", "waylay.follow", "follow new flows on/off",
+        footer=False),
+    Key("o", "cycle_sort", "Sort", "waylay.sort",
+        "sort by the next column (or click a column label)", footer=False),
+    Key("O", "app.toggle_auto_open", "Auto-open", "waylay.auto_open",
+        "open dialogs by themselves when something pauses (never over a form)",
+        footer=False, palette="Toggle auto-open"),
+    Key("m", "app.toggle_mark", "Mark", "waylay.mark", "mark the selected flow (again: unmark)",
+        footer=False),
+    Key("M", "app.marked_only", "Marked only", "waylay.marked_only",
+        "show marked flows only, or every flow", footer=False),
+    Key("d", "app.delete_selected", "Delete", "waylay.delete",
+        "delete the selected finished flow", footer=False),
+    Key("r", "app.replay", "Replay", "waylay.replay",
+        "replay the selected flow through the proxy (rules apply): a new row", footer=False),
+    Key("D", "app.duplicate", "Duplicate", "waylay.duplicate",
+        "duplicate the selected flow into an edit form: sending makes a new flow",
+        footer=False),
+    Key("l", "app.event_log", "Event log", "waylay.event_log",
+        "the event log: proxy errors, rules reloads, timeouts, TLS failures", footer=False,
+        palette="Event log"),
 )  # fmt: skip
 
 APP: Table = (Key("question_mark", "help", "Help", "waylay.help", "this help", palette="Keys"),)
@@ -101,6 +133,16 @@ DETAIL: Table = (
 )
 
 HELP: Table = (Key("escape,q,question_mark", "close", "Close", "waylay.help.close"),)
+
+EVENT_LOG: Table = (
+    Key("escape,l,q", "close", "Close", "waylay.event_log.close", "close the event log"),
+)
+
+REQUEST_EDITOR: Table = (
+    Key("ctrl+s", "send", "send", "waylay.editor.send",
+        "send the edited copy through the proxy: a new flow"),
+    Key("escape", "close", "close", "waylay.editor.close", "close; nothing is sent"),
+)  # fmt: skip
 
 # -- the decision dialogs ------------------------------------------------------------------
 
@@ -130,7 +172,9 @@ RESPONSE_DIALOG: Table = (
     Key("c", "decide('continue')", "continue", "dialog.continue", "pass the response on"),
     Key("x", "decide('cancel')", "cancel", "dialog.cancel"),
     Key("m", "open_form('respond')", "respond", "dialog.respond", "respond with something else"),
-)
+    Key("e", "open_form('upstream')", "edit response", "dialog.edit_response",
+        "edit upstream's response"),
+)  # fmt: skip
 
 REDIRECT_DIALOG: Table = (
     Key("c,f", "decide('follow')", "follow", "dialog.follow"),
@@ -164,12 +208,14 @@ RULES_SCREEN: Table = (
 )  # fmt: skip
 
 HELP_SECTIONS: tuple[tuple[str, Table], ...] = (
-    ("flow list", FLOW_LIST[:-1]),
+    ("flow list", tuple(key for key in FLOW_LIST if key.id != "waylay.close_detail")),
     ("attached screen", (
         Key("q", "", "", "", "in a screen of waylay attach: detach, the proxy goes on"),
         *ATTACHED,
     )),
     ("details", DETAIL),
+    ("event log", EVENT_LOG),
+    ("edit form (D)", REQUEST_EDITOR),
     ("anywhere", (*APP, Key("ctrl+p", "command_palette", "palette", "", "command palette"))),
     ("request dialog", REQUEST_DIALOG),
     ("response dialog", RESPONSE_DIALOG),

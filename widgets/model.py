@@ -192,6 +192,10 @@ class Controller(Protocol):
     @property
     def mode(self) -> str: ...
 
+    @property
+    def ask_default(self) -> str:
+        """--ask-default: what a pause gets at its deadline, "continue" or "cancel"."""
+
     def answer(self, flow_id: str, event: str, answer: Answer) -> str | None:
         """Decide a paused event. Returns an error message (and changes nothing) when the
         answer is invalid, e.g. a redirect URL that is not a URL."""
@@ -219,6 +223,20 @@ class Controller(Protocol):
 
     def export_har(self, path: str, flow_ids: list[str] | None = None) -> int:
         """Write all (or the given) flows as HAR 1.2 to ``path``; returns the entry count."""
+
+    def delete_flow(self, flow_id: str) -> str | None:
+        """Drop one finished flow from the store; returns an error message."""
+
+    def replay(self, flow_id: str) -> str | None:
+        """Send the flow's request again through the proxy (rules apply) as a new flow."""
+
+    def send_request(self, flow_id: str, changes: dict | None) -> str | None:
+        """A copy of the flow with ``changes`` (method, url, headers, body) sent through
+        the proxy as a new flow; returns an error message (and sends nothing) if bad."""
+
+    def event_log(self, limit: int = 200) -> list[tuple[float, str, str]]:
+        """The last ``limit`` proxy events, oldest first: (time.time(), kind, text) with
+        kind "error", "rules", "timeout" or "tls"."""
 
     def export_rules(self, fmt: str) -> tuple[str, list[str]]:
         """The rules as ``fmt`` (toml, json, dnr, mitmproxy): the text and the warnings

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import ValidationError
 from rich.text import Text
@@ -258,10 +258,23 @@ class RuleEditor(ModalScreen[bool]):
             yield Static(id="error")
         yield Footer()
 
-    def _row(self, name: str, value: str, placeholder: str, type: str = "text") -> ComposeResult:
+    def _row(
+        self,
+        name: str,
+        value: str,
+        placeholder: str,
+        type: Literal["integer", "number", "text"] = "text",
+    ) -> ComposeResult:
         with Horizontal(classes="row"):
             yield Label(name)
-            yield Input(value, placeholder=placeholder, id=name, type=type, compact=True)  # type: ignore[arg-type]
+            yield Input(
+                value,
+                placeholder=placeholder,
+                id=name,
+                type=type,
+                compact=True,
+                select_on_focus=False,
+            )
 
     def on_mount(self) -> None:
         self.query_one("#form").border_title = Content(f"edit rule {self.rule.id}")

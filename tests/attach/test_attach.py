@@ -59,7 +59,7 @@ async def test_attach_detach_and_attach_again_sees_the_same_flows(start_proxy, u
         view = app.flows[next(i for i, v in app.flows.items() if v.path == "/three")]
         assert view.status == 200 and view.state == "done"
         # details come on demand, from the proxy process
-        app.table.move_cursor(row=app.table.get_row_index(view.id))
+        assert app.table.select_flow(view.id)
         app.show_detail()
         await pilot.pause()
         assert "User-Agent" in detail_text(app) and "curl/" in detail_text(app)

@@ -4,6 +4,7 @@ rules, the flow list, the headless log and HAR use that, and say when Host diffe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 
@@ -135,3 +136,31 @@ def test_flow_list_row_shows_the_destination_and_a_host_note(settings, upstream)
         f"Host header says other.example, request goes to 127.0.0.1:{upstream.port}" in n
         for n in view.notes
     ), view.notes
+
+
+def test_credentials_for_the_host_header_never_go_to_another_destination(settings, monkeypatch):
+    """A credentials rule for server A must not answer a challenge from server B because
+    the request to B says ``Host: A``: the password would go to B."""
+    from monitor.session import Session
+    from tests.auth.conftest import PASSWORD, credentials_rule
+    from tests.auth.servers import AuthUpstream
+    from tests.helpers import write_rules
+
+    monkeypatch.setenv("WAYLAY_SECRET_STAFF", PASSWORD)
+    with (
+        AuthUpstream("basic", users={"alice": PASSWORD}, name="a") as a,
+        AuthUpstream("basic", users={"alice": "b-password"}, name="b") as b,
+    ):
+        write_rules(settings, credentials_rule(urls=f'["http://127.0.0.1:{a.port}/*"]'))
+        # headless: no screen, so a question with no rule gets its outcome at once
+        session = Session(dataclasses.replace(settings, headless=True))
+        port = session.start()[1]
+        try:
+            r = curl(port, b.url("/echo/secret"), "-H", f"Host: 127.0.0.1:{a.port}")
+            assert r.stdout.endswith("\n401"), r.stdout  # no rule for B: the 401 passes
+            assert all(at.authorization is None for at in b.attempts), b.attempts
+            # and the rule still answers A itself
+            r = curl(port, a.url("/echo/secret"))
+            assert r.stdout.endswith("\n200"), r.stdout
+        finally:
+            session.stop()

@@ -3,6 +3,7 @@ responses, upstreams that never answer. Each reproduced against the real proxy."
 
 from __future__ import annotations
 
+import select
 import socket
 import time
 
@@ -166,6 +167,23 @@ def test_http2_rapid_reset_is_bounded(settings, upstream_ca, waylay_ca, upstream
         ]
         goaway = None
         stream_id = 1
+
+        def read_events(timeout: float) -> bool:
+            """Read what the proxy sent within ``timeout``; False when nothing came or the
+            connection ended.
+            Reading between bursts matters: a client that keeps writing after the proxy
+            closed gets a TCP reset, which can discard the GOAWAY before it is read."""
+            nonlocal goaway
+            if not select.select([tls], [], [], timeout)[0] and not tls.pending():
+                return False
+            data = tls.recv(65536)
+            if not data:
+                return False
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ConnectionTerminated):
+                    goaway = event
+            return True
+
         try:
             for _ in range(20):
                 for _ in range(100):
@@ -173,18 +191,13 @@ def test_http2_rapid_reset_is_bounded(settings, upstream_ca, waylay_ca, upstream
                     conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
                     stream_id += 2
                 tls.sendall(conn.data_to_send())
-        except (OSError, h2.exceptions.ProtocolError):
-            pass
-        tls.settimeout(10)
-        try:
-            while goaway is None:
-                data = tls.recv(65536)
-                if not data:
+                while goaway is None and read_events(0.5):
+                    pass
+                if goaway is not None:
                     break
-                for event in conn.receive_data(data):
-                    if isinstance(event, h2.events.ConnectionTerminated):
-                        goaway = event
-                tls.sendall(conn.data_to_send())
+            tls.settimeout(10)
+            while goaway is None and read_events(10):
+                pass
         except (OSError, h2.exceptions.ProtocolError):
             pass
         tls.close()

@@ -39,6 +39,7 @@ class FakeController:
 
     address = "http://127.0.0.1:8080"
     mode = "regular"
+    ask_default = "continue"
 
     def __init__(self, error: str | None = None) -> None:
         self.calls: list[tuple] = []
@@ -49,6 +50,12 @@ class FakeController:
         self.breakpoints_enabled = True
         self.filters: dict[str, set[str]] = {}
         self.filter_generation = 0
+        self.unfinished: set[str] = set()
+        """Flow ids `delete_flow` refuses (the proxy side does not see them finished)."""
+        self.send_error: str | None = None
+        """Makes `replay` and `send_request` refuse with this message."""
+        self.events: list[tuple[float, str, str]] = []
+        """What `event_log` returns (its last `limit` lines)."""
 
     def answer(self, flow_id: str, event: str, answer: Answer) -> str | None:
         self.calls.append(("answer", flow_id, event, answer))
@@ -108,6 +115,24 @@ class FakeController:
 
     def clear_finished(self) -> None:
         self.calls.append(("clear_finished",))
+
+    def delete_flow(self, flow_id: str) -> str | None:
+        self.calls.append(("delete_flow", flow_id))
+        if flow_id in self.unfinished:
+            return "only a finished flow can be deleted (decide or wait for it first)"
+        return None
+
+    def replay(self, flow_id: str) -> str | None:
+        self.calls.append(("replay", flow_id))
+        return self.send_error
+
+    def send_request(self, flow_id: str, changes: dict | None) -> str | None:
+        self.calls.append(("send_request", flow_id, changes))
+        return self.send_error
+
+    def event_log(self, limit: int = 200) -> list[tuple[float, str, str]]:
+        self.calls.append(("event_log", limit))
+        return self.events[-limit:] if limit else list(self.events)
 
     def export_curl(self, flow_id: str) -> str:
         self.calls.append(("export_curl", flow_id))

@@ -24,7 +24,7 @@ from policies import RulesFile
 from widgets.app import FlowsUpdated, WaylayApp
 from widgets.dialogs import DecisionDialog
 from widgets.export_menu import ExportMenu
-from widgets.flow_table import COLUMNS, FlowTable
+from widgets.flow_table import COLUMN_KEYS, COLUMNS, FlowTable
 from widgets.help import HelpScreen
 from widgets.model import Answer
 from widgets.prompts import ConfirmPrompt, InputPrompt
@@ -66,8 +66,9 @@ async def test_rows_appear_for_a_pushed_batch(controller):
         assert app.table.row_count == 2
         assert app.table.flow_ids() == ["f1", "f2"]
         assert row(app, "f1") == [
-            "22:11:41",
+            "22:11:41.000",
             "GET",
+            "HTTPS",
             "api.example.com",
             "/items/1",
             "200",
@@ -81,35 +82,32 @@ async def test_rows_appear_for_a_pushed_batch(controller):
         assert app.header.flow_count == 2
 
 
-async def test_an_update_changes_only_the_cells_of_the_changed_row(controller):
+def rendered(table: FlowTable, flow_id: str) -> str:
+    """The text of a flow's line as the list draws it now ("" when off screen)."""
+    y = table.index_of(flow_id) + 1 - int(table.scroll_y)
+    if not 1 <= y <= table.scrollable_content_region.height - 2:
+        return ""
+    return table.render_line(y).text
+
+
+async def test_an_update_repaints_only_the_changed_row(controller):
     app = make_app(controller)
     async with app.run_test(size=SIZE) as pilot:
         pending = make_view(2, state="pending", status=None, size=None, duration=None)
         await push(app, pilot, [make_view(1), pending])
         assert row(app, "f2")[column("state")] == "…"
-        before = {key.value: dict(cells) for key, cells in app.table._data.items()}
-        changed_rows: list[tuple[int, int]] = []
-        original = app.table._rows_changed
-
-        def spy(first, last):
-            changed_rows.append((first, last))
-            return original(first, last)
-
-        app.table._rows_changed = spy
+        first_before = rendered(app.table, "f1")
         await push(app, pilot, [make_view(2, status=404, reason="Not Found", rule_id="r1")])
-        after = {key.value: dict(cells) for key, cells in app.table._data.items()}
-        assert after["f1"] == before["f1"]
-        differs = sorted(k.value for k in after["f2"] if after["f2"][k] != before["f2"][k])
-        assert differs == ["duration", "rule", "size", "state"]
-        assert changed_rows == [(1, 1)]  # one row invalidated, not the table
+        assert rendered(app.table, "f1") == first_before
+        line = rendered(app.table, "f2")
+        assert "404" in line and "r1" in line and "2.0 KB" in line
         assert row(app, "f2")[column("state")] == "404"
         assert row(app, "f2")[column("rule")] == "r1"
         assert app.table.flow_ids() == ["f1", "f2"]
 
 
 async def test_an_offscreen_update_shows_once_scrolled_into_view(controller):
-    """Off-screen changes skip the render caches' invalidation; scrolling must not show
-    a stale row."""
+    """Rendered lines are cached by snapshot: scrolling back must not show a stale row."""
     app = make_app(controller)
     async with app.run_test(size=SIZE) as pilot:
         views = [
@@ -118,21 +116,16 @@ async def test_an_offscreen_update_shows_once_scrolled_into_view(controller):
         ]
         await push(app, pilot, views)
         table = app.table
-
-        def rendered(flow_id: str) -> str:
-            y = table._row_locations.get(flow_id) + table._header_offset() - int(table.scroll_y)
-            return table.render_line(y).text
-
         table.scroll_to(y=150, animate=False)
         await pilot.pause()
-        assert "404" not in rendered("f160")  # rendered (and cached) while pending
+        assert "…" in rendered(table, "f160")  # rendered (and cached) while pending
+        assert "404" not in rendered(table, "f160")
         table.scroll_to(y=0, animate=False)
         await pilot.pause()
         await push(app, pilot, [make_view(160, status=404, reason="Not Found")])
-        assert table._offscreen_changed
         table.scroll_to(y=150, animate=False)
         await pilot.pause()
-        assert "404" in rendered("f160")
+        assert "404" in rendered(table, "f160")
 
 
 async def test_removed_flows_lose_their_rows(controller):
@@ -168,14 +161,29 @@ async def test_the_cursor_stays_on_its_flow_when_rows_above_go(controller):
 
 
 @pytest.mark.parametrize(
-    ("size", "state", "host", "path"), [((140, 36), 26, 16, 26), ((80, 24), 16, 10, 10)]
+    ("size", "shown"),
+    [
+        ((140, 36), COLUMN_KEYS),
+        ((100, 30), ("time", "method", "host", "path", "state", "size", "duration")),
+        ((80, 24), ("time", "method", "host", "path", "state")),
+        ((60, 20), ("method", "host", "path", "state")),
+    ],
 )
-async def test_columns_share_the_width(controller, size, state, host, path):
+async def test_columns_degrade_with_the_width(controller, size, shown):
+    """Narrower screens drop columns (never method, host, path or state); host and path
+    share what is left; the header keeps the paused count at every width."""
     app = make_app(controller)
     async with app.run_test(size=size) as pilot:
-        await push(app, pilot, [make_view(1)])
-        widths = {key.value: column.width for key, column in app.table.columns.items()}
-        assert (widths["state"], widths["host"], widths["path"]) == (state, host, path)
+        await push(app, pilot, [make_view(1, port=8443), paused_view(2)])
+        widths = app.table.column_widths()
+        assert tuple(widths) == shown
+        assert widths["host"] >= 10 and widths["path"] >= 10
+        line = rendered(app.table, "f1")
+        host = "api.example.com:8443" if size[0] >= 80 else "api.example.co…"
+        assert f" {host} " in line
+        assert "/items/1" in line and "200" in line
+        header = app.header.render().plain.splitlines()[0]
+        assert "⏸ 1 paused" in header[: size[0] - 2]
 
 
 async def test_push_flows_from_another_thread(controller):
@@ -212,14 +220,14 @@ async def test_paused_row_shows_the_event_the_wait_and_the_time_left(controller,
         await push(app, pilot, [make_view(1), paused_view(2, "request", since=NOW - 5)])
         assert row(app, "f2")[column("state")] == "⏸ request 5s, 115s left"
         assert app.header.paused_count == 1
-        assert app.table._kinds["f2"] == "paused"
+        assert app.table.kind_of("f2") == "paused"
         clock.now += 10
         app.table.refresh_paused()
         assert row(app, "f2")[column("state")] == "⏸ request 15s, 105s left"
         # once decided, the row is an ordinary row again
         await push(app, pilot, [make_view(2)])
         assert row(app, "f2")[column("state")] == "200"
-        assert "f2" not in app.table._kinds
+        assert app.table.kind_of("f2") == ""
         assert app.header.paused_count == 0
 
 
@@ -236,10 +244,9 @@ async def test_error_and_cancelled_rows_stand_out(controller):
             ],
         )
         assert row(app, "f1")[column("state")] == "error: connection refused"
-        assert app.table._kinds == {"f1": "error", "f2": "cancelled"}
-        styles = {kind: app.table._row_style(f"f{n}") for n, kind in ((1, "error"), (2, "c"))}
-        assert styles["error"].color is not None
-        assert not app.table._row_style("f3")
+        assert [app.table.kind_of(f"f{n}") for n in (1, 2, 3)] == ["error", "cancelled", ""]
+        assert app.table._style("error").color is not None
+        assert app.table._style("cancelled").color is not None
 
 
 # ---------------------------------------------------------------- deciding
@@ -362,7 +369,11 @@ async def test_a_removed_flow_closes_its_dialog(controller):
 
 @pytest.mark.parametrize(
     ("first", "key", "again"),
-    [("request", "c", "response"), ("auth", "x", "auth"), ("redirect", "c", "response")],
+    [
+        ("request", ("c",), "response"),
+        ("auth", ("shift+tab", "x"), "auth"),  # the auth dialog opens in the username
+        ("redirect", ("c",), "response"),
+    ],
 )
 async def test_a_flow_that_pauses_again_after_its_dialog_answered_gets_it_again(
     controller, first, key, again
@@ -372,7 +383,7 @@ async def test_a_flow_that_pauses_again_after_its_dialog_answered_gets_it_again(
         await push(app, pilot, [paused_view(1, first, since=NOW - 5)])
         await pilot.press("enter")
         assert isinstance(app.screen, DecisionDialog)
-        await pilot.press(key)
+        await pilot.press(*key)
         await wait_until(pilot, lambda: not isinstance(app.screen, DecisionDialog), "answered")
         assert len(controller.answers) == 1
         await push(app, pilot, [paused_view(1, again, since=NOW - 1)])
@@ -781,6 +792,23 @@ async def test_notify_error_from_another_thread_is_a_toast(controller):
         assert toast.severity == "error"
 
 
+async def test_every_flow_list_key_is_in_the_help():
+    from rich.console import Console
+
+    from widgets import keys
+    from widgets.help import keys_table
+
+    console = Console(width=200, record=True)
+    console.print(keys_table())
+    shown = console.export_text()
+    lines = [" ".join(line.split()) for line in shown.splitlines()]
+    for binding in FlowTable.BINDINGS:
+        key = next(k for k in keys.FLOW_LIST if k.id == binding.id)
+        if binding.id == "waylay.close_detail":  # the detail pane's escape says it
+            key = keys.DETAIL[0]
+        assert f"{key.key_text} {key.words}" in lines, binding.key
+
+
 async def test_bindings_have_ids_for_keymaps():
     ids = {binding.id for binding in FlowTable.BINDINGS}
     assert {
@@ -795,7 +823,20 @@ async def test_bindings_have_ids_for_keymaps():
         "waylay.export",
         "waylay.clear",
         "waylay.quit",
+        "waylay.next_paused",
+        "waylay.auto_open",
+        "waylay.mark",
+        "waylay.marked_only",
+        "waylay.follow",
+        "waylay.first",
+        "waylay.last",
+        "waylay.sort",
+        "waylay.delete",
+        "waylay.replay",
+        "waylay.duplicate",
+        "waylay.event_log",
     } <= ids
+    assert all(binding.id for binding in FlowTable.BINDINGS)
 
 
 async def test_a_keymap_remaps_a_key(controller):
@@ -805,3 +846,94 @@ async def test_a_keymap_remaps_a_key(controller):
         await push(app, pilot, [make_view(1)])
         await pilot.press("c")
         assert controller.calls == [("clear_finished",)]
+
+
+# ---------------------------------------------------------------- moving, following, sorting
+
+
+async def test_home_end_g_and_capital_g_jump_to_the_first_and_last_rows(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(n) for n in range(1, 101)])
+        for key, expected in (("end", "f100"), ("home", "f1"), ("G", "f100"), ("g", "f1")):
+            await pilot.press(key)
+            assert app.table.selected_id == expected, key
+        await pilot.press("G")
+        assert app.table.scroll_y == app.table.max_scroll_y  # the last row is on screen
+        assert "/items/100" in rendered(app.table, "f100")
+        await pilot.press("pageup")
+        page = app.table.scrollable_content_region.height - 3
+        assert app.table.selected_id == f"f{100 - page}"
+
+
+async def test_f_follows_new_flows_and_moving_up_stops_it(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(n) for n in range(1, 4)])
+        assert app.table.selected_id == "f1"
+        await pilot.press("F")
+        assert app.table.follow and "follow" in app.header.render().plain
+        assert app.table.selected_id == "f3"
+        await push(app, pilot, [make_view(n) for n in range(4, 80)])
+        assert app.table.selected_id == "f79"
+        assert "/items/79" in rendered(app.table, "f79")  # scrolled along
+        await pilot.press("up")
+        assert not app.table.follow and "follow" not in app.header.render().plain
+        assert app.table.selected_id == "f78"
+        await push(app, pilot, [make_view(80)])
+        assert app.table.selected_id == "f78"
+
+
+async def test_o_and_a_header_click_sort_and_the_cursor_keeps_its_flow(controller):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        sizes = {1: 300, 2: 100, 3: 200}
+        await push(app, pilot, [make_view(n, size=size) for n, size in sizes.items()])
+        app.table.select_flow("f3")
+        widths = app.table.column_widths()
+        x = 1
+        for key, width in widths.items():
+            if key == "size":
+                break
+            x += width + 1
+        await pilot.click(FlowTable, offset=(x + 2, 0))
+        assert app.table.sort_key == "size" and not app.table.sort_reverse
+        assert app.table.flow_ids() == ["f2", "f3", "f1"]
+        assert app.table.selected_id == "f3"
+        assert "size ▲" in app.table.render_line(0).text
+        await pilot.click(FlowTable, offset=(x + 2, 0))
+        assert app.table.flow_ids() == ["f1", "f3", "f2"]
+        assert "size ▼" in app.table.render_line(0).text
+        # a new flow goes in its place
+        await push(app, pilot, [make_view(4, size=250)])
+        assert app.table.flow_ids() == ["f1", "f4", "f3", "f2"]
+        assert app.table.selected_id == "f3"
+        # a row whose sort value changes moves to its place; the cursor keeps its flow
+        await push(app, pilot, [make_view(2, size=275)])
+        assert app.table.flow_ids() == ["f1", "f2", "f4", "f3"]
+        assert app.table.selected_id == "f3"
+        await push(app, pilot, [make_view(1, size=10), make_view(4, size=400)])
+        assert app.table.flow_ids() == ["f4", "f2", "f3", "f1"]
+        assert app.table.selected_id == "f3"
+        # o cycles from arrival order through the columns
+        app.table.sort_by("")
+        assert app.table.flow_ids() == ["f1", "f2", "f3", "f4"]
+        await pilot.press("o")
+        assert app.table.sort_key == "time"
+        await pilot.press("o", "o")
+        assert app.table.sort_key == "proto"
+        assert "sorted by proto" in app.header.render().plain
+
+
+async def test_the_last_line_shows_the_selected_flow_s_full_url(controller):
+    app = make_app(controller)
+    async with app.run_test(size=(80, 24)) as pilot:
+        long_path = "/a/long/path/that/does/not/fit?q=" + "x" * 10
+        await push(app, pilot, [make_view(1), make_view(2, path=long_path)])
+        app.table.select_flow("f2")
+        await pilot.pause()
+        last = app.table.scrollable_content_region.height - 1
+        assert app.table.render_line(last).text.strip() == (
+            f"GET https://api.example.com{long_path}"
+        )
+        assert long_path not in rendered(app.table, "f2")

@@ -15,7 +15,7 @@ from rich.console import Console
 from screen_fakes import FakeController
 from textual.app import App
 from textual.screen import ModalScreen
-from textual.widgets import Input, Static, TextArea
+from textual.widgets import Input, Label, Static, TextArea
 
 from widgets.dialogs import (
     AuthDialog,
@@ -273,10 +273,16 @@ async def test_request_respond_form() -> None:
     async with app.run_test() as pilot:
         await pilot.press("m")
         dialog = app.dialog
+        status = dialog.query_one("#respond-status", Input)
+        assert app.focused is status  # the form starts at the status
+        assert status.selection.is_empty  # focus selects nothing: a key never wipes it
+        await pilot.press("backspace", "backspace", "backspace", *"451", "tab")
+        assert status.value == "451"
+        assert app.focused is dialog.query_one("#respond-type", Input)
+        app.focused.value = "text/html"
+        await pilot.press("tab")
         assert app.focused is dialog.query_one("#respond-body", TextArea)
         await type_text(pilot, "blocked by waylay")
-        dialog.query_one("#respond-status", Input).value = "451"
-        dialog.query_one("#respond-type", Input).value = "text/html"
         await pilot.press("ctrl+s")
         sent = Answer(
             "respond",
@@ -565,7 +571,7 @@ async def test_flow_updated_timed_out() -> None:
 async def test_response_dialog_actions() -> None:
     app, controller = host_for("response")
     async with app.run_test() as pilot:
-        await pilot.press("r", "w", "e")  # not response actions
+        await pilot.press("r", "w")  # not response actions
         assert app.dialog.mode == "decide"
         await pilot.press("m")
         await pilot.press("ctrl+s")
@@ -615,9 +621,10 @@ async def test_auth_enter_walks_the_fields_and_sends_credentials() -> None:
     app, controller = host_for("auth")
     async with app.run_test() as pilot:
         dialog = app.dialog
-        await pilot.press("enter")
+        # typing starts in the username: no key is lost, none lands in the wrong field
         assert app.focused is dialog.query_one("#username", Input)
         await type_text(pilot, "alice")
+        assert dialog.query_one("#username", Input).value == "alice"
         await pilot.press("enter")
         assert app.focused is dialog.query_one("#password", Input)
         assert controller.answers == []
@@ -646,7 +653,10 @@ async def test_auth_needs_both_fields() -> None:
 async def test_auth_cancel() -> None:
     app, controller = host_for("auth")
     async with app.run_test() as pilot:
-        await pilot.press("x")
+        await pilot.press("x")  # typed into the username: not a decision
+        assert controller.answers == []
+        assert app.dialog.query_one("#username", Input).value == "x"
+        await pilot.press("shift+tab", "x")  # out of the fields, x cancels
         assert controller.answers == [("f1", "auth", Answer("cancel"))]
 
 
@@ -654,6 +664,7 @@ async def test_auth_remember_host_and_realm_never_shows_the_password() -> None:
     app, controller = host_for("auth")
     async with app.run_test() as pilot:
         dialog = app.dialog
+        await pilot.press("shift+tab")
         await pilot.press("2", "4")  # not offered for auth
         assert dialog.query_one(RememberBar).scope == "once"
         await pilot.press("3")
@@ -734,7 +745,8 @@ def test_snapshot_request_dialog(snap_compare) -> None:
     """The request dialog over a paused POST: method and URL, type, the request headers
     (an X-Note header shown literally, not as markup), the JSON body, the action hints,
     the remember bar with "3 this host" selected, the TOML rule that `x` would save under
-    "rule to be saved", the confirmation line, and "1:55 left" in the bottom border."""
+    "rule to be saved", the confirmation line, and "1:55 left, then it continues" in the
+    bottom border (the --ask-default outcome named)."""
     app, _ = host_for("request")
     assert snap_compare(app, press=["3", "x"], terminal_size=(110, 40))
 
@@ -794,9 +806,9 @@ async def test_live_respond_redirect_and_edit(live, upstream) -> None:
         reply = pool.submit(client.get, upstream.url("/ask-respond"))
         app = DialogHost(dialog_for(paused_view(session), session.controller))
         async with app.run_test() as pilot:
-            await pilot.press("m")
+            await pilot.press("m")  # the form starts at the status
+            await pilot.press("backspace", "backspace", "backspace", *"202", "tab", "tab")
             await type_text(pilot, "from waylay")
-            app.dialog.query_one("#respond-status", Input).value = "202"
             await pilot.press("ctrl+s")
             assert app.results and app.results[0].action == "respond"
         response = reply.result(10)
@@ -875,8 +887,9 @@ async def test_live_auth_dialog_remembers_without_writing_the_password(settings,
             async with app.run_test(size=(110, 40)) as pilot:
                 shown = app.export_screenshot()
                 assert "Lab" in shown and "Basic" in shown
-                await pilot.press("3", "enter")
-                await type_text(pilot, "alice")
+                await type_text(pilot, "alice")  # typing starts in the username
+                await pilot.press("shift+tab", "3")  # out of the fields: remember host
+                app.dialog.query_one("#username", Input).focus()
                 await pilot.press("enter")
                 await type_text(pilot, password)
                 preview = text_of(app.dialog.query_one("#preview", Static))
@@ -940,3 +953,142 @@ async def test_live_certificate_dialog_allow_always_pins_the_certificate(
             assert not session.pauses.keys()
     finally:
         session.stop()
+
+
+# --------------------------------------------------------------------------- forms that do not eat input
+
+
+def test_the_header_editor_refuses_two_headers_on_one_line() -> None:
+    with pytest.raises(ValueError, match="line 2 holds two headers .Accept and Content-Type."):
+        parse_header_lines("Host: a\nAccept: */* Content-Type: text/plain")
+    with pytest.raises(ValueError, match="two headers .X-A and host."):
+        parse_header_lines("X-A: 1 host: b")
+    # a colon inside a value is still a value
+    assert parse_header_lines("X-Note: time: 5pm\nReferer: https://a.example/x") == [
+        ("X-Note", "time: 5pm"),
+        ("Referer", "https://a.example/x"),
+    ]
+
+
+async def test_the_edit_form_says_which_line_holds_two_headers() -> None:
+    app, controller = host_for("request")
+    async with app.run_test(size=(110, 40)) as pilot:
+        await pilot.press("e")
+        app.dialog.query_one("#edit-headers", TextArea).text = "Accept: a Cookie: b"
+        await pilot.press("ctrl+s")
+        error = text_of(app.dialog.query_one("#error", Static))
+        assert "holds two headers (Accept and Cookie)" in error
+        assert controller.answers == []
+
+
+async def test_a_field_keeps_its_text_when_it_gets_focus() -> None:
+    app, controller = host_for("request")
+    async with app.run_test() as pilot:
+        await pilot.press("w")
+        url = app.dialog.query_one("#url-input", Input)
+        assert app.focused is url and url.value == "https://api.example.com/items?id=7"
+        await pilot.press(*"&x=1")  # appended, not a replacement of the whole URL
+        assert url.value == "https://api.example.com/items?id=7&x=1"
+
+
+@pytest.mark.parametrize(
+    ("form", "labels"),
+    [
+        ("m", ["respond to the client with", "status", "content type", "body"]),
+        ("e", ["edit the request", "method", "URL", "headers", "body"]),
+        ("w", ["send the request upstream to"]),
+    ],
+)
+async def test_every_field_has_a_visible_label(form, labels) -> None:
+    app, _ = host_for("request")
+    async with app.run_test(size=(110, 40)) as pilot:
+        await pilot.press(form)
+        shown = app.export_screenshot().replace("&#160;", " ")
+        for label in labels:
+            assert label in shown, label
+        # every input of the open form has a Label right before it in its container
+        form_widget = app.dialog.query_one("#forms").visible_content
+        for field in form_widget.query("Input, TextArea"):
+            siblings = list(field.parent.children)
+            before = siblings[: siblings.index(field)]
+            assert before and isinstance(before[-1], Label) and before[-1].display, field.id
+
+
+async def test_the_auth_dialog_labels_its_fields() -> None:
+    app, _ = host_for("auth")
+    async with app.run_test(size=(110, 40)):
+        shown = app.export_screenshot().replace("&#160;", " ")
+        assert "username" in shown and "password" in shown
+
+
+async def test_redirect_rewrite_starts_from_the_location_made_absolute() -> None:
+    app, controller = host_for("redirect")
+    async with app.run_test() as pilot:
+        await pilot.press("w")
+        assert app.dialog.query_one("#url-input", Input).value == "https://login.example.com/start"
+    view = make_view("redirect")
+    relative = dataclasses.replace(
+        view, paused=dataclasses.replace(view.paused, details=(("Location", "/login?next=1"),))
+    )
+    app = DialogHost(dialog_for(relative, FakeController(), clock=fixed_clock))
+    async with app.run_test() as pilot:
+        await pilot.press("w")
+        assert (
+            app.dialog.query_one("#url-input", Input).value
+            == "https://api.example.com/login?next=1"
+        )
+
+
+@pytest.mark.parametrize(
+    ("default", "words"), [("continue", "then it continues"), ("cancel", "then it is cancelled")]
+)
+async def test_the_countdown_names_the_timeout_outcome(default, words) -> None:
+    controller = FakeController()
+    controller.ask_default = default
+    app, _ = host_for("request", controller)
+    async with app.run_test():
+        subtitle = str(app.dialog.query_one("#frame").border_subtitle)
+        assert words in subtitle and "--ask-default" not in subtitle
+
+
+async def test_a_client_that_stopped_waiting_is_named_in_the_notice() -> None:
+    app, _ = host_for("request")
+    async with app.run_test() as pilot:
+        gone = dataclasses.replace(  # what the proxy side's snapshot says (client_gone)
+            make_view(),
+            paused=None,
+            state="error",
+            error="client gone",
+            notes=("client gone: it disconnected while paused at the request event",),
+        )
+        app.dialog.flow_updated(gone)
+        await pilot.pause()
+        assert app.results == [None]
+        [notice] = app.notices
+        assert "the client stopped waiting" in notice and "decided elsewhere" not in notice
+
+
+async def test_toasts_never_cover_the_fields_of_a_dialog() -> None:
+    from textual.widgets._toast import Toast, ToastRack
+
+    app, _ = host_for("request")
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        for form in ("m", "e"):
+            await pilot.press(form)
+            for n in range(3):
+                app.notify(f"a long notice number {n} that takes some room " * 2, timeout=30)
+            for _ in range(50):
+                await pilot.pause()
+                toasts = [toast.region for toast in app.screen.query(Toast) if toast.region]
+                if toasts:
+                    break
+            shown = app.export_screenshot().replace("&#160;", " ")
+            assert "a long notice number 2" in shown  # the newest is on screen
+            toasts.append(app.screen.query_one(ToastRack).region)
+            fields = [w for w in app.dialog.query("Input, TextArea") if w.display]
+            for field in fields:
+                if not field.region:
+                    continue
+                for toast in toasts:
+                    assert not toast.overlaps(field.region), (field.id, toast, field.region)
+            await pilot.press("escape")

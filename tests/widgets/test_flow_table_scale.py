@@ -10,6 +10,9 @@ import pytest
 from screen_fakes import NOW, Clock, FakeController, make_view, paused_view, wait_until
 
 from widgets.app import WaylayApp
+from widgets.flow_table import COLUMN_KEYS
+
+STATE = COLUMN_KEYS.index("state")
 
 pytestmark = pytest.mark.usefixtures("utc")
 
@@ -73,8 +76,41 @@ async def test_100k_flows_in_20_batches(record_property):
         record_property("update_remove_seconds", round(batch, 3))
 
         assert app.table.selected_id == selected  # the cursor kept its flow
-        assert app.table.get_row("f1")[4] == "503"
-        assert app.table.get_row(f"f{FLOWS}")[4].startswith("⏸ request")
+        assert app.table.get_row("f1")[STATE] == "503"
+        assert app.table.get_row(f"f{FLOWS}")[STATE].startswith("⏸ request")
         assert app.header.paused_count == 1
         assert elapsed < 60
         assert batch < 5
+
+
+async def test_a_filter_over_100k_flows_never_blocks_and_the_next_one_replaces_it():
+    views = many_views(FLOWS)
+    app = WaylayApp(FakeController(), clock=Clock())
+    async with app.run_test(size=(140, 36)) as pilot:
+        app.push_flows(views)
+        await wait_until(pilot, lambda: app.table.row_count == FLOWS, "100,000 rows", 100)
+        # a predicate slow enough that filtering everything takes seconds
+        slow_calls = []
+
+        def slow(view):
+            slow_calls.append(1)
+            time.sleep(0.00005)
+            return view.status == 503
+
+        started = time.perf_counter()
+        app._text_visible = slow
+        app._apply_visibility()
+        assert time.perf_counter() - started < 0.1  # returned at once: it runs in slices
+        assert app.filtering and "filtering…" in app.header.render().plain
+        await pilot.press("end")  # keys still work meanwhile
+        assert app.table.selected_id == f"f{FLOWS}"
+        assert app.filtering
+        # the next filter replaces it before it is done
+        assert app.set_filter("items/7") is None
+        await wait_until(pilot, lambda: not app.filtering, "the filter done", 60)
+        done = len(slow_calls)
+        await pilot.pause(0.1)
+        assert len(slow_calls) == done < FLOWS  # the first one stopped
+        expected = [v.id for v in views if "items/7" in v.url]
+        assert app.table.flow_ids() == expected
+        assert "filtering" not in app.header.render().plain

@@ -10,7 +10,7 @@ from rich.syntax import Syntax
 from screen_fakes import NOW, make_view, paused_view, traced
 
 from widgets.detail import flow_renderable
-from widgets.flow_table import row_cells, row_kind
+from widgets.flow_table import protocol_label, row_cells, row_kind
 from widgets.format import (
     body_renderable,
     clock_time,
@@ -153,8 +153,9 @@ def test_empty_bodies():
 def test_row_cells_and_kinds(utc):
     view = make_view(3, rule_id="r1", path="/a?b=[1]")
     assert row_cells(view, NOW) == (
-        "22:11:43",
+        "22:11:43.000",
         "GET",
+        "HTTPS",
         "api.example.com",
         "/a?b=[1]",
         "200",
@@ -167,6 +168,21 @@ def test_row_cells_and_kinds(utc):
     assert row_kind(paused_view(1)) == "paused"
     assert row_kind(make_view(1, state="error", error="x")) == "error"
     assert row_kind(make_view(1, state="cancelled")) == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("changes", "label"),
+    [
+        ({"scheme": "http", "port": 80}, "HTTP"),
+        ({}, "HTTPS"),
+        ({"http_version": "HTTP/2.0"}, "HTTP/2"),
+        ({"http_version": "HTTP/3"}, "HTTP/3"),
+        ({"is_websocket": True}, "WSS"),
+        ({"scheme": "http", "port": 80, "is_websocket": True}, "WS"),
+    ],
+)
+def test_protocol_label(changes, label):
+    assert protocol_label(make_view(1, **changes)) == label
 
 
 def test_short_path(monkeypatch, tmp_path):

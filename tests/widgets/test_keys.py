@@ -11,7 +11,9 @@ from widgets import keys
 from widgets.app import WaylayApp
 from widgets.detail import FlowDetail
 from widgets.dialogs import RequestDialog, ResponseDialog
+from widgets.event_log import EventLogScreen
 from widgets.flow_table import FlowTable
+from widgets.request_editor import RequestEditor
 from widgets.rules_screen import RulesScreen
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "keys.md"
@@ -31,6 +33,9 @@ def test_docs_keys_md_is_the_tables():
         (WaylayApp, keys.APP),
         (FlowDetail, keys.DETAIL),
         (RequestDialog, keys.REQUEST_DIALOG),
+        (ResponseDialog, keys.RESPONSE_DIALOG),
+        (EventLogScreen, keys.EVENT_LOG),
+        (RequestEditor, keys.REQUEST_EDITOR),
         (RulesScreen, keys.RULES_SCREEN),
     ],
 )
@@ -50,6 +55,6 @@ def test_every_binding_has_a_unique_id_per_place():
 def test_hint_lines_name_each_key_once():
     assert keys.hint(keys.RESPONSE_DIALOG, keys.STAYS_PAUSED) == (
         "c pass the response on · x cancel · m respond with something else · "
-        "escape closes, the flow stays paused"
+        "e edit upstream's response · escape closes, the flow stays paused"
     )
     assert RequestDialog.BINDINGS and ResponseDialog.BINDINGS

@@ -48,12 +48,16 @@ def test_snapshot_main_screen(snap_compare):
     """The main screen with eight flows. Header: "waylay  http://127.0.0.1:8080  regular",
     "8 flows", "⏸ 2 paused" in the warning colour, "version 0.1.0"; second line: the rules
     file /etc/waylay/rules.toml with "5 rules", "breakpoint none (on)". The list has the
-    columns time, method, host, path, state, type, size, duration, rule; times 22:11:41 to
-    22:11:48; the two paused rows (POST /orders "⏸ request 5s, 115s left" and
+    columns time, method, proto, host, path, state, type, size, duration, rule; times
+    22:11:41.000 to 22:11:48.000, proto HTTPS; the two paused rows (POST /orders "⏸ request 5s, 115s left" and
     self-signed.example:8443 "⏸ certificate 42s, 78s le…") bold in the warning colour; the
     error row ("error: connection refused") in the error colour; the cancelled row muted;
-    `/items?page=[1]` shown literally. The cursor is on the paused POST. The footer lists
-    the flow list's keys."""
+    `/items?page=[1]` shown literally. Above the list, the breakpoint queue (a strip in
+    the warning colour), the longest waiting first: "⏸ 1/2 certificate 78s left (42s) GET
+    https://self-signed.example:8443/items/7", then "▶ ⏸ 2/2 request 115s left (5s) POST
+    https://api.example.com/orders" (▶: the selected flow). The cursor is on the paused POST; the list's last
+    line reads "POST https://api.example.com/orders". The footer lists the flow list's
+    keys."""
 
     async def run_before(pilot):
         pilot.app.push_flows(a_few_flows())

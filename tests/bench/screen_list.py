@@ -1,0 +1,147 @@
+"""The flow list at scale: 100,000 and 1,000,000 flows in the screen.
+
+``python -m tests.bench.screen_list [COUNT ...]`` (default 100000 1000000) builds COUNT
+finished flows, feeds them to the screen (Textual under its pilot, no terminal, a fake
+controller: this measures the screen, not the proxy), then times, each as the median of
+several presses, the screen's work (CPU time of its thread) from the key to the
+repainted screen:
+
+- filter apply (plain text matching 1 in 7 flows) until the list shows the result, and
+  clear;
+- open and close the detail pane;
+- PageDown; cursor down / up;
+
+and the screen's memory per flow: resident memory before and after the flows are in
+the screen, less the snapshots themselves (which the proxy side builds), and with them.
+
+Not measured here: key to frame in a real terminal (tmux), and mitmproxy console beside
+it on the same flows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gc
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "widgets"))
+
+from screen_fakes import NOW, Clock, FakeController, make_view  # noqa: E402
+
+from widgets.app import WaylayApp  # noqa: E402
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def build(count: int) -> list:
+    template = make_view(0)
+    return [
+        dataclasses.replace(
+            template,
+            id=f"f{n}",
+            seq=n,
+            started=NOW + n / 1000,
+            path=f"/items/{n}?page={n % 7}",
+            url=f"https://api.example.com/items/{n}?page={n % 7}",
+            status=200 + (n % 4) * 100,
+        )
+        for n in range(1, count + 1)
+    ]
+
+
+async def timed(pilot, *keys: str) -> float:
+    """The screen's work from the key to the repainted screen, in ms of CPU time of the
+    screen's thread: the pilot's own waiting for idle is not the screen's latency."""
+    started = time.thread_time()
+    await pilot.press(*keys)
+    await pilot.pause()
+    return (time.thread_time() - started) * 1000
+
+
+async def measure(count: int) -> dict[str, float]:
+    gc.collect()
+    before_views = rss_mb()
+    views = build(count)
+    gc.collect()
+    with_views = rss_mb()
+    app = WaylayApp(FakeController(), clock=Clock())
+    results: dict[str, float] = {}
+    async with app.run_test(size=(160, 50)) as pilot:
+        started = time.perf_counter()
+        batch = 10_000
+        for start in range(0, count, batch):
+            app.push_flows(views[start : start + batch])
+        while app.table.row_count < count:
+            await pilot.pause()
+        results["push_s"] = time.perf_counter() - started
+        del views
+        gc.collect()
+        await pilot.pause()
+        in_screen = rss_mb()
+        results["screen_bytes_per_flow"] = (in_screen - with_views) * 1024 * 1024 / count
+        results["with_snapshots_bytes_per_flow"] = (in_screen - before_views) * 1024 * 1024 / count
+
+        async def filter_to(text: str) -> float:
+            started = time.thread_time()
+            assert app.set_filter(text) is None
+            while app.filtering:
+                await pilot.pause()
+            await pilot.pause()
+            return (time.thread_time() - started) * 1000
+
+        applies, clears = [], []
+        for _ in range(3):
+            applies.append(await filter_to("page=3"))
+            assert app.table.row_count in (count // 7, count // 7 + 1)
+            clears.append(await filter_to(""))
+            assert app.table.row_count == count
+        results["filter_apply_ms"] = statistics.median(applies)
+        results["filter_clear_ms"] = statistics.median(clears)
+
+        await timed(pilot, "G")
+        opens, closes = [], []
+        for _ in range(5):
+            opens.append(await timed(pilot, "enter"))
+            assert app.detail.has_class("-open")
+            closes.append(await timed(pilot, "escape"))
+        results["detail_open_ms"] = statistics.median(opens)
+        results["detail_close_ms"] = statistics.median(closes)
+
+        await timed(pilot, "g")
+        pages = [await timed(pilot, "pagedown") for _ in range(10)]
+        results["pagedown_ms"] = statistics.median(pages)
+        moves = [await timed(pilot, key) for key in ("down", "up") * 10]
+        results["cursor_ms"] = statistics.median(moves)
+        results["cursor_max_ms"] = max(moves)
+    return results
+
+
+def main(argv: list[str]) -> int:
+    counts = [int(arg) for arg in argv] or [100_000, 1_000_000]
+    print(f"flow list at scale (Python {sys.version.split()[0]}, medians)")
+    for count in counts:
+        r = asyncio.run(measure(count))
+        print(
+            f"{count:>9,} flows: in the list {r['push_s']:.1f} s; "
+            f"filter apply {r['filter_apply_ms']:.0f} ms, clear {r['filter_clear_ms']:.0f} ms; "
+            f"details open {r['detail_open_ms']:.0f} ms, close {r['detail_close_ms']:.0f} ms; "
+            f"PageDown {r['pagedown_ms']:.0f} ms; cursor {r['cursor_ms']:.0f} ms "
+            f"(max {r['cursor_max_ms']:.0f}); memory per flow: screen "
+            f"{r['screen_bytes_per_flow']:.0f} B, with the snapshots "
+            f"{r['with_snapshots_bytes_per_flow']:.0f} B",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
