@@ -55,11 +55,24 @@ def curl_command(flow: http.HTTPFlow) -> str:
             command = export.curl_command(flow)
         except exceptions.CommandError as exc:
             raise ValueError(f"cannot export this request as curl: {exc}") from None
+    command = _to_destination(command, flow.request)
     request = flow.request.copy()
     request.decode(strict=False)
     if not request.content:
         return command
     return _with_raw_body(command, request)
+
+
+def _to_destination(command: str, request: http.Request) -> str:
+    """mitmproxy's exporter writes ``pretty_url``, which trusts the Host header: the URL
+    becomes the destination the request really went to (the Host header stays a -H)."""
+    shown, real = shlex.quote(request.pretty_url), shlex.quote(request.url)
+    if shown == real:
+        return command
+    at = command.rfind(" " + shown)
+    if at < 0:
+        raise ValueError("cannot export this request as curl: unexpected exporter output")
+    return command[:at] + " " + real + command[at + 1 + len(shown) :]
 
 
 def _with_raw_body(command: str, request: http.Request) -> str:

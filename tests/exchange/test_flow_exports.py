@@ -198,3 +198,20 @@ def test_curl_works_inside_waylays_proxy_which_lacks_the_export_addon():
         before = ctx.options
         assert curl_command(tflow.tflow()).startswith("curl ")
         assert ctx.options is before
+
+
+def test_the_curl_command_goes_where_the_request_went_whatever_its_host_header(upstream):
+    """A request to the upstream that said ``Host: elsewhere.example`` is exported to the
+    upstream (its destination), with the Host header kept as it was sent."""
+    flow = flow_to(upstream, "GET", "/echo/spoofed", {}, b"")
+    flow.request.headers["host"] = "elsewhere.example"
+    command = curl_command(flow)
+    assert f"http://127.0.0.1:{upstream.port}/echo/spoofed" in command
+    assert "http://elsewhere.example/" not in command
+    result = subprocess.run(
+        ["sh", "-c", command + " -sS -o /dev/null"], capture_output=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    seen = upstream.requests[-1]
+    assert seen["path"] == "/echo/spoofed"
+    assert seen["headers"]["host"] == "elsewhere.example"
