@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -116,3 +117,21 @@ def start_proxy(confdir, rules_path, upstream_ca_pem):
     yield start
     for p in started:
         p.close()
+
+
+@contextlib.contextmanager
+def screens_through_the_socket(monkeypatch, module):
+    """Within it, ``module.make_app`` builds the screen attached to its proxy over a real
+    control socket (``monitor.local``); at the end, every screen made must have been."""
+    from monitor.local import make_local_app
+
+    made = []
+
+    def attached(*args, **kwargs):
+        app, proxy = make_local_app(*args, **kwargs)
+        made.append(app)
+        return app, proxy
+
+    monkeypatch.setattr(module, "make_app", attached)
+    yield
+    assert made and all(app.remote is not None for app in made), "not through the socket"

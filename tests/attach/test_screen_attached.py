@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import tests.e2e.test_screen as base
-from monitor.local import make_local_app
+from tests.attach.conftest import screens_through_the_socket
 from tests.e2e.test_screen import *  # noqa: F403 - the same tests, collected again here
 
 # Checks where the one-process composition keeps the filter (the proxy's recorder);
@@ -18,13 +18,5 @@ del test_a_filter_expression_runs_on_the_proxy_side_and_follows_new_flows  # noq
 
 @pytest.fixture(autouse=True)
 def _through_the_socket(monkeypatch):
-    made = []
-
-    def attached(*args, **kwargs):
-        app, proxy = make_local_app(*args, **kwargs)
-        made.append(app)
-        return app, proxy
-
-    monkeypatch.setattr(base, "make_app", attached)
-    yield
-    assert made and all(app.remote is not None for app in made), "not through the socket"
+    with screens_through_the_socket(monkeypatch, base):
+        yield

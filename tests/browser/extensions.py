@@ -7,23 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-CHROME_TYPES = (
-    "main_frame",
-    "sub_frame",
-    "stylesheet",
-    "script",
-    "image",
-    "font",
-    "object",
-    "xmlhttprequest",
-    "ping",
-    "csp_report",
-    "media",
-    "websocket",
-    "webtransport",
-    "webbundle",
-    "other",
-)
+from policies.dnr import DNR_RESOURCE_TYPES
+
+CHROME_TYPES = DNR_RESOURCE_TYPES  # Chrome's ResourceType enum, kept in policies/dnr.py
 
 
 def dnr_extension(folder: Path, rules: list[dict], name: str = "waylay-export") -> Path:
