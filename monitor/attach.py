@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -146,6 +147,10 @@ def make_attached_app(
             self.own_proxy = own_proxy
             self.gone: str | None = None
             self.stopped = False
+            self.goes_with_the_terminal = False
+            """Set by `waylay` for the screen of its own proxy: a hang-up (the window
+            closed, ssh dropped) or SIGTERM stops that proxy too, as `q` does. Before, the
+            proxy stayed behind, unseen, holding the port."""
             self._ui_loop: asyncio.AbstractEventLoop | None = None
             self._rules_error: str | None = None
 
@@ -164,6 +169,9 @@ def make_attached_app(
             super().on_mount()
             apply_user_settings(self)  # theme, keymap; a theme picked later is kept
             self._ui_loop = asyncio.get_running_loop()
+            if self.goes_with_the_terminal:
+                self._ui_loop.add_signal_handler(signal.SIGTERM, self.exit)
+                self._ui_loop.add_signal_handler(signal.SIGHUP, self._hung_up)
             remote.on_closed = self._closed_from_thread
             remote.on_rules = self._rules_from_thread
             remote.set_notify(self._batches_waiting)
@@ -172,6 +180,12 @@ def make_attached_app(
                 self.notify_error(f"rules file: {remote.rules.error}")
             if remote.closed is not None:
                 self.proxy_gone(remote.closed)
+
+        def _hung_up(self) -> None:
+            """The terminal is gone: nothing can be drawn or restored there, so stop the
+            proxy (its paused flows get their outcome) and leave at once."""
+            self._stop_now()
+            os._exit(128 + signal.SIGHUP)
 
         def _batches_waiting(self) -> None:  # the connection's reader thread
             self.post_message(BatchesWaiting())
@@ -294,6 +308,7 @@ def run_attached(path: str, *, own_proxy: bool = False) -> int:
         print(f"waylay: {e}", file=sys.stderr)
         return EXIT_GONE
     app = make_attached_app(remote, own_proxy=own_proxy)
+    app.goes_with_the_terminal = own_proxy
     try:
         app.run()
     finally:
