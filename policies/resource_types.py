@@ -12,20 +12,22 @@ prefetch; ``report`` is ``ping``. ``Upgrade: websocket`` and a ping's ``Ping-To`
 ``text/ping`` are certain too.
 
 A best guess, without ``Sec-Fetch-Dest`` (Chromium sends none to a plain-HTTP origin that
-is not loopback; old browsers and tools never do), in this order: CSP reports by their
-``Content-Type``; prefetches by ``Sec-Purpose``/``Purpose``; ``X-Requested-With``; a
-specific ``Accept`` (a document request with a ``Referer`` is guessed to be a frame,
-one without to be a page); a file extension (an image extension asked for with
-``Accept: */*`` is an ``<object>``/``<embed>``: ``<img>`` asks for images); a browser's
-request for something without an extension (it has a ``Referer`` or an ``Origin``) is
-guessed to be ``xmlhttprequest``; else ``other``. Before the ``Accept`` guess, a GET whose
-``Referer`` is an HTML document the proxy saw (``PageElements``) is typed by the element of
-that document that names its URL, where the ``Accept`` header fits that element and only
-one kind of element fits: this tells a ``<script>`` without extension from a fetch
-(both ``Accept: */*``) and an HTML ``<object>``/``<embed>`` from an iframe (both ask for
-a document). What cannot be told apart there: a beacon from a fetch POST (guessed
-``xmlhttprequest``), a request a script makes for a URL the page also names in an element
-(typed as the element), and a followed link from an iframe (both carry a ``Referer``).
+is not loopback; old browsers and tools never do), the first that applies: pings and
+reports by ``Ping-To`` or ``Content-Type``; prefetches by ``Sec-Purpose``/``Purpose``;
+``X-Requested-With``; Chrome's ``Accept`` for a JSON module; then, for a GET whose
+``Referer`` is an HTML page the proxy saw (``PageElements``), the element of that page
+that names the URL, where the ``Accept`` fits that element and only one kind of element
+fits (this tells a ``<script>`` without extension from a fetch, both ``Accept: */*``, and
+an HTML ``<object>``/``<embed>`` from an iframe, both asking for a document); then the
+first type in ``Accept`` (a document request with a ``Referer`` is guessed to be a
+frame, one without to be a page); a file extension (an image extension asked for with
+``Accept: */*`` is an ``<object>``/``<embed>``: ``<img>`` asks for images); without a
+known extension, Chromium's media loader (``Accept-Encoding: identity;q=1, *;q=0`` and a
+``Range``) is ``media`` and ``Accept: */*`` with a ``Referer`` or an ``Origin`` (a
+browser's subresource) ``xmlhttprequest``; else ``other``. What cannot be told apart
+there: a beacon from a fetch POST (guessed ``xmlhttprequest``), a request a script makes
+for a URL its page also names in an element (typed as the element), and a followed link
+from an iframe (both carry a ``Referer``). README.md, "Resource types", says the same.
 """
 
 from __future__ import annotations
@@ -183,9 +185,21 @@ def infer_type(
     by_extension = _type_from_extension(url)
     if by_extension == "image" and accept == "*/*":
         return "object"  # <img> asks for image/*; <object> and <embed> ask for anything
+    if by_extension == "other" and _is_media_load(get):
+        return "media"
     if by_extension == "other" and accept == "*/*" and (get("referer") or get("origin")):
         return "xmlhttprequest"
     return by_extension
+
+
+# Chromium's media loader (<audio>, <video>) asks for every piece uncompressed, and a
+# range; nothing else in the browser sends this Accept-Encoding.
+_MEDIA_ENCODING = "identity;q=1, *;q=0"
+
+
+def _is_media_load(get) -> bool:
+    encoding = (get("accept-encoding") or "").strip().lower()
+    return encoding == _MEDIA_ENCODING and (get("range") or "").strip().startswith("bytes=")
 
 
 # Chrome's Accept for `import ... with {type: "json"}`; a fetch asking for JSON says less.

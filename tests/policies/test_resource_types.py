@@ -463,3 +463,20 @@ def test_a_pathological_page_is_read_in_bounded_time():
         found = elements_of("http://a.example/", text)
         assert time.process_time() - start < 2.0
         assert len(found) <= MAX_ELEMENTS
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Accept": "*/*", "Accept-Encoding": "identity;q=1, *;q=0", "Range": "bytes=0-"}, "media"),
+        (
+            {"Accept": "*/*", "Accept-Encoding": "gzip, deflate", "Range": "bytes=0-"},
+            "xmlhttprequest",
+        ),
+        ({"Accept": "*/*", "Accept-Encoding": "identity;q=1, *;q=0"}, "xmlhttprequest"),
+    ],
+    ids=["chromium media load", "a fetch with a range", "no range"],
+)
+def test_a_media_load_without_extension(headers, expected):
+    url = "http://tv.example/stream/42"
+    assert infer_type("GET", url, {**headers, "Referer": "http://tv.example/"}) == expected
