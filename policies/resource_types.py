@@ -299,7 +299,6 @@ _PRELOAD_AS = {
     "track": "media",
     "fetch": "xmlhttprequest",
 }
-_COMMENT = re.compile(r"<!--.*?-->", re.S)
 _TAG = re.compile(
     r"<(script|iframe|frame|object|embed|img|video|audio|source|track|link|base)\b"
     r"((?:[^>\"']++|\"[^\"]*+\"|'[^']*+')*+)>",  # possessive: no backtracking
@@ -308,6 +307,21 @@ _TAG = re.compile(
 _ATTRIBUTE = re.compile(r"""([^\s=/>"']+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?""")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_ELEMENTS = 10_000  # of one document: bounded time and memory whatever the page
+
+
+def _without_comments(text: str) -> str:
+    """``text`` without ``<!-- ... -->`` (an unclosed one runs to the end, as in HTML), in
+    one pass whatever the page holds."""
+    kept: list[str] = []
+    at = 0
+    while (start := text.find("<!--", at)) >= 0:
+        kept.append(text[at:start])
+        end = text.find("-->", start + 4)
+        if end < 0:
+            return "".join(kept)
+        at = end + 3
+    kept.append(text[at:])
+    return "".join(kept)
 
 
 def _attributes(text: str) -> dict[str, str]:
@@ -345,7 +359,7 @@ def elements_of(url: str, text: str) -> dict[str, frozenset[str]]:
     and URLs in CSS or script text, are not there."""
     base = url
     found: dict[str, set[str]] = {}
-    for n, m in enumerate(_TAG.finditer(_COMMENT.sub("", text))):
+    for n, m in enumerate(_TAG.finditer(_without_comments(text))):
         if n >= MAX_ELEMENTS:
             break
         tag = m.group(1).lower()

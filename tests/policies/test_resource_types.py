@@ -440,6 +440,14 @@ def test_only_the_referring_page_tells(method, referer):
     assert guess == infer_type(method, url, headers) != "script"
 
 
+def test_comments_hide_elements_to_their_end_or_the_end_of_the_page():
+    text = '<!-- <script src="/a"> --><script src="/b"><!-- x -- y --><img src="/c"><!-- <img src="/d">'
+    assert elements_of("http://a.example/", text) == {
+        "http://a.example/b": {"script"},
+        "http://a.example/c": {"image"},
+    }
+
+
 def test_pages_are_bounded_and_the_newest_version_counts():
     pages = PageElements(max_pages=2, max_chars=60)
     pages.add("http://a.example/1", '<script src="/s"></script>')
@@ -458,7 +466,8 @@ def test_a_pathological_page_is_read_in_bounded_time():
 
     unclosed = '<img src="never closed ' + ("x" * 100 + "<script src=a>") * 20_000
     many = "".join(f'<img src="/i{i}">' for i in range(3 * MAX_ELEMENTS))
-    for text in (unclosed, many):
+    comments = "<!-- never closed " * 100_000 + '<script src="/hidden"></script>'
+    for text in (unclosed, many, comments):
         start = time.process_time()
         found = elements_of("http://a.example/", text)
         assert time.process_time() - start < 2.0
