@@ -411,10 +411,21 @@ class PageElements:
 
     def add(self, url: str, text: str) -> None:
         """Remember the HTML document ``text`` served at ``url`` (replacing an older one)."""
+        read = self.read(url, text)
+        if read is not None:
+            self.keep(*read)
+
+    def read(self, url: str, text: str) -> tuple[str, dict[str, frozenset[str]]] | None:
+        """The elements of a document, not yet kept: this part takes time (about 0.1 s
+        for a 200 KB page), touches nothing shared and may run in another thread."""
         key = page_url_key(url)
         if key is None:
-            return
-        self._pages[key] = elements_of(key, text[: self.max_chars])
+            return None
+        return key, elements_of(key, text[: self.max_chars])
+
+    def keep(self, key: str, elements: dict[str, frozenset[str]]) -> None:
+        """Remember what ``read`` found."""
+        self._pages[key] = elements
         self._pages.move_to_end(key)
         while len(self._pages) > self.max_pages:
             self._pages.popitem(last=False)

@@ -67,3 +67,26 @@ def test_the_referring_page_types_what_looks_alike(settings, site):
         ("/r/frame.html", "sub_frame", None),
     ]
     assert [r["path"] for r in site.requests].count("/r/script-noext") == 1
+
+
+def test_a_page_is_read_within_a_bound_whatever_its_encoding():
+    import gzip
+    import zlib
+
+    from monitor.pagetypes import document_text
+
+    page = '<script src="/app"></script>'
+    assert document_text(page.encode(), "", "utf-8", 100) == page
+    assert document_text(gzip.compress(page.encode()), "gzip", "utf-8", 100) == page
+    assert document_text(zlib.compress(page.encode()), "deflate", "utf-8", 100) == page
+    raw_deflate = zlib.compressobj(wbits=-15)
+    data = raw_deflate.compress(page.encode()) + raw_deflate.flush()
+    assert document_text(data, "deflate", "utf-8", 100) == page
+    assert document_text("é".encode("latin-1"), "", "latin-1", 100) == "é"
+    assert document_text(b"x", "", "no-such-charset", 100) == "x"
+    assert document_text(b"\x00\x01", "br", "utf-8", 100) is None  # no bounded reader
+    assert document_text(b"not gzip", "gzip", "utf-8", 100) is None
+    bomb = gzip.compress(b" " * 200_000_000)  # 200 MB of spaces in ~200 KB
+    assert len(bomb) < 1_000_000
+    text = document_text(bomb, "gzip", "utf-8", 1000)
+    assert text is not None and len(text) == 4000  # the bound, not 200 MB
