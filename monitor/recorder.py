@@ -20,7 +20,6 @@ from mitmproxy import connection, http, tls
 from mitmproxy.flow import Error as flow_error
 
 from monitor.events import tls_failure
-
 from monitor.pauses import Pauses
 from monitor.record import record_of
 from monitor.snapshot import matches, snapshot
