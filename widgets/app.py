@@ -17,13 +17,14 @@ from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from widgets import keys
 from widgets.detail import FlowDetail
 from widgets.dialogs import DecisionDialog, dialog_for
 from widgets.export_menu import ExportMenu
 from widgets.flow_table import FlowTable
+from widgets.footer import KeyFooter
 from widgets.header import WaylayHeader
 from widgets.help import HelpScreen
 from widgets.model import Answer, Controller, FlowView
@@ -163,7 +164,7 @@ class WaylayApp(App[None]):
             yield self._table
             yield self._empty
             yield self._detail
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def table(self) -> FlowTable:

@@ -347,6 +347,8 @@ class FlowTable(ScrollView, can_focus=True):
         """Ids of marked flows (kept while they are filtered out)."""
         self._cache: LRUCache[tuple, tuple[FlowView, Strip]] = LRUCache(CACHE_SIZE)
         self._styles: dict[str, Style] = {}
+        self._look: tuple[Style, ...] | None = None
+        """The styles rows are drawn with now (see `_row_look`): part of a cached row's key."""
         self._layout: tuple[int, tuple[tuple[str, int], ...]] | None = None
 
     # ----------------------------------------------------------------- public API
@@ -768,9 +770,26 @@ class FlowTable(ScrollView, can_focus=True):
         self.refresh()
 
     def notify_style_update(self) -> None:
+        # Focus moving in or out restyles the list (its :focus tint): the rows drawn under
+        # the other look stay cached, keyed by their styles, for when focus comes back
+        # (closing the details would otherwise redraw every row on screen).
         self._styles.clear()
-        self._cache.clear()
+        self._look = None
         super().notify_style_update()
+
+    def _row_look(self) -> tuple[Style, ...]:
+        look = self._look
+        if look is None:
+            style = self._style
+            look = self._look = (
+                style("base"),
+                style("cursor"),
+                style("mark"),
+                style("paused"),
+                style("error"),
+                style("cancelled"),
+            )
+        return look
 
     # ----------------------------------------------------------------- rendering
 
@@ -815,6 +834,7 @@ class FlowTable(ScrollView, can_focus=True):
             selected and self.has_focus,
             flow_id in self.marked,
             second,
+            self._row_look(),
         )
         cached = self._cache.get(key)
         if cached is not None and cached[0] is view:
