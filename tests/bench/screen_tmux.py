@@ -36,6 +36,8 @@ from pathlib import Path
 
 SESSION_SIZE = ("160", "50")
 FILTER = "page=3"
+LOAD_TIMEOUT = float(os.environ.get("WAYLAY_BENCH_LOAD_TIMEOUT", "1800"))
+"""Seconds mitmproxy console may take to load the flow file (it reads ~200 flows/s)."""
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -190,7 +192,7 @@ def measure_waylay(count: int) -> dict[str, float]:
                 break
             if time.time() > deadline:
                 raise TimeoutError("the flows never all arrived")
-        shown = f"{count // 7:,}", f"{count // 7 + 1:,}"
+        shown = count // 7, count // 7 + 1
         tool = {
             "details": lambda s: "Rule trace:" in s,
             "close": "Escape",
@@ -215,7 +217,7 @@ def measure_mitmproxy(count: int, folder: Path) -> dict[str, float]:
     term = Terminal(f"{mitmproxy} --listen-port 0 -r {flows}", env)
     try:
         started = time.perf_counter()
-        term.wait(lambda s: (mitmproxy_row(s) or (0, 0))[1] == count, "every flow", 600)
+        term.wait(lambda s: (mitmproxy_row(s) or (0, 0))[1] == count, "every flow", LOAD_TIMEOUT)
         loaded = time.perf_counter() - started
 
         def row(screen: str) -> int | None:
@@ -256,22 +258,31 @@ def main(argv: list[str]) -> int:
     if shutil.which("tmux") is None:
         print("(tmux not installed: no key-to-frame figures)")
         return 0
-    with_mitmproxy = "--no-mitmproxy" not in argv
+    tools = [t for t in ("waylay", "mitmproxy") if f"--no-{t}" not in argv]
     counts = [int(arg) for arg in argv if arg.isdigit()] or [100_000]
     print("key to frame in tmux, median ms (load average "
           f"{os.getloadavg()[0]:.1f} at the start)")  # fmt: skip
     print(f"{'flows':>9} {'tool':<18}" + "".join(f"{label:>14}" for _, label in COLUMNS))
     for count in counts:
-        rows = [("waylay", measure_waylay(count))]
-        if with_mitmproxy:
+        if "waylay" in tools:
+            r = measure_waylay(count)
+            print(f"{count:>9,} {'waylay':<18}" + "".join(f"{r[k]:>14.0f}" for k, _ in COLUMNS))
+            sys.stdout.flush()
+        if "mitmproxy" in tools:
             with tempfile.TemporaryDirectory(prefix="waylay-bench-") as folder:
-                rows.append(("mitmproxy console", measure_mitmproxy(count, Path(folder))))
-        for tool, r in rows:
-            print(f"{count:>9,} {tool:<18}" + "".join(f"{r[k]:>14.0f}" for k, _ in COLUMNS))
-        if with_mitmproxy:
-            m = rows[1][1]
-            print(f"          (mitmproxy console loaded the {count:,} flows in {m['load_s']:.1f} s)")
-        sys.stdout.flush()
+                try:
+                    r = measure_mitmproxy(count, Path(folder))
+                except TimeoutError as e:
+                    print(f"{count:>9,} mitmproxy console: {str(e).splitlines()[0]}")
+                    continue
+            print(
+                f"{count:>9,} {'mitmproxy console':<18}"
+                + "".join(f"{r[k]:>14.0f}" for k, _ in COLUMNS)
+            )
+            print(
+                f"          (mitmproxy console loaded the {count:,} flows in {r['load_s']:.0f} s)"
+            )
+        print(f"          (load average {os.getloadavg()[0]:.1f} at the end)", flush=True)
     return 0
 
 
