@@ -757,8 +757,13 @@ class WaylayApp(App[None]):
         """`f`: filter the list by a mitmproxy filter expression or plain text."""
 
         def done(text: str | None) -> None:
-            if text is not None:
-                self.table.focus()
+            # Applied once the prompt is gone: the list rebuilt under a modal screen is
+            # drawn through its dimmed background, which cost more than the filter.
+            if text is None:
+                return
+            self.table.focus()
+            if error := self.set_filter(text):
+                self.notify_error(error)
 
         self.push_screen(
             InputPrompt(
@@ -769,7 +774,7 @@ class WaylayApp(App[None]):
                     "A mitmproxy filter expression (it has a ~), or plain text found in "
                     "the URL, method or status. Empty shows every flow."
                 ),
-                submit_check=self.set_filter,
+                submit_check=self.filter_error,
                 live_check=self.filter_error,
                 id="filter-prompt",
             ),
