@@ -414,6 +414,43 @@ async def test_an_event_without_a_dialog_is_a_toast(controller):
 # ---------------------------------------------------------------- details
 
 
+async def test_the_footer_shows_each_places_keys_without_rebuilding_them(controller):
+    """Opening and closing the details swaps the footer's keys; the second time round the
+    same key widgets come back (nothing is composed again), and a click still works."""
+    from textual.widgets._footer import FooterKey
+
+    from widgets.footer import KeyFooter
+
+    def shown(app) -> list[str]:
+        footer = app.query_one(KeyFooter)
+        return [k.description for k in footer.query(FooterKey) if k.display]
+
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(1), make_view(2)])
+        await pilot.pause()
+        on_list = shown(app)
+        assert "Filter" in on_list and "View mode" not in on_list
+        await pilot.press("enter")
+        await pilot.pause()
+        on_details = shown(app)
+        assert "View mode" in on_details and "Back" in on_details and "Filter" not in on_details
+        footer = app.query_one(KeyFooter)
+        widgets = set(footer.query(FooterKey))
+        for _ in range(2):
+            await pilot.press("escape")
+            await pilot.pause()
+            assert shown(app) == on_list
+            await pilot.press("enter")
+            await pilot.pause()
+            assert shown(app) == on_details
+        assert set(footer.query(FooterKey)) == widgets
+        back = next(k for k in footer.query(FooterKey) if k.display and k.description == "Back")
+        await pilot.click(back)
+        await pilot.pause()
+        assert not app.detail.has_class("-open") and shown(app) == on_list
+
+
 async def test_enter_on_a_finished_flow_opens_its_details_and_escape_closes(controller):
     app = make_app(controller)
     async with app.run_test(size=SIZE) as pilot:
