@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import contains
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,13 +19,14 @@ from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from widgets import keys
 from widgets.detail import FlowDetail
 from widgets.dialogs import DecisionDialog, dialog_for
 from widgets.export_menu import ExportMenu
 from widgets.flow_table import FlowTable
+from widgets.footer import KeyFooter
 from widgets.header import WaylayHeader
 from widgets.help import HelpScreen
 from widgets.model import Answer, Controller, FlowView
@@ -45,6 +48,12 @@ FlowFilter = Callable[[FlowView], bool]
 FILTER_SLICE = 0.02
 """Seconds of filtering between two breaths of the screen (keys, repaints, batches)."""
 
+TEXT_AT_ONCE = 2_000_000
+"""Up to this many flows a plain-text filter is one scan in C (~50 ms for a million:
+slicing it would cost more than it saves, in copies the garbage collector then walks)."""
+TEXT_CHUNK = 32_768
+"""Beyond that, rows matched between two looks at the clock (~1-2 ms of work)."""
+
 
 @dataclass
 class FlowsUpdated(Message):
@@ -54,18 +63,25 @@ class FlowsUpdated(Message):
     removed: tuple[str, ...] = ()
 
 
-def plain_text_filter(text: str) -> FlowFilter:
+def search_text(view: FlowView) -> str:
+    """What plain text is looked for in: the URL, method and state label (which holds
+    the status), lower-cased; kept per flow so a filter over a million flows is a scan
+    of strings in C, not a Python call per flow."""
+    return f"{view.url}\n{view.method}\n{view.state_label}".lower()
+
+
+@dataclass(frozen=True, slots=True)
+class TextFilter:
     """Case-insensitive substring of the URL, method, status or state label."""
-    needle = text.lower()
 
-    def matches(view: FlowView) -> bool:
-        return (
-            needle in view.url.lower()
-            or needle in view.method.lower()
-            or needle in view.state_label.lower()
-        )
+    needle: str
 
-    return matches
+    def __call__(self, view: FlowView) -> bool:
+        return self.needle in search_text(view)
+
+
+def plain_text_filter(text: str) -> TextFilter:
+    return TextFilter(text.lower())
 
 
 def _event_of(view: FlowView) -> str:
@@ -107,6 +123,8 @@ class WaylayApp(App[None]):
         self.ask_timeout = ask_timeout
         self.flows: dict[str, FlowView] = {}
         """Every flow the screen holds, by id, in arrival order."""
+        self._search: dict[str, str] = {}
+        """`search_text` of every flow in `flows`, in the same order (kept in step)."""
         self.filter_text = ""
         """The flow list's filter as typed, "" for none."""
         self.breakpoint = ""
@@ -163,7 +181,7 @@ class WaylayApp(App[None]):
             yield self._table
             yield self._empty
             yield self._detail
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def table(self) -> FlowTable:
@@ -256,10 +274,12 @@ class WaylayApp(App[None]):
         flows = self.flows
         paused = self._paused_ids
         answered = self._answered
+        search = self._search
         newly_paused = False
         for view in message.views:
             old = flows.get(view.id)
             flows[view.id] = view
+            search[view.id] = search_text(view)
             if view.paused is not None:
                 paused.add(view.id)
                 if old is None or old.paused is None or old.paused.since != view.paused.since:
@@ -272,9 +292,11 @@ class WaylayApp(App[None]):
                 del answered[view.id]
         if self.header.filter_progress:
             self._filter_changed.update(view.id for view in message.views)
+            self._filter_changed.update(message.removed)
         marked = self.table.marked
         for flow_id in message.removed:
             flows.pop(flow_id, None)
+            search.pop(flow_id, None)
             paused.discard(flow_id)
             answered.pop(flow_id, None)
             marked.discard(flow_id)
@@ -559,8 +581,91 @@ class WaylayApp(App[None]):
             self.table.replace(self.flows, self._paused_ids)
             self._filtered()
             return
+        search = self._search
+        if isinstance(text_visible, TextFilter) and len(search) == len(self.flows):
+            if len(search) <= TEXT_AT_ONCE:
+                hits = list(map(contains, search.values(), repeat(text_visible.needle)))
+                self._text_done(
+                    visible,
+                    list(compress(search, hits)),
+                    list(compress(self.flows.values(), hits)),
+                )
+                return
+            self._text_step(
+                self._filter_job,
+                visible,
+                text_visible.needle,
+                list(self._search),
+                list(self._search.values()),
+                list(self.flows.values()),
+                0,
+                [],
+                [],
+            )
+            return
         views = list(self.flows.values())
         self._filter_step(self._filter_job, visible, views, 0, [])
+
+    def _text_step(
+        self,
+        job: int,
+        visible: FlowFilter,
+        needle: str,
+        ids: list[str],
+        texts: list[str],
+        views: list[FlowView],
+        start: int,
+        shown_ids: list[str],
+        shown: list[FlowView],
+    ) -> None:
+        """`_filter_step` for plain text: the kept search texts (`ids`, `texts`, `views`
+        are the same flows in the same order) are matched in chunks, in C, for at most
+        `FILTER_SLICE` seconds at a time; marked-only is applied to the matches."""
+        if job != self._filter_job:
+            return
+        deadline = time.perf_counter() + FILTER_SLICE
+        total = len(ids)
+        index = start
+        while index < total:
+            end = min(index + TEXT_CHUNK, total)
+            hits = list(map(contains, texts[index:end], repeat(needle)))
+            shown_ids += compress(ids[index:end], hits)
+            shown += compress(views[index:end], hits)
+            index = end
+            if time.perf_counter() > deadline:
+                break
+        if index < total:
+            self.header.filter_progress = f"{index * 100 // total}%"
+            self.set_timer(
+                0.001,
+                lambda: self._text_step(
+                    job, visible, needle, ids, texts, views, index, shown_ids, shown
+                ),
+            )
+            return
+        self._text_done(visible, shown_ids, shown)
+
+    def _text_done(self, visible: FlowFilter, shown_ids: list[str], shown: list[FlowView]) -> None:
+        if self.marked_only:
+            marked = self.table.marked
+            hits = [flow_id in marked for flow_id in shown_ids]
+            shown_ids = list(compress(shown_ids, hits))
+            shown = list(compress(shown, hits))
+        changed = self._filter_changed
+        if changed:  # batches, deletes that came in meanwhile: their flows again
+            flows = self.flows
+            pairs = [pair for pair in zip(shown_ids, shown, strict=True) if pair[0] not in changed]
+            for flow_id in changed:
+                view = flows.get(flow_id)
+                if view is not None and visible(view):
+                    pairs.append((flow_id, view))
+            pairs.sort(key=lambda pair: pair[1].seq)
+            shown_ids = [flow_id for flow_id, _ in pairs]
+            shown = [view for _, view in pairs]
+        self._filter_changed = set()
+        self.header.filter_progress = ""
+        self.table.show(shown_ids, shown, self._paused_ids)
+        self._filtered()
 
     def _filter_step(
         self,
@@ -652,8 +757,13 @@ class WaylayApp(App[None]):
         """`f`: filter the list by a mitmproxy filter expression or plain text."""
 
         def done(text: str | None) -> None:
-            if text is not None:
-                self.table.focus()
+            # Applied once the prompt is gone: the list rebuilt under a modal screen is
+            # drawn through its dimmed background, which cost more than the filter.
+            if text is None:
+                return
+            self.table.focus()
+            if error := self.set_filter(text):
+                self.notify_error(error)
 
         self.push_screen(
             InputPrompt(
@@ -664,7 +774,7 @@ class WaylayApp(App[None]):
                     "A mitmproxy filter expression (it has a ~), or plain text found in "
                     "the URL, method or status. Empty shows every flow."
                 ),
-                submit_check=self.set_filter,
+                submit_check=self.filter_error,
                 live_check=self.filter_error,
                 id="filter-prompt",
             ),
@@ -732,6 +842,9 @@ class WaylayApp(App[None]):
             self.notify_error(f"{view.method} {view.url}: {error}")
             return
         self.flows.pop(view.id, None)
+        self._search.pop(view.id, None)
+        if self.filtering:
+            self._filter_changed.add(view.id)
         self._answered.pop(view.id, None)
         self.table.marked.discard(view.id)
         self.table.remove_flows([view.id])
@@ -794,6 +907,9 @@ class WaylayApp(App[None]):
         finished = [flow_id for flow_id, view in self.flows.items() if view.finished]
         for flow_id in finished:
             del self.flows[flow_id]
+            del self._search[flow_id]
+        if self.filtering:
+            self._filter_changed.update(finished)
         self.table.remove_flows(finished)
         self._refresh_counts()
         self._follow_detail(set(finished))

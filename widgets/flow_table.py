@@ -347,6 +347,8 @@ class FlowTable(ScrollView, can_focus=True):
         """Ids of marked flows (kept while they are filtered out)."""
         self._cache: LRUCache[tuple, tuple[FlowView, Strip]] = LRUCache(CACHE_SIZE)
         self._styles: dict[str, Style] = {}
+        self._look: tuple[Style, ...] | None = None
+        """The styles rows are drawn with now (see `_row_look`): part of a cached row's key."""
         self._layout: tuple[int, tuple[tuple[str, int], ...]] | None = None
 
     # ----------------------------------------------------------------- public API
@@ -463,15 +465,29 @@ class FlowTable(ScrollView, can_focus=True):
 
         A dict (id -> view, in arrival order) with the ids of the `paused` ones is copied
         in C: a million flows come back in milliseconds when a filter is cleared."""
-        selected = self.selected_id
         if isinstance(views, dict) and paused is not None:
-            self._views = dict(views)
-            self._paused = set(paused)
-        else:
-            listed: Iterable[FlowView] = views.values() if isinstance(views, dict) else views
-            self._views = {view.id: view for view in listed}
-            self._paused = {flow_id for flow_id, view in self._views.items() if view.paused}
-        self._order = list(self._views)
+            self._show(views, views, paused)
+            return
+        listed: Iterable[FlowView] = views.values() if isinstance(views, dict) else views
+        by_id = {view.id: view for view in listed}
+        self._show(by_id, by_id, [flow_id for flow_id, view in by_id.items() if view.paused])
+
+    def show(self, ids: list[str], views: list[FlowView], paused: Iterable[str] = ()) -> None:
+        """Show exactly these flows (`ids[i]` is `views[i].id`), in this order; `paused`
+        may name other flows too (only the shown ones count)."""
+        self._show(ids, zip(ids, views, strict=True), paused)
+
+    def _show(self, ids: Iterable[str], pairs, paused: Iterable[str]) -> None:
+        selected = self.selected_id
+        store = self._views
+        order = self._order
+        # Refilled in place: a new dict or list of a million entries would be walked by
+        # Python's cyclic GC until it grew old (~60 ms more).
+        store.clear()
+        store.update(pairs)
+        order.clear()
+        order.extend(ids)
+        self._paused = {flow_id for flow_id in paused if flow_id in store}
         if self.sort_key or self.sort_reverse:
             self._resort(keep_cursor=False)
         self._positions = None
@@ -768,9 +784,26 @@ class FlowTable(ScrollView, can_focus=True):
         self.refresh()
 
     def notify_style_update(self) -> None:
+        # Focus moving in or out restyles the list (its :focus tint): the rows drawn under
+        # the other look stay cached, keyed by their styles, for when focus comes back
+        # (closing the details would otherwise redraw every row on screen).
         self._styles.clear()
-        self._cache.clear()
+        self._look = None
         super().notify_style_update()
+
+    def _row_look(self) -> tuple[Style, ...]:
+        look = self._look
+        if look is None:
+            style = self._style
+            look = self._look = (
+                style("base"),
+                style("cursor"),
+                style("mark"),
+                style("paused"),
+                style("error"),
+                style("cancelled"),
+            )
+        return look
 
     # ----------------------------------------------------------------- rendering
 
@@ -815,6 +848,7 @@ class FlowTable(ScrollView, can_focus=True):
             selected and self.has_focus,
             flow_id in self.marked,
             second,
+            self._row_look(),
         )
         cached = self._cache.get(key)
         if cached is not None and cached[0] is view:
