@@ -131,10 +131,10 @@ def settings_kwargs(args: argparse.Namespace) -> dict:
 _READ_TIMED_OUT: dict[str, str] = {}
 """flow id → why its request was given up for want of response headers."""
 _GAVE_UP: dict[str, str] = {}
-"""server connection id → why it was cut before it was established (--connect-timeout)."""
-_CUT: dict[str, list[str]] = {}
-"""server connection id → the ids ``_GAVE_UP`` holds for it (itself, tunnels over it)."""
-_CONNECT_TIMEOUTS: dict[str, None] = {}
+"""server connection id → why it was cut before it was established (--connect-timeout).
+Kept after the connection's task ends (bounded, oldest dropped): a layer paused on a hook
+(waylay's upstream-proxy probe) reads the close only once the hook returns."""
+_CONNECT_TIMEOUTS: dict[str, object] = {}
 """The messages of recent connect timeouts (insertion-ordered, bounded): an HTTP stream
 whose connection failed with one of these answers 504, not mitmproxy's 502."""
 
@@ -402,10 +402,11 @@ _TIMEOUT_STATUS = 504
 _MAX_REMEMBERED = 256
 
 
-def _remember_connect_timeout(why: str) -> None:
-    _CONNECT_TIMEOUTS[why] = None
-    while len(_CONNECT_TIMEOUTS) > _MAX_REMEMBERED:
-        del _CONNECT_TIMEOUTS[next(iter(_CONNECT_TIMEOUTS))]
+def _remember(table: dict, key, value) -> None:
+    table.pop(key, None)
+    table[key] = value
+    while len(table) > _MAX_REMEMBERED:
+        del table[next(iter(table))]
 
 
 def _patch_timeouts() -> None:
@@ -444,8 +445,6 @@ def _patch_timeouts() -> None:
         finally:
             if timer is not None:
                 timer.cancel()
-            for conn_id in _CUT.pop(conn.id, ()):
-                _GAVE_UP.pop(conn_id, None)
 
     def handshake_cut_with_reason(self, event):
         """mitmproxy says "connection closed" for a handshake cut short; we cut it, and
@@ -522,11 +521,9 @@ def _connect_deadline(handler, conn, task: asyncio.Task) -> None:
     log.info("%s", why)
     # The handshakes over it (upstream mode: TLS with the server, over the CONNECT tunnel)
     # see the close on their own connection objects.
-    ids = list(dict.fromkeys([conn.id, *(t.conn.id for t in tunnels)]))
-    for conn_id in ids:
-        _GAVE_UP[conn_id] = why
-    _CUT[conn.id] = ids
-    _remember_connect_timeout(why)
+    for conn_id in dict.fromkeys([conn.id, *(t.conn.id for t in tunnels)]):
+        _remember(_GAVE_UP, conn_id, why)
+    _remember(_CONNECT_TIMEOUTS, why, None)
     task.cancel(why)
 
 
