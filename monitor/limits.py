@@ -1,29 +1,39 @@
 """Limits mitmproxy leaves open, closed for waylay's users.
 
 mitmproxy (11.0 and 12.x) itself has no header size limit (``_http1.py`` says
-``FIXME: protect against header size DoS``), closes idle connections only after 10
-minutes, has no upstream connect or read timeout, and an interim ``1xx`` response from
-upstream ends the exchange for HTTP/1 (the client gets the ``100`` and never the final
-response). The layer classes are patched here, once per process, in the smallest way
-that works on both versions: each patch wraps mitmproxy's own method and only acts on
-the case it is about. These are mitmproxy's bugs; upstream:
+``FIXME: protect against header size DoS``; HTTP/2 keeps h2's 64 KiB default whatever
+one wants), closes idle connections only after 10 minutes, has no upstream connect or
+read timeout, and an interim ``1xx`` response from upstream ends the exchange for HTTP/1
+(the client gets the ``100`` and never the final response). The layer classes are
+patched here, once per process, in the smallest way that works on both versions: each
+patch wraps mitmproxy's own method and only acts on the case it is about. These are
+mitmproxy's bugs; upstream:
 
-- header size: the FIXME above, in ``Http1Server``/``Http1Client.read_headers``;
+- header size: the FIXME above, in ``Http1Server``/``Http1Client.read_headers``; for
+  HTTP/2 no mitmproxy issue: it keeps h2's ``SETTINGS_MAX_HEADER_LIST_SIZE`` default
+  (python-hyper/h2#273, python-hyper/hpack#55);
 - 1xx taken as the final response: mitmproxy/mitmproxy#2229 (closed, but 11.0.2 and
   12.3.1 still do it: ``expected_http_body_size`` says 0 and the exchange ends);
-- timeouts: mitmproxy/mitmproxy#1095 (connect timeout, open), #7921 (an upstream that
-  never answers holds the client); the idle timeout became the ``tcp_timeout`` option in
-  12 (mitmproxy/mitmproxy#7909), a module constant in 11;
+- timeouts: mitmproxy/mitmproxy#1095 (connect timeout, open); #7921 (an upstream proxy
+  that never answers the CONNECT holds the client); #6763 (the server connection is
+  opened before any request, so a server that does not answer holds the client's
+  handshake, with no hook to give up in); the idle timeout became the ``tcp_timeout``
+  option in 12 (mitmproxy/mitmproxy#7909), a module constant in 11;
 - HTTP/2 rapid reset (CVE-2023-44487): no limit on client stream resets in either.
 
-- Headers: ``--max-header-size`` (default 64 KiB) for request and response heads. A
-  client over it gets ``431`` and the connection is closed; an upstream over it is a
-  502 ("response headers too large"). The buffer is dropped at once, so memory returns.
+- Headers: ``--max-header-size`` (default 64 KiB) for request and response heads. An
+  HTTP/1 client over it gets ``431`` and the connection is closed; an upstream over it
+  is a 502 ("response headers too large"). The buffer is dropped at once, so memory
+  returns. HTTP/2: see ``_patch_http2``.
 - Idle connections: mitmproxy's inactivity watchdog (``TCP_TIMEOUT``, 600 s) set to
   ``--idle-timeout`` (default 300 s). Paused flows are not idle: mitmproxy disarms the
   watchdog while a hook runs.
-- Upstream: ``--connect-timeout`` (default 10 s) and ``--read-timeout`` (time from the
-  request to the response headers, default 60 s); the client gets ``504`` naming which.
+- Upstream: ``--connect-timeout`` (default 10 s: TCP, then TLS or an upstream proxy's
+  CONNECT; kept per upstream connection, see ``_patch_timeouts``) and
+  ``--read-timeout`` (from the moment the upstream connection is ready to the response
+  headers, default 60 s); the client gets ``504`` naming which, over HTTP/1 or HTTP/2.
+  A read timeout closes the upstream connection: over HTTP/2 that ends the other
+  streams on it too (they get 502).
 - 1xx: interim responses other than 101 are dropped on the way; the final one follows.
 - HTTP/2 rapid reset: more than 200 client stream resets in 10 s close the connection.
 """
@@ -104,7 +114,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=_timeout,
         default=DEFAULT_CONNECT_TIMEOUT,
         metavar="SEC",
-        help=f"give up connecting to an upstream after this long: 504, (0, {MAX_TIMEOUT}] "
+        help="give up on an upstream connection (TCP, TLS, an upstream proxy's CONNECT) "
+        f"not ready after this long: 504, (0, {MAX_TIMEOUT}] "
         f"(default {DEFAULT_CONNECT_TIMEOUT:g})",
     )
     p.add_argument(

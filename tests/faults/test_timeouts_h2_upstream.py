@@ -179,3 +179,22 @@ def test_http2_header_blocks_follow_a_larger_limit_too(settings, upstream_ca, wa
                 r = client.get(up.url("/big"), headers={"x-big": "a" * 100 * 1024})
     assert (r.http_version, r.status_code) == ("HTTP/2", 200), r.text
     assert up.requests == [(1, "/big")]
+
+
+class BigHeadersH2Upstream(H2Upstream):
+    """Answers with a 20 KiB response header."""
+
+    def answer(self, h2, stream_id: int, headers: dict, number: int) -> None:
+        self.requests.append((number, headers[":path"]))
+        self.reply(h2, stream_id, b"big", "text/plain", ("x-big", "b" * 20 * 1024))
+
+
+def test_an_oversized_http2_response_head_from_upstream_is_a_502(settings, upstream_ca, waylay_ca):
+    with BigHeadersH2Upstream(h2_context(upstream_ca)) as up:
+        with headless(*common(settings), "--max-header-size", "8k") as w:
+            with h2_client(w.port, waylay_ca) as client:
+                r = client.get(up.url("/big-answer"))
+            [line] = w.wait_lines(1)
+    assert r.status_code == 502, r.text
+    assert "header" in r.text.lower()
+    assert "/big-answer error:" in line
