@@ -483,7 +483,7 @@ def _patch_timeouts() -> None:
                 why = event.message
             if why is not None:
                 event = _server_error(event.stream_id, why)
-                event.waylay_status = _TIMEOUT_STATUS  # type: ignore[attr-defined]
+                event.waylay_status = _TIMEOUT_STATUS
         return (yield from handle_protocol_error(self, event))
 
     def connect_finish_with_status(self):
@@ -543,7 +543,7 @@ def _layers(handler):
     stack (after CONNECT) and each upstream connection's stack."""
     from mitmproxy.proxy.layer import Layer
 
-    seen: set[int] = set()
+    seen = set()
     todo = [handler.layer]
     while todo:
         layer = todo.pop()
