@@ -32,8 +32,8 @@ mitmproxy's bugs; upstream:
   CONNECT; kept per upstream connection, see ``_patch_timeouts``) and
   ``--read-timeout`` (from the moment the upstream connection is ready to the response
   headers, default 60 s); the client gets ``504`` naming which, over HTTP/1 or HTTP/2.
-  A read timeout closes the upstream connection: over HTTP/2 that ends the other
-  streams on it too (they get 502).
+  A read timeout ends only its own request: an HTTP/2 stream to the upstream is reset
+  (others on the connection go on), an HTTP/1 upstream connection is closed.
 - 1xx: interim responses other than 101 are dropped on the way; the final one follows.
 - HTTP/2 rapid reset: more than 200 client stream resets in 10 s close the connection.
 """
@@ -381,6 +381,18 @@ def _response_error(stream_id: int, message: str):
     return _events.ResponseProtocolError(stream_id, message)
 
 
+def _request_cancelled(stream_id: int, message: str):
+    """The request given up on, for the upstream side: an HTTP/2 stream reset (CANCEL),
+    or the HTTP/1 connection closed; on mitmproxy 11 (int codes) and 12 (ErrorCode)."""
+    from mitmproxy.net.http import status_codes
+    from mitmproxy.proxy.layers.http import _events
+
+    error_code = getattr(_events, "ErrorCode", None)
+    if error_code is not None:
+        return _events.RequestProtocolError(stream_id, message, error_code.CANCEL)
+    return _events.RequestProtocolError(stream_id, message, status_codes.CLIENT_CLOSED_REQUEST)
+
+
 def _server_error(stream_id: int, message: str):
     """A generic protocol error from upstream, on mitmproxy 11 and 12."""
     from mitmproxy.proxy.layers.http import _events
@@ -434,7 +446,7 @@ def _patch_timeouts() -> None:
     from mitmproxy import connection as mconnection
     from mitmproxy import http
     from mitmproxy.proxy import events, tunnel
-    from mitmproxy.proxy.layers.http import HttpStream
+    from mitmproxy.proxy.layers.http import HttpStream, SendHttp
     from mitmproxy.proxy.layers.http._events import ResponseProtocolError
     from mitmproxy.proxy.server import ConnectionHandler
 
@@ -442,6 +454,7 @@ def _patch_timeouts() -> None:
     tunnel_handle_event = tunnel.TunnelLayer._handle_event
     handle_protocol_error = HttpStream.handle_protocol_error
     handle_connect_finish = HttpStream.handle_connect_finish
+    stream_handle_event = HttpStream._handle_event
 
     async def open_connection_with_timeout(self, command) -> None:
         conn = command.connection
@@ -486,6 +499,27 @@ def _patch_timeouts() -> None:
                 event.waylay_status = _TIMEOUT_STATUS
         return (yield from handle_protocol_error(self, event))
 
+    def stream_read_timeout(self, event):
+        """The read timeout, delivered to this stream alone (``_deliver_read_timeout``):
+        the request is cancelled upstream (an HTTP/2 stream reset, or the HTTP/1
+        connection closed) and the client gets 504; other streams sharing an HTTP/2
+        upstream connection go on."""
+        why = getattr(getattr(event, "command", None), "waylay_read_timeout", None)
+        if not isinstance(event, events.Wakeup) or why is None:
+            return (yield from stream_handle_event(self, event))
+        flow = getattr(self, "flow", None)
+        if (
+            flow is None
+            or flow.response is not None
+            or flow.error is not None
+            or not flow.live
+            or self.server_state != self.state_wait_for_response_headers
+        ):
+            return  # answered (or ended) meanwhile
+        yield SendHttp(_request_cancelled(self.stream_id, why), self.context.server)
+        _READ_TIMED_OUT[flow.id] = why
+        yield from self.handle_protocol_error(_server_error(self.stream_id, why))
+
     def connect_finish_with_status(self):
         """A CONNECT whose (eager) server connection timed out: 504 with the reason,
         not mitmproxy's 502 "Cannot connect to ... consider `connection_strategy`"."""
@@ -501,6 +535,7 @@ def _patch_timeouts() -> None:
     tunnel.TunnelLayer._handle_event = handshake_cut_with_reason  # type: ignore[method-assign]
     HttpStream.handle_protocol_error = handle_protocol_error_with_status  # type: ignore[method-assign]
     HttpStream.handle_connect_finish = connect_finish_with_status  # type: ignore[method-assign]
+    HttpStream._handle_event = stream_read_timeout  # type: ignore[method-assign]
 
 
 def _connect_deadline(handler, conn, task: asyncio.Task) -> None:
@@ -579,26 +614,68 @@ def _tunnels_over(handler, conn) -> list:
     return found
 
 
-def _io_connection(handler, conn):
-    """The connection whose socket carries ``conn``: itself, or, for a connection tunnelled
-    through an upstream proxy, the one to the proxy."""
-    from mitmproxy.proxy import tunnel
+def _stream_path(handler, flow) -> list | None:
+    """The layers an event passes from the handler's root to the HTTP stream of ``flow``
+    (through CONNECT tunnels, TLS and the HTTP layers), or None."""
+    from mitmproxy.proxy.layer import Layer
+    from mitmproxy.proxy.layers.http import HttpLayer, HttpStream
 
-    tunnels = [x for x in _layers(handler) if isinstance(x, tunnel.TunnelLayer)]
-    for _ in range(8):
-        if conn in handler.transports:
-            return conn
-        below = next((t.tunnel_connection for t in tunnels if t.conn is conn), None)
-        if below is None or below is conn:
-            return None
-        conn = below
+    def children(layer) -> list:
+        if isinstance(layer, HttpLayer):
+            return list(layer.streams.values())
+        found = []
+        for value in (
+            layer.__dict__.get("child_layer"),
+            layer.__dict__.get("layer"),  # NextLayer
+            getattr(layer.__dict__.get("_handle_event"), "__self__", None),  # mode layers
+        ):
+            if isinstance(value, Layer) and value is not layer:
+                found.append(value)
+        return found
+
+    todo = [[handler.layer]]
+    seen: set = set()
+    while todo:
+        path = todo.pop()
+        layer = path[-1]
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if isinstance(layer, HttpStream) and getattr(layer, "flow", None) is flow:
+            return path
+        todo.extend([*path, child] for child in children(layer))
     return None
+
+
+_DELIVERIES: set = set()
+
+
+def _deliver_read_timeout(handler, flow, why: str) -> bool:
+    """Send the read timeout to the flow's own HTTP stream, as the Wakeup of a timer it
+    never asked for: each HTTP layer on the way learns where to route it, as it would
+    for a timer the stream had asked for itself."""
+    from mitmproxy.proxy import commands, events
+    from mitmproxy.proxy.layers.http import HttpLayer
+
+    path = _stream_path(handler, flow)
+    if path is None:
+        return False
+    wakeup = commands.RequestWakeup(0.0)
+    wakeup.waylay_read_timeout = why  # type: ignore[attr-defined]
+    for parent, child in zip(path, path[1:], strict=False):
+        if isinstance(parent, HttpLayer):
+            parent.command_sources[wakeup] = child
+    task = asyncio.ensure_future(handler.server_event(events.Wakeup(wakeup)))
+    _DELIVERIES.add(task)
+    task.add_done_callback(_DELIVERIES.discard)
+    return True
 
 
 class UpstreamTimeouts:
     """Addon: a request that has no response headers ``read_timeout`` seconds after its
-    upstream connection was ready is given up: the upstream connection is closed and the
-    client gets 504 naming the cause. (Connecting is ``--connect-timeout``'s, above.)"""
+    upstream connection was ready is given up: its stream is told (``_deliver_read_timeout``),
+    cancels the request upstream and answers the client 504 naming the cause. (Connecting
+    is ``--connect-timeout``'s, above.)"""
 
     POLL = 0.5
     """While the upstream connection is not ready: how often to look again."""
@@ -662,16 +739,9 @@ class UpstreamTimeouts:
         handler = proxyserver.connections.get(flow.client_conn.id) if proxyserver else None
         if handler is None:
             return
-        conn = _io_connection(handler, flow.server_conn)
-        io = handler.transports.get(conn) if conn is not None else None
-        if io is None or io.handler is None:
-            log.info(
-                "%s %s: %s, but its connection is gone", flow.request.method, flow.request.url, why
-            )
-            return
         log.info("%s %s: %s", flow.request.method, flow.request.url, why)
-        _READ_TIMED_OUT[flow.id] = why
-        io.handler.cancel(why)
+        if not _deliver_read_timeout(handler, flow, why):
+            log.info("%s %s: its stream is gone", flow.request.method, flow.request.url)
 
 
 # -- the connection limit ------------------------------------------------------------------

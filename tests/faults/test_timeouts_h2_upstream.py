@@ -68,6 +68,37 @@ def test_http2_client_gets_504_naming_the_read_timeout(settings, upstream_ca, wa
     assert "error: 504: no response from" in line
 
 
+class PartlySilentH2Upstream(H2Upstream):
+    """Never answers paths under /silent; answers the others."""
+
+    def answer(self, h2, stream_id: int, headers: dict, number: int) -> None:
+        if headers[":path"].startswith("/silent"):
+            self.requests.append((number, headers[":path"]))
+        else:
+            super().answer(h2, stream_id, headers, number)
+
+
+def test_a_read_timeout_ends_only_its_own_stream_of_a_shared_http2_connection(
+    settings, upstream_ca, waylay_ca, pool
+):
+    """Two requests share one HTTP/2 connection to the upstream: the one never answered
+    gets 504 and its stream is reset; the connection stays for the next request (the
+    read timeout used to close it, and with it every other stream on it)."""
+    with PartlySilentH2Upstream(h2_context(upstream_ca)) as up:
+        with headless(*common(settings), *FAST) as w, h2_client(w.port, waylay_ca) as client:
+            assert client.get(up.url("/first")).status_code == 200
+            silent_one = pool.submit(client.get, up.url("/silent"))
+            wait_for(lambda: (1, "/silent") in up.requests, what="the silent request upstream")
+            r = silent_one.result(timeout=15)
+            after = client.get(up.url("/after"))
+            w.wait_lines(3)
+    assert (r.http_version, r.status_code) == ("HTTP/2", 504), r.text
+    assert "--read-timeout" in r.text
+    assert (after.http_version, after.status_code) == ("HTTP/2", 200)
+    assert up.requests == [(1, "/first"), (1, "/silent"), (1, "/after")]
+    assert up.connections == 1
+
+
 def test_http2_client_gets_504_when_the_upstream_never_finishes_tls(settings, waylay_ca):
     """The upstream accepts and says nothing: the TLS handshake waylay starts with it (before
     the client's own handshake can finish) used to hold the client until it gave up."""
