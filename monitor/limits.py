@@ -504,8 +504,10 @@ def _patch_timeouts() -> None:
         the request is cancelled upstream (an HTTP/2 stream reset, or the HTTP/1
         connection closed) and the client gets 504; other streams sharing an HTTP/2
         upstream connection go on."""
-        why = getattr(getattr(event, "command", None), "waylay_read_timeout", None)
-        if not isinstance(event, events.Wakeup) or why is None:
+        if not isinstance(event, events.Wakeup):
+            return (yield from stream_handle_event(self, event))
+        why = getattr(event.command, "waylay_read_timeout", None)
+        if why is None:
             return (yield from stream_handle_event(self, event))
         flow = getattr(self, "flow", None)
         if (
