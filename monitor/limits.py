@@ -691,7 +691,7 @@ class UpstreamTimeouts:
         if flow.response is not None or flow.error is not None or not flow.live:
             return
         self._cancel(flow)
-        self._schedule(flow, None, 0.0)
+        self._check(flow, None)
 
     def responseheaders(self, flow) -> None:
         self._cancel(flow)
