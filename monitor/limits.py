@@ -560,12 +560,20 @@ def _connect_deadline(handler, conn, task: asyncio.Task) -> None:
         pending = [t for t in tunnels if t.tunnel_state is tunnel.TunnelState.ESTABLISHING]
         if not pending:
             return
+        # The lowest handshake is the one stuck: TLS with a proxy before its CONNECT,
+        # the CONNECT before TLS with the server through it.
+        pending.sort(
+            key=lambda t: (t.tunnel_connection.id != conn.id, isinstance(t, HttpUpstreamProxy))
+        )
         first = pending[0]
         if isinstance(first, HttpUpstreamProxy):
-            what = "answer the CONNECT request"
+            why = f"504: {where} accepted the connection but did not answer the CONNECT request"
+        elif first.tunnel_connection.id == conn.id:
+            why = f"504: {where} accepted the connection but did not finish the TLS handshake"
         else:
-            what = "finish the TLS handshake"
-        why = f"504: {where} accepted the connection but did not {what} {limit}"
+            server = human.format_address(first.conn.address)
+            why = f"504: {server} did not finish the TLS handshake (through {where})"
+        why = f"{why} {limit}"
     log.info("%s", why)
     # The handshakes over it (upstream mode: TLS with the server, over the CONNECT tunnel)
     # see the close on their own connection objects.

@@ -161,6 +161,27 @@ def test_upstream_mode_a_proxy_that_never_answers_gets_504(settings, waylay_ca):
     assert "/tls error: 504: upstream proxy" in lines[1], lines
 
 
+def test_upstream_mode_a_server_silent_behind_the_proxy_gets_504(settings, waylay_ca):
+    """The upstream proxy answers the CONNECT, then nothing comes through the tunnel: the
+    TLS handshake with the server behind it is what the connect timeout names."""
+
+    def tunnel_to_nowhere(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        time.sleep(30)
+
+    with RawUpstream(tunnel_to_nowhere) as proxy:
+        mode = f"upstream:http://127.0.0.1:{proxy.port}"
+        with headless(*common(settings), *FAST, "--mode", mode) as w:
+            t0 = time.monotonic()
+            version, status, body = curl_h2(w.port, "https://127.0.0.1:9/tls", waylay_ca)
+            assert time.monotonic() - t0 < 10
+            assert (version, status) == ("2", "504"), body
+            assert "127.0.0.1:9 did not finish the TLS handshake" in body
+            assert f"through upstream proxy 127.0.0.1:{proxy.port}" in body
+            [line] = w.wait_lines(1)
+    assert "/tls error: 504: 127.0.0.1:9 did not finish the TLS handshake" in line
+
+
 def test_upstream_mode_a_proxy_that_never_accepts_gets_504(settings, waylay_ca):
     with never_accepting() as port:
         with headless(*common(settings), *FAST, "--mode", f"upstream:http://127.0.0.1:{port}") as w:
