@@ -111,6 +111,7 @@ class Session:
             },
             ask_default=settings.ask_default,
             events=self.events,
+            store=self.store,
         )
 
     def connect(

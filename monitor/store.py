@@ -25,6 +25,7 @@ import sqlite3
 import sys
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from mitmproxy import connection, flowfilter, http
 from mitmproxy.flow import Error
 
 from monitor.record import KEY, REDACTED, FlowRecord, record_of
+from widgets.model import FlowView
 
 log = logging.getLogger("waylay.store")
 
@@ -79,6 +81,7 @@ CREATE TABLE IF NOT EXISTS blobs (
 CREATE INDEX IF NOT EXISTS flows_status ON flows(status);
 CREATE INDEX IF NOT EXISTS flows_host ON flows(pretty_host);
 CREATE INDEX IF NOT EXISTS flows_resp_ctype ON flows(resp_ctype);
+CREATE INDEX IF NOT EXISTS flows_id ON flows(id);
 """
 
 COLUMNS = (
@@ -337,13 +340,19 @@ class SessionStore:
         self.path = Path(path).expanduser()
         self.body_cap = body_cap
         self.commit_interval = commit_interval
-        self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[int, tuple] | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self.written = 0
         self._next_seq = 1
+        """The seq the next flow added gets (``add`` numbers rows, on the proxy loop)."""
+        self.committed = 0
+        """The highest seq committed to the file so far."""
+        self._older: dict[str, tuple[int, array]] = {}
+        """Filter expression -> (the seqs below which it was run, the matching seqs)."""
+        self._older_lock = threading.Lock()
         self.on_error: Callable[[str], None] | None = None
         """Told once (from the writer thread) when storing stops; default: stderr."""
         self.failed: str | None = None
@@ -398,6 +407,7 @@ class SessionStore:
         self._db = self._connect()
         last = self._db.execute("SELECT max(seq) FROM flows").fetchone()[0]
         self._next_seq = (last or 0) + 1
+        self.committed = last or 0
         self._writer = threading.Thread(target=self._write_loop, name="waylay-store", daemon=True)
         self._writer.start()
 
@@ -430,12 +440,15 @@ class SessionStore:
         except Exception:  # a flow that cannot be a row must not break the proxy
             log.exception("flow %s not stored", flow.id)
             return
-        self._queue.put(row)
+        seq = self._next_seq
+        self._next_seq += 1
+        record_of(flow).store_seq = seq
+        self._queue.put((seq, row))
 
     def _write_loop(self) -> None:
         assert self._db is not None
         db = self._db
-        pending: list[tuple] = []
+        pending: list[tuple[int, tuple]] = []
         last_commit = time.monotonic()
         stop = False
         while not stop:
@@ -459,17 +472,15 @@ class SessionStore:
                 pass
             if pending and (stop or time.monotonic() - last_commit >= self.commit_interval):
                 try:
-                    first = self._next_seq
                     flows, blobs = [], []
-                    for offset, row in enumerate(pending):
-                        seq = first + offset
+                    for seq, row in pending:
                         flows.append((seq, *row[:24]))
                         blobs.append((seq, *row[24:]))
                     db.execute("BEGIN")
                     db.executemany(INSERT, flows)
                     db.executemany(INSERT_BLOBS, blobs)
                     db.execute("COMMIT")
-                    self._next_seq = first + len(pending)
+                    self.committed = pending[-1][0]
                 except sqlite3.Error as e:
                     self.failed = f"--session {self.path}: {e}; no more flows are stored"
                     log.error("%s", self.failed)
@@ -526,24 +537,31 @@ class SessionStore:
         expr: str,
         *,
         progress: Callable[[int, int], None] | None = None,
+        since: int = 0,
+        below: int | None = None,
     ) -> tuple[list[int], bool]:
         """The seqs of the flows that match ``expr`` (a mitmproxy filter expression, or
         plain text found in the URL, method or state), oldest first, and whether it ran as
-        SQL (False: the scan fallback, which reports ``progress(done, total)``)."""
+        SQL (False: the scan fallback, which reports ``progress(done, total)``). Only rows
+        with ``since <= seq < below`` are looked at."""
+        span = "seq >= :since" + (" AND seq < :below" if below is not None else "")
+        bounds = {"since": since, "below": below}
         expr = expr.strip()
         if not expr:
             with self._read_lock:
-                rows = self._read_db().execute("SELECT seq FROM flows ORDER BY seq")
+                rows = self._read_db().execute(
+                    f"SELECT seq FROM flows WHERE {span} ORDER BY seq", bounds
+                )
                 return [r[0] for r in rows], True
         if "~" not in expr:
             # LIKE ignores ASCII case in C, without a lower() copy of every value
             like = "%" + re.sub(r"([\\%_])", r"\\\1", expr) + "%"
             sql = (
-                "SELECT seq FROM flows WHERE url LIKE :t ESCAPE '\\' OR method LIKE :t "
-                "ESCAPE '\\' OR label LIKE :t ESCAPE '\\' ORDER BY seq"
+                f"SELECT seq FROM flows WHERE {span} AND (url LIKE :t ESCAPE '\\' OR method "
+                "LIKE :t ESCAPE '\\' OR label LIKE :t ESCAPE '\\') ORDER BY seq"
             )
             with self._read_lock:
-                rows = self._read_db().execute(sql, {"t": like})
+                rows = self._read_db().execute(sql, {"t": like, **bounds})
                 return [r[0] for r in rows], True
         flt = flowfilter.parse(expr)  # raises ValueError for people
         regexes: list[re.Pattern] = []
@@ -553,20 +571,26 @@ class SessionStore:
             except _NotSQL:
                 where = None
         if where is None:
-            return self._scan(flt, progress), False
+            return self._scan(flt, progress, span, bounds), False
+        named = {f"a{i}": a for i, a in enumerate(args)}
+        for i in range(len(args)):
+            where = where.replace("?", f":a{i}", 1)
         with self._read_lock:
             self._regexes = regexes
             rows = self._read_db().execute(
-                f"SELECT seq FROM flows WHERE coalesce({where}, 0) ORDER BY seq", args
+                f"SELECT seq FROM flows WHERE {span} AND coalesce({where}, 0) ORDER BY seq",
+                {**named, **bounds},
             )
             return [r[0] for r in rows], True
 
-    def _scan(self, flt, progress) -> list[int]:
+    def _scan(self, flt, progress, span: str = "1", bounds: dict | None = None) -> list[int]:
+        bounds = bounds or {}
         with self._read_lock:
             db = self._read_db()
-            total = db.execute("SELECT count(*) FROM flows").fetchone()[0]
+            total = db.execute(f"SELECT count(*) FROM flows WHERE {span}", bounds).fetchone()[0]
             found = []
-            for done, row in enumerate(db.execute(f"{SELECT} ORDER BY seq"), 1):
+            rows = db.execute(f"{SELECT} WHERE {span} ORDER BY seq", bounds)
+            for done, row in enumerate(rows, 1):
                 try:
                     if flt(flow_from_row(row)):
                         found.append(row["seq"])
@@ -577,6 +601,93 @@ class SessionStore:
             if progress is not None:
                 progress(total, total)
             return found
+
+    # -- flows older than the ones in memory ----------------------------------------------
+
+    def older(self, expr: str, below: int, start: int, count: int) -> tuple[int, list[FlowView]]:
+        """The flows with ``seq < below`` (those no longer in memory) that match ``expr``
+        ("" for all; as ``query``), oldest first: how many, and the list rows of those at
+        ``[start, start + count)``. A filter's seqs are kept for the next call (a few
+        expressions, 8 bytes a match) and extended as ``below`` grows; rows are read by
+        range, so the caller holds only what it shows."""
+        below = min(below, self.committed + 1)
+        expr = expr.strip()
+        if not expr:
+            with self._read_lock:
+                db = self._read_db()
+                total = db.execute("SELECT count(*) FROM flows WHERE seq < ?", (below,)).fetchone()[
+                    0
+                ]
+                rows = []
+                if count > 0 and start < total:
+                    rows = db.execute(
+                        f"SELECT {', '.join(COLUMNS)} FROM flows WHERE seq < ? ORDER BY seq "
+                        "LIMIT ? OFFSET ?",
+                        (below, count, start),
+                    ).fetchall()
+            return total, [view_of_row(r) for r in rows]
+        with self._older_lock:
+            done, seqs = self._older.get(expr, (0, array("q")))
+            if below > done:
+                found, _ = self.query(expr, since=done, below=below)
+                seqs = seqs + array("q", found)
+                self._older.pop(expr, None)
+                while len(self._older) >= 4:  # the oldest expression goes
+                    del self._older[next(iter(self._older))]
+                self._older[expr] = (below, seqs)
+        total = len(seqs)
+        if count <= 0 or start >= total:
+            return total, []
+        chosen = list(seqs[start : start + count])
+        marks = ",".join("?" * len(chosen))
+        with self._read_lock:
+            rows = (
+                self._read_db()
+                .execute(
+                    f"SELECT {', '.join(COLUMNS)} FROM flows WHERE seq IN ({marks}) ORDER BY seq",
+                    chosen,
+                )
+                .fetchall()
+            )
+        return total, [view_of_row(r) for r in rows]
+
+    def flow_by_id(self, flow_id: str) -> tuple[int, http.HTTPFlow] | None:
+        """(seq, the flow rebuilt) of the newest row with this flow id, or None."""
+        with self._read_lock:
+            row = (
+                self._read_db()
+                .execute(f"{SELECT} WHERE id = ? ORDER BY seq DESC LIMIT 1", (flow_id,))
+                .fetchone()
+            )
+        return (row["seq"], flow_from_row(row)) if row is not None else None
+
+
+def view_of_row(row: sqlite3.Row) -> FlowView:
+    """The flow list's row of a stored flow, from the narrow table alone."""
+    ended, started = row["ended"], row["started"]
+    return FlowView(
+        id=row["id"],
+        seq=row["seq"],
+        started=started,
+        method=row["method"],
+        scheme=row["scheme"],
+        host=row["host"],
+        port=row["port"],
+        path=row["path"],
+        url=row["url"],
+        http_version=row["http_version"],
+        type=row["type"] or "other",
+        state=row["state"]
+        if row["state"] in ("done", "cancelled", "redirected", "error")
+        else "done",
+        status=row["status"],
+        reason=row["reason"] or "",
+        error=row["error"],
+        size=row["resp_size"],
+        duration=(ended - started) if ended is not None else None,
+        rule_id=row["rule_id"],
+        is_websocket=bool(row["websocket"]),
+    )
 
 
 class StoreAddon:

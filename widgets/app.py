@@ -133,6 +133,9 @@ class WaylayApp(App[None]):
         """Flows that changed while a filter was being applied (rechecked at its end)."""
         self._answered: dict[str, float] = {}
         """Flow id -> the `since` of the pause answered here and not yet seen as over."""
+        self._older_all = 0
+        """Flows of the session file no longer held in memory (shown above the list)."""
+        self._older_busy = False
 
     # ------------------------------------------------------------ feeding (any thread)
 
@@ -185,7 +188,9 @@ class WaylayApp(App[None]):
     def selected_flow(self) -> FlowView | None:
         """The flow under the list's cursor."""
         flow_id = self.table.selected_id
-        return None if flow_id is None else self.flows.get(flow_id)
+        if flow_id is None:
+            return None
+        return self.flows.get(flow_id) or self.table.older_view(flow_id)
 
     @property
     def paused_flows(self) -> list[FlowView]:
@@ -220,12 +225,14 @@ class WaylayApp(App[None]):
         self.table.focus()
         self._refresh_counts()
         self.set_interval(1.0, self._tick, name="waylay-tick")
+        self.refresh_older()
 
     def _tick(self) -> None:
         """Once a second: paused rows count their seconds; the rules file may have changed."""
         self.table.refresh_paused()
         self._refresh_queue()
         self._read_rules_state()
+        self.refresh_older()
         detail = self.detail
         if detail.has_class("-open") and detail.flow_id in self._paused_ids:
             self._show_detail_of(detail.flow_id)
@@ -289,15 +296,65 @@ class WaylayApp(App[None]):
             self._decision_flow_changed()
         self._reopen_paused_again(changed)
 
+    # ------------------------------------------------------------ older flows
+
+    def refresh_older(self, *, reset: bool = False) -> None:
+        """Ask (in a thread) how many flows the proxy keeps only in its session file,
+        under the list's filter, and show them above the list (read as they come into
+        view). Once a second, and at once when the filter changes (`reset`)."""
+        if getattr(self.controller, "older_flows", None) is None:
+            return
+        if self._older_busy and not reset:
+            return
+        self._older_busy = True
+        expr = "" if self.marked_only else self.filter_text
+        job = self._filter_job
+
+        def count() -> None:
+            try:
+                total = self.controller.older_flows("", 0, 0)[0]
+                shown = total if not expr else self.controller.older_flows(expr, 0, 0)[0]
+            except Exception as e:  # noqa: BLE001 - the list goes on without them
+                self.call_from_thread(self._older_counted, job, expr, 0, 0, reset, str(e))
+                return
+            self.call_from_thread(self._older_counted, job, expr, total, shown, reset, None)
+
+        self.run_worker(count, thread=True, group="older", exit_on_error=False)
+
+    def _older_counted(
+        self, job: int, expr: str, total: int, shown: int, reset: bool, error: str | None
+    ) -> None:
+        self._older_busy = False
+        if error is not None:
+            self.notify_error(f"older flows of the session file: {error}")
+        if job != self._filter_job:  # the filter changed meanwhile: count again
+            self.refresh_older(reset=True)
+            return
+        if self.marked_only:
+            shown = 0
+        fetch = self._older_fetchers.get(expr)
+        if fetch is None:
+            controller = self.controller
+
+            def fetch(start: int, count: int) -> list[FlowView]:
+                return controller.older_flows(expr, start, count)[1]
+
+            self._older_fetchers = {expr: fetch}
+        self._older_all = total
+        self.table.set_older(shown, fetch, reset=reset)
+        self._refresh_counts()
+
+    _older_fetchers: dict[str, Callable[[int, int], list[FlowView]]] = {}
+
     def _refresh_counts(self) -> None:
         header = self.header
-        header.flow_count = len(self.flows)
+        header.flow_count = len(self.flows) + self._older_all
         header.paused_count = len(self._paused_ids)
         rows = self.table.row_count
         header.shown_count = rows if self._visible is not None else None
         self._refresh_queue()
         main = self._main
-        empty = rows == 0
+        empty = rows == 0 and not self._older_all
         main.set_class(empty, "-empty")
         if empty:
             if self.flows:
@@ -338,7 +395,18 @@ class WaylayApp(App[None]):
 
     def _show_detail_of(self, flow_id: str | None) -> None:
         view = None if flow_id is None else self.flows.get(flow_id)
+        if view is None and flow_id is not None:
+            view = self._stored_view(flow_id)
         self.detail.show_flow(view, self.clock())
+
+    def _stored_view(self, flow_id: str) -> FlowView | None:
+        """An older flow shown above the list, in full from the session file."""
+        row = self.table.older_view(flow_id)
+        if row is None:
+            return None
+        stored = getattr(self.controller, "stored_flow", None)
+        full = stored(flow_id) if stored is not None else None
+        return full or row
 
     def show_detail(self, *, focus: bool = True) -> None:
         """Open the detail pane on the selected flow."""
@@ -605,6 +673,7 @@ class WaylayApp(App[None]):
     def _filtered(self) -> None:
         self._refresh_counts()
         self._follow_detail(set())
+        self.refresh_older(reset=True)
 
     @property
     def filtering(self) -> bool:
@@ -771,6 +840,8 @@ class WaylayApp(App[None]):
 
     def full_view(self, view: FlowView) -> FlowView:
         """`view` with its headers and bodies (a screen in another process fetches them)."""
+        if view.id not in self.flows:
+            return self._stored_view(view.id) or view
         return view
 
     def action_event_log(self) -> None:

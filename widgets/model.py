@@ -279,3 +279,15 @@ class Controller(Protocol):
     def export_rules(self, fmt: str) -> tuple[str, list[str]]:
         """The rules as ``fmt`` (toml, json, dnr, mitmproxy): the text and the warnings
         naming rules that were left out."""
+
+    # Optional (a proxy with a --session file): the screen checks they exist.
+
+    def older_flows(self, expr: str, start: int, count: int) -> tuple[int, list[FlowView]]:
+        """Flows of the session file older than every flow held in memory that match
+        ``expr`` (the list's filter as typed: a filter expression or plain text; "" for
+        all), oldest first: how many, and the list rows of those at
+        ``[start, start + count)``, read from the file where the flows are."""
+
+    def stored_flow(self, flow_id: str) -> FlowView | None:
+        """The full snapshot (headers, bodies, trace) of a flow read back from the
+        session file, or None."""

@@ -1,0 +1,86 @@
+"""``--session`` with a small ``--max-flows``: the screen reaches every flow of the
+session, the ones no longer in memory read back from the file (rows by range, details
+by id), in one process and attached through the control socket."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import httpx
+import pytest
+
+from monitor import app as app_module
+from tests.attach.conftest import screens_through_the_socket
+from tests.helpers import until
+
+pytestmark = pytest.mark.e2e
+
+SIZE = (150, 40)
+SENT = 200
+KEPT = 50
+
+
+@contextlib.contextmanager
+def in_process(monkeypatch, module):
+    yield
+
+
+@pytest.mark.parametrize("through", ["in-process", "socket"])
+async def test_the_screen_reaches_the_oldest_flow_of_a_session_beyond_max_flows(
+    settings, upstream, tmp_path, monkeypatch, through
+):
+    settings.session = tmp_path / "s.waylay-session"
+    settings.max_flows = KEPT
+    wrap = screens_through_the_socket if through == "socket" else in_process
+    with wrap(monkeypatch, app_module):
+        app, session = app_module.make_app(settings)
+        _, port = session.start()
+        try:
+            async with app.run_test(size=SIZE) as pilot:
+                with httpx.Client(proxy=f"http://127.0.0.1:{port}", timeout=20) as c:
+                    for i in range(SENT):
+                        r = c.post(upstream.url(f"/echo/n{i}"), content=f"body-{i}".encode())
+                        assert r.status_code == 200
+                table = app.table
+                # memory holds the newest KEPT; the file the rest, shown above them
+                await until(pilot, lambda: len(app.flows) == KEPT, "memory bounded")
+                await until(
+                    pilot, lambda: table.row_count == SENT, "every flow of the session listed"
+                )
+                assert table.older_count == SENT - KEPT
+                assert app.header.flow_count == SENT
+                assert len(app.flows) == KEPT  # the older rows are not held by the screen
+                await pilot.press("home")
+                await until(pilot, lambda: table.cursor_row == 0, "the top")
+                oldest = app.selected_flow
+                assert oldest is not None and oldest.path == "/echo/n0"
+                assert oldest.id not in app.flows
+                await pilot.press("enter")
+                detail = app.detail
+                await until(pilot, lambda: detail.has_class("-open"), "details open")
+                await until(pilot, lambda: detail.flow_id == oldest.id, "details of the oldest")
+                shown = detail._view
+                assert shown is not None and shown.request_body == b"body-0"
+                echoed = json.loads(shown.response_body)
+                assert echoed["path"] == "/echo/n0" and echoed["body"] == "body-0"
+                # the next older rows come by range, as the cursor moves down
+                await pilot.press("escape")
+                for _ in range(3):
+                    await pilot.press("down")
+                assert app.selected_flow.path == "/echo/n3"
+                await pilot.press("pagedown")
+                row = table.cursor_row
+                assert app.selected_flow.path == f"/echo/n{row}"
+                # a filter covers the older flows too (SQL on the session file)
+                assert app.set_filter("~u /echo/n1[0-9]$") is None
+                await until(pilot, lambda: table.row_count == 10, "the filter over the file")
+                await pilot.press("home")
+                assert app.selected_flow.path == "/echo/n10"
+                assert app.set_filter("n19") is None
+                # plain text: /echo/n19, /echo/n190..n199
+                await until(pilot, lambda: table.row_count == 11, "plain text over the file")
+                assert app.set_filter("") is None
+                await until(pilot, lambda: table.row_count == SENT, "all again")
+        finally:
+            session.stop()
