@@ -223,6 +223,7 @@ def flow_from_row(row: sqlite3.Row) -> http.HTTPFlow:
     if rec.state is None and row["state"] in ("cancelled", "redirected", "error"):
         rec.state = row["state"]
     rec.type = row["type"]
+    rec.store_seq = row["seq"]
     flow.metadata[KEY] = rec
     return flow
 
@@ -415,6 +416,7 @@ class SessionStore:
         if not self.path.is_file():
             raise StoreError(f"{self.path}: no such file")
         self._reader = self._connect(read_only=True)
+        self.committed = self._reader.execute("SELECT max(seq) FROM flows").fetchone()[0] or 0
 
     def close(self) -> None:
         """Write what is queued, stop the writer, close the file."""

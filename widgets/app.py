@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import BindingType
@@ -26,7 +26,7 @@ from widgets.export_menu import ExportMenu
 from widgets.flow_table import FlowTable
 from widgets.header import WaylayHeader
 from widgets.help import HelpScreen
-from widgets.model import Answer, Controller, FlowView
+from widgets.model import Answer, Controller, FlowView, OlderFlows
 from widgets.prompts import ConfirmPrompt, InputPrompt
 from widgets.queue import PausedQueue
 from widgets.rules_screen import RulesScreen
@@ -136,6 +136,8 @@ class WaylayApp(App[None]):
         self._older_all = 0
         """Flows of the session file no longer held in memory (shown above the list)."""
         self._older_busy = False
+        self._older_error: str | None = None
+        self._older_fetchers: dict[str, Callable[[int, int], list[FlowView]]] = {}
 
     # ------------------------------------------------------------ feeding (any thread)
 
@@ -302,7 +304,8 @@ class WaylayApp(App[None]):
         """Ask (in a thread) how many flows the proxy keeps only in its session file,
         under the list's filter, and show them above the list (read as they come into
         view). Once a second, and at once when the filter changes (`reset`)."""
-        if getattr(self.controller, "older_flows", None) is None:
+        source = self._older_source
+        if source is None:
             return
         if self._older_busy and not reset:
             return
@@ -312,8 +315,8 @@ class WaylayApp(App[None]):
 
         def count() -> None:
             try:
-                total = self.controller.older_flows("", 0, 0)[0]
-                shown = total if not expr else self.controller.older_flows(expr, 0, 0)[0]
+                total = source.older_flows("", 0, 0)[0]
+                shown = total if not expr else source.older_flows(expr, 0, 0)[0]
             except Exception as e:  # noqa: BLE001 - the list goes on without them
                 self.call_from_thread(self._older_counted, job, expr, 0, 0, reset, str(e))
                 return
@@ -325,26 +328,31 @@ class WaylayApp(App[None]):
         self, job: int, expr: str, total: int, shown: int, reset: bool, error: str | None
     ) -> None:
         self._older_busy = False
-        if error is not None:
+        if error is not None and error != self._older_error:  # once, not every second
             self.notify_error(f"older flows of the session file: {error}")
+        self._older_error = error
+        source = self._older_source
         if job != self._filter_job:  # the filter changed meanwhile: count again
             self.refresh_older(reset=True)
             return
         if self.marked_only:
             shown = 0
         fetch = self._older_fetchers.get(expr)
-        if fetch is None:
-            controller = self.controller
+        if fetch is None and source is not None:
 
             def fetch(start: int, count: int) -> list[FlowView]:
-                return controller.older_flows(expr, start, count)[1]
+                assert source is not None
+                return source.older_flows(expr, start, count)[1]
 
             self._older_fetchers = {expr: fetch}
         self._older_all = total
         self.table.set_older(shown, fetch, reset=reset)
         self._refresh_counts()
 
-    _older_fetchers: dict[str, Callable[[int, int], list[FlowView]]] = {}
+    @property
+    def _older_source(self) -> OlderFlows | None:
+        controller = self.controller
+        return cast(OlderFlows, controller) if hasattr(controller, "older_flows") else None
 
     def _refresh_counts(self) -> None:
         header = self.header
@@ -404,8 +412,8 @@ class WaylayApp(App[None]):
         row = self.table.older_view(flow_id)
         if row is None:
             return None
-        stored = getattr(self.controller, "stored_flow", None)
-        full = stored(flow_id) if stored is not None else None
+        source = self._older_source
+        full = source.stored_flow(flow_id) if source is not None else None
         return full or row
 
     def show_detail(self, *, focus: bool = True) -> None:

@@ -280,7 +280,11 @@ class Controller(Protocol):
         """The rules as ``fmt`` (toml, json, dnr, mitmproxy): the text and the warnings
         naming rules that were left out."""
 
-    # Optional (a proxy with a --session file): the screen checks they exist.
+
+class OlderFlows(Protocol):
+    """What a controller offers besides ``Controller`` when flows are kept on disk (a
+    proxy with a ``--session`` file): the screen checks for it, and shows those flows
+    above the ones it holds, reading only the rows in view."""
 
     def older_flows(self, expr: str, start: int, count: int) -> tuple[int, list[FlowView]]:
         """Flows of the session file older than every flow held in memory that match

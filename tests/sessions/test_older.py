@@ -84,3 +84,38 @@ async def test_the_screen_reaches_the_oldest_flow_of_a_session_beyond_max_flows(
                 await until(pilot, lambda: table.row_count == SENT, "all again")
         finally:
             session.stop()
+
+
+async def test_waylay_open_of_a_session_file_reaches_flows_beyond_what_it_holds(
+    tmp_path, monkeypatch
+):
+    from mitmproxy.test import tflow
+
+    from monitor import open as open_module
+    from monitor.store import SessionStore
+
+    path = tmp_path / "big.waylay-session"
+    store = SessionStore(path)
+    store.open()
+    for i in range(120):
+        flow = tflow.tflow(resp=True)
+        flow.request.path = f"/item/{i}"
+        flow.request.content = f"request {i}".encode()
+        store.add(flow)
+    store.close()
+    monkeypatch.setattr(open_module, "SESSION_LIMIT", 30)
+    app = open_module.make_open_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.table
+        await until(pilot, lambda: len(app.flows) == 30, "the newest in memory")
+        await until(pilot, lambda: table.row_count == 120, "every flow listed")
+        assert table.older_count == 90
+        await pilot.press("home")
+        assert app.selected_flow.path == "/item/0" and app.selected_flow.id not in app.flows
+        await pilot.press("enter")
+        await until(pilot, lambda: app.detail.flow_id == app.selected_flow.id, "details")
+        assert app.detail._view.request_body == b"request 0"
+        assert app.set_filter("~u /item/1[0-9]$") is None
+        await until(pilot, lambda: table.row_count == 10, "the filter over the file")
+        await pilot.press("home")
+        assert app.selected_flow.path == "/item/10"
