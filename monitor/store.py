@@ -354,6 +354,7 @@ class SessionStore:
         self._older: dict[str, tuple[int, array]] = {}
         """Filter expression -> (the seqs below which it was run, the matching seqs)."""
         self._older_lock = threading.Lock()
+        self._older_count: tuple[int, int] | None = None
         self.on_error: Callable[[str], None] | None = None
         """Told once (from the writer thread) when storing stops; default: stderr."""
         self.failed: str | None = None
@@ -617,9 +618,13 @@ class SessionStore:
         if not expr:
             with self._read_lock:
                 db = self._read_db()
-                total = db.execute("SELECT count(*) FROM flows WHERE seq < ?", (below,)).fetchone()[
-                    0
-                ]
+                counted = self._older_count
+                if counted is not None and counted[0] == below:  # rows are never removed
+                    total = counted[1]
+                else:
+                    sql = "SELECT count(*) FROM flows WHERE seq < ?"
+                    total = db.execute(sql, (below,)).fetchone()[0]
+                    self._older_count = (below, total)
                 rows = []
                 if count > 0 and start < total:
                     rows = db.execute(
