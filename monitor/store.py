@@ -31,6 +31,7 @@ from pathlib import Path
 
 from mitmproxy import connection, flowfilter, http
 from mitmproxy.flow import Error
+from mitmproxy.net import encoding
 
 from monitor.record import KEY, REDACTED, FlowRecord, record_of
 from widgets.model import FlowView
@@ -38,6 +39,8 @@ from widgets.model import FlowView
 log = logging.getLogger("waylay.store")
 
 SCHEMA_VERSION = 1
+CHUNK = 100_000
+"""Seqs a filter runs over between two progress reports."""
 BODY_CAP = 1024 * 1024
 """Bytes of each body kept in the store by default (the flow keeps its real size)."""
 
@@ -78,6 +81,11 @@ CREATE TABLE IF NOT EXISTS blobs (
     resp_body BLOB,
     record TEXT
 );
+CREATE TABLE IF NOT EXISTS heads (
+    seq INTEGER PRIMARY KEY,
+    req BLOB NOT NULL,
+    resp BLOB
+);
 CREATE INDEX IF NOT EXISTS flows_status ON flows(status);
 CREATE INDEX IF NOT EXISTS flows_host ON flows(pretty_host);
 CREATE INDEX IF NOT EXISTS flows_resp_ctype ON flows(resp_ctype);
@@ -92,6 +100,7 @@ COLUMNS = (
 """The narrow table filters scan; headers, bodies and the record are in ``blobs``."""
 BLOB_COLUMNS = "seq req_headers resp_headers req_body resp_body record".split()
 INSERT = f"INSERT INTO flows ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+INSERT_HEADS = "INSERT INTO heads (seq, req, resp) VALUES (?, ?, ?)"
 INSERT_BLOBS = (
     f"INSERT INTO blobs ({', '.join(BLOB_COLUMNS)}) VALUES ({', '.join('?' * len(BLOB_COLUMNS))})"
 )
@@ -247,9 +256,93 @@ def _fragments(pattern: str) -> list[str] | None:
     return [p for p in pieces if p]
 
 
-def _to_sql(node, regexes: list[re.Pattern], db: sqlite3.Connection) -> tuple[str, list]:
-    """SQL for a parsed mitmproxy filter, or _NotSQL."""
+def _content(body: bytes | None, block: bytes | None) -> bytes:
+    """What mitmproxy's ``~b`` searches in a stored body: ``get_content(strict=False)``,
+    i.e. decoded by its Content-Encoding, or as kept when that fails."""
+    content = body or b""
+    if not block or not content:
+        return content
+    values = []
+    for line in block.split(b"\r\n"):
+        name, _, value = line.partition(b": ")
+        if name.lower() == b"content-encoding":
+            values.append(value)
+    if not values:
+        return content
+    ce = b", ".join(values).decode("utf-8", "surrogateescape")
+    if not ce:
+        return content
+    try:
+        decoded = encoding.decode(content, ce)
+        if isinstance(decoded, str):
+            raise ValueError(f"Invalid Content-Encoding: {ce}")
+        return decoded
+    except ValueError:
+        return content
+
+
+def _literal(regex: re.Pattern) -> bytes | None:
+    """The longest literal piece (bytes, lower-cased when the regex ignores case) that
+    every match of a bytes regex contains, or None."""
+    pattern = regex.pattern
+    if isinstance(pattern, bytes):
+        try:
+            pattern = pattern.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    pieces = _fragments(pattern)
+    if not pieces:
+        return None
+    longest = max(pieces, key=len).encode()
+    return longest.lower() if regex.flags & re.IGNORECASE else longest
+
+
+def _to_sql(
+    node,
+    regexes: list[re.Pattern],
+    db: sqlite3.Connection,
+    need: set[str] | None = None,
+    heads: bool = True,
+) -> tuple[str, list]:
+    """SQL for a parsed mitmproxy filter, or _NotSQL. ``need`` collects the tables
+    beyond ``flows`` it reads ("heads", "blobs"); ``heads``: the file has the headers
+    table (else they are read from blobs)."""
     name = type(node).__name__
+    if need is None:
+        need = set()
+    req_h, resp_h = ("heads.req", "heads.resp") if heads else ("req_headers", "resp_headers")
+
+    def sub(n) -> tuple[str, list]:
+        return _to_sql(n, regexes, db, need, heads)
+
+    def scan_prefix(column: str, regex: re.Pattern) -> tuple[str, list]:
+        """C first: the literal piece every match holds (ASCII case folded as Python's
+        bytes regexes do), so Python sees only candidates."""
+        literal = _literal(regex)
+        if literal is None:
+            return "", []
+        if regex.flags & re.IGNORECASE:
+            return f"instr(CAST(lower({column}) AS BLOB), ?)", [literal]
+        return f"instr({column}, ?)", [literal]
+
+    def header(column: str) -> tuple[str, list]:
+        need.add("heads" if heads else "blobs")
+        regexes.append(node.re)  # mitmproxy's own compiled pattern and flags
+        call = f"wl_head({len(regexes) - 1}, {column})"
+        pre, args = scan_prefix(column, node.re)
+        return (f"({pre} AND {call})", args) if pre else (call, [])
+
+    def body(column: str, block: str) -> tuple[str, list]:
+        need.add("blobs")
+        need.add("heads" if heads else "blobs")
+        regexes.append(node.re)
+        call = f"wl_body({len(regexes) - 1}, {column}, {block})"
+        pre, args = scan_prefix(column, node.re)
+        if not pre:
+            return call, []
+        # an encoded body (gzip, br…) holds the literal only once decoded: Python's
+        encoded = f"instr(lower(CAST({block} AS TEXT)), 'content-encoding')"
+        return f"(({pre} OR {encoded}) AND {call})", args
 
     def compiled() -> re.Pattern:
         pattern = node.re.pattern
@@ -287,13 +380,13 @@ def _to_sql(node, regexes: list[re.Pattern], db: sqlite3.Connection) -> tuple[st
         return ("(" + " OR ".join(parts) + ")" if parts else "0"), args
 
     if name == "FAnd":
-        parts = [_to_sql(n, regexes, db) for n in node.lst]
+        parts = [sub(n) for n in node.lst]
         return "(" + " AND ".join(p[0] for p in parts) + ")", [a for p in parts for a in p[1]]
     if name == "FOr":
-        parts = [_to_sql(n, regexes, db) for n in node.lst]
+        parts = [sub(n) for n in node.lst]
         return "(" + " OR ".join(p[0] for p in parts) + ")", [a for p in parts for a in p[1]]
     if name == "FNot":
-        sql, args = _to_sql(node.itm, regexes, db)
+        sql, args = sub(node.itm)
         return f"(NOT coalesce({sql}, 0))", args
     if name == "FCode":
         return "status = ?", [node.num]
@@ -321,6 +414,24 @@ def _to_sql(node, regexes: list[re.Pattern], db: sqlite3.Connection) -> tuple[st
         return among("resp_ctype")
     if name == "FContentType":
         return among("req_ctype", "resp_ctype")
+    if name == "FHeadRequest":
+        return header(req_h)
+    if name == "FHeadResponse":
+        sql, args = header(resp_h)
+        return f"(status IS NOT NULL AND {sql})", args
+    if name == "FHead":
+        q, q_args = header(req_h)
+        r, r_args = header(resp_h)
+        return f"({q} OR (status IS NOT NULL AND {r}))", q_args + r_args
+    if name == "FBodRequest":
+        return body("blobs.req_body", req_h)
+    if name == "FBodResponse":
+        sql, args = body("blobs.resp_body", resp_h)
+        return f"(status IS NOT NULL AND {sql})", args
+    if name == "FBod":
+        q, q_args = body("blobs.req_body", req_h)
+        r, r_args = body("blobs.resp_body", resp_h)
+        return f"({q} OR (status IS NOT NULL AND {r}))", q_args + r_args
     raise _NotSQL(name)
 
 
@@ -378,6 +489,15 @@ class SessionStore:
                 db.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
                 )
+                if db.execute("SELECT value FROM meta WHERE key = 'heads'").fetchone() is None:
+                    # a file from before the heads table: its headers, copied once
+                    db.execute("BEGIN")
+                    db.execute(
+                        "INSERT OR IGNORE INTO heads (seq, req, resp) "
+                        "SELECT seq, req_headers, resp_headers FROM blobs"
+                    )
+                    db.execute("INSERT INTO meta VALUES ('heads', 'all')")
+                    db.execute("COMMIT")
             else:
                 db.execute("SELECT count(*) FROM flows LIMIT 1").fetchone()
         except sqlite3.DatabaseError as e:
@@ -390,8 +510,31 @@ class SessionStore:
                 return 0
             return 1 if self._regexes[index].search(value) else 0
 
+        def wl_head(index: int, block: bytes | None) -> int:
+            if block is None:
+                return 0
+            # what mitmproxy's ~h searches: bytes(headers), a CRLF after every line
+            return 1 if self._regexes[index].search(block + b"\r\n" if block else b"") else 0
+
+        def wl_body(index: int, body: bytes | None, block: bytes | None) -> int:
+            try:
+                content = _content(body, block)
+            except Exception:  # as the scan: a body that cannot be read does not match
+                return 0
+            return 1 if self._regexes[index].search(content) else 0
+
         db.create_function("wl_re", 2, wl_re, deterministic=True)
+        db.create_function("wl_head", 2, wl_head, deterministic=True)
+        db.create_function("wl_body", 3, wl_body, deterministic=True)
         return db
+
+    def _heads(self, db: sqlite3.Connection) -> bool:
+        """Every row's headers are in the narrow ``heads`` table (else only in blobs)."""
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'heads'").fetchone()
+        except sqlite3.Error:
+            return False
+        return row is not None and row[0] == "all"
 
     _regexes: list[re.Pattern] = []
 
@@ -475,13 +618,15 @@ class SessionStore:
                 pass
             if pending and (stop or time.monotonic() - last_commit >= self.commit_interval):
                 try:
-                    flows, blobs = [], []
+                    flows, blobs, heads = [], [], []
                     for seq, row in pending:
                         flows.append((seq, *row[:24]))
                         blobs.append((seq, *row[24:]))
+                        heads.append((seq, row[24], row[25]))
                     db.execute("BEGIN")
                     db.executemany(INSERT, flows)
                     db.executemany(INSERT_BLOBS, blobs)
+                    db.executemany(INSERT_HEADS, heads)
                     db.execute("COMMIT")
                     self.committed = pending[-1][0]
                 except sqlite3.Error as e:
@@ -547,8 +692,8 @@ class SessionStore:
         plain text found in the URL, method or state), oldest first, and whether it ran as
         SQL (False: the scan fallback, which reports ``progress(done, total)``). Only rows
         with ``since <= seq < below`` are looked at."""
-        span = "seq >= :since" + (" AND seq < :below" if below is not None else "")
-        bounds = {"since": since, "below": below}
+        span = "seq >= :since AND seq < :below"
+        bounds = {"since": since, "below": below if below is not None else 2**62}
         expr = expr.strip()
         if not expr:
             with self._read_lock:
@@ -568,9 +713,11 @@ class SessionStore:
                 return [r[0] for r in rows], True
         flt = flowfilter.parse(expr)  # raises ValueError for people
         regexes: list[re.Pattern] = []
+        need: set[str] = set()
         with self._read_lock:
+            db = self._read_db()
             try:
-                where, args = _to_sql(flt, regexes, self._read_db())
+                where, args = _to_sql(flt, regexes, db, need, self._heads(db))
             except _NotSQL:
                 where = None
         if where is None:
@@ -578,13 +725,37 @@ class SessionStore:
         named = {f"a{i}": a for i, a in enumerate(args)}
         for i in range(len(args)):
             where = where.replace("?", f":a{i}", 1)
+        tables = "flows" + "".join(
+            f" JOIN {table} USING (seq)" for table in ("heads", "blobs") if table in need
+        )
+        sql = f"SELECT seq FROM {tables} WHERE {span} AND coalesce({where}, 0) ORDER BY seq"
+        return self._chunked(sql, {**named, **bounds}, regexes, progress), True
+
+    def _chunked(self, sql, params, regexes, progress) -> list[int]:
+        """Run a filter's query over seq ranges of CHUNK rows, reporting progress after
+        each (a million flows: ten steps)."""
         with self._read_lock:
+            db = self._read_db()
             self._regexes = regexes
-            rows = self._read_db().execute(
-                f"SELECT seq FROM flows WHERE {span} AND coalesce({where}, 0) ORDER BY seq",
-                {**named, **bounds},
-            )
-            return [r[0] for r in rows], True
+            if progress is None:
+                return [r[0] for r in db.execute(sql, params)]
+            low, high = db.execute(
+                "SELECT min(seq), max(seq) FROM flows WHERE seq >= :since AND seq < :below",
+                params,
+            ).fetchone()
+            found: list[int] = []
+            if low is None:
+                progress(0, 0)
+                return found
+            total = high - low + 1
+            start = low
+            while start <= high:
+                end = min(start + CHUNK, high + 1)
+                part = {**params, "since": start, "below": end}
+                found += [r[0] for r in db.execute(sql, part)]
+                progress(end - low, total)
+                start = end
+            return found
 
     def _scan(self, flt, progress, span: str = "1", bounds: dict | None = None) -> list[int]:
         bounds = bounds or {}
