@@ -497,6 +497,10 @@ class ControlServer:
             if view is None:
                 raise _OpError("that flow is no longer kept")
             return {"row": wire.row_of(view), "detail": wire.detail_of(view)}
+        if op == "older_progress":
+            store = ctl.store
+            got = store.older_progress.get(str(a.get("expr") or "").strip()) if store else None
+            return list(got) if got is not None else None
         if op == "older_flows":
             store = ctl.store
             if store is None:

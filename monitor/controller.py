@@ -383,6 +383,10 @@ class ProxyController:
             return 0, []
         return self.store.older(expr, self._on_loop(self.older_below), start, count)
 
+    def older_progress(self, expr: str) -> tuple[int, int] | None:
+        """(done, all) of ``older_flows`` running ``expr`` now, or None."""
+        return self.store.older_progress.get(expr.strip()) if self.store is not None else None
+
     def stored_flow(self, flow_id: str) -> FlowView | None:
         """The full snapshot of a flow read back from the session file."""
         if self.store is None:

@@ -277,6 +277,9 @@ class SessionFileController(FileController):
     def older_flows(self, expr: str, start: int, count: int) -> tuple[int, list[FlowView]]:
         return self.store.older(expr, self.below, start, count)
 
+    def older_progress(self, expr: str) -> tuple[int, int] | None:
+        return self.store.older_progress.get(expr.strip())
+
     def stored_flow(self, flow_id: str) -> FlowView | None:
         found = self.store.flow_by_id(flow_id)
         if found is None:

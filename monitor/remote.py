@@ -449,6 +449,13 @@ class RemoteController:
             return 0, []
         return int(total), [msgspec.convert(row, FlowView) for row in rows]
 
+    def older_progress(self, expr: str) -> tuple[int, int] | None:
+        try:
+            got = self.remote.request("older_progress", timeout=5, expr=expr)
+        except (RemoteError, AttachError):
+            return None
+        return (int(got[0]), int(got[1])) if got else None
+
     def stored_flow(self, flow_id: str) -> FlowView | None:
         return self.detail(flow_id)
 

@@ -466,6 +466,8 @@ class SessionStore:
         """Filter expression -> (the seqs below which it was run, the matching seqs)."""
         self._older_lock = threading.Lock()
         self._older_count: tuple[int, int] | None = None
+        self.older_progress: dict[str, tuple[int, int]] = {}
+        """Filter expression -> (seqs done, seqs in all) while ``older`` runs it."""
         self.on_error: Callable[[str], None] | None = None
         """Told once (from the writer thread) when storing stops; default: stderr."""
         self.failed: str | None = None
@@ -807,7 +809,14 @@ class SessionStore:
         with self._older_lock:
             done, seqs = self._older.get(expr, (0, array("q")))
             if below > done:
-                found, _ = self.query(expr, since=done, below=below)
+
+                def progress(d: int, t: int) -> None:
+                    self.older_progress[expr] = (d, t)
+
+                try:
+                    found, _ = self.query(expr, since=done, below=below, progress=progress)
+                finally:
+                    self.older_progress.pop(expr, None)
                 seqs = seqs + array("q", found)
                 self._older.pop(expr, None)
                 while len(self._older) >= 4:  # the oldest expression goes

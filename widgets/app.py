@@ -54,6 +54,11 @@ class FlowsUpdated(Message):
     removed: tuple[str, ...] = ()
 
 
+OLDER_PROGRESS_AFTER = 0.1
+"""Seconds before a filter over the session file shows its progress (most take less)."""
+OLDER_PROGRESS_EVERY = 0.25
+
+
 def plain_text_filter(text: str) -> FlowFilter:
     """Case-insensitive substring of the URL, method, status or state label."""
     needle = text.lower()
@@ -137,6 +142,8 @@ class WaylayApp(App[None]):
         """Flows of the session file no longer held in memory (shown above the list)."""
         self._older_busy = False
         self._older_error: str | None = None
+        self._older_watch: tuple[int, str] | None = None
+        """(filter job, expression) while the session file is being filtered."""
         self._older_fetchers: dict[str, Callable[[int, int], list[FlowView]]] = {}
 
     # ------------------------------------------------------------ feeding (any thread)
@@ -323,11 +330,43 @@ class WaylayApp(App[None]):
             self.call_from_thread(self._older_counted, job, expr, total, shown, reset, None)
 
         self.run_worker(count, thread=True, group="older", exit_on_error=False)
+        if reset and expr:
+            self._older_watch = (job, expr)
+            self.set_timer(OLDER_PROGRESS_AFTER, self._older_progress)
+
+    def _older_progress(self) -> None:
+        """While the session file is being filtered: its progress in the header."""
+        watch = self._older_watch
+        source = self._older_source
+        if watch is None or source is None or watch[0] != self._filter_job:
+            return
+
+        def ask() -> None:
+            try:
+                got = source.older_progress(watch[1])
+            except Exception:  # noqa: BLE001 - progress only
+                got = None
+            self.call_from_thread(self._show_older_progress, watch, got)
+
+        self.run_worker(ask, thread=True, group="older-progress", exit_on_error=False)
+
+    def _show_older_progress(self, watch: tuple[int, str], got: tuple[int, int] | None) -> None:
+        if watch is not self._older_watch:
+            return
+        if got is not None and got[1]:
+            self.header.filter_progress = f"session file {got[0] * 100 // got[1]}%"
+        elif not self.header.filter_progress:
+            self.header.filter_progress = "session file"
+        self.set_timer(OLDER_PROGRESS_EVERY, self._older_progress)
 
     def _older_counted(
         self, job: int, expr: str, total: int, shown: int, reset: bool, error: str | None
     ) -> None:
         self._older_busy = False
+        if self._older_watch is not None and self._older_watch[0] == job:
+            self._older_watch = None
+            if self.header.filter_progress.startswith("session file"):
+                self.header.filter_progress = ""
         if error is not None and error != self._older_error:  # once, not every second
             self.notify_error(f"older flows of the session file: {error}")
         self._older_error = error

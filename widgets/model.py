@@ -292,6 +292,9 @@ class OlderFlows(Protocol):
         all), oldest first: how many, and the list rows of those at
         ``[start, start + count)``, read from the file where the flows are."""
 
+    def older_progress(self, expr: str) -> tuple[int, int] | None:
+        """While ``older_flows`` runs ``expr`` over the file: (done, all), else None."""
+
     def stored_flow(self, flow_id: str) -> FlowView | None:
         """The full snapshot (headers, bodies, trace) of a flow read back from the
         session file, or None."""
