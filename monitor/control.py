@@ -503,7 +503,7 @@ class ControlServer:
             return list(got) if got is not None else None
         if op == "older_flows":
             store = ctl.store
-            if store is None:
+            if store is None or store._db is None:
                 return [0, []]
             total, views = await asyncio.to_thread(
                 store.older,

@@ -379,8 +379,8 @@ class ProxyController:
     def older_flows(self, expr: str, start: int, count: int) -> tuple[int, list[FlowView]]:
         """Flows of the session file older than every flow in memory that match ``expr``:
         how many, and the rows at ``[start, start + count)`` (read from the file)."""
-        if self.store is None:
-            return 0, []
+        if self.store is None or self.store._db is None:
+            return 0, []  # no file, or not open yet
         return self.store.older(expr, self._on_loop(self.older_below), start, count)
 
     def older_progress(self, expr: str) -> tuple[int, int] | None:

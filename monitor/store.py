@@ -800,11 +800,19 @@ class SessionStore:
                     self._older_count = (below, total)
                 rows = []
                 if count > 0 and start < total:
-                    rows = db.execute(
-                        f"SELECT {', '.join(COLUMNS)} FROM flows WHERE seq < ? ORDER BY seq "
-                        "LIMIT ? OFFSET ?",
-                        (below, count, start),
-                    ).fetchall()
+                    first = db.execute("SELECT min(seq) FROM flows").fetchone()[0] or 1
+                    columns = ", ".join(COLUMNS)
+                    if below - first == total:  # seqs without gaps (as the writer makes them)
+                        rows = db.execute(
+                            f"SELECT {columns} FROM flows WHERE seq >= ? AND seq < ? ORDER BY seq",
+                            (first + start, min(first + start + count, below)),
+                        ).fetchall()
+                    else:
+                        rows = db.execute(
+                            f"SELECT {columns} FROM flows WHERE seq < ? ORDER BY seq "
+                            "LIMIT ? OFFSET ?",
+                            (below, count, start),
+                        ).fetchall()
             return total, [view_of_row(r) for r in rows]
         with self._older_lock:
             done, seqs = self._older.get(expr, (0, array("q")))

@@ -636,9 +636,14 @@ class FlowTable(ScrollView, can_focus=True):
         """Sort the rows by column `key` ("" for arrival order); the cursor keeps its flow."""
         if key not in SORTABLE:
             raise ValueError(f"not a column: {key!r}")
+        selected = self.selected_id  # before: older rows show only in arrival order
         self.sort_key = key
         self.sort_reverse = reverse
-        self._resort()
+        self._resort(keep_cursor=False)
+        index = self.index_of(selected) if selected is not None else None
+        if index is not None:
+            self.cursor_row = index
+        self.cursor_row = max(0, min(self.cursor_row, self._total() - 1))
         self._structure_changed()
         self._scroll_to_cursor()
         self.post_message(self.SortChanged(self, key, reverse))

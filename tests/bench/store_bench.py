@@ -154,6 +154,24 @@ def filters(path: Path, flows: int | None = None, rounds: int = 3) -> None:
             f"  cpu {statistics.median(cpus):5.2f} s  ({min(walls):.2f}-{max(walls):.2f})"
             f"  {how}, {steps[0]} progress reports"
         )
+    # the live screen's older rows: a block of 200 read by position (the list scrolled
+    # there), and the first count of a filter (then kept, and extended as flows age)
+    below = total + 1
+    for position in (0, total // 2, total - 200):
+        times = []
+        for _ in range(rounds):
+            t = time.monotonic()
+            _, views = reader.older("", below, position, 200)
+            times.append(time.monotonic() - t)
+        assert len(views) == 200
+        print(f"  older rows at {position:>9,}: 200 in {statistics.median(times) * 1000:5.1f} ms")
+    t = time.monotonic()
+    count, _ = reader.older("~bq '\"q\": 4242}'", below, 0, 0)
+    first = time.monotonic() - t
+    t = time.monotonic()
+    reader.older("~bq '\"q\": 4242}'", below, 0, 200)
+    again = time.monotonic() - t
+    print(f"  older, filtered: {count:,} in {first:.2f} s, then rows in {again * 1000:.1f} ms")
     # the scan fallback (what no SQL covers, e.g. ~a): its rate on the first rows
     flt = flowfilter.parse("~a")
     t = time.monotonic()
