@@ -573,7 +573,7 @@ class ControlServer:
         if op == "export_curl":
             from monitor.exports import curl_command
 
-            flow = self.recorder.flows.get(str(a["flow_id"]))
+            flow = ctl.flow_or_stored(str(a["flow_id"]))
             if flow is None:
                 raise _OpError("that flow is no longer kept")
             return curl_command(flow)

@@ -268,7 +268,7 @@ class ProxyController:
             return error
 
         def go() -> str | None:
-            flow = self.recorder.flows.get(flow_id)
+            flow = self.flow_or_stored(flow_id)
             if flow is None:
                 return "that flow is no longer kept"
             if not isinstance(flow, http.HTTPFlow) or flow.request is None:
@@ -315,9 +315,18 @@ class ProxyController:
             return fn(*args)
         return self.proxy.run_coroutine(call()).result(timeout)
 
+    def flow_or_stored(self, flow_id: str) -> http.HTTPFlow | None:
+        """The live flow (on the proxy loop), else one read back from the session file
+        (one row by its indexed id)."""
+        flow = self.recorder.flows.get(flow_id)
+        if flow is None and self.store is not None and self.store._db is not None:
+            found = self.store.flow_by_id(flow_id)
+            flow = found[1] if found is not None else None
+        return flow
+
     def export_curl(self, flow_id: str) -> str:
         def curl() -> str:
-            flow = self.recorder.flows.get(flow_id)
+            flow = self.flow_or_stored(flow_id)
             if flow is None:
                 raise ValueError("that flow is no longer kept")
             return curl_command(flow)

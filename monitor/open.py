@@ -280,6 +280,14 @@ class SessionFileController(FileController):
     def older_progress(self, expr: str) -> tuple[int, int] | None:
         return self.store.older_progress.get(expr.strip())
 
+    def export_curl(self, flow_id: str) -> str:
+        if flow_id in self.flows:
+            return super().export_curl(flow_id)
+        found = self.store.flow_by_id(flow_id)
+        if found is None:
+            raise ValueError("that flow is no longer listed")
+        return curl_command(found[1])
+
     def stored_flow(self, flow_id: str) -> FlowView | None:
         found = self.store.flow_by_id(flow_id)
         if found is None:
