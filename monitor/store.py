@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from array import array
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -41,6 +42,8 @@ log = logging.getLogger("waylay.store")
 SCHEMA_VERSION = 1
 CHUNK = 100_000
 """Seqs a filter runs over between two progress reports."""
+SERVED = 50_000
+"""Ids of older rows handed to screens that are remembered (with their seq)."""
 BODY_CAP = 1024 * 1024
 """Bytes of each body kept in the store by default (the flow keeps its real size)."""
 
@@ -89,7 +92,6 @@ CREATE TABLE IF NOT EXISTS heads (
 CREATE INDEX IF NOT EXISTS flows_status ON flows(status);
 CREATE INDEX IF NOT EXISTS flows_host ON flows(pretty_host);
 CREATE INDEX IF NOT EXISTS flows_resp_ctype ON flows(resp_ctype);
-CREATE INDEX IF NOT EXISTS flows_id ON flows(id);
 """
 
 COLUMNS = (
@@ -466,6 +468,10 @@ class SessionStore:
         """Filter expression -> (the seqs below which it was run, the matching seqs)."""
         self._older_lock = threading.Lock()
         self._older_count: tuple[int, int] | None = None
+        self._served: OrderedDict[str, int] = OrderedDict()
+        self._served_lock = threading.Lock()
+        """Flow id -> seq of the older rows handed out lately: what a screen can ask for
+        by id (details, bodies, replay) without an index on ids (it would slow writing)."""
         self.older_progress: dict[str, tuple[int, int]] = {}
         """Filter expression -> (seqs done, seqs in all) while ``older`` runs it."""
         self.on_error: Callable[[str], None] | None = None
@@ -813,7 +819,7 @@ class SessionStore:
                             "LIMIT ? OFFSET ?",
                             (below, count, start),
                         ).fetchall()
-            return total, [view_of_row(r) for r in rows]
+            return total, self._serve([view_of_row(r) for r in rows])
         with self._older_lock:
             done, seqs = self._older.get(expr, (0, array("q")))
             if below > done:
@@ -844,16 +850,32 @@ class SessionStore:
                 )
                 .fetchall()
             )
-        return total, [view_of_row(r) for r in rows]
+        return total, self._serve([view_of_row(r) for r in rows])
+
+    def _serve(self, views: list[FlowView]) -> list[FlowView]:
+        served = self._served
+        with self._served_lock:
+            for view in views:
+                served[view.id] = view.seq
+                served.move_to_end(view.id)
+            while len(served) > SERVED:
+                served.popitem(last=False)
+        return views
 
     def flow_by_id(self, flow_id: str) -> tuple[int, http.HTTPFlow] | None:
-        """(seq, the flow rebuilt) of the newest row with this flow id, or None."""
+        """(seq, the flow rebuilt) of a row by flow id, or None: by its seq when ``older``
+        handed it out lately (the usual case), else by a scan of the ids."""
+        seq = self._served.get(flow_id)
         with self._read_lock:
-            row = (
-                self._read_db()
-                .execute(f"{SELECT} WHERE id = ? ORDER BY seq DESC LIMIT 1", (flow_id,))
-                .fetchone()
-            )
+            db = self._read_db()
+            row = None
+            if seq is not None:
+                row = db.execute(f"{SELECT} WHERE seq = ?", (seq,)).fetchone()
+                if row is not None and row["id"] != flow_id:
+                    row = None
+            if row is None:
+                sql = f"{SELECT} WHERE seq = (SELECT max(seq) FROM flows WHERE id = ?)"
+                row = db.execute(sql, (flow_id,)).fetchone()
         return (row["seq"], flow_from_row(row)) if row is not None else None
 
 
