@@ -87,7 +87,8 @@ CREATE TABLE IF NOT EXISTS blobs (
 CREATE TABLE IF NOT EXISTS heads (
     seq INTEGER PRIMARY KEY,
     req BLOB NOT NULL,
-    resp BLOB
+    resp BLOB,
+    enc INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS flows_status ON flows(status);
 CREATE INDEX IF NOT EXISTS flows_host ON flows(pretty_host);
@@ -102,7 +103,7 @@ COLUMNS = (
 """The narrow table filters scan; headers, bodies and the record are in ``blobs``."""
 BLOB_COLUMNS = "seq req_headers resp_headers req_body resp_body record".split()
 INSERT = f"INSERT INTO flows ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-INSERT_HEADS = "INSERT INTO heads (seq, req, resp) VALUES (?, ?, ?)"
+INSERT_HEADS = "INSERT INTO heads (seq, req, resp, enc) VALUES (?, ?, ?, ?)"
 INSERT_BLOBS = (
     f"INSERT INTO blobs ({', '.join(BLOB_COLUMNS)}) VALUES ({', '.join('?' * len(BLOB_COLUMNS))})"
 )
@@ -187,6 +188,8 @@ def flow_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
         req_body[:body_cap] if req_body else None,
         resp_body[:body_cap] if resp_body else None,
         record,
+        ("content-encoding" in req.headers)
+        | (resp is not None and "content-encoding" in resp.headers) << 1,
     )
 
 
@@ -239,6 +242,8 @@ def flow_from_row(row: sqlite3.Row) -> http.HTTPFlow:
     return flow
 
 
+_HAS_ENCODING = "instr(lower(CAST({} AS TEXT)), 'content-encoding')"
+
 # -- filters as SQL -----------------------------------------------------------------------
 
 
@@ -283,20 +288,109 @@ def _content(body: bytes | None, block: bytes | None) -> bytes:
         return content
 
 
-def _literal(regex: re.Pattern) -> bytes | None:
-    """The longest literal piece (bytes, lower-cased when the regex ignores case) that
-    every match of a bytes regex contains, or None."""
+_SPECIAL_ESCAPES = frozenset("xuUN0123456789")
+"""Escapes that name a character by number or name: not read as literals here."""
+
+
+def _literal_run(pattern: str) -> tuple[str, bool] | None:
+    """The longest run of characters every match of ``pattern`` contains, and whether
+    the pattern is nothing but that run (a plain literal). None when unsure: any group
+    or alternation, an escape naming a character by number, an odd brace."""
+    if "|" in pattern or "(" in pattern or ")" in pattern:
+        return None
+    runs: list[str] = []
+    current: list[str] = []
+    exact = True
+    last_literal = False
+    i, n = 0, len(pattern)
+
+    def flush() -> None:
+        if current:
+            runs.append("".join(current))
+            current.clear()
+
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            if i + 1 >= n or pattern[i + 1] in _SPECIAL_ESCAPES:
+                return None
+            escaped = pattern[i + 1]
+            i += 2
+            if escaped.isascii() and not escaped.isalnum() and escaped not in " \t\n":
+                current.append(escaped)  # \. \- \/ …: the character itself
+                last_literal = True
+            else:  # \d \w \s \b \n …: a class or an assertion
+                flush()
+                exact = last_literal = False
+            continue
+        if c == "[":
+            end = i + 1
+            if end < n and pattern[end] == "^":
+                end += 1
+            if end < n and pattern[end] == "]":
+                end += 1
+            while end < n and pattern[end] != "]":
+                end += 2 if pattern[end] == "\\" else 1
+            if end >= n:
+                return None
+            flush()
+            exact = last_literal = False
+            i = end + 1
+            continue
+        if c in "*?+{":
+            if c == "{":
+                end = pattern.find("}", i)
+                bounds = pattern[i + 1 : end] if end > 0 else ""
+                if not re.fullmatch(r"\d*(,\d*)?", bounds) or not bounds.strip(","):
+                    return None  # Python would read the brace as a character
+                optional = bounds.split(",")[0] in ("", "0")
+                i = end + 1
+            else:
+                optional = c != "+"
+                i += 1
+            if i < n and pattern[i] in "?+":  # lazy or possessive: the same minimum
+                i += 1
+            if last_literal and current and optional:
+                current.pop()  # the character before was optional
+            flush()
+            exact = last_literal = False
+            continue
+        if c in ".^$":
+            flush()
+            exact = last_literal = False
+            i += 1
+            continue
+        if c in "]}":
+            return None
+        current.append(c)
+        last_literal = True
+        i += 1
+    flush()
+    if not runs:
+        return None
+    longest = max(runs, key=len)
+    return longest, exact and len(runs) == 1 and longest == pattern.replace("\\", "")
+
+
+def _literal(regex: re.Pattern) -> tuple[bytes, bool] | None:
+    """The longest literal run (bytes, lower-cased when the regex ignores case: ASCII
+    only, as Python's bytes regexes and SQLite's lower() fold case) that every match of
+    a bytes regex contains, and whether the regex is exactly that literal; or None."""
     pattern = regex.pattern
     if isinstance(pattern, bytes):
         try:
             pattern = pattern.decode("utf-8")
         except UnicodeDecodeError:
             return None
-    pieces = _fragments(pattern)
-    if not pieces:
+    found = _literal_run(pattern)
+    if found is None:
         return None
-    longest = max(pieces, key=len).encode()
-    return longest.lower() if regex.flags & re.IGNORECASE else longest
+    literal = found[0].encode()
+    if regex.flags & re.IGNORECASE:
+        if not literal.isascii():
+            return None  # a bytes regex folds ASCII only; keep it simple
+        literal = literal.lower()
+    return literal, found[1]
 
 
 def _to_sql(
@@ -317,34 +411,50 @@ def _to_sql(
     def sub(n) -> tuple[str, list]:
         return _to_sql(n, regexes, db, need, heads)
 
-    def scan_prefix(column: str, regex: re.Pattern) -> tuple[str, list]:
-        """C first: the literal piece every match holds (ASCII case folded as Python's
-        bytes regexes do), so Python sees only candidates."""
-        literal = _literal(regex)
-        if literal is None:
-            return "", []
-        if regex.flags & re.IGNORECASE:
-            return f"instr(CAST(lower({column}) AS BLOB), ?)", [literal]
-        return f"instr({column}, ?)", [literal]
+    def found_in(column: str, literal: bytes) -> str:
+        """SQL: the literal is in the column (ASCII case folded as Python's bytes
+        regexes do when the filter ignores case)."""
+        if node.re.flags & re.IGNORECASE:
+            return f"instr(CAST(lower({column}) AS BLOB), ?)"
+        return f"instr({column}, ?)"
 
     def header(column: str) -> tuple[str, list]:
         need.add("heads" if heads else "blobs")
+        literal = _literal(node.re)
+        if literal is not None and re.search(rb"[\r\n]", literal[0]):
+            # mitmproxy searches the block with a CRLF after every line, the last one
+            # too: a piece without CR or LF is what lies in the block for sure
+            piece = max(re.split(rb"[\r\n]+", literal[0]), key=len)
+            literal = (piece, False)
+        if literal is not None and literal[1] and literal[0]:
+            # a plain literal: SQLite alone answers (a CRLF after every line, as
+            # mitmproxy searches, cannot make or break a match of plain characters)
+            return f"coalesce({found_in(column, literal[0])}, 0) > 0", [literal[0]]
         regexes.append(node.re)  # mitmproxy's own compiled pattern and flags
         call = f"wl_head({len(regexes) - 1}, {column})"
-        pre, args = scan_prefix(column, node.re)
-        return (f"({pre} AND {call})", args) if pre else (call, [])
+        if literal is None or not literal[0]:
+            return call, []
+        return f"({found_in(column, literal[0])} AND {call})", [literal[0]]
 
-    def body(column: str, block: str) -> tuple[str, list]:
+    def body(column: str, block: str, side: int) -> tuple[str, list]:
         need.add("blobs")
         need.add("heads" if heads else "blobs")
         regexes.append(node.re)
         call = f"wl_body({len(regexes) - 1}, {column}, {block})"
-        pre, args = scan_prefix(column, node.re)
-        if not pre:
+        literal = _literal(node.re)
+        if literal is None or not literal[0]:
             return call, []
-        # an encoded body (gzip, br…) holds the literal only once decoded: Python's
-        encoded = f"instr(lower(CAST({block} AS TEXT)), 'content-encoding')"
-        return f"(({pre} OR {encoded}) AND {call})", args
+        # an encoded body (gzip, br…) is searched decoded: by Python, as mitmproxy does
+        if heads:
+            encoded = f"(heads.enc & {side})"
+        else:
+            encoded = f"instr(lower(CAST({block} AS TEXT)), 'content-encoding')"
+        found = found_in(column, literal[0])
+        if literal[1]:  # a plain literal: SQLite answers for the bodies not encoded
+            return f"(CASE WHEN {encoded} THEN {call} ELSE coalesce({found}, 0) > 0 END)", [
+                literal[0]
+            ]
+        return f"(({found} OR {encoded}) AND {call})", [literal[0]]
 
     def compiled() -> re.Pattern:
         pattern = node.re.pattern
@@ -418,23 +528,55 @@ def _to_sql(
         return among("req_ctype", "resp_ctype")
     if name == "FHeadRequest":
         return header(req_h)
+    # a response's header block is NULL exactly when there is no response
     if name == "FHeadResponse":
         sql, args = header(resp_h)
-        return f"(status IS NOT NULL AND {sql})", args
+        return f"({resp_h} IS NOT NULL AND {sql})", args
     if name == "FHead":
         q, q_args = header(req_h)
         r, r_args = header(resp_h)
-        return f"({q} OR (status IS NOT NULL AND {r}))", q_args + r_args
+        return f"({q} OR ({resp_h} IS NOT NULL AND {r}))", q_args + r_args
     if name == "FBodRequest":
-        return body("blobs.req_body", req_h)
+        return body("blobs.req_body", req_h, 1)
     if name == "FBodResponse":
-        sql, args = body("blobs.resp_body", resp_h)
-        return f"(status IS NOT NULL AND {sql})", args
+        sql, args = body("blobs.resp_body", resp_h, 2)
+        return f"({resp_h} IS NOT NULL AND {sql})", args
     if name == "FBod":
-        q, q_args = body("blobs.req_body", req_h)
-        r, r_args = body("blobs.resp_body", resp_h)
-        return f"({q} OR (status IS NOT NULL AND {r}))", q_args + r_args
+        q, q_args = body("blobs.req_body", req_h, 1)
+        r, r_args = body("blobs.resp_body", resp_h, 2)
+        return f"({q} OR ({resp_h} IS NOT NULL AND {r}))", q_args + r_args
     raise _NotSQL(name)
+
+
+_FLOW_COLUMN = re.compile(r"(?<![\w.])(" + "|".join(c for c in COLUMNS if c != "seq") + r")\b")
+
+
+def _tables(flt, where: str, need: set[str]) -> str:
+    """The FROM of a filter's query. Headers and bodies are in tables of their own;
+    when no part of an AND can use the flows table's indexes, the widest table needed
+    is read in order and the others are looked up only for its candidates (SQLite
+    checks each condition as soon as its table is there), and the flows table only
+    when the filter reads it."""
+    if not need:
+        return "flows"
+    parts = flt.lst if type(flt).__name__ == "FAnd" else [flt]
+    if len(parts) > 1 and any(not _needs_more(p) for p in parts):
+        # a part on the flows table alone (an index on status, host…) leads
+        return "flows" + "".join(f" JOIN {t} USING (seq)" for t in ("heads", "blobs") if t in need)
+    order = [t for t in ("blobs", "heads") if t in need]
+    if _FLOW_COLUMN.search(where):
+        order.append("flows")
+    return order[0] + "".join(f" CROSS JOIN {t} USING (seq)" for t in order[1:])
+
+
+def _needs_more(node) -> bool:
+    """The filter reads headers or bodies somewhere."""
+    name = type(node).__name__
+    if name in ("FAnd", "FOr"):
+        return any(_needs_more(n) for n in node.lst)
+    if name == "FNot":
+        return _needs_more(node.itm)
+    return name.startswith(("FHead", "FBod"))
 
 
 # -- the store ----------------------------------------------------------------------------
@@ -501,8 +643,11 @@ class SessionStore:
                     # a file from before the heads table: its headers, copied once
                     db.execute("BEGIN")
                     db.execute(
-                        "INSERT OR IGNORE INTO heads (seq, req, resp) "
-                        "SELECT seq, req_headers, resp_headers FROM blobs"
+                        "INSERT OR IGNORE INTO heads (seq, req, resp, enc) "
+                        "SELECT seq, req_headers, resp_headers, "
+                        f"(({_HAS_ENCODING.format('req_headers')}) > 0) "
+                        f"| ((coalesce({_HAS_ENCODING.format('resp_headers')}, 0) > 0) << 1) "
+                        "FROM blobs"
                     )
                     db.execute("INSERT INTO meta VALUES ('heads', 'all')")
                     db.execute("COMMIT")
@@ -629,8 +774,8 @@ class SessionStore:
                     flows, blobs, heads = [], [], []
                     for seq, row in pending:
                         flows.append((seq, *row[:24]))
-                        blobs.append((seq, *row[24:]))
-                        heads.append((seq, row[24], row[25]))
+                        blobs.append((seq, *row[24:29]))
+                        heads.append((seq, row[24], row[25], row[29]))
                     db.execute("BEGIN")
                     db.executemany(INSERT, flows)
                     db.executemany(INSERT_BLOBS, blobs)
@@ -733,10 +878,8 @@ class SessionStore:
         named = {f"a{i}": a for i, a in enumerate(args)}
         for i in range(len(args)):
             where = where.replace("?", f":a{i}", 1)
-        tables = "flows" + "".join(
-            f" JOIN {table} USING (seq)" for table in ("heads", "blobs") if table in need
-        )
-        sql = f"SELECT seq FROM {tables} WHERE {span} AND coalesce({where}, 0) ORDER BY seq"
+        sql = f"SELECT seq FROM {_tables(flt, where, need)} WHERE {span} AND "
+        sql += f"coalesce({where}, 0) ORDER BY seq"
         return self._chunked(sql, {**named, **bounds}, regexes, progress), True
 
     def _chunked(self, sql, params, regexes, progress) -> list[int]:
