@@ -879,7 +879,7 @@ class SessionStore:
         for i in range(len(args)):
             where = where.replace("?", f":a{i}", 1)
         sql = f"SELECT seq FROM {_tables(flt, where, need)} WHERE {span} AND "
-        sql += f"coalesce({where}, 0) ORDER BY seq"
+        sql += f"({where}) ORDER BY seq"  # NULL at the top is no match, as 0
         return self._chunked(sql, {**named, **bounds}, regexes, progress), True
 
     def _chunked(self, sql, params, regexes, progress) -> list[int]:

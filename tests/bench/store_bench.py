@@ -114,16 +114,19 @@ FILTERS = (
     "!~c 200 & ~t json",
     "item/99999",
     "~c 500 | ~c 301",
-    # headers and bodies (SQL since round 3): a literal piece in C, the regex on candidates
+    # headers and bodies (SQL since round 3): a plain literal answered by SQLite alone
     "~hq 'x-request: 424242'",
     "~h 'x-n: 77777\\r'",
     "~hs 'server: bench' & ~c 404",
-    "~bq '\"q\": 4242}'",
+    "~bq '\"q\": 4248}'",
     "~b no-such-text",
-    "~c 404 & ~bs '\"id\": 79'",
-    # the worst cases: every row a candidate (no literal piece, or one every flow holds)
-    "~hq 'x-request: 4242$'",
     "~bs '\"id\": 79'",
+    "~c 404 & ~bs '\"id\": 79'",
+    # a literal run, then mitmproxy's regex on the candidates
+    "~hq 'x-request: 4242\\b'",
+    # the worst cases: Python's regex on every row (no literal run; or one all hold)
+    "~hq '\\d{7}'",
+    "~bs '\"id\": 79\\b'",
 )
 
 
