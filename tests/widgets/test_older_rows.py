@@ -124,3 +124,33 @@ async def test_a_filter_asks_the_file_and_an_unreadable_file_breaks_nothing():
         assert "cannot be read now" in table.render_line(1).text
         await pilot.press("end")
         assert app.selected_flow.id == "new4"
+
+
+async def test_a_slow_filter_over_the_file_shows_its_progress_in_the_header():
+    import threading
+
+    release = threading.Event()
+
+    class Slow(SessionController):
+        def older_flows(self, expr: str, start: int, count: int):
+            if expr and count == 0:
+                release.wait(10)  # the file is being filtered
+            return super().older_flows(expr, start, count)
+
+        def older_progress(self, expr: str):
+            return (40, 100) if expr and not release.is_set() else None
+
+    controller = Slow(older=300)
+    app = WaylayApp(controller, clock=Clock())
+    async with app.run_test(size=(140, 30)) as pilot:
+        app.push_flows([view(n, "new") for n in range(5)])
+        await wait_until(pilot, lambda: app.table.row_count == 305, "all rows")
+        assert app.set_filter("old/2") is None
+        await wait_until(
+            pilot, lambda: "session file 40%" in app.header.render().plain, "progress shown"
+        )
+        assert app.filtering
+        release.set()
+        await wait_until(pilot, lambda: app.table.row_count == 111, "the filter over the file")
+        await wait_until(pilot, lambda: not app.filtering, "progress gone")
+        assert "session file" not in app.header.render().plain
