@@ -563,7 +563,7 @@ def _tables(flt, where: str, need: set[str]) -> str:
     if len(parts) > 1 and any(not _needs_more(p) for p in parts):
         # a part on the flows table alone (an index on status, host…) leads
         return "flows" + "".join(f" JOIN {t} USING (seq)" for t in ("heads", "blobs") if t in need)
-    order = [t for t in ("blobs", "heads") if t in need]
+    order: list[str] = [t for t in ("blobs", "heads") if t in need]
     if _FLOW_COLUMN.search(where):
         order.append("flows")
     return order[0] + "".join(f" CROSS JOIN {t} USING (seq)" for t in order[1:])
