@@ -622,7 +622,12 @@ class SessionStore:
 
     # -- opening --------------------------------------------------------------------
 
-    def _connect(self, *, read_only: bool = False) -> sqlite3.Connection:
+    def _connect(
+        self, *, read_only: bool = False, regexes: list[re.Pattern] | None = None
+    ) -> sqlite3.Connection:
+        """A connection; its SQL functions use ``regexes`` (a filter's own connection)."""
+        if regexes is None:
+            regexes = self._regexes
         try:
             if read_only:
                 db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
@@ -652,7 +657,7 @@ class SessionStore:
                     db.execute("INSERT INTO meta VALUES ('heads', 'all')")
                     db.execute("COMMIT")
             else:
-                db.execute("SELECT count(*) FROM flows LIMIT 1").fetchone()
+                db.execute("SELECT seq FROM flows LIMIT 1").fetchone()  # a session file?
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.path}: not a waylay session file ({e})") from None
         except OSError as e:
@@ -661,20 +666,20 @@ class SessionStore:
         def wl_re(index: int, value: str | None) -> int:
             if value is None:
                 return 0
-            return 1 if self._regexes[index].search(value) else 0
+            return 1 if regexes[index].search(value) else 0
 
         def wl_head(index: int, block: bytes | None) -> int:
             if block is None:
                 return 0
             # what mitmproxy's ~h searches: bytes(headers), a CRLF after every line
-            return 1 if self._regexes[index].search(block + b"\r\n" if block else b"") else 0
+            return 1 if regexes[index].search(block + b"\r\n" if block else b"") else 0
 
         def wl_body(index: int, body: bytes | None, block: bytes | None) -> int:
             try:
                 content = _content(body, block)
             except Exception:  # as the scan: a body that cannot be read does not match
                 return 0
-            return 1 if self._regexes[index].search(content) else 0
+            return 1 if regexes[index].search(content) else 0
 
         db.create_function("wl_re", 2, wl_re, deterministic=True)
         db.create_function("wl_head", 2, wl_head, deterministic=True)
@@ -867,65 +872,63 @@ class SessionStore:
         flt = flowfilter.parse(expr)  # raises ValueError for people
         regexes: list[re.Pattern] = []
         need: set[str] = set()
-        with self._read_lock:
-            db = self._read_db()
+        # a connection of its own: a long filter never holds up the rows the list reads
+        db = self._connect(read_only=True, regexes=regexes)
+        try:
             try:
                 where, args = _to_sql(flt, regexes, db, need, self._heads(db))
             except _NotSQL:
                 where = None
-        if where is None:
-            return self._scan(flt, progress, span, bounds), False
-        named = {f"a{i}": a for i, a in enumerate(args)}
-        for i in range(len(args)):
-            where = where.replace("?", f":a{i}", 1)
-        sql = f"SELECT seq FROM {_tables(flt, where, need)} WHERE {span} AND "
-        sql += f"({where}) ORDER BY seq"  # NULL at the top is no match, as 0
-        return self._chunked(sql, {**named, **bounds}, regexes, progress), True
+            if where is None:
+                return self._scan(db, flt, progress, span, bounds), False
+            named = {f"a{i}": a for i, a in enumerate(args)}
+            for i in range(len(args)):
+                where = where.replace("?", f":a{i}", 1)
+            sql = f"SELECT seq FROM {_tables(flt, where, need)} WHERE {span} AND "
+            sql += f"({where}) ORDER BY seq"  # NULL at the top is no match, as 0
+            return self._chunked(db, sql, {**named, **bounds}, progress), True
+        finally:
+            db.close()
 
-    def _chunked(self, sql, params, regexes, progress) -> list[int]:
+    def _chunked(self, db, sql, params, progress) -> list[int]:
         """Run a filter's query over seq ranges of CHUNK rows, reporting progress after
         each (a million flows: ten steps)."""
-        with self._read_lock:
-            db = self._read_db()
-            self._regexes = regexes
-            if progress is None:
-                return [r[0] for r in db.execute(sql, params)]
-            low, high = db.execute(
-                "SELECT min(seq), max(seq) FROM flows WHERE seq >= :since AND seq < :below",
-                params,
-            ).fetchone()
-            found: list[int] = []
-            if low is None:
-                progress(0, 0)
-                return found
-            total = high - low + 1
-            start = low
-            while start <= high:
-                end = min(start + CHUNK, high + 1)
-                part = {**params, "since": start, "below": end}
-                found += [r[0] for r in db.execute(sql, part)]
-                progress(end - low, total)
-                start = end
+        if progress is None:
+            return [r[0] for r in db.execute(sql, params)]
+        low, high = db.execute(
+            "SELECT min(seq), max(seq) FROM flows WHERE seq >= :since AND seq < :below",
+            params,
+        ).fetchone()
+        found: list[int] = []
+        if low is None:
+            progress(0, 0)
             return found
+        total = high - low + 1
+        start = low
+        while start <= high:
+            end = min(start + CHUNK, high + 1)
+            part = {**params, "since": start, "below": end}
+            found += [r[0] for r in db.execute(sql, part)]
+            progress(end - low, total)
+            start = end
+        return found
 
-    def _scan(self, flt, progress, span: str = "1", bounds: dict | None = None) -> list[int]:
+    def _scan(self, db, flt, progress, span: str = "1", bounds: dict | None = None) -> list[int]:
         bounds = bounds or {}
-        with self._read_lock:
-            db = self._read_db()
-            total = db.execute(f"SELECT count(*) FROM flows WHERE {span}", bounds).fetchone()[0]
-            found = []
-            rows = db.execute(f"{SELECT} WHERE {span} ORDER BY seq", bounds)
-            for done, row in enumerate(rows, 1):
-                try:
-                    if flt(flow_from_row(row)):
-                        found.append(row["seq"])
-                except Exception:
-                    log.debug("filter failed on flow %s", row["seq"], exc_info=True)
-                if progress is not None and done % 5000 == 0:
-                    progress(done, total)
-            if progress is not None:
-                progress(total, total)
-            return found
+        total = db.execute(f"SELECT count(*) FROM flows WHERE {span}", bounds).fetchone()[0]
+        found = []
+        rows = db.execute(f"{SELECT} WHERE {span} ORDER BY seq", bounds)
+        for done, row in enumerate(rows, 1):
+            try:
+                if flt(flow_from_row(row)):
+                    found.append(row["seq"])
+            except Exception:
+                log.debug("filter failed on flow %s", row["seq"], exc_info=True)
+            if progress is not None and done % 5000 == 0:
+                progress(done, total)
+        if progress is not None:
+            progress(total, total)
+        return found
 
     # -- flows older than the ones in memory ----------------------------------------------
 
@@ -965,20 +968,23 @@ class SessionStore:
             return total, self._serve([view_of_row(r) for r in rows])
         with self._older_lock:
             done, seqs = self._older.get(expr, (0, array("q")))
-            if below > done:
+        if below > done:  # run outside the lock: other filters and rows go on meanwhile
 
-                def progress(d: int, t: int) -> None:
-                    self.older_progress[expr] = (d, t)
+            def progress(d: int, t: int) -> None:
+                self.older_progress[expr] = (d, t)
 
-                try:
-                    found, _ = self.query(expr, since=done, below=below, progress=progress)
-                finally:
-                    self.older_progress.pop(expr, None)
-                seqs = seqs + array("q", found)
-                self._older.pop(expr, None)
-                while len(self._older) >= 4:  # the oldest expression goes
-                    del self._older[next(iter(self._older))]
-                self._older[expr] = (below, seqs)
+            try:
+                found, _ = self.query(expr, since=done, below=below, progress=progress)
+            finally:
+                self.older_progress.pop(expr, None)
+            seqs = seqs + array("q", found)
+            with self._older_lock:
+                kept = self._older.get(expr)
+                if kept is None or kept[0] < below:
+                    self._older.pop(expr, None)
+                    while len(self._older) >= 4:  # the oldest expression goes
+                        del self._older[next(iter(self._older))]
+                    self._older[expr] = (below, seqs)
         total = len(seqs)
         if count <= 0 or start >= total:
             return total, []
