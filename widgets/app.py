@@ -140,7 +140,8 @@ class WaylayApp(App[None]):
         """Flow id -> the `since` of the pause answered here and not yet seen as over."""
         self._older_all = 0
         """Flows of the session file no longer held in memory (shown above the list)."""
-        self._older_busy = False
+        self._older_running = 0
+        """Counts of older flows being asked for (a tick does not ask again meanwhile)."""
         self._older_error: str | None = None
         self._older_watch: tuple[int, str] | None = None
         """(filter job, expression) while the session file is being filtered."""
@@ -314,9 +315,9 @@ class WaylayApp(App[None]):
         source = self._older_source
         if source is None:
             return
-        if self._older_busy and not reset:
+        if self._older_running and not reset:
             return
-        self._older_busy = True
+        self._older_running += 1
         expr = "" if self.marked_only else self.filter_text
         job = self._filter_job
 
@@ -362,7 +363,7 @@ class WaylayApp(App[None]):
     def _older_counted(
         self, job: int, expr: str, total: int, shown: int, reset: bool, error: str | None
     ) -> None:
-        self._older_busy = False
+        self._older_running -= 1
         if self._older_watch is not None and self._older_watch[0] == job:
             self._older_watch = None
             if self.header.filter_progress.startswith("session file"):
@@ -371,8 +372,10 @@ class WaylayApp(App[None]):
             self.notify_error(f"older flows of the session file: {error}")
         self._older_error = error
         source = self._older_source
-        if job != self._filter_job:  # the filter changed meanwhile: count again
-            self.refresh_older(reset=True)
+        if job != self._filter_job:  # the filter changed meanwhile
+            watch = self._older_watch
+            if watch is None or watch[0] != self._filter_job:  # not being counted yet
+                self.refresh_older(reset=True)
             return
         if self.marked_only:
             shown = 0
