@@ -228,6 +228,8 @@ def make_attached_app(
             view: FlowView | None = None
             if flow_id is not None and flow_id in self.flows:
                 view = self.controller.detail(flow_id) or self.flows.get(flow_id)
+            elif flow_id is not None:  # an older flow, from the proxy's session file
+                view = self._stored_view(flow_id)
             self.detail.show_flow(view, self.clock())
 
         def full_view(self, view: FlowView) -> FlowView:

@@ -492,9 +492,27 @@ class ControlServer:
         if op == "detail":
             fid = str(a["flow_id"])
             view = self.recorder.view(fid)
+            if view is None:  # a flow kept only in the session file (--session)
+                view = await asyncio.to_thread(ctl.stored_flow, fid)
             if view is None:
                 raise _OpError("that flow is no longer kept")
             return {"row": wire.row_of(view), "detail": wire.detail_of(view)}
+        if op == "older_progress":
+            store = ctl.store
+            got = store.older_progress.get(str(a.get("expr") or "").strip()) if store else None
+            return list(got) if got is not None else None
+        if op == "older_flows":
+            store = ctl.store
+            if store is None or store._db is None:
+                return [0, []]
+            total, views = await asyncio.to_thread(
+                store.older,
+                str(a.get("expr") or ""),
+                ctl.older_below(),
+                int(a.get("start", 0)),
+                min(int(a.get("count", 0)), 5000),
+            )
+            return [total, [wire.row_of(v) for v in views]]
         if op == "answer":
             fid, event = str(a["flow_id"]), str(a["event"])
             answer = wire.answer_from(a["answer"])
@@ -555,7 +573,7 @@ class ControlServer:
         if op == "export_curl":
             from monitor.exports import curl_command
 
-            flow = self.recorder.flows.get(str(a["flow_id"]))
+            flow = ctl.flow_or_stored(str(a["flow_id"]))
             if flow is None:
                 raise _OpError("that flow is no longer kept")
             return curl_command(flow)

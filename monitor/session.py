@@ -116,6 +116,7 @@ class Session:
             },
             ask_default=settings.ask_default,
             events=self.events,
+            store=self.store,
         )
 
     def connect(

@@ -29,7 +29,7 @@ from widgets.flow_table import FlowTable
 from widgets.footer import KeyFooter
 from widgets.header import WaylayHeader
 from widgets.help import HelpScreen
-from widgets.model import Answer, Controller, FlowView
+from widgets.model import Answer, Controller, FlowView, OlderFlows
 from widgets.prompts import ConfirmPrompt, InputPrompt
 from widgets.queue import PausedQueue
 from widgets.rules_screen import RulesScreen
@@ -61,6 +61,11 @@ class FlowsUpdated(Message):
 
     views: tuple[FlowView, ...]
     removed: tuple[str, ...] = ()
+
+
+OLDER_PROGRESS_AFTER = 0.1
+"""Seconds before a filter over the session file shows its progress (most take less)."""
+OLDER_PROGRESS_EVERY = 0.25
 
 
 def search_text(view: FlowView) -> str:
@@ -151,6 +156,14 @@ class WaylayApp(App[None]):
         """Flows that changed while a filter was being applied (rechecked at its end)."""
         self._answered: dict[str, float] = {}
         """Flow id -> the `since` of the pause answered here and not yet seen as over."""
+        self._older_all = 0
+        """Flows of the session file no longer held in memory (shown above the list)."""
+        self._older_running = 0
+        """Counts of older flows being asked for (a tick does not ask again meanwhile)."""
+        self._older_error: str | None = None
+        self._older_watch: tuple[int, str] | None = None
+        """(filter job, expression) while the session file is being filtered."""
+        self._older_fetchers: dict[str, Callable[[int, int], list[FlowView]]] = {}
 
     # ------------------------------------------------------------ feeding (any thread)
 
@@ -203,7 +216,9 @@ class WaylayApp(App[None]):
     def selected_flow(self) -> FlowView | None:
         """The flow under the list's cursor."""
         flow_id = self.table.selected_id
-        return None if flow_id is None else self.flows.get(flow_id)
+        if flow_id is None:
+            return None
+        return self.flows.get(flow_id) or self.table.older_view(flow_id)
 
     @property
     def paused_flows(self) -> list[FlowView]:
@@ -238,12 +253,14 @@ class WaylayApp(App[None]):
         self.table.focus()
         self._refresh_counts()
         self.set_interval(1.0, self._tick, name="waylay-tick")
+        self.refresh_older()
 
     def _tick(self) -> None:
         """Once a second: paused rows count their seconds; the rules file may have changed."""
         self.table.refresh_paused()
         self._refresh_queue()
         self._read_rules_state()
+        self.refresh_older()
         detail = self.detail
         if detail.has_class("-open") and detail.flow_id in self._paused_ids:
             self._show_detail_of(detail.flow_id)
@@ -311,15 +328,105 @@ class WaylayApp(App[None]):
             self._decision_flow_changed()
         self._reopen_paused_again(changed)
 
+    # ------------------------------------------------------------ older flows
+
+    def refresh_older(self, *, reset: bool = False) -> None:
+        """Ask (in a thread) how many flows the proxy keeps only in its session file,
+        under the list's filter, and show them above the list (read as they come into
+        view). Once a second, and at once when the filter changes (`reset`)."""
+        source = self._older_source
+        if source is None:
+            return
+        if self._older_running and not reset:
+            return
+        self._older_running += 1
+        expr = "" if self.marked_only else self.filter_text
+        job = self._filter_job
+
+        def count() -> None:
+            try:
+                total = source.older_flows("", 0, 0)[0]
+                shown = total if not expr else source.older_flows(expr, 0, 0)[0]
+            except Exception as e:  # noqa: BLE001 - the list goes on without them
+                self.call_from_thread(self._older_counted, job, expr, 0, 0, reset, str(e))
+                return
+            self.call_from_thread(self._older_counted, job, expr, total, shown, reset, None)
+
+        self.run_worker(count, thread=True, group="older", exit_on_error=False)
+        if reset and expr:
+            self._older_watch = (job, expr)
+            self.set_timer(OLDER_PROGRESS_AFTER, self._older_progress)
+
+    def _older_progress(self) -> None:
+        """While the session file is being filtered: its progress in the header."""
+        watch = self._older_watch
+        source = self._older_source
+        if watch is None or source is None or watch[0] != self._filter_job:
+            return
+
+        def ask() -> None:
+            try:
+                got = source.older_progress(watch[1])
+            except Exception:  # noqa: BLE001 - progress only
+                got = None
+            self.call_from_thread(self._show_older_progress, watch, got)
+
+        self.run_worker(ask, thread=True, group="older-progress", exit_on_error=False)
+
+    def _show_older_progress(self, watch: tuple[int, str], got: tuple[int, int] | None) -> None:
+        if watch is not self._older_watch:
+            return
+        if got is not None and got[1]:
+            self.header.filter_progress = f"session file {got[0] * 100 // got[1]}%"
+        elif not self.header.filter_progress:
+            self.header.filter_progress = "session file"
+        self.set_timer(OLDER_PROGRESS_EVERY, self._older_progress)
+
+    def _older_counted(
+        self, job: int, expr: str, total: int, shown: int, reset: bool, error: str | None
+    ) -> None:
+        self._older_running -= 1
+        if self._older_watch is not None and self._older_watch[0] == job:
+            self._older_watch = None
+            if self.header.filter_progress.startswith("session file"):
+                self.header.filter_progress = ""
+        if error is not None and error != self._older_error:  # once, not every second
+            self.notify_error(f"older flows of the session file: {error}")
+        self._older_error = error
+        source = self._older_source
+        if job != self._filter_job:  # the filter changed meanwhile
+            watch = self._older_watch
+            if watch is None or watch[0] != self._filter_job:  # not being counted yet
+                self.refresh_older(reset=True)
+            return
+        if self.marked_only:
+            shown = 0
+        fetch = self._older_fetchers.get(expr)
+        if fetch is None and source is not None:
+
+            def fetch(start: int, count: int) -> list[FlowView]:
+                assert source is not None
+                return source.older_flows(expr, start, count)[1]
+
+            self._older_fetchers = {expr: fetch}
+        self._older_all = total
+        self.table.set_older(shown, fetch, reset=reset)
+        self._refresh_counts()
+
+    @property
+    def _older_source(self) -> OlderFlows | None:
+        controller = self.controller
+        return controller if isinstance(controller, OlderFlows) else None
+
     def _refresh_counts(self) -> None:
         header = self.header
-        header.flow_count = len(self.flows)
+        header.flow_count = len(self.flows) + self._older_all
         header.paused_count = len(self._paused_ids)
         rows = self.table.row_count
         header.shown_count = rows if self._visible is not None else None
         self._refresh_queue()
         main = self._main
-        empty = rows == 0
+        empty = rows == 0 and not self._older_all
         main.set_class(empty, "-empty")
         if empty:
             if self.flows:
@@ -360,7 +467,18 @@ class WaylayApp(App[None]):
 
     def _show_detail_of(self, flow_id: str | None) -> None:
         view = None if flow_id is None else self.flows.get(flow_id)
+        if view is None and flow_id is not None:
+            view = self._stored_view(flow_id)
         self.detail.show_flow(view, self.clock())
+
+    def _stored_view(self, flow_id: str) -> FlowView | None:
+        """An older flow shown above the list, in full from the session file."""
+        row = self.table.older_view(flow_id)
+        if row is None:
+            return None
+        source = self._older_source
+        full = source.stored_flow(flow_id) if source is not None else None
+        return full or row
 
     def show_detail(self, *, focus: bool = True) -> None:
         """Open the detail pane on the selected flow."""
@@ -710,6 +828,7 @@ class WaylayApp(App[None]):
     def _filtered(self) -> None:
         self._refresh_counts()
         self._follow_detail(set())
+        self.refresh_older(reset=True)
 
     @property
     def filtering(self) -> bool:
@@ -884,6 +1003,8 @@ class WaylayApp(App[None]):
 
     def full_view(self, view: FlowView) -> FlowView:
         """`view` with its headers and bodies (a screen in another process fetches them)."""
+        if view.id not in self.flows:
+            return self._stored_view(view.id) or view
         return view
 
     def action_event_log(self) -> None:
