@@ -133,7 +133,8 @@ ATTACHED: Table = (
 attached screen detaches."""
 
 DETAIL: Table = (
-    Key("escape", "app.close_detail", "Back", "waylay.detail.close", "back to the flow list"),
+    Key("escape,q", "app.close_detail", "Back", "waylay.detail.close",
+        "back to the flow list (q too, as in mitmproxy; escape waits for the terminal)"),
     Key("v", "cycle_view", "View mode", "waylay.detail.view",
         "body view: auto, JSON, HTML/XML, form, image, hex, raw"),
     Key("slash", "search", "Search", "waylay.detail.search",

@@ -8,15 +8,15 @@ including tmux's own round trip (~2-5 ms). Then the same for ``mitmproxy -r FILE
 (mitmproxy console, from this venv) on a flow file of the same COUNT flows, written with
 ``mitmproxy.io.FlowWriter``: the same URLs, statuses and keys. ``--no-mitmproxy`` skips it.
 
-Keys: cursor down, PageDown, End, Home; open the details (enter) and close them (escape
-in waylay, q in mitmproxy console: each tool's key); a filter (``f``, ``page=3``, the
+Keys: cursor down, PageDown, End, Home; open the details (enter) and close them (q in
+both tools); a filter (``f``, ``page=3``, the
 time taken from the enter that applies it, matching 1 flow in 7) and its clear. What shows
 that a key took effect: in waylay the selected flow's URL line, the details' "Rule
 trace:" line and the header's "(N shown)"; in mitmproxy console its status bar's
 ``[index/total]``, "Flow Details" and ``[f:page=3]``.
 
-Escape is held by the terminal layer until no more bytes follow (Textual's ``ESCDELAY``,
-100 ms by default, read in 100 ms steps): that wait is part of waylay's close here.
+(Escape, waylay's other close key, is held by the terminal layer until no more bytes
+follow: Textual's ``ESCDELAY``, 100 ms by default, read in 100 ms steps.)
 The tmux server is a private one (``-L``), so its ``escape-time 0`` touches nobody else.
 """
 
@@ -195,7 +195,7 @@ def measure_waylay(count: int) -> dict[str, float]:
         shown = count // 7, count // 7 + 1
         tool = {
             "details": lambda s: "Rule trace:" in s,
-            "close": "Escape",
+            "close": "q",
             "prompt": lambda s: "Filter the flow list" in s,
             "erase": ["C-u"],
             "filtered": lambda s: any(f"({n} shown)" in s for n in shown),

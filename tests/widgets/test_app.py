@@ -471,6 +471,22 @@ async def test_enter_on_a_finished_flow_opens_its_details_and_escape_closes(cont
         assert app.focused is app.table
 
 
+async def test_q_in_the_details_goes_back_as_in_mitmproxy_and_quits_only_from_the_list(
+    controller,
+):
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(1)])
+        await pilot.press("enter")
+        assert app.detail.has_class("-open")
+        await pilot.press("q")
+        assert not app.detail.has_class("-open") and app.is_running
+        assert app.focused is app.table
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
+
+
 async def test_clicking_the_highlighted_row_opens_it(controller):
     app = make_app(controller)
     async with app.run_test(size=SIZE) as pilot:
