@@ -628,6 +628,7 @@ class FlowTable(ScrollView, can_focus=True):
         order = self._order
         sort_key = self.sort_key
         positions = self._positions
+        first_new = len(order)
         for view in views:
             store[view.id] = view
             self._track_paused(view)
@@ -658,7 +659,8 @@ class FlowTable(ScrollView, can_focus=True):
             index = self.index_of(newest.id)
             self.move_cursor(index if index is not None else len(order) - 1)
         else:
-            self.refresh()
+            if positions is None or first_new < self._visible_range()[1]:
+                self.refresh()  # rows went in where they show (rows below it: the scrollbar)
             if was_empty:
                 self.move_cursor(0)
         self._refresh_url_line()
@@ -735,7 +737,20 @@ class FlowTable(ScrollView, can_focus=True):
         return top, top + self._row_slots()
 
     def _update_virtual_size(self) -> None:
-        self.virtual_size = Size(self.scrollable_content_region.width, len(self._order) + 2)
+        size = Size(self.scrollable_content_region.width, len(self._order) + 2)
+        if size == self.virtual_size:
+            return
+        if (
+            size.width == self.virtual_size.width
+            and self.show_vertical_scrollbar
+            and size.height > self.scrollable_content_region.height
+        ):
+            # More rows in a list that scrolls already: only the scrollbar changes. Setting
+            # `virtual_size` would lay out and repaint the whole screen (~20 ms) per batch.
+            self.set_reactive(FlowTable.virtual_size, size)
+            self._scroll_update(size)
+            return
+        self.virtual_size = size
 
     def _scroll_to_cursor(self) -> None:
         self._update_virtual_size()
