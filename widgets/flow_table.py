@@ -16,6 +16,7 @@ import time
 from bisect import insort
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from sys import intern
 from typing import ClassVar
 
@@ -334,7 +335,11 @@ class FlowTable(ScrollView, can_focus=True):
         """The shown flows' ids, top to bottom."""
         self._positions: dict[str, int] | None = {}
         self._scans = 0
-        """id -> index in `_order`; None when it must be rebuilt (after a removal or sort)."""
+        """id -> index in `_order` plus `_base`; None when it must be rebuilt (after a
+        removal from the middle, or a sort)."""
+        self._base = 0
+        """Rows dropped from the top since `_positions` was built (a full store evicts the
+        oldest flows: their removal shifts every index, and only this changes)."""
         self._paused: set[str] = set()
         self.cursor_row = 0
         self._highlighted: str | None = None
@@ -385,7 +390,9 @@ class FlowTable(ScrollView, can_focus=True):
                 return self._order.index(flow_id)
             positions = {flow_id: index for index, flow_id in enumerate(self._order)}
             self._positions = positions
-        return positions.get(flow_id)
+            self._base = 0
+        index = positions.get(flow_id)
+        return None if index is None else index - self._base
 
     def select_flow(self, flow_id: str) -> bool:
         """Move the cursor to a flow's row; False when it is not shown."""
@@ -490,17 +497,31 @@ class FlowTable(ScrollView, can_focus=True):
             return
         selected = self.selected_id
         cursor = self.cursor_row
-        removed_above = sum(1 for flow_id in self._order[:cursor] if flow_id in doomed)
-        self._order = [flow_id for flow_id in self._order if flow_id not in doomed]
-        for flow_id in doomed:
-            del store[flow_id]
-            self._paused.discard(flow_id)
-        self._positions = None
-        self._scans = 0
-        if selected is not None and selected not in doomed:
-            cursor = self.index_of(selected) or 0
+        count = len(doomed)
+        if all(flow_id in doomed for flow_id in islice(self._order, count)):
+            # the top rows (a full store evicting its oldest flows, once a batch): the
+            # work is the removed rows', not the whole list's, and the index stays
+            del self._order[:count]
+            positions = self._positions
+            for flow_id in doomed:
+                del store[flow_id]
+                self._paused.discard(flow_id)
+                if positions is not None:
+                    positions.pop(flow_id, None)
+            self._base += count
+            cursor -= min(count, cursor)  # the selected row moved up, or was removed
         else:
-            cursor -= removed_above
+            removed_above = sum(1 for flow_id in self._order[:cursor] if flow_id in doomed)
+            self._order = [flow_id for flow_id in self._order if flow_id not in doomed]
+            for flow_id in doomed:
+                del store[flow_id]
+                self._paused.discard(flow_id)
+            self._positions = None
+            self._scans = 0
+            if selected is not None and selected not in doomed:
+                cursor = self.index_of(selected) or 0
+            else:
+                cursor -= removed_above
         self.cursor_row = max(0, min(cursor, len(self._order) - 1))
         self._structure_changed()
         self._announce()
@@ -641,7 +662,7 @@ class FlowTable(ScrollView, can_focus=True):
                 positions = None
             else:
                 if positions is not None:
-                    positions[view.id] = len(order)
+                    positions[view.id] = len(order) + self._base
                 order.append(view.id)
         self._positions = positions
         if positions is None:
