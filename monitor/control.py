@@ -7,8 +7,10 @@ never imports textual. Per connection:
   proxy runs as may attach;
 - the proxy sends ``Welcome``, the screen answers ``Hello``; another protocol gets one
   ``Bye`` with a readable reason;
-- the screen gets the full state (every row the proxy holds), then a ``Batch`` every
-  ``batch_interval`` (200 ms) with the rows that changed. Each screen has a bounded
+- the screen gets the full state (every row the proxy holds, oldest first: a first
+  frame of a screenful, so that it draws at once, then chunks made between flows of
+  traffic), then a ``Batch`` every ``batch_interval`` (200 ms) with the rows that
+  changed. Each screen has a bounded
   queue: one that falls behind (stuck terminal, slow link) has its queue dropped and
   gets the full state again once it reads, so it never slows the proxy nor grows
   without limit;
@@ -56,8 +58,12 @@ log = logging.getLogger("waylay.control")
 QUEUE_FRAMES = 50
 """Batches a screen may have waiting (10 s at 200 ms) before it is re-synchronised."""
 QUEUE_BYTES = 16 * 1024 * 1024
-CHUNK_ROWS = 5_000
-"""Rows per frame of a full state (the first frame reaches the screen sooner)."""
+FIRST_CHUNK = 200
+"""Rows of the first frame of a full state: a screenful, drawn before the rest comes."""
+CHUNK_ROWS = 2_000
+"""Rows per further frame of a full state. Rows are made while they are sent, a chunk at a
+time (about 15 ms of the proxy loop; the first time a flow is shown its resource type is
+inferred too), with traffic let through between chunks."""
 HELLO_TIMEOUT = 10.0
 RULE_EDITS = frozenset({"update", "set_enabled", "remove", "move", "persist_transient"})
 
@@ -246,20 +252,13 @@ class ControlServer:
                 flush=True,
             )
 
-    async def _activate(self) -> None:
-        """The first screen: snapshots start; the row cache is built from the store."""
+    def _activate(self) -> None:
+        """The first screen: rows of changed flows are made from now on; the row cache
+        fills as full states are sent (``_send_full_state``)."""
         assert self._ready is not None
         self.recorder.row_maker = flow_row
         self.recorder.sink = self._on_batch
         self.rows = {}
-        flows = self.recorder.flows
-        for n, fid in enumerate(list(flows)):
-            if fid not in self.rows:
-                row = self.recorder.row(fid)
-                if row is not None:
-                    self.rows[fid] = row
-            if n % 2000 == 1999:
-                await asyncio.sleep(0)  # let traffic through while 50,000 rows are built
         self._ready.set()
 
     def _deactivate(self) -> None:
@@ -303,7 +302,7 @@ class ControlServer:
         self._set_headless()
         writer_task = self._spawn(self._write_loop(client))
         if first:
-            await self._activate()
+            self._activate()
         client.reply(wire.frame(self._rules_state()))
         client.wake.set()
         try:
@@ -361,9 +360,7 @@ class ControlServer:
                         c.resync = False
                         c.queue.clear()
                         c.queued_bytes = 0
-                        for payload in self._full_state(c):
-                            w.write(payload)
-                            await w.drain()
+                        await self._send_full_state(c)
                     else:
                         payload = c.queue.popleft()
                         c.queued_bytes -= len(payload)
@@ -372,15 +369,38 @@ class ControlServer:
         except (ConnectionError, asyncio.CancelledError):
             return
 
-    def _full_state(self, c: _Client) -> list[bytes]:
-        rows = sorted(self.rows.values(), key=lambda r: r.seq)
-        if c.filter is not None:
-            rows = self._judged(rows, *c.filter)
-        frames = []
-        chunks = [rows[i : i + CHUNK_ROWS] for i in range(0, len(rows), CHUNK_ROWS)] or [[]]
-        for n, chunk in enumerate(chunks):
-            frames.append(wire.frame(wire.Batch(chunk, reset=n == 0, more=n < len(chunks) - 1)))
-        return frames
+    async def _send_full_state(self, c: _Client) -> None:
+        """Every row, oldest first, in chunks: the first a screenful, so that the screen
+        draws before the rest is made. Batches that come meanwhile wait in the client's
+        queue and go out after the last chunk (their rows are as new as the chunks' or
+        newer); replies go out between chunks. A client that falls behind meanwhile
+        (``resync`` again) gets a new full state instead of the rest of this one."""
+        w = c.writer
+        ids = list(self.recorder.flows)  # arrival order
+        cache = self.rows
+        start, size, first = 0, FIRST_CHUNK, True
+        while True:
+            rows = []
+            for fid in ids[start : start + size]:
+                row = cache.get(fid)
+                if row is None:
+                    row = self.recorder.row(fid)
+                    if row is None:  # gone meanwhile (its removal is in the queue)
+                        continue
+                    cache[fid] = row
+                rows.append(row)
+            start += size
+            if c.filter is not None:
+                rows = self._judged(rows, *c.filter)
+            last = start >= len(ids)
+            w.write(wire.frame(wire.Batch(rows, reset=first, more=not last)))
+            await w.drain()
+            if last or c.resync:
+                return
+            while c.replies:
+                w.write(c.replies.popleft())
+            await asyncio.sleep(0)  # traffic goes on while 50,000 rows are made
+            size, first = CHUNK_ROWS, False
 
     # -- batches (proxy loop) -----------------------------------------------------------
 
