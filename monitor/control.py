@@ -39,6 +39,7 @@ import msgspec
 from mitmproxy import flowfilter
 
 from monitor import wire
+from monitor.bodyview import render
 from monitor.pauses import Ended
 from monitor.rows import flow_row
 from monitor.sockets import (
@@ -66,6 +67,10 @@ time (about 15 ms of the proxy loop; the first time a flow is shown its resource
 inferred too), with traffic let through between chunks."""
 HELLO_TIMEOUT = 10.0
 RULE_EDITS = frozenset({"update", "set_enabled", "remove", "move", "persist_transient"})
+AT_ONCE = frozenset({"detail", "render_body", "check_filter"})
+"""Requests answered as soon as they are read, the reply written straight away: what the
+detail pane waits for while a key is pressed. The proxy loop runs them either way; on a
+busy loop a task, a thread and the write loop each cost a turn behind traffic."""
 
 
 class _Client:
@@ -310,7 +315,10 @@ class ControlServer:
                 payload = await _read_frame(reader, wire.MAX_CLIENT_FRAME)
                 message = wire.decode_to_proxy(payload)
                 if isinstance(message, wire.Request):
-                    self._spawn(self._serve_request(client, message))
+                    if message.op in AT_ONCE:
+                        self._serve_at_once(client, message)
+                    else:
+                        self._spawn(self._serve_request(client, message))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except wire.WireError as e:
@@ -492,29 +500,47 @@ class ControlServer:
 
     async def _serve_request(self, c: _Client, req: wire.Request) -> None:
         try:
-            value = await self._op(c, req.op, req.args or {})
-            reply = wire.Reply(req.id, value=value)
-        except _OpError as e:
-            reply = wire.Reply(req.id, error=str(e))
-        except (ValueError, KeyError, TypeError) as e:
-            reply = wire.Reply(req.id, error=_first_line(e))
+            reply = wire.Reply(req.id, value=await self._op(c, req.op, req.args or {}))
         except Exception as e:  # noqa: BLE001 - the screen gets it in one line
-            log.exception("request %s failed", req.op)
-            reply = wire.Reply(req.id, error=f"{type(e).__name__}: {_first_line(e)}")
-        try:
-            payload = wire.frame(reply)
-        except (TypeError, ValueError) as e:  # a value msgpack cannot carry
-            payload = wire.frame(wire.Reply(req.id, error=f"cannot send the reply: {e}"))
-        c.reply(payload)
+            reply = _failed(req, e)
+        c.reply(_reply_frame(reply))
 
-    async def _op(self, c: _Client, op: str, a: dict[str, Any]) -> Any:
-        ctl = self.controller
+    def _serve_at_once(self, c: _Client, req: wire.Request) -> None:
+        """An ``AT_ONCE`` request, answered now (on the proxy loop, where flows are read)."""
+        try:
+            reply = wire.Reply(req.id, value=self._op_at_once(req.op, req.args or {}))
+        except Exception as e:  # noqa: BLE001 - the screen gets it in one line
+            reply = _failed(req, e)
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            c.writer.write(_reply_frame(reply))
+
+    def _op_at_once(self, op: str, a: dict[str, Any]) -> Any:
         if op == "detail":
             fid = str(a["flow_id"])
             view = self.recorder.view(fid)
             if view is None:
                 raise _OpError("that flow is no longer kept")
             return {"row": wire.row_of(view), "detail": wire.detail_of(view)}
+        if op == "render_body":
+            part, mode = str(a["part"]), str(a["mode"])
+            if part not in ("request", "response"):
+                raise _OpError(f"no such body: {part!r}")
+            flow = self.recorder.flows.get(str(a["flow_id"]))
+            if flow is None:
+                return None
+            return render(flow.request if part == "request" else flow.response, flow, mode)
+        if op == "check_filter":
+            try:
+                flowfilter.parse(str(a["expr"]))
+            except ValueError as e:
+                return f"bad filter expression: {e}"
+            return None
+        raise _OpError(f"unknown request {op!r}")
+
+    async def _op(self, c: _Client, op: str, a: dict[str, Any]) -> Any:
+        ctl = self.controller
+        if op in AT_ONCE:
+            return self._op_at_once(op, a)
         if op == "answer":
             fid, event = str(a["flow_id"]), str(a["event"])
             answer = wire.answer_from(a["answer"])
@@ -541,12 +567,6 @@ class ControlServer:
             on = await asyncio.to_thread(ctl.toggle_breakpoints)
             self._broadcast_rules()
             return on
-        if op == "check_filter":
-            try:
-                flowfilter.parse(str(a["expr"]))
-            except ValueError as e:
-                return f"bad filter expression: {e}"
-            return None
         if op == "filter":
             expr = a.get("expr")
             if not expr:
@@ -592,11 +612,6 @@ class ControlServer:
                 )
             except OSError as e:  # its message is for people (the path and why)
                 raise _OpError(str(e)) from None
-        if op == "render_body":
-            part, mode = str(a["part"]), str(a["mode"])
-            if part not in ("request", "response"):
-                raise _OpError(f"no such body: {part!r}")
-            return await asyncio.to_thread(ctl.render_body, str(a["flow_id"]), part, mode)
         if op == "export_rules":
             text, warnings = await asyncio.to_thread(ctl.export_rules, str(a["fmt"]))
             return [text, list(warnings)]
@@ -621,6 +636,22 @@ class ControlServer:
 
 class _OpError(Exception):
     """A request that cannot be served; its message goes back to the screen."""
+
+
+def _failed(req: wire.Request, e: Exception) -> wire.Reply:
+    if isinstance(e, _OpError):
+        return wire.Reply(req.id, error=str(e))
+    if isinstance(e, ValueError | KeyError | TypeError):
+        return wire.Reply(req.id, error=_first_line(e))
+    log.error("request %s failed", req.op, exc_info=e)
+    return wire.Reply(req.id, error=f"{type(e).__name__}: {_first_line(e)}")
+
+
+def _reply_frame(reply: wire.Reply) -> bytes:
+    try:
+        return wire.frame(reply)
+    except (TypeError, ValueError) as e:  # a value msgpack cannot carry
+        return wire.frame(wire.Reply(reply.id, error=f"cannot send the reply: {e}"))
 
 
 def _matches(flt: Any, flow: Any) -> bool:
