@@ -239,7 +239,7 @@ class Remote:
         if waits:
             if notify is not None:
                 notify()
-            if batch.more:
+            if batch.more and not self._pending:
                 # A full state comes in chunks: the screen takes one before the next is
                 # decoded, so that it draws the first screenful at once instead of
                 # sharing the interpreter with the decoding of 50,000 rows.
@@ -298,6 +298,7 @@ class Remote:
         slot: list[Any] = [threading.Event(), None, None]
         with self._lock:
             self._pending[rid] = slot
+        self._taken.set()  # a reader waiting for the screen to take a chunk reads on
         try:
             self._send(wire.Request(rid, op, args))
         except OSError as e:
