@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import gc
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -147,6 +148,10 @@ def make_attached_app(
             self.own_proxy = own_proxy
             self.gone: str | None = None
             self.stopped = False
+            self.goes_with_the_terminal = False
+            """Set by `waylay` for the screen of its own proxy: a hang-up (the window
+            closed, ssh dropped) or SIGTERM stops that proxy too, as `q` does. Before, the
+            proxy stayed behind, unseen, holding the port."""
             self._ui_loop: asyncio.AbstractEventLoop | None = None
             self._rules_error: str | None = None
 
@@ -165,6 +170,9 @@ def make_attached_app(
             super().on_mount()
             apply_user_settings(self)  # theme, keymap; a theme picked later is kept
             self._ui_loop = asyncio.get_running_loop()
+            if self.goes_with_the_terminal:
+                self._ui_loop.add_signal_handler(signal.SIGTERM, self.exit)
+                self._ui_loop.add_signal_handler(signal.SIGHUP, self._hung_up)
             remote.on_closed = self._closed_from_thread
             remote.on_rules = self._rules_from_thread
             remote.set_notify(self._batches_waiting)
@@ -173,6 +181,12 @@ def make_attached_app(
                 self.notify_error(f"rules file: {remote.rules.error}")
             if remote.closed is not None:
                 self.proxy_gone(remote.closed)
+
+        def _hung_up(self) -> None:
+            """The terminal is gone: nothing can be drawn or restored there, so stop the
+            proxy (its paused flows get their outcome) and leave at once."""
+            self._stop_now()
+            os._exit(128 + signal.SIGHUP)
 
         def _batches_waiting(self) -> None:  # the connection's reader thread
             self.post_message(BatchesWaiting())
@@ -215,6 +229,8 @@ def make_attached_app(
             view: FlowView | None = None
             if flow_id is not None and flow_id in self.flows:
                 view = self.controller.detail(flow_id) or self.flows.get(flow_id)
+            elif flow_id is not None:  # an older flow, from the proxy's session file
+                view = self._stored_view(flow_id)
             self.detail.show_flow(view, self.clock())
 
         def full_view(self, view: FlowView) -> FlowView:
@@ -307,6 +323,7 @@ def run_attached(path: str, *, own_proxy: bool = False) -> int:
         print(f"waylay: {e}", file=sys.stderr)
         return EXIT_GONE
     app = make_attached_app(remote, own_proxy=own_proxy)
+    app.goes_with_the_terminal = own_proxy
     tune_screen_gc()
     try:
         app.run()

@@ -79,6 +79,7 @@ from mitmproxy.proxy.layers.http import (
 )
 from mitmproxy.proxy.mode_specs import ProxyMode, UpstreamMode
 
+from monitor import limits
 from monitor.challenges import (
     AuthCache,
     CacheEntry,
@@ -693,13 +694,15 @@ class AuthResponder:
         if self.mode.split(":", 1)[1].startswith("https:"):
             ssl_context = _proxy_tls_context(self.upstream_ca)
         writer = None
+        # The client's CONNECT waits for the probe: it is part of connecting to the proxy.
+        timeout = min(PROBE_TIMEOUT, limits.CONFIG.connect_timeout)
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, ssl=ssl_context), PROBE_TIMEOUT
+                asyncio.open_connection(host, port, ssl=ssl_context), timeout
             )
             writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
             await writer.drain()
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), PROBE_TIMEOUT)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
             response = http1.read_response_head(head.split(b"\r\n")[:-2])
             response.content = b""
             return response

@@ -506,9 +506,13 @@ class ControlServer:
         c.reply(_reply_frame(reply))
 
     def _serve_at_once(self, c: _Client, req: wire.Request) -> None:
-        """An ``AT_ONCE`` request, answered now (on the proxy loop, where flows are read)."""
+        """An ``AT_ONCE`` request, answered now (on the proxy loop, where flows are read);
+        one about a flow not in memory is served as the others are."""
         try:
             reply = wire.Reply(req.id, value=self._op_at_once(req.op, req.args or {}))
+        except _Later:
+            self._spawn(self._serve_request(c, req))
+            return
         except Exception as e:  # noqa: BLE001 - the screen gets it in one line
             reply = _failed(req, e)
         with contextlib.suppress(ConnectionError, RuntimeError):
@@ -516,10 +520,9 @@ class ControlServer:
 
     def _op_at_once(self, op: str, a: dict[str, Any]) -> Any:
         if op == "detail":
-            fid = str(a["flow_id"])
-            view = self.recorder.view(fid)
-            if view is None:
-                raise _OpError("that flow is no longer kept")
+            view = self.recorder.view(str(a["flow_id"]))
+            if view is None:  # perhaps kept only in the session file: read there
+                raise _Later
             return {"row": wire.row_of(view), "detail": wire.detail_of(view)}
         if op == "render_body":
             part, mode = str(a["part"]), str(a["mode"])
@@ -527,7 +530,7 @@ class ControlServer:
                 raise _OpError(f"no such body: {part!r}")
             flow = self.recorder.flows.get(str(a["flow_id"]))
             if flow is None:
-                return None
+                raise _Later
             return render(flow.request if part == "request" else flow.response, flow, mode)
         if op == "check_filter":
             try:
@@ -540,7 +543,39 @@ class ControlServer:
     async def _op(self, c: _Client, op: str, a: dict[str, Any]) -> Any:
         ctl = self.controller
         if op in AT_ONCE:
-            return self._op_at_once(op, a)
+            try:
+                return self._op_at_once(op, a)
+            except _Later:
+                pass
+        if op == "detail":
+            fid = str(a["flow_id"])
+            view = self.recorder.view(fid)
+            if view is None:  # a flow kept only in the session file (--session)
+                view = await asyncio.to_thread(ctl.stored_flow, fid)
+            if view is None:
+                raise _OpError("that flow is no longer kept")
+            return {"row": wire.row_of(view), "detail": wire.detail_of(view)}
+        if op == "render_body":
+            part, mode = str(a["part"]), str(a["mode"])
+            if part not in ("request", "response"):
+                raise _OpError(f"no such body: {part!r}")
+            return await asyncio.to_thread(ctl.render_body, str(a["flow_id"]), part, mode)
+        if op == "older_progress":
+            store = ctl.store
+            got = store.older_progress.get(str(a.get("expr") or "").strip()) if store else None
+            return list(got) if got is not None else None
+        if op == "older_flows":
+            store = ctl.store
+            if store is None or store._db is None:
+                return [0, []]
+            total, views = await asyncio.to_thread(
+                store.older,
+                str(a.get("expr") or ""),
+                ctl.older_below(),
+                int(a.get("start", 0)),
+                min(int(a.get("count", 0)), 5000),
+            )
+            return [total, [wire.row_of(v) for v in views]]
         if op == "answer":
             fid, event = str(a["flow_id"]), str(a["event"])
             answer = wire.answer_from(a["answer"])
@@ -595,7 +630,7 @@ class ControlServer:
         if op == "export_curl":
             from monitor.exports import curl_command
 
-            flow = self.recorder.flows.get(str(a["flow_id"]))
+            flow = ctl.flow_or_stored(str(a["flow_id"]))
             if flow is None:
                 raise _OpError("that flow is no longer kept")
             return curl_command(flow)
@@ -636,6 +671,10 @@ class ControlServer:
 
 class _OpError(Exception):
     """A request that cannot be served; its message goes back to the screen."""
+
+
+class _Later(Exception):
+    """An ``AT_ONCE`` request that needs the session file (a flow not in memory)."""
 
 
 def _failed(req: wire.Request, e: Exception) -> wire.Reply:

@@ -23,10 +23,12 @@ from monitor.record import KEY, record_of
 from monitor.recorder import Recorder
 from monitor.remember import RememberError, new_rule_id, rule_fields, rule_toml
 from monitor.save import flow_state, write_states
+from monitor.snapshot import snapshot
+from monitor.store import SessionStore
 from policies import MatchPatternError, Rule, RulesFile, compile_pattern
 from policies.exchange import export_text
 from policies.urls import url_error
-from widgets.model import Answer, BodyView, FilterMatch
+from widgets.model import Answer, BodyView, FilterMatch, FlowView
 
 log = logging.getLogger("waylay.controller")
 
@@ -63,7 +65,10 @@ class ProxyController:
         extra_rule_fields=None,
         ask_default: str = "continue",
         events: EventLog | None = None,
+        store: SessionStore | None = None,
     ) -> None:
+        self.store = store
+        """The ``--session`` file, where flows no longer in memory are found, or None."""
         self.ask_default = ask_default
         """What an unanswered pause gets at --ask-timeout (the dialogs name it)."""
         self.events = events
@@ -263,7 +268,7 @@ class ProxyController:
             return error
 
         def go() -> str | None:
-            flow = self.recorder.flows.get(flow_id)
+            flow = self.flow_or_stored(flow_id)
             if flow is None:
                 return "that flow is no longer kept"
             if not isinstance(flow, http.HTTPFlow) or flow.request is None:
@@ -310,9 +315,18 @@ class ProxyController:
             return fn(*args)
         return self.proxy.run_coroutine(call()).result(timeout)
 
+    def flow_or_stored(self, flow_id: str) -> http.HTTPFlow | None:
+        """The live flow (on the proxy loop), else one read back from the session file
+        (one row by its indexed id)."""
+        flow = self.recorder.flows.get(flow_id)
+        if flow is None and self.store is not None and self.store._db is not None:
+            found = self.store.flow_by_id(flow_id)
+            flow = found[1] if found is not None else None
+        return flow
+
     def export_curl(self, flow_id: str) -> str:
         def curl() -> str:
-            flow = self.recorder.flows.get(flow_id)
+            flow = self.flow_or_stored(flow_id)
             if flow is None:
                 raise ValueError("that flow is no longer kept")
             return curl_command(flow)
@@ -350,7 +364,47 @@ class ProxyController:
                 return None
             return render(flow.request if part == "request" else flow.response, flow, mode)
 
-        return self._on_loop(run)
+        view = self._on_loop(run)
+        if view is None and self.store is not None:  # a flow kept only in the session file
+            found = self.store.flow_by_id(flow_id)
+            if found is not None:
+                flow = found[1]
+                return render(flow.request if part == "request" else flow.response, flow, mode)
+        return view
+
+    # -- flows kept only in the session file ----------------------------------------------
+
+    def older_below(self) -> int:
+        """The store seq below which no flow is in memory any more (on the proxy loop):
+        the smallest seq of the flows in memory, else the next seq."""
+        assert self.store is not None
+        below = self.store._next_seq
+        for flow in self.recorder.flows.values():
+            seq = record_of(flow).store_seq
+            if seq is not None and seq < below:
+                below = seq
+        return below
+
+    def older_flows(self, expr: str, start: int, count: int) -> tuple[int, list[FlowView]]:
+        """Flows of the session file older than every flow in memory that match ``expr``:
+        how many, and the rows at ``[start, start + count)`` (read from the file)."""
+        if self.store is None or self.store._db is None:
+            return 0, []  # no file, or not open yet
+        return self.store.older(expr, self._on_loop(self.older_below), start, count)
+
+    def older_progress(self, expr: str) -> tuple[int, int] | None:
+        """(done, all) of ``older_flows`` running ``expr`` now, or None."""
+        return self.store.older_progress.get(expr.strip()) if self.store is not None else None
+
+    def stored_flow(self, flow_id: str) -> FlowView | None:
+        """The full snapshot of a flow read back from the session file."""
+        if self.store is None:
+            return None
+        found = self.store.flow_by_id(flow_id)
+        if found is None:
+            return None
+        seq, flow = found
+        return snapshot(flow, seq)
 
     def export_rules(self, fmt: str) -> tuple[str, list[str]]:
         return export_text(self.rules, fmt)

@@ -20,6 +20,17 @@ from policies.printable import printable
 EVENT_LINES = 1000
 
 
+def tls_failure(data: tls.TlsData) -> str:
+    """Why a client's TLS handshake failed (mitmproxy's words), with how to fix it when
+    the client does not trust waylay's CA. The event log line and the flow list's row of
+    the failed handshake (``Recorder.tls_failed_client``) both say it."""
+    why = data.context.client.error or "handshake failed"
+    lowered = why.lower()
+    if "unknown ca" in lowered or "certificate" in lowered or "trust" in lowered:
+        why += "; `waylay ca` tells how to make a client trust waylay's CA"
+    return why
+
+
 class EventLog:
     def __init__(self, limit: int = EVENT_LINES, clock: Callable[[], float] = time.time) -> None:
         self._lines: deque[tuple[float, str, str]] = deque(maxlen=limit)
@@ -46,11 +57,7 @@ class EventLog:
         peer = client.peername
         who = f"{peer[0]}:{peer[1]}" if peer else "a client"
         host = client.sni or (data.context.server.address or ("?",))[0]
-        why = client.error or "handshake failed"
-        hint = ""
-        if "unknown ca" in why.lower() or "certificate" in why.lower() or "trust" in why.lower():
-            hint = " (it does not trust waylay's CA: install it with `waylay ca`)"
-        self.add("tls", f"client {who} failed the TLS handshake for {host}: {why}{hint}")
+        self.add("tls", f"client {who} failed the TLS handshake for {host}: {tls_failure(data)}")
 
     def error(self, flow: http.HTTPFlow) -> None:
         if flow.error is None:

@@ -27,7 +27,7 @@ from monitor.bodyview import render
 from monitor.exports import curl_command
 from monitor.har import write_har
 from monitor.options_check import OneLineParser
-from monitor.record import KEY, FlowRecord
+from monitor.record import KEY, FlowRecord, record_of
 from monitor.save import write_flows
 from monitor.snapshot import matches, snapshot
 from monitor.store import SessionStore, StoreError, flow_from_row
@@ -123,7 +123,8 @@ def read_flows(path: Path | str) -> tuple[list[http.HTTPFlow], list[str]]:
 
 
 SESSION_LIMIT = 50_000
-"""The newest flows of a session file (``--session``) that ``waylay open`` shows."""
+"""The newest flows of a session file (``--session``) that ``waylay open`` holds in
+memory; the older ones are read from the file as the list shows them."""
 
 
 def _session_flows(path: Path, warnings: list[str]) -> tuple[list[http.HTTPFlow], list[str]]:
@@ -140,7 +141,10 @@ def _session_flows(path: Path, warnings: list[str]) -> tuple[list[http.HTTPFlow]
     if not rows:
         raise OpenError(f"{path}: holds no flows")
     if total > len(rows):
-        warnings.append(f"showing the newest {len(rows):,} of {total:,} flows in the session")
+        warnings.append(
+            f"{total:,} flows in the session: the newest {len(rows):,} are in memory, "
+            "the older ones are read from the file as you scroll up to them"
+        )
     return [flow_from_row(r) for r in rows], warnings
 
 
@@ -259,6 +263,49 @@ class FileController:
         raise ValueError("a saved session has no rules file to export")
 
 
+class SessionFileController(FileController):
+    """A session file (``--session``): the newest flows in memory as ``FileController``,
+    the older ones read from the file by range (``widgets.model.OlderFlows``)."""
+
+    def __init__(self, path: Path, flows: list[http.HTTPFlow]) -> None:
+        super().__init__(path, flows)
+        seqs = [record_of(f).store_seq for f in flows]
+        self.below = min((s for s in seqs if s is not None), default=1)
+        self.store = SessionStore(path)
+        self.store.open_read_only()
+
+    def older_flows(self, expr: str, start: int, count: int) -> tuple[int, list[FlowView]]:
+        return self.store.older(expr, self.below, start, count)
+
+    def older_progress(self, expr: str) -> tuple[int, int] | None:
+        return self.store.older_progress.get(expr.strip())
+
+    def export_curl(self, flow_id: str) -> str:
+        if flow_id in self.flows:
+            return super().export_curl(flow_id)
+        found = self.store.flow_by_id(flow_id)
+        if found is None:
+            raise ValueError("that flow is no longer listed")
+        return curl_command(found[1])
+
+    def stored_flow(self, flow_id: str) -> FlowView | None:
+        found = self.store.flow_by_id(flow_id)
+        if found is None:
+            return None
+        seq, flow = found
+        _prepare(flow)
+        return snapshot(flow, seq)
+
+    def render_body(self, flow_id: str, part: str, mode: str) -> BodyView | None:
+        if flow_id in self.flows:
+            return super().render_body(flow_id, part, mode)
+        found = self.store.flow_by_id(flow_id)
+        if found is None:
+            return None
+        flow = found[1]
+        return render(flow.request if part == "request" else flow.response, flow, mode)
+
+
 # -- the command ----------------------------------------------------------------------
 
 
@@ -277,7 +324,14 @@ def make_open_app(path: Path | str):
 
     path = Path(path).expanduser()
     flows, warnings = read_flows(path)
-    controller = FileController(path, flows)
+    controller: FileController
+    if _is_session_file(path):
+        try:
+            controller = SessionFileController(path, flows)
+        except (StoreError, sqlite3.Error) as e:
+            raise OpenError(f"{path}: {e}") from None
+    else:
+        controller = FileController(path, flows)
     views = controller.views()
 
     class OpenedApp(WaylayApp):
@@ -290,6 +344,14 @@ def make_open_app(path: Path | str):
     app = OpenedApp(controller, title_info={"file": path.name})
     app.sub_title = f"{path} (read-only)"
     return app
+
+
+def _is_session_file(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
 
 
 def open_main(argv: list[str]) -> int:

@@ -15,6 +15,7 @@ import logging
 import math
 import re
 import threading
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -30,7 +31,7 @@ from mitmproxy.addons import (
     tlsconfig,
 )
 
-from monitor import limits
+from monitor import limits, sockets
 from monitor.settings import Settings
 
 log = logging.getLogger("waylay.proxy")
@@ -51,6 +52,22 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
+
+
+def _who_holds(port: int) -> str:
+    """Which of this user's waylay proxies holds ``port`` and how to reach it, as the
+    start of a hint ("" when none does): a headless run left going, say."""
+    try:
+        held = [p for p in sockets.running_proxies() if p.port == port]
+    except (sockets.SocketDirError, OSError):
+        return ""
+    if not held:
+        return ""
+    since = time.strftime("%H:%M", time.localtime(held[0].started))
+    return (
+        f"waylay (pid {held[0].pid}, since {since}) listens there: `waylay attach {port}` "
+        "opens its screen, Q in it stops it; or "
+    )
 
 
 class ProxyStartError(RuntimeError):
@@ -245,14 +262,13 @@ class EmbeddedProxy:
             detail = "; ".join(dict.fromkeys(self._errors.messages)) or "no listening socket"
             where = f"{self.settings.listen_host}:{self.settings.listen_port}"
             # mitmproxy names the address that failed: with @host:port modes, that one.
+            port = self.settings.listen_port
             if m := re.search(r"bind on address \('?([^',]*)'?, (\d+)", detail):
-                host = m.group(1)
-                where = f"[{host}]:{m.group(2)}" if ":" in host else f"{host}:{m.group(2)}"
+                host, port = m.group(1), int(m.group(2))
+                where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             if "address already in use" in detail:
-                detail = (
-                    "address already in use (pick another port: --listen-port N, "
-                    "or make run PORT=N under make; 0 picks a free one)"
-                )
+                detail = f"address already in use ({_who_holds(port)}pick another port: "
+                detail += "--listen-port N, or make run PORT=N under make; 0 picks a free one)"
             elif "Errno 13" in detail or "ermission denied" in detail:
                 detail = "permission denied (ports below 1024 need privileges)"
             self._start_error = f"cannot listen on {where}: {detail}"

@@ -64,6 +64,8 @@ class FlowRecord:
     """This flow is a client's retry of that cancelled flow: not a row of its own."""
     streamed: dict[str, int] = field(default_factory=dict)
     """"request"/"response" -> bytes of a body that streamed through unkept (bodyview.py)."""
+    store_seq: int | None = None
+    """The flow's row in the ``--session`` file, once it went there (not saved)."""
 
     def to_dict(self) -> dict[str, object]:
         """Plain data for a saved flow (see ``record_to_dict``)."""

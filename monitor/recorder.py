@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mitmproxy import connection, http
+from mitmproxy import connection, http, tls
 from mitmproxy.flow import Error as flow_error
 
+from monitor.events import tls_failure
 from monitor.pauses import Pauses
 from monitor.record import record_of
 from monitor.snapshot import matches, snapshot
@@ -26,6 +28,34 @@ from widgets.model import FlowView
 log = logging.getLogger("waylay.recorder")
 
 Sink = Callable[[Sequence[FlowView], Sequence[str]], None]
+
+
+def tls_failure_flow(data: tls.TlsData) -> http.HTTPFlow:
+    """The row of a failed client TLS handshake: a finished CONNECT to the server the
+    client wanted (its address, else the SNI on 443), with the failure as its error."""
+    client, server = data.context.client, data.context.server
+    if server.address is not None:
+        host, port = server.address[0], server.address[1]
+    else:
+        host, port = client.sni or "?", 443
+    now = time.time()
+    flow = http.HTTPFlow(client, server)
+    flow.request = http.Request(
+        host,
+        port,
+        b"CONNECT",
+        b"https",
+        f"{host}:{port}".encode("utf-8", "replace"),
+        b"",
+        b"HTTP/1.1",
+        (),
+        b"",
+        None,
+        client.timestamp_start or now,
+        now,
+    )
+    flow.error = flow_error(f"client TLS handshake failed: {tls_failure(data)}", now)
+    return flow
 
 
 class Recorder:
@@ -106,6 +136,15 @@ class Recorder:
         if flow.error is None and flow.response is not None:
             text = flow.response.get_text(strict=False) or flow.response.reason
             flow.error = flow_error(text.split(" If you plan", 1)[0].strip())
+        record_of(flow).state = "error"
+        self.track(flow)
+        self.error(flow)
+
+    def tls_failed_client(self, data: tls.TlsData) -> None:
+        """A client failed the TLS handshake (most often: it does not trust waylay's CA).
+        No request will ever show it, so the handshake becomes a row of its own: a
+        CONNECT to where the client wanted to go, ended with mitmproxy's reason."""
+        flow = tls_failure_flow(data)
         record_of(flow).state = "error"
         self.track(flow)
         self.error(flow)

@@ -454,6 +454,25 @@ class RemoteController:
         detail = msgspec.convert(got["detail"], wire.Detail)
         return wire.with_detail(view, detail)
 
+    def older_flows(self, expr: str, start: int, count: int) -> tuple[int, list[FlowView]]:
+        """Flows of the proxy's session file older than those it holds (the proxy reads
+        them from the file by range): how many match ``expr``, and the rows asked for."""
+        try:
+            total, rows = self.remote.request("older_flows", expr=expr, start=start, count=count)
+        except (RemoteError, AttachError):
+            return 0, []
+        return int(total), [msgspec.convert(row, FlowView) for row in rows]
+
+    def older_progress(self, expr: str) -> tuple[int, int] | None:
+        try:
+            got = self.remote.request("older_progress", timeout=5, expr=expr)
+        except (RemoteError, AttachError):
+            return None
+        return (int(got[0]), int(got[1])) if got else None
+
+    def stored_flow(self, flow_id: str) -> FlowView | None:
+        return self.detail(flow_id)
+
     def stop_proxy(self) -> None:
         self.remote.request("stop")
 

@@ -10,8 +10,10 @@ response event sees the final (authenticated) response; the auth cache's request
 runs after it, so that a request a rule rewrites does not take this host's credentials
 along; the flow store and the event log come last, after the counter of streamed bodies
 and before the ``--save`` file and the ``--session`` store, which take each flow as it
-finishes. The controller gets the per-event rule fields of the
-remembered rules (auth: realm and secret; certificate: fingerprint).
+finishes. The page-types addon comes first of all: it types each request as its headers
+arrive, and remembers the HTML pages that help type the next ones. The controller gets
+the per-event rule fields of the remembered rules (auth: realm and secret; certificate:
+fingerprint).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from monitor.controller import ProxyController
 from monitor.decider import Decider
 from monitor.events import EventLog
 from monitor.har import write_har
+from monitor.pagetypes import PageTypes
 from monitor.pauses import Pauses
 from monitor.proxy import EmbeddedProxy, ProxyStartError
 from monitor.record import record_of
@@ -87,11 +90,13 @@ class Session:
             upstream_ca=settings.upstream_ca,
         )
         self.certificates = CertificateGuard(self.rules, self.pauses, self.recorder)
+        self.page_types = PageTypes()
+        """Types each request first, with the HTML pages seen so far (pagetypes.py)."""
         self.saver = FlowSaver(settings.save) if settings.save is not None else None
         self.store = SessionStore(settings.session) if settings.session is not None else None
         self.proxy = EmbeddedProxy(
             settings,
-            [self.auth, self.certificates, self.decider, self.auth.cache_hook],
+            [self.page_types, self.auth, self.certificates, self.decider, self.auth.cache_hook],
             tail=[
                 StreamCounter(self.recorder.touch),
                 self.recorder,
@@ -111,6 +116,7 @@ class Session:
             },
             ask_default=settings.ask_default,
             events=self.events,
+            store=self.store,
         )
 
     def connect(

@@ -25,17 +25,25 @@ import sqlite3
 import sys
 import threading
 import time
+from array import array
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mitmproxy import connection, flowfilter, http
 from mitmproxy.flow import Error
+from mitmproxy.net import encoding
 
 from monitor.record import KEY, REDACTED, FlowRecord, record_of
+from widgets.model import FlowView
 
 log = logging.getLogger("waylay.store")
 
 SCHEMA_VERSION = 1
+CHUNK = 100_000
+"""Seqs a filter runs over between two progress reports."""
+SERVED = 50_000
+"""Ids of older rows handed to screens that are remembered (with their seq)."""
 BODY_CAP = 1024 * 1024
 """Bytes of each body kept in the store by default (the flow keeps its real size)."""
 
@@ -76,6 +84,12 @@ CREATE TABLE IF NOT EXISTS blobs (
     resp_body BLOB,
     record TEXT
 );
+CREATE TABLE IF NOT EXISTS heads (
+    seq INTEGER PRIMARY KEY,
+    req BLOB NOT NULL,
+    resp BLOB,
+    enc INTEGER NOT NULL DEFAULT 0
+);
 CREATE INDEX IF NOT EXISTS flows_status ON flows(status);
 CREATE INDEX IF NOT EXISTS flows_host ON flows(pretty_host);
 CREATE INDEX IF NOT EXISTS flows_resp_ctype ON flows(resp_ctype);
@@ -89,6 +103,7 @@ COLUMNS = (
 """The narrow table filters scan; headers, bodies and the record are in ``blobs``."""
 BLOB_COLUMNS = "seq req_headers resp_headers req_body resp_body record".split()
 INSERT = f"INSERT INTO flows ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+INSERT_HEADS = "INSERT INTO heads (seq, req, resp, enc) VALUES (?, ?, ?, ?)"
 INSERT_BLOBS = (
     f"INSERT INTO blobs ({', '.join(BLOB_COLUMNS)}) VALUES ({', '.join('?' * len(BLOB_COLUMNS))})"
 )
@@ -173,6 +188,8 @@ def flow_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
         req_body[:body_cap] if req_body else None,
         resp_body[:body_cap] if resp_body else None,
         record,
+        ("content-encoding" in req.headers)
+        | (resp is not None and "content-encoding" in resp.headers) << 1,
     )
 
 
@@ -220,9 +237,12 @@ def flow_from_row(row: sqlite3.Row) -> http.HTTPFlow:
     if rec.state is None and row["state"] in ("cancelled", "redirected", "error"):
         rec.state = row["state"]
     rec.type = row["type"]
+    rec.store_seq = row["seq"]
     flow.metadata[KEY] = rec
     return flow
 
+
+_HAS_ENCODING = "instr(lower(CAST({} AS TEXT)), 'content-encoding')"
 
 # -- filters as SQL -----------------------------------------------------------------------
 
@@ -243,9 +263,198 @@ def _fragments(pattern: str) -> list[str] | None:
     return [p for p in pieces if p]
 
 
-def _to_sql(node, regexes: list[re.Pattern], db: sqlite3.Connection) -> tuple[str, list]:
-    """SQL for a parsed mitmproxy filter, or _NotSQL."""
+def _content(body: bytes | None, block: bytes | None) -> bytes:
+    """What mitmproxy's ``~b`` searches in a stored body: ``get_content(strict=False)``,
+    i.e. decoded by its Content-Encoding, or as kept when that fails."""
+    content = body or b""
+    if not block or not content:
+        return content
+    values = []
+    for line in block.split(b"\r\n"):
+        name, _, value = line.partition(b": ")
+        if name.lower() == b"content-encoding":
+            values.append(value)
+    if not values:
+        return content
+    ce = b", ".join(values).decode("utf-8", "surrogateescape")
+    if not ce:
+        return content
+    try:
+        decoded = encoding.decode(content, ce)
+        if isinstance(decoded, str):
+            raise ValueError(f"Invalid Content-Encoding: {ce}")
+        return decoded
+    except ValueError:
+        return content
+
+
+_SPECIAL_ESCAPES = frozenset("xuUN0123456789")
+"""Escapes that name a character by number or name: not read as literals here."""
+
+
+def _literal_run(pattern: str) -> tuple[str, bool] | None:
+    """The longest run of characters every match of ``pattern`` contains, and whether
+    the pattern is nothing but that run (a plain literal). None when unsure: any group
+    or alternation, an escape naming a character by number, an odd brace."""
+    if "|" in pattern or "(" in pattern or ")" in pattern:
+        return None
+    runs: list[str] = []
+    current: list[str] = []
+    exact = True
+    last_literal = False
+    i, n = 0, len(pattern)
+
+    def flush() -> None:
+        if current:
+            runs.append("".join(current))
+            current.clear()
+
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            if i + 1 >= n or pattern[i + 1] in _SPECIAL_ESCAPES:
+                return None
+            escaped = pattern[i + 1]
+            i += 2
+            if escaped.isascii() and not escaped.isalnum() and escaped not in " \t\n":
+                current.append(escaped)  # \. \- \/ …: the character itself
+                last_literal = True
+            else:  # \d \w \s \b \n …: a class or an assertion
+                flush()
+                exact = last_literal = False
+            continue
+        if c == "[":
+            end = i + 1
+            if end < n and pattern[end] == "^":
+                end += 1
+            if end < n and pattern[end] == "]":
+                end += 1
+            while end < n and pattern[end] != "]":
+                end += 2 if pattern[end] == "\\" else 1
+            if end >= n:
+                return None
+            flush()
+            exact = last_literal = False
+            i = end + 1
+            continue
+        if c in "*?+{":
+            if c == "{":
+                end = pattern.find("}", i)
+                bounds = pattern[i + 1 : end] if end > 0 else ""
+                if not re.fullmatch(r"\d*(,\d*)?", bounds) or not bounds.strip(","):
+                    return None  # Python would read the brace as a character
+                optional = bounds.split(",")[0] in ("", "0")
+                i = end + 1
+            else:
+                optional = c != "+"
+                i += 1
+            if i < n and pattern[i] in "?+":  # lazy or possessive: the same minimum
+                i += 1
+            if last_literal and current and optional:
+                current.pop()  # the character before was optional
+            flush()
+            exact = last_literal = False
+            continue
+        if c in ".^$":
+            flush()
+            exact = last_literal = False
+            i += 1
+            continue
+        if c in "]}":
+            return None
+        current.append(c)
+        last_literal = True
+        i += 1
+    flush()
+    if not runs:
+        return None
+    longest = max(runs, key=len)
+    return longest, exact and len(runs) == 1 and longest == pattern.replace("\\", "")
+
+
+def _literal(regex: re.Pattern) -> tuple[bytes, bool] | None:
+    """The longest literal run (bytes, lower-cased when the regex ignores case: ASCII
+    only, as Python's bytes regexes and SQLite's lower() fold case) that every match of
+    a bytes regex contains, and whether the regex is exactly that literal; or None."""
+    pattern = regex.pattern
+    if isinstance(pattern, bytes):
+        try:
+            pattern = pattern.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    found = _literal_run(pattern)
+    if found is None:
+        return None
+    literal = found[0].encode()
+    if regex.flags & re.IGNORECASE:
+        if not literal.isascii():
+            return None  # a bytes regex folds ASCII only; keep it simple
+        literal = literal.lower()
+    return literal, found[1]
+
+
+def _to_sql(
+    node,
+    regexes: list[re.Pattern],
+    db: sqlite3.Connection,
+    need: set[str] | None = None,
+    heads: bool = True,
+) -> tuple[str, list]:
+    """SQL for a parsed mitmproxy filter, or _NotSQL. ``need`` collects the tables
+    beyond ``flows`` it reads ("heads", "blobs"); ``heads``: the file has the headers
+    table (else they are read from blobs)."""
     name = type(node).__name__
+    if need is None:
+        need = set()
+    req_h, resp_h = ("heads.req", "heads.resp") if heads else ("req_headers", "resp_headers")
+
+    def sub(n) -> tuple[str, list]:
+        return _to_sql(n, regexes, db, need, heads)
+
+    def found_in(column: str, literal: bytes) -> str:
+        """SQL: the literal is in the column (ASCII case folded as Python's bytes
+        regexes do when the filter ignores case)."""
+        if node.re.flags & re.IGNORECASE:
+            return f"instr(CAST(lower({column}) AS BLOB), ?)"
+        return f"instr({column}, ?)"
+
+    def header(column: str) -> tuple[str, list]:
+        need.add("heads" if heads else "blobs")
+        literal = _literal(node.re)
+        if literal is not None and re.search(rb"[\r\n]", literal[0]):
+            # mitmproxy searches the block with a CRLF after every line, the last one
+            # too: a piece without CR or LF is what lies in the block for sure
+            piece = max(re.split(rb"[\r\n]+", literal[0]), key=len)
+            literal = (piece, False)
+        if literal is not None and literal[1] and literal[0]:
+            # a plain literal: SQLite alone answers (a CRLF after every line, as
+            # mitmproxy searches, cannot make or break a match of plain characters)
+            return f"coalesce({found_in(column, literal[0])}, 0) > 0", [literal[0]]
+        regexes.append(node.re)  # mitmproxy's own compiled pattern and flags
+        call = f"wl_head({len(regexes) - 1}, {column})"
+        if literal is None or not literal[0]:
+            return call, []
+        return f"({found_in(column, literal[0])} AND {call})", [literal[0]]
+
+    def body(column: str, block: str, side: int) -> tuple[str, list]:
+        need.add("blobs")
+        need.add("heads" if heads else "blobs")
+        regexes.append(node.re)
+        call = f"wl_body({len(regexes) - 1}, {column}, {block})"
+        literal = _literal(node.re)
+        if literal is None or not literal[0]:
+            return call, []
+        # an encoded body (gzip, br…) is searched decoded: by Python, as mitmproxy does
+        if heads:
+            encoded = f"(heads.enc & {side})"
+        else:
+            encoded = f"instr(lower(CAST({block} AS TEXT)), 'content-encoding')"
+        found = found_in(column, literal[0])
+        if literal[1]:  # a plain literal: SQLite answers for the bodies not encoded
+            return f"(CASE WHEN {encoded} THEN {call} ELSE coalesce({found}, 0) > 0 END)", [
+                literal[0]
+            ]
+        return f"(({found} OR {encoded}) AND {call})", [literal[0]]
 
     def compiled() -> re.Pattern:
         pattern = node.re.pattern
@@ -283,13 +492,13 @@ def _to_sql(node, regexes: list[re.Pattern], db: sqlite3.Connection) -> tuple[st
         return ("(" + " OR ".join(parts) + ")" if parts else "0"), args
 
     if name == "FAnd":
-        parts = [_to_sql(n, regexes, db) for n in node.lst]
+        parts = [sub(n) for n in node.lst]
         return "(" + " AND ".join(p[0] for p in parts) + ")", [a for p in parts for a in p[1]]
     if name == "FOr":
-        parts = [_to_sql(n, regexes, db) for n in node.lst]
+        parts = [sub(n) for n in node.lst]
         return "(" + " OR ".join(p[0] for p in parts) + ")", [a for p in parts for a in p[1]]
     if name == "FNot":
-        sql, args = _to_sql(node.itm, regexes, db)
+        sql, args = sub(node.itm)
         return f"(NOT coalesce({sql}, 0))", args
     if name == "FCode":
         return "status = ?", [node.num]
@@ -317,7 +526,57 @@ def _to_sql(node, regexes: list[re.Pattern], db: sqlite3.Connection) -> tuple[st
         return among("resp_ctype")
     if name == "FContentType":
         return among("req_ctype", "resp_ctype")
+    if name == "FHeadRequest":
+        return header(req_h)
+    # a response's header block is NULL exactly when there is no response
+    if name == "FHeadResponse":
+        sql, args = header(resp_h)
+        return f"({resp_h} IS NOT NULL AND {sql})", args
+    if name == "FHead":
+        q, q_args = header(req_h)
+        r, r_args = header(resp_h)
+        return f"({q} OR ({resp_h} IS NOT NULL AND {r}))", q_args + r_args
+    if name == "FBodRequest":
+        return body("blobs.req_body", req_h, 1)
+    if name == "FBodResponse":
+        sql, args = body("blobs.resp_body", resp_h, 2)
+        return f"({resp_h} IS NOT NULL AND {sql})", args
+    if name == "FBod":
+        q, q_args = body("blobs.req_body", req_h, 1)
+        r, r_args = body("blobs.resp_body", resp_h, 2)
+        return f"({q} OR ({resp_h} IS NOT NULL AND {r}))", q_args + r_args
     raise _NotSQL(name)
+
+
+_FLOW_COLUMN = re.compile(r"(?<![\w.])(" + "|".join(c for c in COLUMNS if c != "seq") + r")\b")
+
+
+def _tables(flt, where: str, need: set[str]) -> str:
+    """The FROM of a filter's query. Headers and bodies are in tables of their own;
+    when no part of an AND can use the flows table's indexes, the widest table needed
+    is read in order and the others are looked up only for its candidates (SQLite
+    checks each condition as soon as its table is there), and the flows table only
+    when the filter reads it."""
+    if not need:
+        return "flows"
+    parts = flt.lst if type(flt).__name__ == "FAnd" else [flt]
+    if len(parts) > 1 and any(not _needs_more(p) for p in parts):
+        # a part on the flows table alone (an index on status, host…) leads
+        return "flows" + "".join(f" JOIN {t} USING (seq)" for t in ("heads", "blobs") if t in need)
+    order: list[str] = [t for t in ("blobs", "heads") if t in need]
+    if _FLOW_COLUMN.search(where):
+        order.append("flows")
+    return order[0] + "".join(f" CROSS JOIN {t} USING (seq)" for t in order[1:])
+
+
+def _needs_more(node) -> bool:
+    """The filter reads headers or bodies somewhere."""
+    name = type(node).__name__
+    if name in ("FAnd", "FOr"):
+        return any(_needs_more(n) for n in node.lst)
+    if name == "FNot":
+        return _needs_more(node.itm)
+    return name.startswith(("FHead", "FBod"))
 
 
 # -- the store ----------------------------------------------------------------------------
@@ -337,20 +596,38 @@ class SessionStore:
         self.path = Path(path).expanduser()
         self.body_cap = body_cap
         self.commit_interval = commit_interval
-        self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[int, tuple] | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self.written = 0
         self._next_seq = 1
+        """The seq the next flow added gets (``add`` numbers rows, on the proxy loop)."""
+        self.committed = 0
+        """The highest seq committed to the file so far."""
+        self._older: dict[str, tuple[int, array]] = {}
+        """Filter expression -> (the seqs below which it was run, the matching seqs)."""
+        self._older_lock = threading.Lock()
+        self._older_count: tuple[int, int] | None = None
+        self._served: OrderedDict[str, int] = OrderedDict()
+        self._served_lock = threading.Lock()
+        """Flow id -> seq of the older rows handed out lately: what a screen can ask for
+        by id (details, bodies, replay) without an index on ids (it would slow writing)."""
+        self.older_progress: dict[str, tuple[int, int]] = {}
+        """Filter expression -> (seqs done, seqs in all) while ``older`` runs it."""
         self.on_error: Callable[[str], None] | None = None
         """Told once (from the writer thread) when storing stops; default: stderr."""
         self.failed: str | None = None
 
     # -- opening --------------------------------------------------------------------
 
-    def _connect(self, *, read_only: bool = False) -> sqlite3.Connection:
+    def _connect(
+        self, *, read_only: bool = False, regexes: list[re.Pattern] | None = None
+    ) -> sqlite3.Connection:
+        """A connection; its SQL functions use ``regexes`` (a filter's own connection)."""
+        if regexes is None:
+            regexes = self._regexes
         try:
             if read_only:
                 db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
@@ -367,8 +644,20 @@ class SessionStore:
                 db.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
                 )
+                if db.execute("SELECT value FROM meta WHERE key = 'heads'").fetchone() is None:
+                    # a file from before the heads table: its headers, copied once
+                    db.execute("BEGIN")
+                    db.execute(
+                        "INSERT OR IGNORE INTO heads (seq, req, resp, enc) "
+                        "SELECT seq, req_headers, resp_headers, "
+                        f"(({_HAS_ENCODING.format('req_headers')}) > 0) "
+                        f"| ((coalesce({_HAS_ENCODING.format('resp_headers')}, 0) > 0) << 1) "
+                        "FROM blobs"
+                    )
+                    db.execute("INSERT INTO meta VALUES ('heads', 'all')")
+                    db.execute("COMMIT")
             else:
-                db.execute("SELECT count(*) FROM flows LIMIT 1").fetchone()
+                db.execute("SELECT seq FROM flows LIMIT 1").fetchone()  # a session file?
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.path}: not a waylay session file ({e})") from None
         except OSError as e:
@@ -377,10 +666,33 @@ class SessionStore:
         def wl_re(index: int, value: str | None) -> int:
             if value is None:
                 return 0
-            return 1 if self._regexes[index].search(value) else 0
+            return 1 if regexes[index].search(value) else 0
+
+        def wl_head(index: int, block: bytes | None) -> int:
+            if block is None:
+                return 0
+            # what mitmproxy's ~h searches: bytes(headers), a CRLF after every line
+            return 1 if regexes[index].search(block + b"\r\n" if block else b"") else 0
+
+        def wl_body(index: int, body: bytes | None, block: bytes | None) -> int:
+            try:
+                content = _content(body, block)
+            except Exception:  # as the scan: a body that cannot be read does not match
+                return 0
+            return 1 if regexes[index].search(content) else 0
 
         db.create_function("wl_re", 2, wl_re, deterministic=True)
+        db.create_function("wl_head", 2, wl_head, deterministic=True)
+        db.create_function("wl_body", 3, wl_body, deterministic=True)
         return db
+
+    def _heads(self, db: sqlite3.Connection) -> bool:
+        """Every row's headers are in the narrow ``heads`` table (else only in blobs)."""
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'heads'").fetchone()
+        except sqlite3.Error:
+            return False
+        return row is not None and row[0] == "all"
 
     _regexes: list[re.Pattern] = []
 
@@ -398,6 +710,7 @@ class SessionStore:
         self._db = self._connect()
         last = self._db.execute("SELECT max(seq) FROM flows").fetchone()[0]
         self._next_seq = (last or 0) + 1
+        self.committed = last or 0
         self._writer = threading.Thread(target=self._write_loop, name="waylay-store", daemon=True)
         self._writer.start()
 
@@ -405,6 +718,7 @@ class SessionStore:
         if not self.path.is_file():
             raise StoreError(f"{self.path}: no such file")
         self._reader = self._connect(read_only=True)
+        self.committed = self._reader.execute("SELECT max(seq) FROM flows").fetchone()[0] or 0
 
     def close(self) -> None:
         """Write what is queued, stop the writer, close the file."""
@@ -430,12 +744,15 @@ class SessionStore:
         except Exception:  # a flow that cannot be a row must not break the proxy
             log.exception("flow %s not stored", flow.id)
             return
-        self._queue.put(row)
+        seq = self._next_seq
+        self._next_seq += 1
+        record_of(flow).store_seq = seq
+        self._queue.put((seq, row))
 
     def _write_loop(self) -> None:
         assert self._db is not None
         db = self._db
-        pending: list[tuple] = []
+        pending: list[tuple[int, tuple]] = []
         last_commit = time.monotonic()
         stop = False
         while not stop:
@@ -459,17 +776,17 @@ class SessionStore:
                 pass
             if pending and (stop or time.monotonic() - last_commit >= self.commit_interval):
                 try:
-                    first = self._next_seq
-                    flows, blobs = [], []
-                    for offset, row in enumerate(pending):
-                        seq = first + offset
+                    flows, blobs, heads = [], [], []
+                    for seq, row in pending:
                         flows.append((seq, *row[:24]))
-                        blobs.append((seq, *row[24:]))
+                        blobs.append((seq, *row[24:29]))
+                        heads.append((seq, row[24], row[25], row[29]))
                     db.execute("BEGIN")
                     db.executemany(INSERT, flows)
                     db.executemany(INSERT_BLOBS, blobs)
+                    db.executemany(INSERT_HEADS, heads)
                     db.execute("COMMIT")
-                    self._next_seq = first + len(pending)
+                    self.committed = pending[-1][0]
                 except sqlite3.Error as e:
                     self.failed = f"--session {self.path}: {e}; no more flows are stored"
                     log.error("%s", self.failed)
@@ -526,57 +843,217 @@ class SessionStore:
         expr: str,
         *,
         progress: Callable[[int, int], None] | None = None,
+        since: int = 0,
+        below: int | None = None,
     ) -> tuple[list[int], bool]:
         """The seqs of the flows that match ``expr`` (a mitmproxy filter expression, or
         plain text found in the URL, method or state), oldest first, and whether it ran as
-        SQL (False: the scan fallback, which reports ``progress(done, total)``)."""
+        SQL (False: the scan fallback, which reports ``progress(done, total)``). Only rows
+        with ``since <= seq < below`` are looked at."""
+        span = "seq >= :since AND seq < :below"
+        bounds = {"since": since, "below": below if below is not None else 2**62}
         expr = expr.strip()
         if not expr:
             with self._read_lock:
-                rows = self._read_db().execute("SELECT seq FROM flows ORDER BY seq")
+                rows = self._read_db().execute(
+                    f"SELECT seq FROM flows WHERE {span} ORDER BY seq", bounds
+                )
                 return [r[0] for r in rows], True
         if "~" not in expr:
             # LIKE ignores ASCII case in C, without a lower() copy of every value
             like = "%" + re.sub(r"([\\%_])", r"\\\1", expr) + "%"
             sql = (
-                "SELECT seq FROM flows WHERE url LIKE :t ESCAPE '\\' OR method LIKE :t "
-                "ESCAPE '\\' OR label LIKE :t ESCAPE '\\' ORDER BY seq"
+                f"SELECT seq FROM flows WHERE {span} AND (url LIKE :t ESCAPE '\\' OR method "
+                "LIKE :t ESCAPE '\\' OR label LIKE :t ESCAPE '\\') ORDER BY seq"
             )
             with self._read_lock:
-                rows = self._read_db().execute(sql, {"t": like})
+                rows = self._read_db().execute(sql, {"t": like, **bounds})
                 return [r[0] for r in rows], True
         flt = flowfilter.parse(expr)  # raises ValueError for people
         regexes: list[re.Pattern] = []
-        with self._read_lock:
+        need: set[str] = set()
+        # a connection of its own: a long filter never holds up the rows the list reads
+        db = self._connect(read_only=True, regexes=regexes)
+        try:
             try:
-                where, args = _to_sql(flt, regexes, self._read_db())
+                where, args = _to_sql(flt, regexes, db, need, self._heads(db))
             except _NotSQL:
                 where = None
-        if where is None:
-            return self._scan(flt, progress), False
-        with self._read_lock:
-            self._regexes = regexes
-            rows = self._read_db().execute(
-                f"SELECT seq FROM flows WHERE coalesce({where}, 0) ORDER BY seq", args
-            )
-            return [r[0] for r in rows], True
+            if where is None:
+                return self._scan(db, flt, progress, span, bounds), False
+            named = {f"a{i}": a for i, a in enumerate(args)}
+            for i in range(len(args)):
+                where = where.replace("?", f":a{i}", 1)
+            sql = f"SELECT seq FROM {_tables(flt, where, need)} WHERE {span} AND "
+            sql += f"({where}) ORDER BY seq"  # NULL at the top is no match, as 0
+            return self._chunked(db, sql, {**named, **bounds}, progress), True
+        finally:
+            db.close()
 
-    def _scan(self, flt, progress) -> list[int]:
+    def _chunked(self, db, sql, params, progress) -> list[int]:
+        """Run a filter's query over seq ranges of CHUNK rows, reporting progress after
+        each (a million flows: ten steps)."""
+        if progress is None:
+            return [r[0] for r in db.execute(sql, params)]
+        low, high = db.execute(
+            "SELECT min(seq), max(seq) FROM flows WHERE seq >= :since AND seq < :below",
+            params,
+        ).fetchone()
+        found: list[int] = []
+        if low is None:
+            progress(0, 0)
+            return found
+        total = high - low + 1
+        start = low
+        while start <= high:
+            end = min(start + CHUNK, high + 1)
+            part = {**params, "since": start, "below": end}
+            found += [r[0] for r in db.execute(sql, part)]
+            progress(end - low, total)
+            start = end
+        return found
+
+    def _scan(self, db, flt, progress, span: str = "1", bounds: dict | None = None) -> list[int]:
+        bounds = bounds or {}
+        total = db.execute(f"SELECT count(*) FROM flows WHERE {span}", bounds).fetchone()[0]
+        found = []
+        rows = db.execute(f"{SELECT} WHERE {span} ORDER BY seq", bounds)
+        for done, row in enumerate(rows, 1):
+            try:
+                if flt(flow_from_row(row)):
+                    found.append(row["seq"])
+            except Exception:
+                log.debug("filter failed on flow %s", row["seq"], exc_info=True)
+            if progress is not None and done % 5000 == 0:
+                progress(done, total)
+        if progress is not None:
+            progress(total, total)
+        return found
+
+    # -- flows older than the ones in memory ----------------------------------------------
+
+    def older(self, expr: str, below: int, start: int, count: int) -> tuple[int, list[FlowView]]:
+        """The flows with ``seq < below`` (those no longer in memory) that match ``expr``
+        ("" for all; as ``query``), oldest first: how many, and the list rows of those at
+        ``[start, start + count)``. A filter's seqs are kept for the next call (a few
+        expressions, 8 bytes a match) and extended as ``below`` grows; rows are read by
+        range, so the caller holds only what it shows."""
+        below = min(below, self.committed + 1)
+        expr = expr.strip()
+        if not expr:
+            with self._read_lock:
+                db = self._read_db()
+                counted = self._older_count
+                if counted is not None and counted[0] == below:  # rows are never removed
+                    total = counted[1]
+                else:
+                    sql = "SELECT count(*) FROM flows WHERE seq < ?"
+                    total = db.execute(sql, (below,)).fetchone()[0]
+                    self._older_count = (below, total)
+                rows = []
+                if count > 0 and start < total:
+                    first = db.execute("SELECT min(seq) FROM flows").fetchone()[0] or 1
+                    columns = ", ".join(COLUMNS)
+                    if below - first == total:  # seqs without gaps (as the writer makes them)
+                        rows = db.execute(
+                            f"SELECT {columns} FROM flows WHERE seq >= ? AND seq < ? ORDER BY seq",
+                            (first + start, min(first + start + count, below)),
+                        ).fetchall()
+                    else:
+                        rows = db.execute(
+                            f"SELECT {columns} FROM flows WHERE seq < ? ORDER BY seq "
+                            "LIMIT ? OFFSET ?",
+                            (below, count, start),
+                        ).fetchall()
+            return total, self._serve([view_of_row(r) for r in rows])
+        with self._older_lock:
+            done, seqs = self._older.get(expr, (0, array("q")))
+        if below > done:  # run outside the lock: other filters and rows go on meanwhile
+
+            def progress(d: int, t: int) -> None:
+                self.older_progress[expr] = (d, t)
+
+            try:
+                found, _ = self.query(expr, since=done, below=below, progress=progress)
+            finally:
+                self.older_progress.pop(expr, None)
+            seqs = seqs + array("q", found)
+            with self._older_lock:
+                kept = self._older.get(expr)
+                if kept is None or kept[0] < below:
+                    self._older.pop(expr, None)
+                    while len(self._older) >= 4:  # the oldest expression goes
+                        del self._older[next(iter(self._older))]
+                    self._older[expr] = (below, seqs)
+        total = len(seqs)
+        if count <= 0 or start >= total:
+            return total, []
+        chosen = list(seqs[start : start + count])
+        marks = ",".join("?" * len(chosen))
+        with self._read_lock:
+            rows = (
+                self._read_db()
+                .execute(
+                    f"SELECT {', '.join(COLUMNS)} FROM flows WHERE seq IN ({marks}) ORDER BY seq",
+                    chosen,
+                )
+                .fetchall()
+            )
+        return total, self._serve([view_of_row(r) for r in rows])
+
+    def _serve(self, views: list[FlowView]) -> list[FlowView]:
+        served = self._served
+        with self._served_lock:
+            for view in views:
+                served[view.id] = view.seq
+                served.move_to_end(view.id)
+            while len(served) > SERVED:
+                served.popitem(last=False)
+        return views
+
+    def flow_by_id(self, flow_id: str) -> tuple[int, http.HTTPFlow] | None:
+        """(seq, the flow rebuilt) of a row by flow id, or None: by its seq when ``older``
+        handed it out lately (the usual case), else by a scan of the ids."""
+        seq = self._served.get(flow_id)
         with self._read_lock:
             db = self._read_db()
-            total = db.execute("SELECT count(*) FROM flows").fetchone()[0]
-            found = []
-            for done, row in enumerate(db.execute(f"{SELECT} ORDER BY seq"), 1):
-                try:
-                    if flt(flow_from_row(row)):
-                        found.append(row["seq"])
-                except Exception:
-                    log.debug("filter failed on flow %s", row["seq"], exc_info=True)
-                if progress is not None and done % 5000 == 0:
-                    progress(done, total)
-            if progress is not None:
-                progress(total, total)
-            return found
+            row = None
+            if seq is not None:
+                row = db.execute(f"{SELECT} WHERE seq = ?", (seq,)).fetchone()
+                if row is not None and row["id"] != flow_id:
+                    row = None
+            if row is None:
+                sql = f"{SELECT} WHERE seq = (SELECT max(seq) FROM flows WHERE id = ?)"
+                row = db.execute(sql, (flow_id,)).fetchone()
+        return (row["seq"], flow_from_row(row)) if row is not None else None
+
+
+def view_of_row(row: sqlite3.Row) -> FlowView:
+    """The flow list's row of a stored flow, from the narrow table alone."""
+    ended, started = row["ended"], row["started"]
+    return FlowView(
+        id=row["id"],
+        seq=row["seq"],
+        started=started,
+        method=row["method"],
+        scheme=row["scheme"],
+        host=row["host"],
+        port=row["port"],
+        path=row["path"],
+        url=row["url"],
+        http_version=row["http_version"],
+        type=row["type"] or "other",
+        state=row["state"]
+        if row["state"] in ("done", "cancelled", "redirected", "error")
+        else "done",
+        status=row["status"],
+        reason=row["reason"] or "",
+        error=row["error"],
+        size=row["resp_size"],
+        duration=(ended - started) if ended is not None else None,
+        rule_id=row["rule_id"],
+        is_websocket=bool(row["websocket"]),
+    )
 
 
 class StoreAddon:

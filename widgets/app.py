@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import contains
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,16 +19,17 @@ from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from widgets import keys
 from widgets.detail import FlowDetail
 from widgets.dialogs import DecisionDialog, dialog_for
 from widgets.export_menu import ExportMenu
 from widgets.flow_table import FlowTable
+from widgets.footer import KeyFooter
 from widgets.header import WaylayHeader
 from widgets.help import HelpScreen
-from widgets.model import Answer, Controller, FlowView
+from widgets.model import Answer, Controller, FlowView, OlderFlows
 from widgets.prompts import ConfirmPrompt, InputPrompt
 from widgets.queue import PausedQueue
 from widgets.rules_screen import RulesScreen
@@ -45,6 +48,12 @@ FlowFilter = Callable[[FlowView], bool]
 FILTER_SLICE = 0.02
 """Seconds of filtering between two breaths of the screen (keys, repaints, batches)."""
 
+TEXT_AT_ONCE = 2_000_000
+"""Up to this many flows a plain-text filter is one scan in C (~50 ms for a million:
+slicing it would cost more than it saves, in copies the garbage collector then walks)."""
+TEXT_CHUNK = 32_768
+"""Beyond that, rows matched between two looks at the clock (~1-2 ms of work)."""
+
 
 @dataclass
 class FlowsUpdated(Message):
@@ -54,18 +63,30 @@ class FlowsUpdated(Message):
     removed: tuple[str, ...] = ()
 
 
-def plain_text_filter(text: str) -> FlowFilter:
+OLDER_PROGRESS_AFTER = 0.1
+"""Seconds before a filter over the session file shows its progress (most take less)."""
+OLDER_PROGRESS_EVERY = 0.25
+
+
+def search_text(view: FlowView) -> str:
+    """What plain text is looked for in: the URL, method and state label (which holds
+    the status), lower-cased; kept per flow so a filter over a million flows is a scan
+    of strings in C, not a Python call per flow."""
+    return f"{view.url}\n{view.method}\n{view.state_label}".lower()
+
+
+@dataclass(frozen=True, slots=True)
+class TextFilter:
     """Case-insensitive substring of the URL, method, status or state label."""
-    needle = text.lower()
 
-    def matches(view: FlowView) -> bool:
-        return (
-            needle in view.url.lower()
-            or needle in view.method.lower()
-            or needle in view.state_label.lower()
-        )
+    needle: str
 
-    return matches
+    def __call__(self, view: FlowView) -> bool:
+        return self.needle in search_text(view)
+
+
+def plain_text_filter(text: str) -> TextFilter:
+    return TextFilter(text.lower())
 
 
 def _event_of(view: FlowView) -> str:
@@ -107,6 +128,8 @@ class WaylayApp(App[None]):
         self.ask_timeout = ask_timeout
         self.flows: dict[str, FlowView] = {}
         """Every flow the screen holds, by id, in arrival order."""
+        self._search: dict[str, str] = {}
+        """`search_text` of every flow in `flows`, in the same order (kept in step)."""
         self.filter_text = ""
         """The flow list's filter as typed, "" for none."""
         self.breakpoint = ""
@@ -133,6 +156,14 @@ class WaylayApp(App[None]):
         """Flows that changed while a filter was being applied (rechecked at its end)."""
         self._answered: dict[str, float] = {}
         """Flow id -> the `since` of the pause answered here and not yet seen as over."""
+        self._older_all = 0
+        """Flows of the session file no longer held in memory (shown above the list)."""
+        self._older_running = 0
+        """Counts of older flows being asked for (a tick does not ask again meanwhile)."""
+        self._older_error: str | None = None
+        self._older_watch: tuple[int, str] | None = None
+        """(filter job, expression) while the session file is being filtered."""
+        self._older_fetchers: dict[str, Callable[[int, int], list[FlowView]]] = {}
 
     # ------------------------------------------------------------ feeding (any thread)
 
@@ -163,7 +194,7 @@ class WaylayApp(App[None]):
             yield self._table
             yield self._empty
             yield self._detail
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def table(self) -> FlowTable:
@@ -185,7 +216,9 @@ class WaylayApp(App[None]):
     def selected_flow(self) -> FlowView | None:
         """The flow under the list's cursor."""
         flow_id = self.table.selected_id
-        return None if flow_id is None else self.flows.get(flow_id)
+        if flow_id is None:
+            return None
+        return self.flows.get(flow_id) or self.table.older_view(flow_id)
 
     @property
     def paused_flows(self) -> list[FlowView]:
@@ -220,12 +253,14 @@ class WaylayApp(App[None]):
         self.table.focus()
         self._refresh_counts()
         self.set_interval(1.0, self._tick, name="waylay-tick")
+        self.refresh_older()
 
     def _tick(self) -> None:
         """Once a second: paused rows count their seconds; the rules file may have changed."""
         self.table.refresh_paused()
         self._refresh_queue()
         self._read_rules_state()
+        self.refresh_older()
         detail = self.detail
         if detail.has_class("-open") and detail.flow_id in self._paused_ids:
             self._show_detail_of(detail.flow_id)
@@ -256,10 +291,12 @@ class WaylayApp(App[None]):
         flows = self.flows
         paused = self._paused_ids
         answered = self._answered
+        search = self._search
         newly_paused = False
         for view in message.views:
             old = flows.get(view.id)
             flows[view.id] = view
+            search[view.id] = search_text(view)
             if view.paused is not None:
                 paused.add(view.id)
                 if old is None or old.paused is None or old.paused.since != view.paused.since:
@@ -272,9 +309,11 @@ class WaylayApp(App[None]):
                 del answered[view.id]
         if self.header.filter_progress:
             self._filter_changed.update(view.id for view in message.views)
+            self._filter_changed.update(message.removed)
         marked = self.table.marked
         for flow_id in message.removed:
             flows.pop(flow_id, None)
+            search.pop(flow_id, None)
             paused.discard(flow_id)
             answered.pop(flow_id, None)
             marked.discard(flow_id)
@@ -289,15 +328,105 @@ class WaylayApp(App[None]):
             self._decision_flow_changed()
         self._reopen_paused_again(changed)
 
+    # ------------------------------------------------------------ older flows
+
+    def refresh_older(self, *, reset: bool = False) -> None:
+        """Ask (in a thread) how many flows the proxy keeps only in its session file,
+        under the list's filter, and show them above the list (read as they come into
+        view). Once a second, and at once when the filter changes (`reset`)."""
+        source = self._older_source
+        if source is None:
+            return
+        if self._older_running and not reset:
+            return
+        self._older_running += 1
+        expr = "" if self.marked_only else self.filter_text
+        job = self._filter_job
+
+        def count() -> None:
+            try:
+                total = source.older_flows("", 0, 0)[0]
+                shown = total if not expr else source.older_flows(expr, 0, 0)[0]
+            except Exception as e:  # noqa: BLE001 - the list goes on without them
+                self.call_from_thread(self._older_counted, job, expr, 0, 0, reset, str(e))
+                return
+            self.call_from_thread(self._older_counted, job, expr, total, shown, reset, None)
+
+        self.run_worker(count, thread=True, group="older", exit_on_error=False)
+        if reset and expr:
+            self._older_watch = (job, expr)
+            self.set_timer(OLDER_PROGRESS_AFTER, self._older_progress)
+
+    def _older_progress(self) -> None:
+        """While the session file is being filtered: its progress in the header."""
+        watch = self._older_watch
+        source = self._older_source
+        if watch is None or source is None or watch[0] != self._filter_job:
+            return
+
+        def ask() -> None:
+            try:
+                got = source.older_progress(watch[1])
+            except Exception:  # noqa: BLE001 - progress only
+                got = None
+            self.call_from_thread(self._show_older_progress, watch, got)
+
+        self.run_worker(ask, thread=True, group="older-progress", exit_on_error=False)
+
+    def _show_older_progress(self, watch: tuple[int, str], got: tuple[int, int] | None) -> None:
+        if watch is not self._older_watch:
+            return
+        if got is not None and got[1]:
+            self.header.filter_progress = f"session file {got[0] * 100 // got[1]}%"
+        elif not self.header.filter_progress:
+            self.header.filter_progress = "session file"
+        self.set_timer(OLDER_PROGRESS_EVERY, self._older_progress)
+
+    def _older_counted(
+        self, job: int, expr: str, total: int, shown: int, reset: bool, error: str | None
+    ) -> None:
+        self._older_running -= 1
+        if self._older_watch is not None and self._older_watch[0] == job:
+            self._older_watch = None
+            if self.header.filter_progress.startswith("session file"):
+                self.header.filter_progress = ""
+        if error is not None and error != self._older_error:  # once, not every second
+            self.notify_error(f"older flows of the session file: {error}")
+        self._older_error = error
+        source = self._older_source
+        if job != self._filter_job:  # the filter changed meanwhile
+            watch = self._older_watch
+            if watch is None or watch[0] != self._filter_job:  # not being counted yet
+                self.refresh_older(reset=True)
+            return
+        if self.marked_only:
+            shown = 0
+        fetch = self._older_fetchers.get(expr)
+        if fetch is None and source is not None:
+
+            def fetch(start: int, count: int) -> list[FlowView]:
+                assert source is not None
+                return source.older_flows(expr, start, count)[1]
+
+            self._older_fetchers = {expr: fetch}
+        self._older_all = total
+        self.table.set_older(shown, fetch, reset=reset)
+        self._refresh_counts()
+
+    @property
+    def _older_source(self) -> OlderFlows | None:
+        controller = self.controller
+        return controller if isinstance(controller, OlderFlows) else None
+
     def _refresh_counts(self) -> None:
         header = self.header
-        header.flow_count = len(self.flows)
+        header.flow_count = len(self.flows) + self._older_all
         header.paused_count = len(self._paused_ids)
         rows = self.table.row_count
         header.shown_count = rows if self._visible is not None else None
         self._refresh_queue()
         main = self._main
-        empty = rows == 0
+        empty = rows == 0 and not self._older_all
         main.set_class(empty, "-empty")
         if empty:
             if self.flows:
@@ -338,7 +467,18 @@ class WaylayApp(App[None]):
 
     def _show_detail_of(self, flow_id: str | None) -> None:
         view = None if flow_id is None else self.flows.get(flow_id)
+        if view is None and flow_id is not None:
+            view = self._stored_view(flow_id)
         self.detail.show_flow(view, self.clock())
+
+    def _stored_view(self, flow_id: str) -> FlowView | None:
+        """An older flow shown above the list, in full from the session file."""
+        row = self.table.older_view(flow_id)
+        if row is None:
+            return None
+        source = self._older_source
+        full = source.stored_flow(flow_id) if source is not None else None
+        return full or row
 
     def show_detail(self, *, focus: bool = True) -> None:
         """Open the detail pane on the selected flow."""
@@ -559,8 +699,91 @@ class WaylayApp(App[None]):
             self.table.replace(self.flows, self._paused_ids)
             self._filtered()
             return
+        search = self._search
+        if isinstance(text_visible, TextFilter) and len(search) == len(self.flows):
+            if len(search) <= TEXT_AT_ONCE:
+                hits = list(map(contains, search.values(), repeat(text_visible.needle)))
+                self._text_done(
+                    visible,
+                    list(compress(search, hits)),
+                    list(compress(self.flows.values(), hits)),
+                )
+                return
+            self._text_step(
+                self._filter_job,
+                visible,
+                text_visible.needle,
+                list(self._search),
+                list(self._search.values()),
+                list(self.flows.values()),
+                0,
+                [],
+                [],
+            )
+            return
         views = list(self.flows.values())
         self._filter_step(self._filter_job, visible, views, 0, [])
+
+    def _text_step(
+        self,
+        job: int,
+        visible: FlowFilter,
+        needle: str,
+        ids: list[str],
+        texts: list[str],
+        views: list[FlowView],
+        start: int,
+        shown_ids: list[str],
+        shown: list[FlowView],
+    ) -> None:
+        """`_filter_step` for plain text: the kept search texts (`ids`, `texts`, `views`
+        are the same flows in the same order) are matched in chunks, in C, for at most
+        `FILTER_SLICE` seconds at a time; marked-only is applied to the matches."""
+        if job != self._filter_job:
+            return
+        deadline = time.perf_counter() + FILTER_SLICE
+        total = len(ids)
+        index = start
+        while index < total:
+            end = min(index + TEXT_CHUNK, total)
+            hits = list(map(contains, texts[index:end], repeat(needle)))
+            shown_ids += compress(ids[index:end], hits)
+            shown += compress(views[index:end], hits)
+            index = end
+            if time.perf_counter() > deadline:
+                break
+        if index < total:
+            self.header.filter_progress = f"{index * 100 // total}%"
+            self.set_timer(
+                0.001,
+                lambda: self._text_step(
+                    job, visible, needle, ids, texts, views, index, shown_ids, shown
+                ),
+            )
+            return
+        self._text_done(visible, shown_ids, shown)
+
+    def _text_done(self, visible: FlowFilter, shown_ids: list[str], shown: list[FlowView]) -> None:
+        if self.marked_only:
+            marked = self.table.marked
+            hits = [flow_id in marked for flow_id in shown_ids]
+            shown_ids = list(compress(shown_ids, hits))
+            shown = list(compress(shown, hits))
+        changed = self._filter_changed
+        if changed:  # batches, deletes that came in meanwhile: their flows again
+            flows = self.flows
+            pairs = [pair for pair in zip(shown_ids, shown, strict=True) if pair[0] not in changed]
+            for flow_id in changed:
+                view = flows.get(flow_id)
+                if view is not None and visible(view):
+                    pairs.append((flow_id, view))
+            pairs.sort(key=lambda pair: pair[1].seq)
+            shown_ids = [flow_id for flow_id, _ in pairs]
+            shown = [view for _, view in pairs]
+        self._filter_changed = set()
+        self.header.filter_progress = ""
+        self.table.show(shown_ids, shown, self._paused_ids)
+        self._filtered()
 
     def _filter_step(
         self,
@@ -605,6 +828,7 @@ class WaylayApp(App[None]):
     def _filtered(self) -> None:
         self._refresh_counts()
         self._follow_detail(set())
+        self.refresh_older(reset=True)
 
     @property
     def filtering(self) -> bool:
@@ -652,8 +876,13 @@ class WaylayApp(App[None]):
         """`f`: filter the list by a mitmproxy filter expression or plain text."""
 
         def done(text: str | None) -> None:
-            if text is not None:
-                self.table.focus()
+            # Applied once the prompt is gone: the list rebuilt under a modal screen is
+            # drawn through its dimmed background, which cost more than the filter.
+            if text is None:
+                return
+            self.table.focus()
+            if error := self.set_filter(text):
+                self.notify_error(error)
 
         self.push_screen(
             InputPrompt(
@@ -664,7 +893,7 @@ class WaylayApp(App[None]):
                     "A mitmproxy filter expression (it has a ~), or plain text found in "
                     "the URL, method or status. Empty shows every flow."
                 ),
-                submit_check=self.set_filter,
+                submit_check=self.filter_error,
                 live_check=self.filter_error,
                 id="filter-prompt",
             ),
@@ -732,6 +961,9 @@ class WaylayApp(App[None]):
             self.notify_error(f"{view.method} {view.url}: {error}")
             return
         self.flows.pop(view.id, None)
+        self._search.pop(view.id, None)
+        if self.filtering:
+            self._filter_changed.add(view.id)
         self._answered.pop(view.id, None)
         self.table.marked.discard(view.id)
         self.table.remove_flows([view.id])
@@ -771,6 +1003,8 @@ class WaylayApp(App[None]):
 
     def full_view(self, view: FlowView) -> FlowView:
         """`view` with its headers and bodies (a screen in another process fetches them)."""
+        if view.id not in self.flows:
+            return self._stored_view(view.id) or view
         return view
 
     def action_event_log(self) -> None:
@@ -794,6 +1028,9 @@ class WaylayApp(App[None]):
         finished = [flow_id for flow_id, view in self.flows.items() if view.finished]
         for flow_id in finished:
             del self.flows[flow_id]
+            del self._search[flow_id]
+        if self.filtering:
+            self._filter_changed.update(finished)
         self.table.remove_flows(finished)
         self._refresh_counts()
         self._follow_detail(set(finished))

@@ -35,6 +35,7 @@ from textual.widgets import ContentSwitcher, Footer, Input, Label, Static, TextA
 from policies import MatchPatternError, compile_pattern
 from policies.urls import url_error
 from widgets import keys
+from widgets.fields import Editor, Field
 from widgets.format import header_value
 from widgets.model import Answer, AuthFacts, Controller, FlowView, Headers, RememberScope
 
@@ -106,12 +107,6 @@ def parse_header_lines(text: str) -> list[tuple[str, str]]:
             )
         headers.append((name, value.strip()))
     return headers
-
-
-def _field(value: str = "", **kwargs) -> Input:
-    """An input that keeps its text when it gets focus: with select-all on focus, one
-    key wiped a whole URL (and an Input has no undo)."""
-    return Input(value, select_on_focus=False, **kwargs)
 
 
 def _decode_body(body: bytes) -> str | None:
@@ -341,7 +336,7 @@ class DecisionDialog(ModalScreen[Answer | None]):
             yield from self.compose_forms()
             yield RememberBar(self.SCOPES, id="remember")
             if any(scope == "pattern" for _, scope, _ in self.SCOPES):
-                yield _field(
+                yield Field(
                     placeholder="match pattern, e.g. *://*.example.com/*",
                     id="pattern",
                 )
@@ -693,13 +688,13 @@ class HttpDialog(DecisionDialog):
             yield Static(Content(self.decide_hint()), id="decide")
             with Vertical(id="url-form", classes="form"):
                 yield Label("", id="url-label")
-                yield _field(placeholder="https://…", id="url-input", compact=True)
+                yield Field(placeholder="https://…", id="url-input", compact=True)
             with Vertical(id="respond-form", classes="form"):
                 yield Label("respond to the client with  (ctrl+s sends)", id="respond-title")
                 with Horizontal():
                     with Vertical(classes="field -narrow"):
                         yield Label("status")
-                        yield _field(
+                        yield Field(
                             "200",
                             placeholder="status",
                             type="integer",
@@ -708,7 +703,7 @@ class HttpDialog(DecisionDialog):
                         )
                     with Vertical(classes="field"):
                         yield Label("content type")
-                        yield _field(
+                        yield Field(
                             "text/plain; charset=utf-8",
                             placeholder="content type",
                             id="respond-type",
@@ -716,7 +711,7 @@ class HttpDialog(DecisionDialog):
                         )
                 yield from self.compose_respond_headers()
                 yield Label("body")
-                yield TextArea("", id="respond-body", soft_wrap=True)
+                yield Editor("", id="respond-body", soft_wrap=True)
             if "upstream" in self.FORMS:
                 yield from self.compose_upstream_form()
             if "edit" in self.FORMS:
@@ -726,14 +721,14 @@ class HttpDialog(DecisionDialog):
                     with Horizontal():
                         with Vertical(classes="field -narrow"):
                             yield Label("method")
-                            yield _field(
+                            yield Field(
                                 view.method, placeholder="method", id="edit-method", compact=True
                             )
                         with Vertical(classes="field"):
                             yield Label("URL")
-                            yield _field(view.url, placeholder="URL", id="edit-url", compact=True)
+                            yield Field(view.url, placeholder="URL", id="edit-url", compact=True)
                     yield Label("headers (one 'Name: value' per line)")
-                    yield TextArea(
+                    yield Editor(
                         "\n".join(f"{name}: {value}" for name, value in view.request_headers),
                         id="edit-headers",
                     )
@@ -744,7 +739,7 @@ class HttpDialog(DecisionDialog):
                         )
                     else:
                         yield Label("body")
-                    yield TextArea(
+                    yield Editor(
                         body if body is not None else "",
                         id="edit-body",
                         soft_wrap=True,
@@ -765,7 +760,7 @@ class HttpDialog(DecisionDialog):
             with Horizontal():
                 with Vertical(classes="field -narrow"):
                     yield Label("status")
-                    yield _field(
+                    yield Field(
                         str(view.status or 200),
                         placeholder="status",
                         type="integer",
@@ -773,12 +768,12 @@ class HttpDialog(DecisionDialog):
                         compact=True,
                     )
             yield Label("headers (one 'Name: value' per line)")
-            yield TextArea("\n".join(f"{n}: {v}" for n, v in headers), id="upstream-headers")
+            yield Editor("\n".join(f"{n}: {v}" for n, v in headers), id="upstream-headers")
             if body is None:
                 yield Label("body (not text, or not all of it is here: cannot be edited)")
             else:
                 yield Label("body")
-            yield TextArea(body or "", id="upstream-body", soft_wrap=True, read_only=body is None)
+            yield Editor(body or "", id="upstream-body", soft_wrap=True, read_only=body is None)
 
     def _upstream_body(self) -> str | None:
         """Upstream's response body as text when all of it is here and it is text."""
@@ -1082,10 +1077,10 @@ class AuthDialog(DecisionDialog):
     def compose_forms(self) -> ComposeResult:
         with Horizontal(classes="field"):
             yield Label("username")
-            yield _field(id="username")
+            yield Field(id="username")
         with Horizontal(classes="field"):
             yield Label("password")
-            yield _field(id="password", password=True)
+            yield Field(id="password", password=True)
         yield Static(
             Content(
                 "enter sends · shift+tab leaves the fields, then x passes the challenge to "

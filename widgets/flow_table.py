@@ -81,6 +81,11 @@ SORTABLE: tuple[str, ...] = ("", *COLUMN_KEYS)
 CACHE_SIZE = 2048
 """Rendered rows kept: several screens' worth, a few hundred KB."""
 
+OLDER_BLOCK = 200
+"""Rows of older flows (kept elsewhere: the session file) read at a time."""
+OLDER_CACHE = 2000
+"""Snapshots of older flows kept here at most: the rest stay where they are kept."""
+
 
 def protocol_label(view: FlowView) -> str:
     """HTTP, HTTPS, HTTP/2, HTTP/3, WS or WSS."""
@@ -352,20 +357,111 @@ class FlowTable(ScrollView, can_focus=True):
         """Ids of marked flows (kept while they are filtered out)."""
         self._cache: LRUCache[tuple, tuple[FlowView, Strip]] = LRUCache(CACHE_SIZE)
         self._styles: dict[str, Style] = {}
+        self._look: tuple[Style, ...] | None = None
+        """The styles rows are drawn with now (see `_row_look`): part of a cached row's key."""
         self._layout: tuple[int, tuple[tuple[str, int], ...]] | None = None
+        self._older = 0
+        """Rows above the list for older flows kept elsewhere (see `set_older`)."""
+        self._older_fetch: Callable[[int, int], Sequence[FlowView]] | None = None
+        self._older_views: LRUCache[int, FlowView] = LRUCache(OLDER_CACHE)
+        self._older_index: dict[str, int] = {}
+        """Older flow id -> its row, for those read so far (bounded with the cache)."""
+
+    # ----------------------------------------------------------------- older flows
+
+    @property
+    def older_count(self) -> int:
+        """Rows of older flows shown above the list (none while sorted by a column)."""
+        return 0 if self.sort_key or self.sort_reverse else self._older
+
+    def set_older(
+        self,
+        count: int,
+        fetch: Callable[[int, int], Sequence[FlowView]] | None,
+        *,
+        reset: bool = False,
+    ) -> None:
+        """Show `count` rows above the list for flows kept elsewhere (the proxy's session
+        file), oldest first; `fetch(start, count)` reads the snapshots of some of them
+        when they come into view, and at most `OLDER_CACHE` are kept here. `reset` when
+        they are other flows than before (a new filter). The cursor keeps its flow."""
+        old_above = self.older_count
+        if reset or fetch is not self._older_fetch:
+            self._older_views.clear()
+            self._older_index.clear()
+            self._cache.clear()
+        self._older = max(0, count)
+        self._older_fetch = fetch
+        delta = self.older_count - old_above
+        if not delta and not reset:
+            return
+        if self._order and self.cursor_row >= old_above:
+            self.cursor_row += delta  # on a row of the list: stay on it
+            if delta and self.scroll_y:
+                self._update_virtual_size()
+                self.scroll_to(y=self.scroll_y + delta, animate=False, force=True, immediate=True)
+        self.cursor_row = max(0, min(self.cursor_row, self._total() - 1))
+        self._structure_changed()
+        if self.follow and self._order:
+            self.move_cursor(self._newest_index())
+        else:
+            self._scroll_to_cursor()
+        self._announce()
+
+    def older_view(self, flow_id: str) -> FlowView | None:
+        """The snapshot of an older flow shown above the list, if it was read."""
+        index = self._older_index.get(flow_id)
+        if index is None:
+            return None
+        view = self._older_views.get(index)
+        return view if view is not None and view.id == flow_id else None
+
+    def view_of(self, flow_id: str) -> FlowView | None:
+        """The snapshot of a flow shown in the list or above it."""
+        return self._views.get(flow_id) or self.older_view(flow_id)
+
+    def _older_at(self, index: int) -> FlowView | None:
+        view = self._older_views.get(index)
+        if view is not None or self._older_fetch is None:
+            return view
+        start = index - index % OLDER_BLOCK
+        try:
+            views = self._older_fetch(start, OLDER_BLOCK)
+        except Exception:  # the proxy is out of reach: the row says so, nothing breaks
+            return None
+        if len(self._older_index) > 4 * OLDER_CACHE:
+            self._older_index = {
+                fid: i for fid, i in self._older_index.items() if i in self._older_views
+            }
+        for offset, older in enumerate(views):
+            self._older_views[start + offset] = older
+            self._older_index[older.id] = start + offset
+        return self._older_views.get(index)
+
+    def _total(self) -> int:
+        return self.older_count + len(self._order)
+
+    def _view_at(self, index: int) -> FlowView | None:
+        above = self.older_count
+        if index < above:
+            return self._older_at(index)
+        return self._views[self._order[index - above]]
 
     # ----------------------------------------------------------------- public API
 
     @property
     def row_count(self) -> int:
-        return len(self._order)
+        """Rows, older flows above the list included."""
+        return self._total()
 
     @property
     def selected_id(self) -> str | None:
         """The id of the flow under the cursor, if any."""
-        if not self._order:
+        total = self._total()
+        if not total:
             return None
-        return self._order[min(self.cursor_row, len(self._order) - 1)]
+        view = self._view_at(min(self.cursor_row, total - 1))
+        return view.id if view is not None else None
 
     def has_flow(self, flow_id: str) -> bool:
         return flow_id in self._views
@@ -376,11 +472,22 @@ class FlowTable(ScrollView, can_focus=True):
 
     def get_row(self, flow_id: str) -> list[str]:
         """The cells of a flow's row, in `COLUMNS` order (all columns, shown or not)."""
-        return list(row_cells(self._views[flow_id], self._clock()))
+        view = self.view_of(flow_id)
+        if view is None:
+            raise KeyError(flow_id)
+        return list(row_cells(view, self._clock()))
 
     def index_of(self, flow_id: str) -> int | None:
         """The row of a flow, or None. After the rows changed, the first lookups scan the
         list (fast, in C); the id -> row index is built only once lookups keep coming."""
+        above = self.older_count
+        if flow_id not in self._views:
+            index = self._older_index.get(flow_id)
+            return index if index is not None and index < above else None
+        index = self._live_index(flow_id)
+        return None if index is None else index + above
+
+    def _live_index(self, flow_id: str) -> int | None:
         positions = self._positions
         if positions is None:
             if flow_id not in self._views:
@@ -405,7 +512,8 @@ class FlowTable(ScrollView, can_focus=True):
     def move_cursor(self, row: int, *, scroll: bool = True) -> None:
         """Put the cursor on row `row` (clamped), scroll it into view, announce it."""
         old = self.cursor_row
-        row = max(0, min(row, len(self._order) - 1)) if self._order else 0
+        total = self._total()
+        row = max(0, min(row, total - 1)) if total else 0
         self.cursor_row = row
         if scroll:
             self._scroll_to_cursor()
@@ -470,15 +578,29 @@ class FlowTable(ScrollView, can_focus=True):
 
         A dict (id -> view, in arrival order) with the ids of the `paused` ones is copied
         in C: a million flows come back in milliseconds when a filter is cleared."""
-        selected = self.selected_id
         if isinstance(views, dict) and paused is not None:
-            self._views = dict(views)
-            self._paused = set(paused)
-        else:
-            listed: Iterable[FlowView] = views.values() if isinstance(views, dict) else views
-            self._views = {view.id: view for view in listed}
-            self._paused = {flow_id for flow_id, view in self._views.items() if view.paused}
-        self._order = list(self._views)
+            self._show(views, views, paused)
+            return
+        listed: Iterable[FlowView] = views.values() if isinstance(views, dict) else views
+        by_id = {view.id: view for view in listed}
+        self._show(by_id, by_id, [flow_id for flow_id, view in by_id.items() if view.paused])
+
+    def show(self, ids: list[str], views: list[FlowView], paused: Iterable[str] = ()) -> None:
+        """Show exactly these flows (`ids[i]` is `views[i].id`), in this order; `paused`
+        may name other flows too (only the shown ones count)."""
+        self._show(ids, zip(ids, views, strict=True), paused)
+
+    def _show(self, ids: Iterable[str], pairs, paused: Iterable[str]) -> None:
+        selected = self.selected_id
+        store = self._views
+        order = self._order
+        # Refilled in place: a new dict or list of a million entries would be walked by
+        # Python's cyclic GC until it grew old (~60 ms more).
+        store.clear()
+        store.update(pairs)
+        order.clear()
+        order.extend(ids)
+        self._paused = {flow_id for flow_id in paused if flow_id in store}
         if self.sort_key or self.sort_reverse:
             self._resort(keep_cursor=False)
         self._positions = None
@@ -499,7 +621,7 @@ class FlowTable(ScrollView, can_focus=True):
         cursor = self.cursor_row
         count = len(doomed)
         if all(flow_id in doomed for flow_id in islice(self._order, count)):
-            # the top rows (a full store evicting its oldest flows, once a batch): the
+            # the top live rows (a full store evicting its oldest flows, once a batch): the
             # work is the removed rows', not the whole list's, and the index stays
             del self._order[:count]
             positions = self._positions
@@ -509,20 +631,24 @@ class FlowTable(ScrollView, can_focus=True):
                 if positions is not None:
                     positions.pop(flow_id, None)
             self._base += count
-            cursor -= min(count, cursor)  # the selected row moved up, or was removed
+            live_cursor = cursor - self.older_count
+            if live_cursor > 0:  # the selected row moved up, or was removed
+                cursor -= min(count, live_cursor)
         else:
-            removed_above = sum(1 for flow_id in self._order[:cursor] if flow_id in doomed)
+            live_cursor = max(0, cursor - self.older_count)
+            removed_above = sum(1 for flow_id in self._order[:live_cursor] if flow_id in doomed)
             self._order = [flow_id for flow_id in self._order if flow_id not in doomed]
             for flow_id in doomed:
                 del store[flow_id]
                 self._paused.discard(flow_id)
             self._positions = None
             self._scans = 0
-            if selected is not None and selected not in doomed:
-                cursor = self.index_of(selected) or 0
+            index = self.index_of(selected) if selected is not None else None
+            if index is not None and selected not in doomed:
+                cursor = index
             else:
                 cursor -= removed_above
-        self.cursor_row = max(0, min(cursor, len(self._order) - 1))
+        self.cursor_row = max(0, min(cursor, self._total() - 1))
         self._structure_changed()
         self._announce()
 
@@ -541,7 +667,7 @@ class FlowTable(ScrollView, can_focus=True):
         if follow == self.follow:
             return
         self.follow = follow
-        if follow and self._order:
+        if follow and self._total():
             self.move_cursor(self._newest_index())
         self.post_message(self.FollowChanged(self, follow))
 
@@ -549,9 +675,14 @@ class FlowTable(ScrollView, can_focus=True):
         """Sort the rows by column `key` ("" for arrival order); the cursor keeps its flow."""
         if key not in SORTABLE:
             raise ValueError(f"not a column: {key!r}")
+        selected = self.selected_id  # before: older rows show only in arrival order
         self.sort_key = key
         self.sort_reverse = reverse
-        self._resort()
+        self._resort(keep_cursor=False)
+        index = self.index_of(selected) if selected is not None else None
+        if index is not None:
+            self.cursor_row = index
+        self.cursor_row = max(0, min(self.cursor_row, self._total() - 1))
         self._structure_changed()
         self._scroll_to_cursor()
         self.post_message(self.SortChanged(self, key, reverse))
@@ -567,7 +698,10 @@ class FlowTable(ScrollView, can_focus=True):
 
     def kind_of(self, flow_id: str) -> str:
         """How a flow's row stands out (see `row_kind`)."""
-        return row_kind(self._views[flow_id])
+        view = self.view_of(flow_id)
+        if view is None:
+            raise KeyError(flow_id)
+        return row_kind(view)
 
     def column_widths(self) -> dict[str, int]:
         """The columns shown now and their widths."""
@@ -594,7 +728,7 @@ class FlowTable(ScrollView, can_focus=True):
         self.move_cursor(0)
 
     def action_last(self) -> None:
-        self.move_cursor(len(self._order) - 1)
+        self.move_cursor(self._total() - 1)
 
     def action_toggle_follow(self) -> None:
         self.set_follow(not self.follow)
@@ -619,10 +753,12 @@ class FlowTable(ScrollView, can_focus=True):
                 self.sort_by(key, reverse)
             return
         index = int(self.scroll_y) + y - 1
-        if y > self._row_slots() or not 0 <= index < len(self._order):
+        if y > self._row_slots() or not 0 <= index < self._total():
             return
         if index == self.cursor_row:
-            self.post_message(self.Selected(self, self._order[index]))
+            view = self._view_at(index)
+            if view is not None:
+                self.post_message(self.Selected(self, view.id))
         else:
             if index < self.cursor_row:
                 self.set_follow(False)
@@ -649,7 +785,7 @@ class FlowTable(ScrollView, can_focus=True):
         order = self._order
         sort_key = self.sort_key
         positions = self._positions
-        first_new = len(order)
+        first_new = self.older_count + len(order)  # the row the first new one gets
         for view in views:
             store[view.id] = view
             self._track_paused(view)
@@ -667,7 +803,7 @@ class FlowTable(ScrollView, can_focus=True):
         self._positions = positions
         if positions is None:
             self._scans = 0
-        was_empty = len(order) == len(views)
+        was_empty = len(order) == len(views) and not self.older_count
         if positions is None:
             # rows went in above the cursor: the cursor keeps its flow
             selected = self._highlighted
@@ -728,7 +864,7 @@ class FlowTable(ScrollView, can_focus=True):
 
     def _newest_index(self) -> int:
         if not self.sort_key and not self.sort_reverse:
-            return len(self._order) - 1
+            return self._total() - 1
         store = self._views
         newest = max(self._order, key=lambda flow_id: store[flow_id].seq)
         return self.index_of(newest) or 0
@@ -758,7 +894,7 @@ class FlowTable(ScrollView, can_focus=True):
         return top, top + self._row_slots()
 
     def _update_virtual_size(self) -> None:
-        size = Size(self.scrollable_content_region.width, len(self._order) + 2)
+        size = Size(self.scrollable_content_region.width, self._total() + 2)
         if size == self.virtual_size:
             return
         if (
@@ -804,9 +940,26 @@ class FlowTable(ScrollView, can_focus=True):
         self.refresh()
 
     def notify_style_update(self) -> None:
+        # Focus moving in or out restyles the list (its :focus tint): the rows drawn under
+        # the other look stay cached, keyed by their styles, for when focus comes back
+        # (closing the details would otherwise redraw every row on screen).
         self._styles.clear()
-        self._cache.clear()
+        self._look = None
         super().notify_style_update()
+
+    def _row_look(self) -> tuple[Style, ...]:
+        look = self._look
+        if look is None:
+            style = self._style
+            look = self._look = (
+                style("base"),
+                style("cursor"),
+                style("mark"),
+                style("paused"),
+                style("error"),
+                style("cancelled"),
+            )
+        return look
 
     # ----------------------------------------------------------------- rendering
 
@@ -834,13 +987,17 @@ class FlowTable(ScrollView, can_focus=True):
         if y == height - 1 and height >= 3:
             return self._url_strip(width)
         index = int(self.scroll_y) + y - 1
-        if not 0 <= index < len(self._order):
+        if not 0 <= index < self._total():
             return Strip.blank(width, self._style("base"))
         return self._row_strip(index, width)
 
     def _row_strip(self, index: int, width: int) -> Strip:
-        flow_id = self._order[index]
-        view = self._views[flow_id]
+        view = self._view_at(index)
+        if view is None:  # an older flow that could not be read
+            style = self._style("base") + self._style("cancelled")
+            text = fit("  (an older flow: cannot be read now)", width)
+            return Strip([Segment(text, style)]).adjust_cell_length(width, style)
+        flow_id = view.id
         selected = index == self.cursor_row
         paused = view.paused is not None
         second = int(self._clock()) if paused else 0
@@ -851,6 +1008,7 @@ class FlowTable(ScrollView, can_focus=True):
             selected and self.has_focus,
             flow_id in self.marked,
             second,
+            self._row_look(),
         )
         cached = self._cache.get(key)
         if cached is not None and cached[0] is view:
@@ -891,11 +1049,12 @@ class FlowTable(ScrollView, can_focus=True):
 
     def _url_strip(self, width: int) -> Strip:
         style = self._style("base") + self._style("url")
-        selected = self.selected_id
         text = ""
-        if selected is not None:
-            view = self._views[selected]
-            text = f" {view.method} {view.url}"
+        view = self._view_at(self.cursor_row) if self._total() else None
+        if view is not None:
+            if self.cursor_row < self.older_count:
+                text = " (from the session file)"
+            text = f" {view.method} {view.url}{text}"
             if view.paused is None and view.state == "error" and view.error:
                 text += f"  error: {view.error}"
         return Strip([Segment(fit(text, width), style)]).adjust_cell_length(width, style)

@@ -7,7 +7,7 @@ batches; the widgets only ever read them. Nothing here imports mitmproxy.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -279,3 +279,23 @@ class Controller(Protocol):
     def export_rules(self, fmt: str) -> tuple[str, list[str]]:
         """The rules as ``fmt`` (toml, json, dnr, mitmproxy): the text and the warnings
         naming rules that were left out."""
+
+
+@runtime_checkable
+class OlderFlows(Protocol):
+    """What a controller offers besides ``Controller`` when flows are kept on disk (a
+    proxy with a ``--session`` file): the screen checks for it, and shows those flows
+    above the ones it holds, reading only the rows in view."""
+
+    def older_flows(self, expr: str, start: int, count: int) -> tuple[int, list[FlowView]]:
+        """Flows of the session file older than every flow held in memory that match
+        ``expr`` (the list's filter as typed: a filter expression or plain text; "" for
+        all), oldest first: how many, and the list rows of those at
+        ``[start, start + count)``, read from the file where the flows are."""
+
+    def older_progress(self, expr: str) -> tuple[int, int] | None:
+        """While ``older_flows`` runs ``expr`` over the file: (done, all), else None."""
+
+    def stored_flow(self, flow_id: str) -> FlowView | None:
+        """The full snapshot (headers, bodies, trace) of a flow read back from the
+        session file, or None."""

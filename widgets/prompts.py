@@ -12,6 +12,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from widgets.fields import Field
+
 Check = Callable[[str], str | None]
 """Takes the text, returns an error message or None when it is fine."""
 
@@ -88,11 +90,10 @@ class InputPrompt(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(self.title_text, classes="prompt--title", markup=False)
-            yield Input(
+            yield Field(
                 value=self.initial_value,
                 placeholder=self.placeholder,
                 id="prompt-input",
-                select_on_focus=False,
             )
             yield Static("", id="prompt-error", markup=False)
             if self.help_text:

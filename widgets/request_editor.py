@@ -16,6 +16,7 @@ from textual.widgets import Footer, Input, Label, Static, TextArea
 
 from widgets import keys
 from widgets.dialogs import check_http_url, parse_header_lines
+from widgets.fields import Editor, Field
 from widgets.model import Controller, FlowView
 
 
@@ -91,14 +92,12 @@ class RequestEditor(ModalScreen[str | None]):
             with Horizontal():
                 with Vertical(classes="field -narrow"):
                     yield Label("method")
-                    yield Input(
-                        view.method, id="editor-method", select_on_focus=False, compact=True
-                    )
+                    yield Field(view.method, id="editor-method", compact=True)
                 with Vertical(classes="field"):
                     yield Label("URL")
-                    yield Input(view.url, id="editor-url", select_on_focus=False, compact=True)
+                    yield Field(view.url, id="editor-url", compact=True)
             yield Label("headers (one 'Name: value' per line)")
-            yield TextArea(
+            yield Editor(
                 "\n".join(f"{name}: {value}" for name, value in view.request_headers),
                 id="editor-headers",
             )
@@ -106,7 +105,7 @@ class RequestEditor(ModalScreen[str | None]):
                 yield Label("body (not text or not all kept: sent unchanged)")
             else:
                 yield Label("body")
-            yield TextArea(
+            yield Editor(
                 self.body or "", id="editor-body", soft_wrap=True, read_only=self.body is None
             )
             yield Static(

@@ -27,6 +27,7 @@ from policies import ACTIONS_BY_EVENT, Rule, RulesFile, RulesFileError
 from policies.describe import action_summary, conditions_summary
 from policies.model import problems_from_validation_error
 from widgets import keys
+from widgets.fields import Field
 
 __all__ = ["ConfirmDelete", "RuleEditor", "RulesScreen", "rule_conditions", "rule_outcome"]
 
@@ -267,13 +268,12 @@ class RuleEditor(ModalScreen[bool]):
     ) -> ComposeResult:
         with Horizontal(classes="row"):
             yield Label(name)
-            yield Input(
+            yield Field(
                 value,
                 placeholder=placeholder,
                 id=name,
                 type=type,
                 compact=True,
-                select_on_focus=False,
             )
 
     def on_mount(self) -> None:

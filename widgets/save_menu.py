@@ -20,6 +20,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from widgets.fields import Field
 from widgets.model import Controller
 
 __all__ = ["SaveFlowsMenu", "new_flow_file"]
@@ -124,7 +125,7 @@ class SaveFlowsMenu(ModalScreen[str | None]):
                 )
             else:
                 yield Static(f"All flows ({_flows(self.total)})", markup=False)
-            yield Input(str(self.path), id="save-path")
+            yield Field(str(self.path), id="save-path")
             yield Static("", id="save-status", markup=False)
             yield Static(
                 "enter: save · escape: close · mitmproxy -r FILE and waylay open FILE read it",

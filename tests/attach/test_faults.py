@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pty
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -447,6 +448,43 @@ def test_waylay_says_why_its_proxy_cannot_start(confdir, rules_path):
         )
     assert r.returncode == 2
     assert "address already in use" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM], ids=["SIGHUP", "SIGTERM"])
+def test_the_screen_takes_its_own_proxy_along_when_its_terminal_goes(
+    confdir, rules_path, upstream, signum
+):
+    """A closed window or a dropped ssh (SIGHUP), or SIGTERM: before, the screen died and
+    its proxy stayed behind, unseen, holding the port."""
+    term = Terminal(
+        [*WAYLAY, "--listen-port", "0", "--confdir", str(confdir), "--rules", str(rules_path)]
+    )
+    try:
+        [info] = wait_for(running_proxies, 60, "the screen's proxy")
+        assert curl(info.port, upstream.url("/seen")).stdout.endswith("200")
+        wait_for(lambda: b"/seen" in term.output, 30, "the flow on the screen")
+        os.kill(term.proc.pid, signum)
+        code = term.wait(30)
+        wait_for(lambda: not running_proxies(), 15, "the proxy stopped with its screen")
+        wait_for(lambda: not _pid_alive(info.pid), 15, "the proxy process gone")
+        assert code == (0 if signum == signal.SIGTERM else 128 + signum), term.text()[-2000:]
+        assert "Traceback" not in term.text()
+    finally:
+        term.kill()
+
+
+def test_a_port_held_by_a_waylay_proxy_says_which_and_how_to_reach_it(start_proxy, confdir):
+    proxy = start_proxy()
+    r = subprocess.run(
+        [*WAYLAY, "--headless", "--listen-port", str(proxy.port), "--confdir", str(confdir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2, r.stderr
+    [line] = r.stderr.splitlines()
+    assert "address already in use" in line
+    assert f"waylay (pid {proxy.pid}," in line and f"`waylay attach {proxy.port}`" in line
 
 
 def _pid_alive(pid: int) -> bool:

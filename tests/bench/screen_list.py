@@ -14,8 +14,8 @@ repainted screen:
 and the screen's memory per flow: resident memory before and after the flows are in
 the screen, less the snapshots themselves (which the proxy side builds), and with them.
 
-Not measured here: key to frame in a real terminal (tmux), and mitmproxy console beside
-it on the same flows.
+Key to frame in a real terminal, beside mitmproxy console on the same flows:
+tests/bench/screen_tmux.py.
 """
 
 from __future__ import annotations

@@ -114,10 +114,25 @@ FILTERS = (
     "!~c 200 & ~t json",
     "item/99999",
     "~c 500 | ~c 301",
+    # headers and bodies (SQL since round 3): a plain literal answered by SQLite alone
+    "~hq 'x-request: 424242'",
+    "~h 'x-n: 77777\\r'",
+    "~hs 'server: bench' & ~c 404",
+    "~bq '\"q\": 4248}'",
+    "~b no-such-text",
+    "~bs '\"id\": 79'",
+    "~c 404 & ~bs '\"id\": 79'",
+    # a literal run, then mitmproxy's regex on the candidates
+    "~hq x-request:.4242\\b",  # (unquoted: a quoted string loses its backslashes)
+    # the worst cases: Python's regex on every row (no literal run; or one all hold)
+    "~hq \\d{7}",
+    "~bs id.:.79\\b",
 )
 
 
-def filters(path: Path, flows: int | None = None) -> None:
+def filters(path: Path, flows: int | None = None, rounds: int = 3) -> None:
+    """Each filter ``rounds`` times, with progress reported as the screen gets it:
+    median wall and CPU (of this thread) seconds."""
     from mitmproxy import flowfilter
 
     from monitor.store import flow_from_row
@@ -126,19 +141,47 @@ def filters(path: Path, flows: int | None = None) -> None:
     reader.open_read_only()
     total = reader.count()
     assert flows is None or total == flows
+    print(f"  {total:,} flows; load average {Path('/proc/loadavg').read_text().split()[0]}")
     for expr in FILTERS:
-        t = time.monotonic()
-        found, as_sql = reader.query(expr)
-        took = time.monotonic() - t
+        walls, cpus, steps = [], [], []
+        for _ in range(rounds):
+            seen: list[tuple[int, int]] = []
+            t, c = time.monotonic(), time.thread_time()
+            found, as_sql = reader.query(expr, progress=lambda d, n, seen=seen: seen.append((d, n)))
+            cpus.append(time.thread_time() - c)
+            walls.append(time.monotonic() - t)
+            steps.append(len(seen))
         how = "SQL" if as_sql else "scan"
-        print(f"  filter {expr!r:38} {len(found):>9,} flows  {took:5.2f} s  {how}")
-    # the scan fallback: its rate on the first rows
-    flt = flowfilter.parse('~hq "x-request: 42"')
+        print(
+            f"  filter {expr!r:40} {len(found):>9,} flows  wall {statistics.median(walls):5.2f} s"
+            f"  cpu {statistics.median(cpus):5.2f} s  ({min(walls):.2f}-{max(walls):.2f})"
+            f"  {how}, {steps[0]} progress reports"
+        )
+    # the live screen's older rows: a block of 200 read by position (the list scrolled
+    # there), and the first count of a filter (then kept, and extended as flows age)
+    below = total + 1
+    for position in (0, total // 2, total - 200):
+        times = []
+        for _ in range(rounds):
+            t = time.monotonic()
+            _, views = reader.older("", below, position, 200)
+            times.append(time.monotonic() - t)
+        assert len(views) == 200
+        print(f"  older rows at {position:>9,}: 200 in {statistics.median(times) * 1000:5.1f} ms")
+    t = time.monotonic()
+    count, _ = reader.older("~bq '\"q\": 4242}'", below, 0, 0)
+    first = time.monotonic() - t
+    t = time.monotonic()
+    reader.older("~bq '\"q\": 4242}'", below, 0, 200)
+    again = time.monotonic() - t
+    print(f"  older, filtered: {count:,} in {first:.2f} s, then rows in {again * 1000:.1f} ms")
+    # the scan fallback (what no SQL covers, e.g. ~a): its rate on the first rows
+    flt = flowfilter.parse("~a")
     t = time.monotonic()
     for row in reader._read_db().execute(f"{SELECT} ORDER BY seq LIMIT 20000"):
         flt(flow_from_row(row))
     rate = 20000 / (time.monotonic() - t)
-    print(f"  scan fallback (~hq): {rate:,.0f} flows/s, {total / rate:.0f} s for the whole session")
+    print(f"  scan fallback (~a): {rate:,.0f} flows/s, {total / rate:.0f} s for the whole session")
     reader.close()
 
 

@@ -27,11 +27,11 @@ pytestmark = pytest.mark.e2e
 
 # Without Sec-Fetch-Dest (plain HTTP) these cannot be told apart from another request
 # that looks the same; waylay's guess differs from Chrome's (README: "Resource types").
+# A <script> without extension and an HTML <object> look like a fetch and an iframe too,
+# but the page that names them (their Referer) tells, and waylay saw it.
 HTTP_GUESSES = {
     "/r/beacon": "xmlhttprequest",  # a sendBeacon text POST looks like a fetch POST
     "/r/beacon-form": "xmlhttprequest",
-    "/r/script-noext": "xmlhttprequest",  # <script> and fetch both send Accept: */*
-    "/r/object.html": "sub_frame",  # <object> of HTML and an iframe send the same
 }
 CHROME_TO_WAYLAY = {"csp_report": "ping"}
 
@@ -89,8 +89,9 @@ def test_every_subresource_passes_with_the_type_chrome_gives_it(
     print(f"\n{which}: {agree} of {len(by_path)} requests typed as Chrome types them")
     if secure:
         assert wrong == {}, wrong
-    else:
+    else:  # every other request agrees (38 the page loads, and a favicon when asked)
         assert wrong.items() <= HTTP_GUESSES.items(), wrong
+        assert agree >= 36, f"{agree} of {len(by_path)}: {wrong}"  # issue 12's target
 
 
 CANCELS = "".join(

@@ -172,7 +172,7 @@ def test_two_requests_waiting_on_one_http2_connection_get_one_question(
 ):
     """curl --parallel puts both transfers on one HTTP/2 connection (it waits for the first
     connection to know it can multiplex): both wait on the one bad handshake."""
-    from tests.certificates.h2server import H2Upstream
+    from tests.h2server import H2Upstream
 
     with H2Upstream(cert_for("expired").context(alpn=["h2"])) as h2up:
         session = start_session()

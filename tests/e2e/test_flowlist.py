@@ -324,6 +324,52 @@ async def test_l_shows_proxy_errors_reloads_timeouts_and_tls_failures(
     session.stop()
 
 
+async def test_a_client_that_does_not_trust_the_ca_leaves_a_row(
+    settings, tls_upstream, waylay_ca, pool
+):
+    """curl without waylay's CA fails the TLS handshake: no request ever reaches a hook,
+    yet the list gets a row (a failed CONNECT to where it wanted to go) whose error says
+    why, in the row, the URL line and the detail pane; a client that trusts the CA gets
+    its ordinary row."""
+    from tests.e2e.test_screen import detail_text
+    from tests.helpers import curl, screen_text
+
+    app, session = make_app(settings)
+    _, port = session.start()
+    target = tls_upstream.url("/secret").split("/secret")[0].removeprefix("https://")
+    async with app.run_test(size=SIZE) as pilot:
+        loop = asyncio.get_running_loop()
+        failed = await loop.run_in_executor(pool, curl, port, tls_upstream.url("/secret"))
+        assert failed.returncode == 60, failed.stderr  # curl: peer certificate not trusted
+        fid = await until(
+            pilot,
+            lambda: next((f for f, v in app.flows.items() if v.method == "CONNECT"), None),
+            "a row for the failed handshake",
+        )
+        view = app.flows[fid]
+        assert (view.host, view.port, view.url) == ("127.0.0.1", tls_upstream.port, target)
+        assert view.state == "error" and view.finished
+        assert view.error.startswith("client TLS handshake failed: ")
+        assert "does not trust the proxy's certificate" in view.error
+        assert "`waylay ca`" in view.error
+        assert app.table.flow_ids() == [fid]
+        assert app.table.kind_of(fid) == "error"
+        text = screen_text(app)
+        assert f"CONNECT {target}  error: client TLS handshake failed" in text
+        await pilot.press("enter")
+        await until(pilot, lambda: "does not trust" in detail_text(app), "the error in full")
+        await pilot.press("escape")
+
+        trusted = await loop.run_in_executor(
+            pool, lambda: curl(port, tls_upstream.url("/echo"), cacert=waylay_ca)
+        )
+        assert trusted.returncode == 0, trusted.stderr
+        ok = await finished_row(app, pilot, "/echo")
+        assert app.flows[ok].status == 200 and app.table.flow_ids() == [fid, ok]
+        assert sum(v.method == "CONNECT" for v in app.flows.values()) == 1
+    session.stop()
+
+
 async def test_f_filters_live_flows_with_a_mitmproxy_expression(settings, upstream, pool):
     app, session = make_app(settings)
     _, port = session.start()

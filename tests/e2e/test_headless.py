@@ -69,6 +69,23 @@ def test_unreachable_upstream_is_an_error_line_and_the_proxy_keeps_serving(setti
             assert w.terminate() == 0
 
 
+def test_a_client_that_does_not_trust_the_ca_gets_an_error_line(settings, tls_upstream):
+    """No request ever reaches a hook; the failed handshake is a line of its own."""
+    with headless(*common(settings)) as w:
+        r = curl(w.port, tls_upstream.url("/secret"))
+        assert r.returncode == 60, r.stderr  # curl: the peer's certificate is not trusted
+        (line,) = w.wait_lines(1)
+        target = f"127.0.0.1:{tls_upstream.port}"
+        assert re.fullmatch(
+            rf"\d\d:\d\d:\d\d\.\d{{3}} CONNECT {re.escape(target)} error: client TLS "
+            rf"handshake failed: The client does not trust the proxy's certificate for "
+            rf"{re.escape(target)} \(.*unknown ca\); `waylay ca` tells how to make a "
+            rf"client trust waylay's CA",
+            line,
+        ), line
+        assert w.terminate() == 0
+
+
 def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run([*WAYLAY, *args], capture_output=True, text=True, timeout=timeout)
 

@@ -115,7 +115,7 @@ def test_a_cancelled_post_retried_with_the_same_body_never_reaches_upstream(sett
 def h2_upstream(upstream_ca):
     import ssl
 
-    from tests.certificates.h2server import H2Upstream
+    from tests.h2server import H2Upstream
 
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     upstream_ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)

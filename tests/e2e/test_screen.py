@@ -296,7 +296,7 @@ async def test_http2_and_websocket_flows_show_up(settings, upstream_ca, waylay_c
     import ssl
     import subprocess
 
-    from tests.certificates.h2server import H2Upstream
+    from tests.h2server import H2Upstream
     from tests.wsserver import WebSocketEcho, echo_through_proxy
 
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

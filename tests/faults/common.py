@@ -6,7 +6,8 @@ import os
 import socket
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from tests.helpers import WAYLAY
 
@@ -107,3 +108,27 @@ def read_head(conn: socket.socket) -> bytes:
             break
         data += chunk
     return data
+
+
+@contextmanager
+def never_accepting() -> Iterator[int]:
+    """A port on 127.0.0.1 whose listening socket never accepts and whose backlog is full:
+    SYNs to it go unanswered, so connecting hangs (until the connect timeout)."""
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        port = full.getsockname()[1]
+        fillers = []
+        for _ in range(8):  # fill the accept queue
+            f = socket.socket()
+            f.setblocking(False)
+            try:
+                f.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            fillers.append(f)
+        try:
+            yield port
+        finally:
+            for f in fillers:
+                f.close()

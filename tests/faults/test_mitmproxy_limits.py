@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.faults.common import RawUpstream, common
+from tests.faults.common import RawUpstream, common, never_accepting
 from tests.helpers import curl, headless, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -108,30 +108,13 @@ def test_an_upstream_that_never_answers_gets_504_naming_the_read_timeout(setting
 
 def test_an_upstream_that_never_accepts_gets_504_naming_the_connect_timeout(settings):
     """A listening socket whose backlog is full and never accepts: SYNs go unanswered."""
-    with socket.socket() as full:
-        full.bind(("127.0.0.1", 0))
-        full.listen(0)
-        port = full.getsockname()[1]
-        fillers = []
-        for _ in range(8):  # fill the accept queue
-            f = socket.socket()
-            f.setblocking(False)
-            try:
-                f.connect(("127.0.0.1", port))
-            except BlockingIOError:
-                pass
-            fillers.append(f)
-        try:
-            with headless(*common(settings), "--connect-timeout", "1") as w:
-                t0 = time.monotonic()
-                r = curl(w.port, f"http://127.0.0.1:{port}/", timeout=30)
-                assert time.monotonic() - t0 < 15
-                assert r.stdout.endswith("\n504"), r.stdout
-                assert "--connect-timeout" in r.stdout
-                wait_for(lambda: w.lines, what="the line")
-        finally:
-            for f in fillers:
-                f.close()
+    with never_accepting() as port, headless(*common(settings), "--connect-timeout", "1") as w:
+        t0 = time.monotonic()
+        r = curl(w.port, f"http://127.0.0.1:{port}/", timeout=30)
+        assert time.monotonic() - t0 < 15
+        assert r.stdout.endswith("\n504"), r.stdout
+        assert "--connect-timeout" in r.stdout
+        wait_for(lambda: w.lines, what="the line")
 
 
 def test_http2_rapid_reset_is_bounded(settings, upstream_ca, waylay_ca, upstream):
@@ -143,7 +126,7 @@ def test_http2_rapid_reset_is_bounded(settings, upstream_ca, waylay_ca, upstream
     import h2.errors
     import h2.events
 
-    from tests.certificates.h2server import H2Upstream
+    from tests.h2server import H2Upstream
 
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     upstream_ca.issue_cert("127.0.0.1").configure_cert(ctx)

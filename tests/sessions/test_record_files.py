@@ -131,5 +131,5 @@ def test_a_session_row_keeps_the_record():
     rec.rule_id = "r1"
     rec.note("a note")
     row = flow_row(flow)
-    saved = json.loads(row[-1])
+    saved = json.loads(row[28])  # the record: after the 24 columns and 4 blobs
     assert FlowRecord.from_dict(saved).notes == ["a note"]

@@ -92,12 +92,17 @@ def test_every_flow_in_the_session_file_and_filters_as_queries(settings, upstrea
     assert store.query("cancelled")[0] == [rows[4]["seq"]]
     assert store.query("status_5")[0] == []  # _ and % are text, not wildcards
     assert store.query("%")[0] == []
-    # a filter SQL cannot express: the scan, with progress
+    # headers and bodies run in SQL too (tests/sessions/test_filters_sql.py), with progress
     seen = []
     found, as_sql = store.query(
         '~hq "content-type: application/json"', progress=lambda d, t: seen.append((d, t))
     )
-    assert not as_sql and found == [rows[1]["seq"]] and seen[-1] == (6, 6)
+    assert as_sql and found == [rows[1]["seq"]] and seen[-1] == (6, 6)
+    # a filter SQL cannot express (~a reads the response's content types one by one):
+    # the scan, with progress
+    seen = []
+    found, as_sql = store.query("!~a", progress=lambda d, t: seen.append((d, t)))
+    assert not as_sql and found == [r["seq"] for r in rows] and seen[-1] == (6, 6)
     with pytest.raises(ValueError):
         store.query("~c notanumber")
     store.close()

@@ -414,6 +414,43 @@ async def test_an_event_without_a_dialog_is_a_toast(controller):
 # ---------------------------------------------------------------- details
 
 
+async def test_the_footer_shows_each_places_keys_without_rebuilding_them(controller):
+    """Opening and closing the details swaps the footer's keys; the second time round the
+    same key widgets come back (nothing is composed again), and a click still works."""
+    from textual.widgets._footer import FooterKey
+
+    from widgets.footer import KeyFooter
+
+    def shown(app) -> list[str]:
+        footer = app.query_one(KeyFooter)
+        return [k.description for k in footer.query(FooterKey) if k.display]
+
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, [make_view(1), make_view(2)])
+        await pilot.pause()
+        on_list = shown(app)
+        assert "Filter" in on_list and "View mode" not in on_list
+        await pilot.press("enter")
+        await pilot.pause()
+        on_details = shown(app)
+        assert "View mode" in on_details and "Back" in on_details and "Filter" not in on_details
+        footer = app.query_one(KeyFooter)
+        widgets = set(footer.query(FooterKey))
+        for _ in range(2):
+            await pilot.press("escape")
+            await pilot.pause()
+            assert shown(app) == on_list
+            await pilot.press("enter")
+            await pilot.pause()
+            assert shown(app) == on_details
+        assert set(footer.query(FooterKey)) == widgets
+        back = next(k for k in footer.query(FooterKey) if k.display and k.description == "Back")
+        await pilot.click(back)
+        await pilot.pause()
+        assert not app.detail.has_class("-open") and shown(app) == on_list
+
+
 async def test_enter_on_a_finished_flow_opens_its_details_and_escape_closes(controller):
     app = make_app(controller)
     async with app.run_test(size=SIZE) as pilot:
@@ -560,6 +597,83 @@ async def test_f_with_plain_text_filters_locally(controller):
         await pilot.press("enter")
         assert app.table.flow_ids() == [f"f{n}" for n in range(1, 7)]
         assert app.header.shown_count is None
+
+
+def _text_reference(views, text: str) -> list[str]:
+    """The plain-text filter's meaning, written out: URL, method or state label."""
+    needle = text.lower()
+    return [
+        v.id
+        for v in views
+        if needle in v.url.lower() or needle in v.method.lower() or needle in v.state_label.lower()
+    ]
+
+
+@pytest.mark.parametrize("sliced", [False, True], ids=["at-once", "sliced"])
+async def test_plain_text_filter_over_kept_search_texts(controller, monkeypatch, sliced):
+    """The kept per-flow search texts give what matching each snapshot gives, also when
+    the scan runs in slices while batches update, add and remove flows and a flow is
+    deleted, and with marked-only on."""
+    import widgets.app as app_module
+
+    if sliced:
+        monkeypatch.setattr(app_module, "TEXT_AT_ONCE", 0)
+        monkeypatch.setattr(app_module, "TEXT_CHUNK", 7)
+        monkeypatch.setattr(app_module, "FILTER_SLICE", 0)
+    methods = ("GET", "POST", "PUT")
+    views = [
+        make_view(
+            n,
+            method=methods[n % 3],
+            host=("API.example.com", "cdn.other.net")[n % 2],
+            status=(200, 404, 503)[n % 3] if n % 5 else None,
+            state="done" if n % 5 else "error",
+            error=None if n % 5 else f"upstream Put-{n} reset",
+        )
+        for n in range(1, 121)
+    ]
+    app = make_app(controller)
+    async with app.run_test(size=SIZE) as pilot:
+        await push(app, pilot, views)
+        for text in ("api", "PUT", "404", "ERROR: upstream", "put", "other.net/items/1"):
+            assert app.set_filter(text) is None
+            await wait_until(pilot, lambda: not app.filtering, f"filter {text!r}")
+            assert app.table.flow_ids() == _text_reference(views, text), text
+        # while a filter runs: updates that start and stop matching, new and removed
+        # flows, a delete; the result is what the filter says about the flows as they end
+        assert app.set_filter("post") is None
+        if sliced:
+            assert app.filtering
+        current = {v.id: v for v in views}
+        changed = [make_view(1, method="POST"), make_view(2, method="GET"), make_view(200)]
+        changed.append(make_view(201, method="POST"))
+        app.push_flows(changed, ["f5", "f8"])
+        for view in changed:
+            current[view.id] = view
+        del current["f5"], current["f8"]
+        await pilot.pause()
+        doomed = next(f for f in app.table.flow_ids() if f not in ("f1", "f2"))
+        assert app.table.select_flow(doomed) and app.flows[doomed].finished
+        await pilot.press("d")
+        assert ("delete_flow", doomed) in controller.calls
+        del current[doomed]
+        await wait_until(pilot, lambda: not app.filtering, "filter with changes")
+        expected = _text_reference(sorted(current.values(), key=lambda v: v.seq), "post")
+        assert app.table.flow_ids() == expected
+        assert "f1" in expected and "f201" in expected and "f2" not in expected
+        # marked only, with the text filter
+        assert app.set_filter("") is None
+        await wait_until(pilot, lambda: not app.filtering, "cleared")
+        for flow_id in ("f4", "f11", "f14"):  # POST, PUT, PUT
+            app.table.set_mark(flow_id, True)
+        await pilot.press("M")
+        assert app.set_filter("put") is None
+        await wait_until(pilot, lambda: not app.filtering, "marked and put")
+        assert app.table.flow_ids() == ["f11", "f14"]
+        await pilot.press("M")
+        await wait_until(pilot, lambda: not app.filtering, "put only")
+        ordered = sorted(current.values(), key=lambda v: v.seq)
+        assert app.table.flow_ids() == _text_reference(ordered, "put")
 
 
 async def test_f_with_an_expression_is_evaluated_by_the_proxy_side(controller):

@@ -1,0 +1,130 @@
+"""``--session`` with a small ``--max-flows``: the screen reaches every flow of the
+session, the ones no longer in memory read back from the file (rows by range, details
+by id), in one process and attached through the control socket."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import httpx
+import pytest
+
+from monitor import app as app_module
+from tests.attach.conftest import screens_through_the_socket
+from tests.helpers import until
+
+pytestmark = pytest.mark.e2e
+
+SIZE = (150, 40)
+SENT = 200
+KEPT = 50
+
+
+@contextlib.contextmanager
+def in_process(monkeypatch, module):
+    yield
+
+
+@pytest.mark.parametrize("through", ["in-process", "socket"])
+async def test_the_screen_reaches_the_oldest_flow_of_a_session_beyond_max_flows(
+    settings, upstream, tmp_path, monkeypatch, through
+):
+    settings.session = tmp_path / "s.waylay-session"
+    settings.max_flows = KEPT
+    wrap = screens_through_the_socket if through == "socket" else in_process
+    with wrap(monkeypatch, app_module):
+        app, session = app_module.make_app(settings)
+        _, port = session.start()
+        try:
+            async with app.run_test(size=SIZE) as pilot:
+                with httpx.Client(proxy=f"http://127.0.0.1:{port}", timeout=20) as c:
+                    for i in range(SENT):
+                        r = c.post(upstream.url(f"/echo/n{i}"), content=f"body-{i}".encode())
+                        assert r.status_code == 200
+                table = app.table
+                # memory holds the newest KEPT; the file the rest, shown above them
+                await until(pilot, lambda: len(app.flows) == KEPT, "memory bounded")
+                await until(
+                    pilot, lambda: table.row_count == SENT, "every flow of the session listed"
+                )
+                await pilot.pause(0.3)
+                assert table.older_count == SENT - KEPT
+                assert app.header.flow_count == SENT
+                assert len(app.flows) == KEPT  # the older rows are not held by the screen
+                await pilot.press("home")
+                await until(pilot, lambda: table.cursor_row == 0, "the top")
+                oldest = app.selected_flow
+                assert oldest is not None and oldest.path == "/echo/n0"
+                assert oldest.id not in app.flows
+                await pilot.press("enter")
+                detail = app.detail
+                await until(pilot, lambda: detail.has_class("-open"), "details open")
+                await until(pilot, lambda: detail.flow_id == oldest.id, "details of the oldest")
+                shown = detail._view
+                assert shown is not None and shown.request_body == b"body-0"
+                echoed = json.loads(shown.response_body)
+                assert echoed["path"] == "/echo/n0" and echoed["body"] == "body-0"
+                # it can be exported and sent again (read back from the file)
+                assert "/echo/n0" in app.controller.export_curl(oldest.id)
+                assert app.controller.replay(oldest.id) is None
+                await until(
+                    pilot,
+                    lambda: any(v.path == "/echo/n0" for v in app.flows.values()),
+                    "the replay of the oldest, a new flow",
+                )
+                # the next older rows come by range, as the cursor moves down
+                await pilot.press("escape")
+                for _ in range(3):
+                    await pilot.press("down")
+                assert app.selected_flow.path == "/echo/n3"
+                await pilot.press("pagedown")
+                row = table.cursor_row
+                assert app.selected_flow.path == f"/echo/n{row}"
+                # a filter covers the older flows too (SQL on the session file)
+                assert app.set_filter("~u /echo/n1[0-9]$") is None
+                await until(pilot, lambda: table.row_count == 10, "the filter over the file")
+                await pilot.press("home")
+                assert app.selected_flow.path == "/echo/n10"
+                assert app.set_filter("n19") is None
+                # plain text: /echo/n19, /echo/n190..n199
+                await until(pilot, lambda: table.row_count == 11, "plain text over the file")
+                assert app.set_filter("") is None
+                await until(pilot, lambda: table.row_count == SENT + 1, "all again")
+        finally:
+            session.stop()
+
+
+async def test_waylay_open_of_a_session_file_reaches_flows_beyond_what_it_holds(
+    tmp_path, monkeypatch
+):
+    from mitmproxy.test import tflow
+
+    from monitor import open as open_module
+    from monitor.store import SessionStore
+
+    path = tmp_path / "big.waylay-session"
+    store = SessionStore(path)
+    store.open()
+    for i in range(120):
+        flow = tflow.tflow(resp=True)
+        flow.request.path = f"/item/{i}"
+        flow.request.content = f"request {i}".encode()
+        store.add(flow)
+    store.close()
+    monkeypatch.setattr(open_module, "SESSION_LIMIT", 30)
+    app = open_module.make_open_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.table
+        await until(pilot, lambda: len(app.flows) == 30, "the newest in memory")
+        await until(pilot, lambda: table.row_count == 120, "every flow listed")
+        assert table.older_count == 90
+        await pilot.press("home")
+        assert app.selected_flow.path == "/item/0" and app.selected_flow.id not in app.flows
+        await pilot.press("enter")
+        await until(pilot, lambda: app.detail.flow_id == app.selected_flow.id, "details")
+        assert app.detail._view.request_body == b"request 0"
+        assert app.set_filter("~u /item/1[0-9]$") is None
+        await until(pilot, lambda: table.row_count == 10, "the filter over the file")
+        await pilot.press("home")
+        assert app.selected_flow.path == "/item/10"
