@@ -7,8 +7,10 @@ never imports textual. Per connection:
   proxy runs as may attach;
 - the proxy sends ``Welcome``, the screen answers ``Hello``; another protocol gets one
   ``Bye`` with a readable reason;
-- the screen gets the full state (every row the proxy holds), then a ``Batch`` every
-  ``batch_interval`` (200 ms) with the rows that changed. Each screen has a bounded
+- the screen gets the full state (every row the proxy holds, oldest first: a first
+  frame of a screenful, so that it draws at once, then chunks made between flows of
+  traffic), then a ``Batch`` every ``batch_interval`` (200 ms) with the rows that
+  changed. Each screen has a bounded
   queue: one that falls behind (stuck terminal, slow link) has its queue dropped and
   gets the full state again once it reads, so it never slows the proxy nor grows
   without limit;
@@ -37,6 +39,7 @@ import msgspec
 from mitmproxy import flowfilter
 
 from monitor import wire
+from monitor.bodyview import render
 from monitor.pauses import Ended
 from monitor.rows import flow_row
 from monitor.sockets import (
@@ -56,10 +59,18 @@ log = logging.getLogger("waylay.control")
 QUEUE_FRAMES = 50
 """Batches a screen may have waiting (10 s at 200 ms) before it is re-synchronised."""
 QUEUE_BYTES = 16 * 1024 * 1024
-CHUNK_ROWS = 5_000
-"""Rows per frame of a full state (the first frame reaches the screen sooner)."""
+FIRST_CHUNK = 200
+"""Rows of the first frame of a full state: a screenful, drawn before the rest comes."""
+CHUNK_ROWS = 2_000
+"""Rows per further frame of a full state. Rows are made while they are sent, a chunk at a
+time (about 15 ms of the proxy loop; the first time a flow is shown its resource type is
+inferred too), with traffic let through between chunks."""
 HELLO_TIMEOUT = 10.0
 RULE_EDITS = frozenset({"update", "set_enabled", "remove", "move", "persist_transient"})
+AT_ONCE = frozenset({"detail", "render_body", "check_filter"})
+"""Requests answered as soon as they are read, the reply written straight away: what the
+detail pane waits for while a key is pressed. The proxy loop runs them either way; on a
+busy loop a task, a thread and the write loop each cost a turn behind traffic."""
 
 
 class _Client:
@@ -246,20 +257,13 @@ class ControlServer:
                 flush=True,
             )
 
-    async def _activate(self) -> None:
-        """The first screen: snapshots start; the row cache is built from the store."""
+    def _activate(self) -> None:
+        """The first screen: rows of changed flows are made from now on; the row cache
+        fills as full states are sent (``_send_full_state``)."""
         assert self._ready is not None
         self.recorder.row_maker = flow_row
         self.recorder.sink = self._on_batch
         self.rows = {}
-        flows = self.recorder.flows
-        for n, fid in enumerate(list(flows)):
-            if fid not in self.rows:
-                row = self.recorder.row(fid)
-                if row is not None:
-                    self.rows[fid] = row
-            if n % 2000 == 1999:
-                await asyncio.sleep(0)  # let traffic through while 50,000 rows are built
         self._ready.set()
 
     def _deactivate(self) -> None:
@@ -303,7 +307,7 @@ class ControlServer:
         self._set_headless()
         writer_task = self._spawn(self._write_loop(client))
         if first:
-            await self._activate()
+            self._activate()
         client.reply(wire.frame(self._rules_state()))
         client.wake.set()
         try:
@@ -311,7 +315,10 @@ class ControlServer:
                 payload = await _read_frame(reader, wire.MAX_CLIENT_FRAME)
                 message = wire.decode_to_proxy(payload)
                 if isinstance(message, wire.Request):
-                    self._spawn(self._serve_request(client, message))
+                    if message.op in AT_ONCE:
+                        self._serve_at_once(client, message)
+                    else:
+                        self._spawn(self._serve_request(client, message))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except wire.WireError as e:
@@ -361,9 +368,7 @@ class ControlServer:
                         c.resync = False
                         c.queue.clear()
                         c.queued_bytes = 0
-                        for payload in self._full_state(c):
-                            w.write(payload)
-                            await w.drain()
+                        await self._send_full_state(c)
                     else:
                         payload = c.queue.popleft()
                         c.queued_bytes -= len(payload)
@@ -372,15 +377,38 @@ class ControlServer:
         except (ConnectionError, asyncio.CancelledError):
             return
 
-    def _full_state(self, c: _Client) -> list[bytes]:
-        rows = sorted(self.rows.values(), key=lambda r: r.seq)
-        if c.filter is not None:
-            rows = self._judged(rows, *c.filter)
-        frames = []
-        chunks = [rows[i : i + CHUNK_ROWS] for i in range(0, len(rows), CHUNK_ROWS)] or [[]]
-        for n, chunk in enumerate(chunks):
-            frames.append(wire.frame(wire.Batch(chunk, reset=n == 0, more=n < len(chunks) - 1)))
-        return frames
+    async def _send_full_state(self, c: _Client) -> None:
+        """Every row, oldest first, in chunks: the first a screenful, so that the screen
+        draws before the rest is made. Batches that come meanwhile wait in the client's
+        queue and go out after the last chunk (their rows are as new as the chunks' or
+        newer); replies go out between chunks. A client that falls behind meanwhile
+        (``resync`` again) gets a new full state instead of the rest of this one."""
+        w = c.writer
+        ids = list(self.recorder.flows)  # arrival order
+        cache = self.rows
+        start, size, first = 0, FIRST_CHUNK, True
+        while True:
+            rows = []
+            for fid in ids[start : start + size]:
+                row = cache.get(fid)
+                if row is None:
+                    row = self.recorder.row(fid)
+                    if row is None:  # gone meanwhile (its removal is in the queue)
+                        continue
+                    cache[fid] = row
+                rows.append(row)
+            start += size
+            if c.filter is not None:
+                rows = self._judged(rows, *c.filter)
+            last = start >= len(ids)
+            w.write(wire.frame(wire.Batch(rows, reset=first, more=not last)))
+            await w.drain()
+            if last or c.resync:
+                return
+            while c.replies:
+                w.write(c.replies.popleft())
+            await asyncio.sleep(0)  # traffic goes on while 50,000 rows are made
+            size, first = CHUNK_ROWS, False
 
     # -- batches (proxy loop) -----------------------------------------------------------
 
@@ -472,23 +500,53 @@ class ControlServer:
 
     async def _serve_request(self, c: _Client, req: wire.Request) -> None:
         try:
-            value = await self._op(c, req.op, req.args or {})
-            reply = wire.Reply(req.id, value=value)
-        except _OpError as e:
-            reply = wire.Reply(req.id, error=str(e))
-        except (ValueError, KeyError, TypeError) as e:
-            reply = wire.Reply(req.id, error=_first_line(e))
+            reply = wire.Reply(req.id, value=await self._op(c, req.op, req.args or {}))
         except Exception as e:  # noqa: BLE001 - the screen gets it in one line
-            log.exception("request %s failed", req.op)
-            reply = wire.Reply(req.id, error=f"{type(e).__name__}: {_first_line(e)}")
+            reply = _failed(req, e)
+        c.reply(_reply_frame(reply))
+
+    def _serve_at_once(self, c: _Client, req: wire.Request) -> None:
+        """An ``AT_ONCE`` request, answered now (on the proxy loop, where flows are read);
+        one about a flow not in memory is served as the others are."""
         try:
-            payload = wire.frame(reply)
-        except (TypeError, ValueError) as e:  # a value msgpack cannot carry
-            payload = wire.frame(wire.Reply(req.id, error=f"cannot send the reply: {e}"))
-        c.reply(payload)
+            reply = wire.Reply(req.id, value=self._op_at_once(req.op, req.args or {}))
+        except _Later:
+            self._spawn(self._serve_request(c, req))
+            return
+        except Exception as e:  # noqa: BLE001 - the screen gets it in one line
+            reply = _failed(req, e)
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            c.writer.write(_reply_frame(reply))
+
+    def _op_at_once(self, op: str, a: dict[str, Any]) -> Any:
+        if op == "detail":
+            view = self.recorder.view(str(a["flow_id"]))
+            if view is None:  # perhaps kept only in the session file: read there
+                raise _Later
+            return {"row": wire.row_of(view), "detail": wire.detail_of(view)}
+        if op == "render_body":
+            part, mode = str(a["part"]), str(a["mode"])
+            if part not in ("request", "response"):
+                raise _OpError(f"no such body: {part!r}")
+            flow = self.recorder.flows.get(str(a["flow_id"]))
+            if flow is None:
+                raise _Later
+            return render(flow.request if part == "request" else flow.response, flow, mode)
+        if op == "check_filter":
+            try:
+                flowfilter.parse(str(a["expr"]))
+            except ValueError as e:
+                return f"bad filter expression: {e}"
+            return None
+        raise _OpError(f"unknown request {op!r}")
 
     async def _op(self, c: _Client, op: str, a: dict[str, Any]) -> Any:
         ctl = self.controller
+        if op in AT_ONCE:
+            try:
+                return self._op_at_once(op, a)
+            except _Later:
+                pass
         if op == "detail":
             fid = str(a["flow_id"])
             view = self.recorder.view(fid)
@@ -497,6 +555,11 @@ class ControlServer:
             if view is None:
                 raise _OpError("that flow is no longer kept")
             return {"row": wire.row_of(view), "detail": wire.detail_of(view)}
+        if op == "render_body":
+            part, mode = str(a["part"]), str(a["mode"])
+            if part not in ("request", "response"):
+                raise _OpError(f"no such body: {part!r}")
+            return await asyncio.to_thread(ctl.render_body, str(a["flow_id"]), part, mode)
         if op == "older_progress":
             store = ctl.store
             got = store.older_progress.get(str(a.get("expr") or "").strip()) if store else None
@@ -539,12 +602,6 @@ class ControlServer:
             on = await asyncio.to_thread(ctl.toggle_breakpoints)
             self._broadcast_rules()
             return on
-        if op == "check_filter":
-            try:
-                flowfilter.parse(str(a["expr"]))
-            except ValueError as e:
-                return f"bad filter expression: {e}"
-            return None
         if op == "filter":
             expr = a.get("expr")
             if not expr:
@@ -590,11 +647,6 @@ class ControlServer:
                 )
             except OSError as e:  # its message is for people (the path and why)
                 raise _OpError(str(e)) from None
-        if op == "render_body":
-            part, mode = str(a["part"]), str(a["mode"])
-            if part not in ("request", "response"):
-                raise _OpError(f"no such body: {part!r}")
-            return await asyncio.to_thread(ctl.render_body, str(a["flow_id"]), part, mode)
         if op == "export_rules":
             text, warnings = await asyncio.to_thread(ctl.export_rules, str(a["fmt"]))
             return [text, list(warnings)]
@@ -619,6 +671,26 @@ class ControlServer:
 
 class _OpError(Exception):
     """A request that cannot be served; its message goes back to the screen."""
+
+
+class _Later(Exception):
+    """An ``AT_ONCE`` request that needs the session file (a flow not in memory)."""
+
+
+def _failed(req: wire.Request, e: Exception) -> wire.Reply:
+    if isinstance(e, _OpError):
+        return wire.Reply(req.id, error=str(e))
+    if isinstance(e, ValueError | KeyError | TypeError):
+        return wire.Reply(req.id, error=_first_line(e))
+    log.error("request %s failed", req.op, exc_info=e)
+    return wire.Reply(req.id, error=f"{type(e).__name__}: {_first_line(e)}")
+
+
+def _reply_frame(reply: wire.Reply) -> bytes:
+    try:
+        return wire.frame(reply)
+    except (TypeError, ValueError) as e:  # a value msgpack cannot carry
+        return wire.frame(wire.Reply(reply.id, error=f"cannot send the reply: {e}"))
 
 
 def _matches(flt: Any, flow: Any) -> bool:

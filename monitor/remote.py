@@ -26,6 +26,8 @@ from policies import Rule, RulesFileError
 from widgets.model import Answer, BodyView, FilterMatch, FlowView
 
 REQUEST_TIMEOUT = 30.0
+STREAM_WAIT = 0.2
+"""How long the reader waits for the screen to take a chunk of a full state."""
 
 Sink = Callable[[Sequence[FlowView], Sequence[str]], None]
 
@@ -102,6 +104,7 @@ class Remote:
         self._waiting: dict[str, FlowView] = {}
         self._waiting_removed: list[str] = []
         self._notified = False
+        self._taken = threading.Event()
         self.known: set[str] = set()
         self._reset_before: set[str] | None = None
         self._reset_ids: set[str] = set()
@@ -225,13 +228,22 @@ class Remote:
             if self._notify is not None:
                 self._wait(views, removed)
                 if self._notified:
-                    return
-                self._notified = True
-                notify = self._notify
+                    notify = None
+                else:
+                    self._notified = True
+                    self._taken.clear()
+                    notify = self._notify
+                waits = True
             else:
-                notify = None
-        if notify is not None:
-            notify()
+                waits = False
+        if waits:
+            if notify is not None:
+                notify()
+            if batch.more and not self._pending:
+                # A full state comes in chunks: the screen takes one before the next is
+                # decoded, so that it draws the first screenful at once instead of
+                # sharing the interpreter with the decoding of 50,000 rows.
+                self._taken.wait(STREAM_WAIT)
             return
         with self._lock:
             if self._sink is None:
@@ -266,6 +278,7 @@ class Remote:
             views, removed = list(self._waiting.values()), self._waiting_removed
             self._waiting, self._waiting_removed = {}, []
             self._notified = False
+        self._taken.set()
         return views, removed
 
     def set_sink(self, sink: Sink) -> None:
@@ -285,6 +298,7 @@ class Remote:
         slot: list[Any] = [threading.Event(), None, None]
         with self._lock:
             self._pending[rid] = slot
+        self._taken.set()  # a reader waiting for the screen to take a chunk reads on
         try:
             self._send(wire.Request(rid, op, args))
         except OSError as e:

@@ -16,6 +16,7 @@ import time
 from bisect import insort
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from sys import intern
 from typing import ClassVar
 
@@ -339,7 +340,11 @@ class FlowTable(ScrollView, can_focus=True):
         """The shown flows' ids, top to bottom."""
         self._positions: dict[str, int] | None = {}
         self._scans = 0
-        """id -> index in `_order`; None when it must be rebuilt (after a removal or sort)."""
+        """id -> index in `_order` plus `_base`; None when it must be rebuilt (after a
+        removal from the middle, or a sort)."""
+        self._base = 0
+        """Rows dropped from the top since `_positions` was built (a full store evicts the
+        oldest flows: their removal shifts every index, and only this changes)."""
         self._paused: set[str] = set()
         self.cursor_row = 0
         self._highlighted: str | None = None
@@ -492,7 +497,9 @@ class FlowTable(ScrollView, can_focus=True):
                 return self._order.index(flow_id)
             positions = {flow_id: index for index, flow_id in enumerate(self._order)}
             self._positions = positions
-        return positions.get(flow_id)
+            self._base = 0
+        index = positions.get(flow_id)
+        return None if index is None else index - self._base
 
     def select_flow(self, flow_id: str) -> bool:
         """Move the cursor to a flow's row; False when it is not shown."""
@@ -612,19 +619,35 @@ class FlowTable(ScrollView, can_focus=True):
             return
         selected = self.selected_id
         cursor = self.cursor_row
-        live_cursor = max(0, cursor - self.older_count)
-        removed_above = sum(1 for flow_id in self._order[:live_cursor] if flow_id in doomed)
-        self._order = [flow_id for flow_id in self._order if flow_id not in doomed]
-        for flow_id in doomed:
-            del store[flow_id]
-            self._paused.discard(flow_id)
-        self._positions = None
-        self._scans = 0
-        index = self.index_of(selected) if selected is not None else None
-        if index is not None and selected not in doomed:
-            cursor = index
+        count = len(doomed)
+        if all(flow_id in doomed for flow_id in islice(self._order, count)):
+            # the top live rows (a full store evicting its oldest flows, once a batch): the
+            # work is the removed rows', not the whole list's, and the index stays
+            del self._order[:count]
+            positions = self._positions
+            for flow_id in doomed:
+                del store[flow_id]
+                self._paused.discard(flow_id)
+                if positions is not None:
+                    positions.pop(flow_id, None)
+            self._base += count
+            live_cursor = cursor - self.older_count
+            if live_cursor > 0:  # the selected row moved up, or was removed
+                cursor -= min(count, live_cursor)
         else:
-            cursor -= removed_above
+            live_cursor = max(0, cursor - self.older_count)
+            removed_above = sum(1 for flow_id in self._order[:live_cursor] if flow_id in doomed)
+            self._order = [flow_id for flow_id in self._order if flow_id not in doomed]
+            for flow_id in doomed:
+                del store[flow_id]
+                self._paused.discard(flow_id)
+            self._positions = None
+            self._scans = 0
+            index = self.index_of(selected) if selected is not None else None
+            if index is not None and selected not in doomed:
+                cursor = index
+            else:
+                cursor -= removed_above
         self.cursor_row = max(0, min(cursor, self._total() - 1))
         self._structure_changed()
         self._announce()
@@ -762,6 +785,7 @@ class FlowTable(ScrollView, can_focus=True):
         order = self._order
         sort_key = self.sort_key
         positions = self._positions
+        first_new = self.older_count + len(order)  # the row the first new one gets
         for view in views:
             store[view.id] = view
             self._track_paused(view)
@@ -774,7 +798,7 @@ class FlowTable(ScrollView, can_focus=True):
                 positions = None
             else:
                 if positions is not None:
-                    positions[view.id] = len(order)
+                    positions[view.id] = len(order) + self._base
                 order.append(view.id)
         self._positions = positions
         if positions is None:
@@ -792,7 +816,8 @@ class FlowTable(ScrollView, can_focus=True):
             index = self.index_of(newest.id)
             self.move_cursor(index if index is not None else len(order) - 1)
         else:
-            self.refresh()
+            if positions is None or first_new < self._visible_range()[1]:
+                self.refresh()  # rows went in where they show (rows below it: the scrollbar)
             if was_empty:
                 self.move_cursor(0)
         self._refresh_url_line()
@@ -869,7 +894,20 @@ class FlowTable(ScrollView, can_focus=True):
         return top, top + self._row_slots()
 
     def _update_virtual_size(self) -> None:
-        self.virtual_size = Size(self.scrollable_content_region.width, self._total() + 2)
+        size = Size(self.scrollable_content_region.width, self._total() + 2)
+        if size == self.virtual_size:
+            return
+        if (
+            size.width == self.virtual_size.width
+            and self.show_vertical_scrollbar
+            and size.height > self.scrollable_content_region.height
+        ):
+            # More rows in a list that scrolls already: only the scrollbar changes. Setting
+            # `virtual_size` would lay out and repaint the whole screen (~20 ms) per batch.
+            self.set_reactive(FlowTable.virtual_size, size)
+            self._scroll_update(size)
+            return
+        self.virtual_size = size
 
     def _scroll_to_cursor(self) -> None:
         self._update_virtual_size()

@@ -58,12 +58,18 @@ class PausedQueue(Widget):
         selected: str | None = None,
     ) -> None:
         """Show these paused flows (oldest first); hidden when there are none."""
-        self._views = tuple(views)
+        views = tuple(views)
+        lines = min(len(views), MAX_LINES + 1)
+        was = min(len(self._views), MAX_LINES + 1)
+        if not views and not self._views:
+            return  # hidden and staying so: called on every batch, it must cost nothing
+        self._views = views
         self._now = now
         self._marked = frozenset(marked)
         self._selected = selected
-        self.set_class(bool(self._views), "-shown")
-        self.refresh(layout=True)
+        self.set_class(bool(views), "-shown")
+        # a layout (the whole screen) only when the queue's height changes
+        self.refresh(layout=lines != was)
 
     def render(self) -> Content:
         lines: list[Content] = []

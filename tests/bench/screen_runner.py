@@ -27,7 +27,7 @@ def main() -> None:
         print(port, flush=True)
         app.run(headless=True, size=(160, 50))
         return
-    from monitor.attach import ProxyChild, make_attached_app
+    from monitor.attach import ProxyChild, make_attached_app, tune_screen_gc
     from monitor.remote import Remote
 
     child = ProxyChild(["--listen-port", "0", "--confdir", str(confdir), "--rules", str(rules)])
@@ -43,6 +43,7 @@ def main() -> None:
     remote = Remote(child.path)
     print(remote.welcome.address.rsplit(":", 1)[1], flush=True)
     app = make_attached_app(remote, own_proxy=True)
+    tune_screen_gc()  # as run_attached does
     try:
         app.run(headless=True, size=(160, 50))
     finally:

@@ -111,3 +111,39 @@ async def test_a_filter_over_100k_flows_never_blocks_and_the_next_one_replaces_i
         expected = [v.id for v in views if "items/7" in v.url]
         assert app.table.flow_ids() == expected
         assert "filtering" not in app.header.render().plain
+
+
+async def test_a_full_store_evicting_its_oldest_keeps_the_cursor_and_every_row_index():
+    """Each batch of a full store adds new flows and drops as many of the oldest: the
+    top rows go without a pass over the list, and every lookup still finds its row."""
+    views = many_views(3_000)
+    app = WaylayApp(FakeController(), clock=Clock())
+    async with app.run_test(size=(140, 36)) as pilot:
+        app.push_flows(views[:1_000])
+        await wait_until(pilot, lambda: app.table.row_count == 1_000, "1,000 rows")
+        table = app.table
+        table.select_flow("f500")
+        for n in range(5):
+            for flow_id in table.flow_ids()[:3]:  # lookups build the id -> row index
+                table.index_of(flow_id)
+            start = 1_000 + n * 300
+            app.push_flows(
+                views[start : start + 300], [f"f{i}" for i in range(n * 300 + 1, n * 300 + 301)]
+            )
+            top = f"f{n * 300 + 301}"
+            await wait_until(pilot, lambda top=top: table.flow_ids()[0] == top, "evicted")
+            ids = table.flow_ids()
+            assert len(ids) == 1_000
+            assert [table.index_of(ids[i]) for i in (0, 1, 500, 999)] == [0, 1, 500, 999]
+            assert table.index_of(f"f{n * 300 + 300}") is None  # evicted
+            if n == 0:
+                assert table.selected_id == "f500"  # the cursor kept its flow
+        # the selected flow was evicted itself: the cursor goes to the top row
+        assert table.cursor_row == 0
+        assert table.selected_id == ids[0]
+        # a removal from the middle still works after evictions
+        app.push_flows([], [ids[10], ids[20]])
+        await wait_until(pilot, lambda: table.row_count == 998, "two rows removed")
+        assert table.index_of(ids[21]) == 19
+        assert table.index_of(ids[999]) == 997
+        await pilot.pause()
