@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from mitmproxy import http
 from mitmproxy.net.http.headers import parse_content_type
 
-from monitor.record import record_of
+from monitor.record import flow_type, record_of
 from policies import PageElements, infer_type
 
 DOCUMENT_TYPES = frozenset({"main_frame", "sub_frame", "object"})
@@ -35,6 +35,8 @@ class PageTypes:
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="waylay-pages")
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if not self.pages:  # no page seen: the type is inferred when first asked, as ever
+            return
         rec = record_of(flow)
         if rec.type is None:
             req = flow.request
@@ -47,16 +49,20 @@ class PageTypes:
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """Remember an HTML document a browser loaded without ``Sec-Fetch-Dest``: its
         subresources come without it too. Documents that came with it need nothing."""
-        req, resp = flow.request, flow.response
-        if resp is None or req.method != "GET" or "sec-fetch-dest" in req.headers:
-            return None
-        rec = record_of(flow)
-        if rec.local_response or rec.type not in DOCUMENT_TYPES:
-            return None
-        if not 200 <= resp.status_code < 300:
+        req, resp = flow.request, flow.response  # the cheapest tests first: every flow
+        if resp is None or not 200 <= resp.status_code < 300 or req.method != "GET":
             return None
         content_type = resp.headers.get("content-type", "").strip().lower()
-        if not content_type.startswith(HTML_TYPES):
+        if not content_type.startswith(HTML_TYPES) or "sec-fetch-dest" in req.headers:
+            return None
+        rec = record_of(flow)
+        if rec.local_response:
+            return None
+        if rec.type is None:  # no page was known when it was asked for
+            if "html" not in req.headers.get("accept", ""):
+                return None  # not asked for as a document (only pages type an <object>)
+            flow_type(flow)
+        if rec.type not in DOCUMENT_TYPES:
             return None
         raw = resp.raw_content
         if not raw or len(raw) > MAX_BODY:  # empty, streamed through, or too big to read
