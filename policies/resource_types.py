@@ -290,13 +290,11 @@ _ELEMENT_TYPES = {
 }
 _LINK_TYPES = {"stylesheet": "stylesheet", "icon": "image", "modulepreload": "script"}
 _PRELOAD_AS = {
-    "script": "script",
-    "style": "stylesheet",
-    "image": "image",
-    "font": "font",
-    "audio": "media",
-    "video": "media",
-    "track": "media",
+    # a preload's `as` names a request destination, as Sec-Fetch-Dest does
+    **{
+        dest: _DEST_TYPES[dest]
+        for dest in ("script", "style", "image", "font", "audio", "video", "track")
+    },
     "fetch": "xmlhttprequest",
 }
 _TAG = re.compile(
