@@ -14,19 +14,18 @@ tells the recorder about each WebSocket message as it passes.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import json
 import logging
 import struct
-from collections.abc import Iterator
 from typing import Optional
 from urllib.parse import parse_qsl
 
-from mitmproxy import contentviews, ctx, http, optmanager
+from mitmproxy import contentviews, http, optmanager
 from mitmproxy.utils import strutils
 
+from monitor.mitmctx import lent_options
 from monitor.record import record_of
 from policies.printable import printable, printable_text
 from widgets.model import BodyView
@@ -52,33 +51,16 @@ def human(n: int) -> str:
 # -- mitmproxy's contentviews, 11 and 12 ----------------------------------------------
 
 
-@contextlib.contextmanager
-def _view_options() -> Iterator[None]:
-    """mitmproxy 12's contentviews read ``ctx.options.protobuf_definitions``; without a
-    running proxy (``waylay open``) or where the option is missing, lend them an option set
-    that has it for the length of the call (the caller is the only thing running)."""
-    current = getattr(ctx, "options", None)
-    if current is not None and "protobuf_definitions" in current:
-        yield
-        return
-    options = optmanager.OptManager()
+def _declare_protobuf_definitions(options: optmanager.OptManager) -> None:
+    """mitmproxy 12's contentviews read ``ctx.options.protobuf_definitions``."""
     options.add_option("protobuf_definitions", Optional[str], None, "")  # noqa: UP045 - mitmproxy's typecheck
-    ctx.options = options  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        if current is None:
-            with contextlib.suppress(AttributeError):
-                del ctx.options
-        else:
-            ctx.options = current
 
 
 def mitm_view(message: http.Message, flow: http.HTTPFlow, name: str) -> tuple[str, str, str]:
     """(text, description, view name) of mitmproxy's contentview ``name`` ("auto",
     "XML/HTML", "Multipart Form"...), whichever mitmproxy is installed."""
     if hasattr(contentviews, "prettify_message"):  # mitmproxy 12
-        with _view_options():
+        with lent_options("protobuf_definitions", _declare_protobuf_definitions):
             result = contentviews.prettify_message(message, flow, view_name=name.lower())
         if result.syntax_highlight == "error":
             raise ValueError(result.text.strip().splitlines()[0] if result.text.strip() else name)

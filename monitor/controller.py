@@ -23,7 +23,7 @@ from monitor.record import KEY, record_of
 from monitor.recorder import Recorder
 from monitor.remember import RememberError, new_rule_id, rule_fields, rule_toml
 from monitor.save import flow_state, write_states
-from monitor.snapshot import snapshot
+from monitor.snapshot import filter_error, snapshot
 from monitor.store import SessionStore
 from policies import MatchPatternError, Rule, RulesFile, compile_pattern
 from policies.exchange import export_text
@@ -213,11 +213,7 @@ class ProxyController:
     # -- the list -------------------------------------------------------------------
 
     def check_filter(self, expr: str) -> str | None:
-        try:
-            flowfilter.parse(expr)
-        except ValueError as e:
-            return f"bad filter expression: {e}"
-        return None
+        return filter_error(expr)
 
     def apply_filter(self, expr: str) -> tuple[FilterMatch | None, str | None]:
         """The expression is parsed here and evaluated on the proxy loop, where the live

@@ -16,33 +16,14 @@ command sends the request that was recorded:
 
 from __future__ import annotations
 
-import contextlib
 import shlex
-from collections.abc import Iterator
 
-from mitmproxy import ctx, exceptions, http, optmanager
+from mitmproxy import exceptions, http
 from mitmproxy.addons import export
 
+from monitor.mitmctx import lent_options
+
 __all__ = ["curl_command"]
-
-
-@contextlib.contextmanager
-def _export_options() -> Iterator[None]:
-    current = getattr(ctx, "options", None)
-    if current is not None and "export_preserve_original_ip" in current:
-        yield
-        return
-    options = optmanager.OptManager()
-    export.Export().load(options)
-    ctx.options = options  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        if current is None:
-            with contextlib.suppress(AttributeError):
-                del ctx.options
-        else:
-            ctx.options = current
 
 
 def curl_command(flow: http.HTTPFlow) -> str:
@@ -50,7 +31,7 @@ def curl_command(flow: http.HTTPFlow) -> str:
     cannot be one: not an HTTP flow, or a body that is not text)."""
     if not isinstance(flow, http.HTTPFlow) or flow.request is None:
         raise ValueError("only HTTP requests can be exported as curl commands")
-    with _export_options():
+    with lent_options("export_preserve_original_ip", export.Export().load):
         try:
             command = export.curl_command(flow)
         except exceptions.CommandError as exc:

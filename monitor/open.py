@@ -29,7 +29,7 @@ from monitor.har import write_har
 from monitor.options_check import OneLineParser
 from monitor.record import KEY, FlowRecord, record_of
 from monitor.save import write_flows
-from monitor.snapshot import matches, snapshot
+from monitor.snapshot import filter_error, matches, snapshot
 from monitor.store import SessionStore, StoreError, flow_from_row
 from policies.printable import printable
 from widgets.model import Answer, BodyView, FilterMatch, FlowView
@@ -202,11 +202,7 @@ class FileController:
         return False
 
     def check_filter(self, expr: str) -> str | None:
-        try:
-            flowfilter.parse(expr)
-        except ValueError as e:
-            return f"bad filter expression: {e}"
-        return None
+        return filter_error(expr)
 
     def apply_filter(self, expr: str) -> tuple[FilterMatch | None, str | None]:
         """The flows never change here: the match of every flow, once."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mitmproxy import http
+from mitmproxy import flowfilter, http
 
 from monitor.destination import host_mismatch
 from monitor.record import flow_type, record_of
@@ -161,6 +161,15 @@ def snapshot(
         else (flow_filter[0], matches(flow_filter[1], flow)),
         retries=rec.retries,
     )
+
+
+def filter_error(expr: str) -> str | None:
+    """Why a mitmproxy filter expression does not parse, or None."""
+    try:
+        flowfilter.parse(expr)
+    except ValueError as e:
+        return f"bad filter expression: {e}"
+    return None
 
 
 def matches(flt: Callable[[http.HTTPFlow], bool], flow: http.HTTPFlow) -> bool:

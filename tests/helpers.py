@@ -131,6 +131,18 @@ def screen_text(app) -> str:
     return app.export_screenshot().replace("&#160;", " ")
 
 
+def common(settings) -> list[str]:
+    """The command-line options that point a waylay process at a test's settings."""
+    return [
+        "--confdir",
+        str(settings.confdir),
+        "--rules",
+        str(settings.rules),
+        "--upstream-ca",
+        str(settings.upstream_ca),
+    ]
+
+
 def write_rules(settings, text: str) -> Path:
     """Write a rules file (``version = 1`` and ``text``) where ``settings`` points."""
     settings.rules.parent.mkdir(parents=True, exist_ok=True)

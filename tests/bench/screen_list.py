@@ -21,7 +21,6 @@ tests/bench/screen_tmux.py.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gc
 import statistics
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "widgets"))
 
-from screen_fakes import NOW, Clock, FakeController, make_view  # noqa: E402
+from screen_fakes import Clock, FakeController, many_views  # noqa: E402
 
 from widgets.app import WaylayApp  # noqa: E402
 
@@ -40,22 +39,6 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def build(count: int) -> list:
-    template = make_view(0)
-    return [
-        dataclasses.replace(
-            template,
-            id=f"f{n}",
-            seq=n,
-            started=NOW + n / 1000,
-            path=f"/items/{n}?page={n % 7}",
-            url=f"https://api.example.com/items/{n}?page={n % 7}",
-            status=200 + (n % 4) * 100,
-        )
-        for n in range(1, count + 1)
-    ]
 
 
 async def timed(pilot, *keys: str) -> float:
@@ -70,7 +53,7 @@ async def timed(pilot, *keys: str) -> float:
 async def measure(count: int) -> dict[str, float]:
     gc.collect()
     before_views = rss_mb()
-    views = build(count)
+    views = many_views(count)
     gc.collect()
     with_views = rss_mb()
     app = WaylayApp(FakeController(), clock=Clock())

@@ -44,12 +44,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_screen(count: int) -> None:
     """Inside tmux: the app with `count` flows."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "widgets"))
-    from screen_fakes import Clock, FakeController
+    from screen_fakes import Clock, FakeController, many_views
 
-    from tests.bench.screen_list import build
     from widgets.app import WaylayApp
 
-    views = build(count)
+    views = many_views(count)
     app = WaylayApp(FakeController(), clock=Clock())
 
     def feed() -> None:

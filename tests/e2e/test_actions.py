@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from tests.helpers import curl, headless, wait_for
+from tests.helpers import common, curl, headless, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -19,22 +19,11 @@ def write_rules(settings, text: str) -> None:
     settings.rules.write_text("version = 1\n" + text)
 
 
-def args(settings):
-    return [
-        "--confdir",
-        str(settings.confdir),
-        "--rules",
-        str(settings.rules),
-        "--upstream-ca",
-        str(settings.upstream_ca),
-    ]
-
-
 @pytest.fixture
 def run(settings):
     def start(rules: str):
         write_rules(settings, rules)
-        return headless(*args(settings))
+        return headless(*common(settings))
 
     return start
 
@@ -173,7 +162,7 @@ def test_broken_rules_file_starts_with_a_clear_error_and_is_not_overwritten(
     broken = 'version = 1\n[[rule]]\nid = "x"\naction = "explode"\n'
     settings.rules.parent.mkdir(parents=True, exist_ok=True)
     settings.rules.write_text(broken)
-    with headless(*args(settings)) as w:
+    with headless(*common(settings)) as w:
         assert "rules.toml:" in w.stderr_head and "explode" in w.stderr_head
         assert curl(w.port, upstream.url("/")).stdout.endswith("\n200")
     assert settings.rules.read_text() == broken

@@ -10,20 +10,9 @@ import time
 
 import pytest
 
-from tests.helpers import WAYLAY, curl, headless
+from tests.helpers import WAYLAY, common, curl, headless
 
 pytestmark = pytest.mark.e2e
-
-
-def common(settings) -> list[str]:
-    return [
-        "--confdir",
-        str(settings.confdir),
-        "--rules",
-        str(settings.rules),
-        "--upstream-ca",
-        str(settings.upstream_ca),
-    ]
 
 
 def test_listening_line_flow_lines_and_clean_sigterm(settings, upstream, tls_upstream, waylay_ca):

@@ -10,22 +10,11 @@ import subprocess
 import pytest
 
 from monitor.record import record_of
-from tests.helpers import headless, wait_for, write_rules
+from tests.helpers import common, headless, wait_for, write_rules
 
 pytestmark = pytest.mark.e2e
 
 ONCE = '[[rule]]\nid = "once"\nurls = ["*://*/blocked*"]\naction = "cancel"\ntimes = 1\n'
-
-
-def args(settings):
-    return [
-        "--confdir",
-        str(settings.confdir),
-        "--rules",
-        str(settings.rules),
-        "--upstream-ca",
-        str(settings.upstream_ca),
-    ]
 
 
 def curl_many(port: int, *args: str, cacert=None) -> subprocess.CompletedProcess:
@@ -64,7 +53,7 @@ def test_a_times_1_cancel_holds_when_curl_retries_on_a_fresh_connection(
 ):
     up = tls_upstream if tls else upstream
     write_rules(settings, ONCE)
-    with headless(*args(settings)) as w:
+    with headless(*common(settings)) as w:
         r = curl_many(
             w.port,
             "--http1.1",
@@ -85,7 +74,7 @@ def test_a_times_1_cancel_holds_when_curl_retries_on_a_fresh_connection(
 
 def test_a_cancelled_post_retried_with_the_same_body_never_reaches_upstream(settings, upstream):
     write_rules(settings, ONCE)
-    with headless(*args(settings)) as w:
+    with headless(*common(settings)) as w:
         proxy = f"http://127.0.0.1:{w.port}"
         r = curl_many(  # options after --next are per URL: the proxy again
             w.port,
@@ -128,7 +117,7 @@ def test_http2_cancel_is_a_stream_reset_curl_does_not_retry(
     settings, h2_upstream, waylay_ca, upstream
 ):
     write_rules(settings, ONCE)
-    with headless(*args(settings)) as w:
+    with headless(*common(settings)) as w:
         r = curl_many(
             w.port,
             "--http2",

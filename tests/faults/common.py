@@ -12,17 +12,6 @@ from contextlib import contextmanager
 from tests.helpers import WAYLAY
 
 
-def common(settings) -> list[str]:
-    return [
-        "--confdir",
-        str(settings.confdir),
-        "--rules",
-        str(settings.rules),
-        "--upstream-ca",
-        str(settings.upstream_ca),
-    ]
-
-
 def run_cli(
     *args: str, timeout: float = 20, env: dict | None = None
 ) -> subprocess.CompletedProcess:

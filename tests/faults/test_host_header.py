@@ -10,8 +10,7 @@ import socket
 
 import pytest
 
-from tests.faults.common import common
-from tests.helpers import curl, headless, wait_for
+from tests.helpers import common, curl, headless, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tests.faults.common import RawUpstream, common, never_accepting
-from tests.helpers import curl, headless, wait_for
+from tests.faults.common import RawUpstream, never_accepting
+from tests.helpers import common, curl, headless, wait_for
 
 pytestmark = pytest.mark.e2e
 

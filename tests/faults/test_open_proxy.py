@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.common import common, one_line_error, run_cli
-from tests.helpers import curl, headless
+from tests.faults.common import one_line_error, run_cli
+from tests.helpers import common, curl, headless
 
 pytestmark = pytest.mark.e2e
 

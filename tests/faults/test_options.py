@@ -10,8 +10,8 @@ import socket
 
 import pytest
 
-from tests.faults.common import common, one_line_error, run_cli
-from tests.helpers import curl, headless
+from tests.faults.common import one_line_error, run_cli
+from tests.helpers import common, curl, headless
 
 pytestmark = pytest.mark.e2e
 

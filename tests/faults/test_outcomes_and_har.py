@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from tests.faults.common import RawUpstream, common, one_line_error, run_cli
-from tests.helpers import curl, headless, wait_for
+from tests.faults.common import RawUpstream, one_line_error, run_cli
+from tests.helpers import common, curl, headless, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ import pytest
 from rich.console import Console
 
 from monitor.app import make_app
-from tests.faults.common import common, run_cli
-from tests.helpers import headless, until
+from tests.faults.common import run_cli
+from tests.helpers import common, headless, until
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,9 @@ import time
 import httpx
 import pytest
 
-from tests.faults.common import RawUpstream, common, never_accepting
+from tests.faults.common import RawUpstream, never_accepting
 from tests.h2server import H2Upstream, SilentH2Upstream
-from tests.helpers import curl, headless, wait_for
+from tests.helpers import common, curl, headless, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from monitor.open import OpenError, make_open_app, read_flows
-from tests.e2e.test_headless import common, run_cli
-from tests.helpers import curl, headless, until, wait_for
+from tests.e2e.test_headless import run_cli
+from tests.helpers import common, curl, headless, until, wait_for
 from tests.sessions.test_save import MITMDUMP
 
 pytestmark = pytest.mark.e2e

@@ -15,8 +15,8 @@ from mitmproxy import http
 from mitmproxy.io import FlowReader
 
 from monitor.app import make_app
-from tests.e2e.test_headless import common, run_cli
-from tests.helpers import WAYLAY, curl, headless, until, wait_for
+from tests.e2e.test_headless import run_cli
+from tests.helpers import WAYLAY, common, curl, headless, until, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -205,6 +205,24 @@ def make_view(n: int = 1, **changes) -> FlowView:
     return FlowView(**base)
 
 
+def many_views(count: int) -> list[FlowView]:
+    """Flows 1..count, finished, one in seven on page 3, statuses 200-500 in turn: the
+    list at scale (tests/widgets/test_flow_table_scale.py, tests/bench/screen_list.py)."""
+    template = make_view(0)
+    return [
+        dataclasses.replace(
+            template,
+            id=f"f{n}",
+            seq=n,
+            started=NOW + n / 1000,
+            path=f"/items/{n}?page={n % 7}",
+            url=f"https://api.example.com/items/{n}?page={n % 7}",
+            status=200 + (n % 4) * 100,
+        )
+        for n in range(1, count + 1)
+    ]
+
+
 def paused_view(n: int, event: str = "request", *, since: float = NOW - 5, **changes) -> FlowView:
     """Flow `n`, paused at `event` since `since`, with a 120 s deadline."""
     view = make_view(n, **changes)

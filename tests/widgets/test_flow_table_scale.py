@@ -7,7 +7,7 @@ import dataclasses
 import time
 
 import pytest
-from screen_fakes import NOW, Clock, FakeController, make_view, paused_view, wait_until
+from screen_fakes import Clock, FakeController, many_views, paused_view, wait_until
 
 from widgets.app import WaylayApp
 from widgets.flow_table import COLUMN_KEYS
@@ -18,22 +18,6 @@ pytestmark = pytest.mark.usefixtures("utc")
 
 FLOWS = 100_000
 BATCHES = 20
-
-
-def many_views(count: int) -> list:
-    template = make_view(0)
-    return [
-        dataclasses.replace(
-            template,
-            id=f"f{n}",
-            seq=n,
-            started=NOW + n / 1000,
-            path=f"/items/{n}?page={n % 7}",
-            url=f"https://api.example.com/items/{n}?page={n % 7}",
-            status=200 + (n % 4) * 100,
-        )
-        for n in range(1, count + 1)
-    ]
 
 
 async def test_100k_flows_in_20_batches(record_property):
