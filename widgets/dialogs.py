@@ -109,6 +109,18 @@ def parse_header_lines(text: str) -> list[tuple[str, str]]:
     return headers
 
 
+def _status(text: str) -> int:
+    """A response status typed in a form; ValueError says what is wrong with it."""
+    raw = text.strip()
+    try:
+        status = int(raw)
+    except ValueError:
+        raise ValueError(f"status must be a number, got {raw!r}") from None
+    if not 100 <= status <= 599:
+        raise ValueError(f"status must be between 100 and 599, got {status}")
+    return status
+
+
 def _decode_body(body: bytes) -> str | None:
     """The body as text, or None when it is not text (binary or not UTF-8)."""
     if b"\x00" in body:
@@ -876,13 +888,7 @@ class HttpDialog(DecisionDialog):
                 raise ValueError(error)
             return Answer(mode, {"url": url})
         if mode == "respond":
-            raw = self.query_one("#respond-status", Input).value.strip()
-            try:
-                status = int(raw)
-            except ValueError:
-                raise ValueError(f"status must be a number, got {raw!r}") from None
-            if not 100 <= status <= 599:
-                raise ValueError(f"status must be between 100 and 599, got {status}")
+            status = _status(self.query_one("#respond-status", Input).value)
             content_type = self.query_one("#respond-type", Input).value.strip()
             headers = [("Content-Type", content_type)] if content_type else []
             body = self.query_one("#respond-body", TextArea).text
@@ -907,13 +913,7 @@ class HttpDialog(DecisionDialog):
                 params["body"] = body
             return Answer("continue", params)
         if mode == "upstream":
-            raw = self.query_one("#upstream-status", Input).value.strip()
-            try:
-                status = int(raw)
-            except ValueError:
-                raise ValueError(f"status must be a number, got {raw!r}") from None
-            if not 100 <= status <= 599:
-                raise ValueError(f"status must be between 100 and 599, got {status}")
+            status = _status(self.query_one("#upstream-status", Input).value)
             headers = parse_header_lines(self.query_one("#upstream-headers", TextArea).text)
             if self._upstream_body() is None:
                 raise ValueError("this body cannot be edited here: c passes it on unchanged")
