@@ -187,41 +187,40 @@ def _patch_http1() -> None:
     server_send = Http1Server.send
 
     def guarded_server_read_headers(self, event):
-        yield from server_read_headers(self, event)
-        if (
-            isinstance(event, events.DataReceived)
-            and getattr(self.state, "__func__", None) is guarded_server_read_headers
-            and len(self.buf) > CONFIG.max_header_size
-        ):
-            size = len(self.buf)
-            self.buf = ReceiveBuffer()  # the flood's bytes go now
-            yield commands.Log(
-                f"request headers over {CONFIG.max_header_size:,} bytes (--max-header-size): "
-                f"431, connection closed",
-                logging.INFO,
-            )
-            yield commands.SendData(
-                self.conn,
-                make_error_response(
-                    431,
-                    f"Request headers larger than {CONFIG.max_header_size:,} bytes "
-                    f"(got {size:,} without an end)",
-                ),
-            )
-            yield commands.CloseConnection(self.conn)
-            self.state = self.done
+        # The read is already in the buffer: a head over the limit is refused before it
+        # is parsed, whether it has ended in this read or not (before, one that ended in
+        # the read that crossed the limit passed: up to a read, 64 KiB, more).
+        size = _oversized_head(self.buf) if isinstance(event, events.DataReceived) else None
+        if size is None:
+            yield from server_read_headers(self, event)
+            return
+        ended, size = size
+        self.buf = ReceiveBuffer()  # the flood's bytes go now
+        yield commands.Log(
+            f"request headers over {CONFIG.max_header_size:,} bytes (--max-header-size): "
+            f"431, connection closed",
+            logging.INFO,
+        )
+        yield commands.SendData(
+            self.conn,
+            make_error_response(
+                431,
+                f"Request headers larger than {CONFIG.max_header_size:,} bytes "
+                f"(got {size:,}{'' if ended else ' without an end'})",
+            ),
+        )
+        yield commands.CloseConnection(self.conn)
+        self.state = self.done
 
     def guarded_client_read_headers(self, event):
         if isinstance(event, events.DataReceived) and self.request is not None:
             _drop_interim(self)
             if not self.buf:
                 return
-        yield from client_read_headers(self, event)
         if (
             isinstance(event, events.DataReceived)
-            and getattr(self.state, "__func__", None) is guarded_client_read_headers
-            and len(self.buf) > CONFIG.max_header_size
             and self.stream_id is not None
+            and _oversized_head(self.buf) is not None
         ):
             self.buf = ReceiveBuffer()
             self.state = self.done  # what still arrives is dropped, not buffered
@@ -233,6 +232,8 @@ def _patch_http1() -> None:
                     "(--max-header-size)",
                 )
             )
+            return
+        yield from client_read_headers(self, event)
 
     def send_with_timeout_status(self, event):
         status = getattr(event, "waylay_status", None)
@@ -250,6 +251,23 @@ def _patch_http1() -> None:
     Http1Server.read_headers = guarded_server_read_headers  # type: ignore[method-assign]
     Http1Client.read_headers = guarded_client_read_headers  # type: ignore[method-assign]
     Http1Server.send = send_with_timeout_status  # type: ignore[method-assign]
+
+
+_HEAD_END = re.compile(rb"\n\r?\n")
+"""Where an HTTP/1 head ends, as mitmproxy's buffer (h11's) finds it."""
+
+
+def _oversized_head(buf) -> tuple[bool, int] | None:
+    """(ended, size) of the HTTP/1 head at the start of ``buf`` when it is over
+    ``--max-header-size`` (size so far when it has not ended); None when it fits. Looks
+    only when more than the limit is buffered: a usual read costs one ``len``."""
+    limit = CONFIG.max_header_size
+    if len(buf) <= limit:
+        return None
+    end = _HEAD_END.search(bytes(buf))
+    if end is None:
+        return False, len(buf)
+    return None if end.end() <= limit else (True, end.end())
 
 
 MAX_RESETS = 200

@@ -55,6 +55,28 @@ def test_header_flood_gets_431_the_connection_closes_and_memory_returns(settings
     assert upstream.requests and all("x-flood" not in r["headers"] for r in upstream.requests)
 
 
+def test_a_whole_head_over_the_limit_in_one_read_gets_431_too(settings, upstream):
+    """Before, a head that ended within the read that crossed the limit passed (the
+    check looked only at heads still unfinished): a head 50 bytes over a 64 KiB limit
+    reached upstream. A head just under the limit still passes."""
+    limit = 64 * 1024
+    start = f"GET {upstream.url('/whole')} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
+    end = "\r\nConnection: close\r\n\r\n"
+    bare = len(start) + len(end)
+    # 50 bytes over: the read that crosses the limit is, all but surely, the one that ends
+    # the head (the case that passed); 200 bytes under: a head that fits
+    with headless(*common(settings), "--max-header-size", "64k") as w:
+        for size, expected in ((limit - 200, b"HTTP/1.1 200"), (limit + 50, b"HTTP/1.1 431")):
+            head = start + "a" * (size - bare) + end
+            assert len(head) == size
+            with socket.create_connection(("127.0.0.1", w.port), timeout=10) as s:
+                s.sendall(head.encode())
+                data = recv_all(s)
+            assert data.startswith(expected), (size, data[:200])
+    sizes = [len(r["headers"].get("x-big", "")) for r in upstream.requests]
+    assert sizes == [limit - 200 - bare]
+
+
 def test_a_flooding_upstream_response_is_an_error_not_a_hang(settings):
     def flood(conn: socket.socket) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nX-Flood: ")
