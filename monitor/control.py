@@ -634,16 +634,16 @@ class ControlServer:
             if flow is None:
                 raise _OpError("that flow is no longer kept")
             return curl_command(flow)
-        if op == "export_har":
+        if op in ("export_har", "save_flows"):
             ids = a.get("flow_ids")
-            return await asyncio.to_thread(
-                ctl.export_har, str(a["path"]), None if ids is None else [str(i) for i in ids]
-            )
-        if op == "save_flows":
-            ids = a.get("flow_ids")
+            older = a.get("older")
+            write = ctl.export_har if op == "export_har" else ctl.save_flows
             try:
                 return await asyncio.to_thread(
-                    ctl.save_flows, str(a["path"]), None if ids is None else [str(i) for i in ids]
+                    write,
+                    str(a["path"]),
+                    None if ids is None else [str(i) for i in ids],
+                    None if older is None else str(older),
                 )
             except OSError as e:  # its message is for people (the path and why)
                 raise _OpError(str(e)) from None

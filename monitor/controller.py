@@ -8,7 +8,9 @@ to the proxy loop.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
+from collections.abc import Iterator
 
 from mitmproxy import flowfilter, http
 
@@ -16,7 +18,7 @@ from monitor.bodyview import render
 from monitor.decider import edit
 from monitor.events import EventLog
 from monitor.exports import curl_command
-from monitor.har import write_har
+from monitor.har import make_har, write_har
 from monitor.pauses import Pauses
 from monitor.proxy import EmbeddedProxy
 from monitor.record import KEY, record_of
@@ -329,27 +331,50 @@ class ProxyController:
 
         return self._on_loop(curl)
 
-    def export_har(self, path: str, flow_ids: list[str] | None = None) -> int:
-        def har() -> int:
-            flows = self.recorder.flows
-            if flow_ids is None:
-                return write_har(list(flows.values()), path)
-            return write_har([flows[i] for i in flow_ids if i in flows], path)
+    def _live_for_export(self, flow_ids: list[str] | None) -> tuple[int, list[http.HTTPFlow]]:
+        """(on the proxy loop) The seq below which flows are kept only in the session
+        file, and the flows in memory chosen (all, or ``flow_ids``). One moment for both:
+        a flow evicted later is in the list; one evicted before is in the file."""
+        below = self.older_below() if self.store is not None else 0
+        flows = self.recorder.flows
+        chosen = (
+            list(flows.values()) if flow_ids is None else [flows[i] for i in flow_ids if i in flows]
+        )
+        return below, [f for f in chosen if isinstance(f, http.HTTPFlow)]
 
-        return self._on_loop(har, timeout=300)
+    def _older_for_export(self, older: str | None, below: int) -> Iterator[http.HTTPFlow]:
+        """The session file's flows with seq < ``below`` that match ``older`` (as the list
+        shows them), read back from the file; none when ``older`` is None."""
+        if older is None or self.store is None or self.store._db is None:
+            return iter(())
+        return self.store.older_http_flows(older, below)
 
-    def save_flows(self, path: str, flow_ids: list[str] | None = None) -> int:
-        """``w``: all (or the given) flows to ``path`` in mitmproxy's flow format."""
+    def export_har(
+        self, path: str, flow_ids: list[str] | None = None, older: str | None = None
+    ) -> int:
+        def live() -> tuple[int, dict]:
+            below, chosen = self._live_for_export(flow_ids)
+            return below, make_har(chosen)
 
-        def states() -> list[dict]:
+        below, har = self._on_loop(live, timeout=300)
+        stored = make_har(self._older_for_export(older, below))["log"]["entries"]
+        har["log"]["entries"][:0] = stored  # oldest first, as the list
+        return write_har(har, path)
+
+    def save_flows(
+        self, path: str, flow_ids: list[str] | None = None, older: str | None = None
+    ) -> int:
+        """``w``: all (or the given) flows to ``path`` in mitmproxy's flow format, the
+        session file's older ones (``older``) first."""
+
+        def live() -> tuple[int, list[dict]]:
             # the flows' state is read on the proxy loop; the file is written here
-            if flow_ids is None:
-                chosen = list(self.recorder.flows.values())
-            else:
-                chosen = [self.recorder.flows[i] for i in flow_ids if i in self.recorder.flows]
-            return [flow_state(f) for f in chosen if isinstance(f, http.HTTPFlow)]
+            below, chosen = self._live_for_export(flow_ids)
+            return below, [flow_state(f) for f in chosen]
 
-        return write_states(self._on_loop(states, timeout=300), path)
+        below, states = self._on_loop(live, timeout=300)
+        stored = (flow_state(f) for f in self._older_for_export(older, below))
+        return write_states(itertools.chain(stored, states), path)
 
     def render_body(self, flow_id: str, part: str, mode: str) -> BodyView | None:
         """The detail pane's body in a view mode, rendered on the proxy loop."""

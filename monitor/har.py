@@ -54,9 +54,10 @@ def make_har(flows: Iterable[http.HTTPFlow]) -> dict:
     return har
 
 
-def write_har(flows: Iterable[http.HTTPFlow], path: Path | str) -> int:
-    """Write flows as HAR 1.2 to ``path`` atomically; returns the number of entries."""
-    har = make_har(flows)
+def write_har(flows: Iterable[http.HTTPFlow] | dict, path: Path | str) -> int:
+    """Write flows (or a HAR ``make_har`` made) as HAR 1.2 to ``path`` atomically;
+    returns the number of entries."""
+    har = flows if isinstance(flows, dict) else make_har(flows)
     # The one atomic writer: a temp file of a random name created exclusively (mkstemp:
     # O_EXCL) in the destination's folder, so nothing planted at a predictable name is
     # followed; 0600, since a HAR holds cookies and tokens.

@@ -10,6 +10,7 @@ or answered (``FileController`` says so).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import sqlite3
@@ -231,11 +232,19 @@ class FileController:
             raise ValueError("that flow is no longer listed")
         return curl_command(flow)
 
-    def export_har(self, path: str, flow_ids: list[str] | None = None) -> int:
-        return write_har(self._chosen(flow_ids), path)
+    def _older(self, older: str | None) -> Iterable[http.HTTPFlow]:
+        """Flows kept only in the file (a session file's older ones): none here."""
+        return ()
 
-    def save_flows(self, path: str, flow_ids: list[str] | None = None) -> int:
-        return write_flows(self._chosen(flow_ids), path)
+    def export_har(
+        self, path: str, flow_ids: list[str] | None = None, older: str | None = None
+    ) -> int:
+        return write_har([*self._older(older), *self._chosen(flow_ids)], path)
+
+    def save_flows(
+        self, path: str, flow_ids: list[str] | None = None, older: str | None = None
+    ) -> int:
+        return write_flows(itertools.chain(self._older(older), self._chosen(flow_ids)), path)
 
     def render_body(self, flow_id: str, part: str, mode: str) -> BodyView | None:
         flow = self.flows.get(flow_id)
@@ -275,6 +284,11 @@ class SessionFileController(FileController):
 
     def older_progress(self, expr: str) -> tuple[int, int] | None:
         return self.store.older_progress.get(expr.strip())
+
+    def _older(self, older: str | None) -> Iterable[http.HTTPFlow]:
+        if older is None:
+            return ()
+        return self.store.older_http_flows(older, self.below)
 
     def export_curl(self, flow_id: str) -> str:
         if flow_id in self.flows:

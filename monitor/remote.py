@@ -408,21 +408,35 @@ class RemoteController:
         except (RemoteError, AttachError) as e:
             raise ValueError(str(e)) from None
 
-    def export_har(self, path: str, flow_ids: list[str] | None = None) -> int:
+    def export_har(
+        self, path: str, flow_ids: list[str] | None = None, older: str | None = None
+    ) -> int:
         try:
             return int(
-                self.remote.request("export_har", path=os.path.abspath(path), flow_ids=flow_ids)
+                self.remote.request(
+                    "export_har",
+                    timeout=300,
+                    path=os.path.abspath(path),
+                    flow_ids=flow_ids,
+                    older=older,
+                )
             )
         except (RemoteError, AttachError) as e:
             raise OSError(str(e)) from None
 
-    def save_flows(self, path: str, flow_ids: list[str] | None = None) -> int:
+    def save_flows(
+        self, path: str, flow_ids: list[str] | None = None, older: str | None = None
+    ) -> int:
         """Written by the proxy process (where the flows are), to ``path`` as this screen
         names it (made absolute here: the proxy may run in another folder)."""
         try:
             return int(
                 self.remote.request(
-                    "save_flows", timeout=300, path=os.path.abspath(path), flow_ids=flow_ids
+                    "save_flows",
+                    timeout=300,
+                    path=os.path.abspath(path),
+                    flow_ids=flow_ids,
+                    older=older,
                 )
             )
         except (RemoteError, AttachError) as e:

@@ -1027,6 +1027,15 @@ class SessionStore:
                 row = db.execute(sql, (flow_id,)).fetchone()
         return (row["seq"], flow_from_row(row)) if row is not None else None
 
+    def older_http_flows(self, expr: str, below: int) -> Iterator[http.HTTPFlow]:
+        """The flows that ``older(expr, below, …)`` lists, rebuilt whole (for a save or an
+        export), oldest first. Read 500 at a time: the read lock is held for a chunk, so
+        the list's own reads go on between chunks."""
+        seqs, _ = self.query(expr, below=min(below, self.committed + 1))
+        for start in range(0, len(seqs), 500):
+            for row in list(self.rows(seqs[start : start + 500])):
+                yield flow_from_row(row)
+
 
 def view_of_row(row: sqlite3.Row) -> FlowView:
     """The flow list's row of a stored flow, from the narrow table alone."""

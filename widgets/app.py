@@ -935,7 +935,7 @@ class WaylayApp(App[None]):
         """`w`: save all or the listed flows in mitmproxy's flow format."""
         from widgets.save_menu import SaveFlowsMenu
 
-        if not self.flows:
+        if not self.flows and not self._older_all:
             self.notify("No flows to save.", severity="warning")
             return
         self.push_screen(
@@ -944,9 +944,15 @@ class WaylayApp(App[None]):
                 total=len(self.flows),
                 listed=self.table.flow_ids(),
                 filter_text=self.filter_text,
+                older=self._older_counts,
                 id="save-flows",
             )
         )
+
+    @property
+    def _older_counts(self) -> tuple[int, int]:
+        """Flows kept only in the session file (above the list): (in all, listed now)."""
+        return self._older_all, self.table.older_count
 
     def action_delete_selected(self) -> None:
         """`d`: delete the selected finished flow, here and in the proxy's store."""
@@ -1152,5 +1158,7 @@ class WaylayApp(App[None]):
                 self.table.selected_id,
                 self.table.flow_ids(),
                 rules_source=self.rules_source,
+                older=self._older_counts,
+                filter_text=self.filter_text,
             )
         )

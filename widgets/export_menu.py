@@ -111,6 +111,8 @@ class ExportMenu(ModalScreen[str | None]):
         visible_flow_ids: list[str] | None = None,
         *,
         rules_source: Any = None,
+        older: tuple[int, int] = (0, 0),
+        filter_text: str = "",
         directory: Path | None = None,
         clock: Any = time.localtime,
         name: str | None = None,
@@ -122,6 +124,9 @@ class ExportMenu(ModalScreen[str | None]):
         self.visible_flow_ids = list(visible_flow_ids) if visible_flow_ids is not None else None
         """The flows the list shows (its filter applied), or None when not known."""
         self.rules_source = rules_source
+        self.older_all, self.older_listed = older
+        """Flows kept only in the session file: how many in all, how many listed."""
+        self.filter_text = filter_text
         self.directory = directory
         """Where files go; None: the current folder at the time of the export."""
         self.clock = clock
@@ -147,12 +152,14 @@ class ExportMenu(ModalScreen[str | None]):
             if choice.id == "curl" and self.selected_flow_id is None:
                 label += " (no flow selected)"
                 disabled = True
+            if choice.id == "har-all" and self.older_all:
+                label += f" (with the session file's {self.older_all:,} older ones)"
             if choice.id == "har-listed":
                 if self.visible_flow_ids is None:
                     disabled = True
                 else:
-                    count = len(self.visible_flow_ids)
-                    label += f" ({count} flow{'s' if count != 1 else ''})"
+                    count = len(self.visible_flow_ids) + self.older_listed
+                    label += f" ({count:,} flow{'s' if count != 1 else ''})"
                     disabled = count == 0
             options.append(Option(label, id=choice.id, disabled=disabled))
         return options
@@ -240,8 +247,14 @@ class ExportMenu(ModalScreen[str | None]):
             return self.controller.export_curl(self.selected_flow_id) + "\n", [], None
         if choice.id.startswith("har"):
             assert target is not None
-            ids = self.visible_flow_ids if choice.id == "har-listed" else None
-            count = self.controller.export_har(str(target), ids)
+            if choice.id == "har-listed":
+                ids, older = self.visible_flow_ids, self.filter_text if self.older_listed else None
+            else:
+                ids, older = None, "" if self.older_all else None
+            if older is None:  # the call of a controller without a session file
+                count = self.controller.export_har(str(target), ids)
+            else:  # the session file's flows above the list too
+                count = self.controller.export_har(str(target), ids, older)
             return None, [], count
         fmt = choice.id.removeprefix("rules-")
         text, warnings = self.controller.export_rules(fmt)

@@ -251,12 +251,19 @@ class Controller(Protocol):
     def export_curl(self, flow_id: str) -> str:
         """The selected flow as a curl command (raises ValueError if it cannot be)."""
 
-    def export_har(self, path: str, flow_ids: list[str] | None = None) -> int:
-        """Write all (or the given) flows as HAR 1.2 to ``path``; returns the entry count."""
+    def export_har(
+        self, path: str, flow_ids: list[str] | None = None, older: str | None = None
+    ) -> int:
+        """Write all (or the given) flows as HAR 1.2 to ``path``; returns the entry count.
+        ``older``: also, first, the flows kept only in the session file (``OlderFlows``)
+        that match this filter as typed ("" for all); None for none of them."""
 
-    def save_flows(self, path: str, flow_ids: list[str] | None = None) -> int:
+    def save_flows(
+        self, path: str, flow_ids: list[str] | None = None, older: str | None = None
+    ) -> int:
         """Write all (or the given) flows to ``path`` in mitmproxy's flow format; returns
-        how many. Raises OSError with a message for people when it cannot write."""
+        how many. ``older`` as in ``export_har``. Raises OSError with a message for people
+        when it cannot write."""
 
     def render_body(self, flow_id: str, part: str, mode: str) -> BodyView | None:
         """The ``part`` ("request" or "response") body of a flow in ``mode`` (BODY_MODES),

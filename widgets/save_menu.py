@@ -97,6 +97,7 @@ class SaveFlowsMenu(ModalScreen[str | None]):
         total: int,
         listed: list[str] | None = None,
         filter_text: str = "",
+        older: tuple[int, int] = (0, 0),
         directory: Path | None = None,
         clock: Any = time.localtime,
         name: str | None = None,
@@ -108,6 +109,8 @@ class SaveFlowsMenu(ModalScreen[str | None]):
         self.listed = list(listed) if listed is not None and filter_text else None
         """The listed flows' ids while a filter is on, else None (all flows are listed)."""
         self.filter_text = filter_text
+        self.older_all, self.older_listed = older
+        """Flows kept only in the session file: how many in all, how many listed."""
         self.path = new_flow_file(directory if directory is not None else Path.cwd(), clock)
         self.busy = False
 
@@ -117,14 +120,15 @@ class SaveFlowsMenu(ModalScreen[str | None]):
             if self.listed is not None:
                 yield OptionList(
                     Option(
-                        f"Listed flows ({_flows(len(self.listed))}, filter {self.filter_text})",
+                        f"Listed flows ({_flows(len(self.listed) + self.older_listed)}, "
+                        f"filter {self.filter_text})",
                         id="listed",
                     ),
-                    Option(f"All flows ({_flows(self.total)})", id="all"),
+                    Option(f"All flows ({_flows(self.total + self.older_all)})", id="all"),
                     id="save-which",
                 )
             else:
-                yield Static(f"All flows ({_flows(self.total)})", markup=False)
+                yield Static(f"All flows ({_flows(self.total + self.older_all)})", markup=False)
             yield Field(str(self.path), id="save-path")
             yield Static("", id="save-status", markup=False)
             yield Static(
@@ -173,7 +177,11 @@ class SaveFlowsMenu(ModalScreen[str | None]):
             return
         self.busy = True
         self._show("Saving…")
-        self._save(str(path), self.listed if self.which == "listed" else None)
+        if self.which == "listed":
+            older = self.filter_text if self.older_listed else None
+            self._save(str(path), self.listed, older)
+        else:
+            self._save(str(path), None, "" if self.older_all else None)
 
     def _show(self, message: str) -> None:
         status = self.query_one("#save-status", Static)
@@ -181,9 +189,12 @@ class SaveFlowsMenu(ModalScreen[str | None]):
         status.set_class(bool(message), "-shown")
 
     @work(thread=True, exclusive=True, group="save")
-    def _save(self, path: str, flow_ids: list[str] | None) -> None:
+    def _save(self, path: str, flow_ids: list[str] | None, older: str | None) -> None:
         try:
-            count = self.controller.save_flows(path, flow_ids)
+            if older is None:  # the call of a controller without a session file
+                count = self.controller.save_flows(path, flow_ids)
+            else:  # the session file's flows above the list too
+                count = self.controller.save_flows(path, flow_ids, older)
         except Exception as exc:  # the controller's message is for people
             message = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             self.app.call_from_thread(self._failed, f"Cannot save to {path}: {message}")

@@ -128,3 +128,114 @@ async def test_waylay_open_of_a_session_file_reaches_flows_beyond_what_it_holds(
         await until(pilot, lambda: table.row_count == 10, "the filter over the file")
         await pilot.press("home")
         assert app.selected_flow.path == "/item/10"
+
+
+@pytest.mark.parametrize("through", ["in-process", "socket"])
+async def test_w_and_the_har_export_take_the_flows_kept_only_in_the_session_file(
+    settings, upstream, tmp_path, monkeypatch, through
+):
+    from mitmproxy.io import FlowReader
+    from textual.widgets import OptionList, Static
+
+    settings.session = tmp_path / "s.waylay-session"
+    settings.max_flows = KEPT
+    monkeypatch.chdir(tmp_path)
+    wrap = screens_through_the_socket if through == "socket" else in_process
+    with wrap(monkeypatch, app_module):
+        app, session = app_module.make_app(settings)
+        _, port = session.start()
+        try:
+            async with app.run_test(size=SIZE) as pilot:
+                with httpx.Client(proxy=f"http://127.0.0.1:{port}", timeout=20) as c:
+                    for i in range(SENT):
+                        r = c.get(upstream.url(f"/echo/n{i}"))
+                        assert r.status_code == 200
+                table = app.table
+                await until(pilot, lambda: len(app.flows) == KEPT, "memory bounded")
+                await until(pilot, lambda: table.row_count == SENT, "every flow listed")
+
+                async def save(name: str, listed: bool) -> list[str]:
+                    await pilot.press("w")
+                    await until(pilot, lambda: app.screen.id == "save-flows", "the save menu")
+                    if listed:
+                        options = app.screen.query_one("#save-which", OptionList)
+                        assert "Listed flows (111 flows" in str(options.get_option("listed").prompt)
+                        assert f"All flows ({SENT} flows)" in str(options.get_option("all").prompt)
+                    else:
+                        shown = [str(w.render()) for w in app.screen.query(Static)]
+                        assert f"All flows ({SENT} flows)" in shown
+                    app.screen.query_one("#save-path").value = str(tmp_path / name)
+                    await pilot.press("enter")
+                    await until(pilot, lambda: app.screen.id != "save-flows", "saved")
+                    with open(tmp_path / name, "rb") as fo:
+                        return [f.request.path for f in FlowReader(fo).stream()]
+
+                # all: the 150 of the file above the list, then the 50 in memory
+                assert await save("all.flows", listed=False) == [
+                    f"/echo/n{i}" for i in range(SENT)
+                ]
+                # filtered: n1, n10-n19, n100-n199 (of which 100-149 only in the file)
+                assert app.set_filter("n1") is None
+                await until(pilot, lambda: table.row_count == 111, "the filter over the file")
+                expected = [f"/echo/n{i}" for i in range(SENT) if str(i).startswith("1")]
+                assert await save("listed.flows", listed=True) == expected
+
+                # the HAR export: the listed flows, then all of them
+                await pilot.press("E")
+                await until(pilot, lambda: app.screen.id != "_default", "the export menu")
+                menu = app.screen
+                options = menu.query_one(OptionList)
+                assert "(111 flows)" in str(options.get_option("har-listed").prompt)
+                assert "150 older" in str(options.get_option("har-all").prompt)
+                options.highlighted = options.get_option_index("har-listed")
+                await pilot.press("enter")
+                await until(pilot, lambda: list(tmp_path.glob("*-listed.har")), "a HAR file")
+                (listed_har,) = tmp_path.glob("*-listed.har")
+                entries = json.loads(listed_har.read_text())["log"]["entries"]
+                assert [e["request"]["url"].split("/echo/")[1] for e in entries] == [
+                    p.split("/echo/")[1] for p in expected
+                ]
+        finally:
+            session.stop()
+
+
+async def test_waylay_open_of_a_session_file_saves_and_exports_its_older_flows(
+    tmp_path, monkeypatch
+):
+    from mitmproxy.io import FlowReader
+    from mitmproxy.test import tflow
+
+    from monitor import open as open_module
+    from monitor.store import SessionStore
+
+    path = tmp_path / "big.waylay-session"
+    store = SessionStore(path)
+    store.open()
+    for i in range(120):
+        flow = tflow.tflow(resp=True)
+        flow.request.path = f"/item/{i}"
+        store.add(flow)
+    store.close()
+    monkeypatch.setattr(open_module, "SESSION_LIMIT", 30)
+    monkeypatch.chdir(tmp_path)
+    app = open_module.make_open_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.table
+        await until(pilot, lambda: table.row_count == 120, "every flow listed")
+        assert app.set_filter("~u /item/1[0-9]$") is None
+        await until(pilot, lambda: table.row_count == 10, "the filter over the file")
+        await pilot.press("w")
+        await until(pilot, lambda: app.screen.id == "save-flows", "the save menu")
+        app.screen.query_one("#save-path").value = str(tmp_path / "teens.flows")
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen.id != "save-flows", "saved")
+        with open(tmp_path / "teens.flows", "rb") as fo:
+            paths = [f.request.path for f in FlowReader(fo).stream()]
+        assert paths == [f"/item/{i}" for i in range(10, 20)]
+        # all of them as HAR: the 90 of the file, then the 30 in memory
+        count = app.controller.export_har(str(tmp_path / "all.har"), None, "")
+        entries = json.loads((tmp_path / "all.har").read_text())["log"]["entries"]
+        assert count == len(entries) == 120
+        assert [e["request"]["url"].rsplit("/", 1)[1] for e in entries] == [
+            str(i) for i in range(120)
+        ]

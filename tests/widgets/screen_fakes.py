@@ -141,14 +141,18 @@ class FakeController:
             raise ValueError("that flow is no longer kept")
         return f"curl https://example.com/{flow_id}"
 
-    def export_har(self, path: str, flow_ids: list[str] | None = None) -> int:
-        self.calls.append(("export_har", path, flow_ids))
+    def export_har(
+        self, path: str, flow_ids: list[str] | None = None, older: str | None = None
+    ) -> int:
+        self.calls.append(("export_har", path, flow_ids) + ((older,) if older is not None else ()))
         entries = [{"id": i} for i in (flow_ids if flow_ids is not None else ["a", "b", "c"])]
         Path(path).write_text(json.dumps({"log": {"version": "1.2", "entries": entries}}))
         return len(entries)
 
-    def save_flows(self, path: str, flow_ids: list[str] | None = None) -> int:
-        self.calls.append(("save_flows", path, flow_ids))
+    def save_flows(
+        self, path: str, flow_ids: list[str] | None = None, older: str | None = None
+    ) -> int:
+        self.calls.append(("save_flows", path, flow_ids) + ((older,) if older is not None else ()))
         ids = flow_ids if flow_ids is not None else ["a", "b", "c"]
         Path(path).write_bytes(b"".join(i.encode() + b"\n" for i in ids))
         return len(ids)
