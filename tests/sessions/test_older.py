@@ -171,9 +171,7 @@ async def test_w_and_the_har_export_take_the_flows_kept_only_in_the_session_file
                         return [f.request.path for f in FlowReader(fo).stream()]
 
                 # all: the 150 of the file above the list, then the 50 in memory
-                assert await save("all.flows", listed=False) == [
-                    f"/echo/n{i}" for i in range(SENT)
-                ]
+                assert await save("all.flows", listed=False) == [f"/echo/n{i}" for i in range(SENT)]
                 # filtered: n1, n10-n19, n100-n199 (of which 100-149 only in the file)
                 assert app.set_filter("n1") is None
                 await until(pilot, lambda: table.row_count == 111, "the filter over the file")
