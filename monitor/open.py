@@ -62,11 +62,57 @@ def _har_flows(data: bytes, path: Path) -> list[http.HTTPFlow]:
     flows = []
     for n, entry in enumerate(entries, 1):
         try:
-            flows.append(request_to_flow(entry))
+            flows.append(_har_flow(entry))
         except Exception as e:  # KeyError, ValueError, TypeError from a malformed entry
             what = f"missing {e}" if isinstance(e, KeyError) else str(e) or type(e).__name__
             raise OpenError(f"{path}: HAR entry {n} cannot be read: {what}") from None
     return flows
+
+
+_HAR_VERSIONS = {
+    "h2": "HTTP/2.0",
+    "http/2": "HTTP/2.0",
+    "http/2.0": "HTTP/2.0",
+    "h3": "HTTP/3",
+    "http/3": "HTTP/3",
+    "http/3.0": "HTTP/3",
+}
+"""HAR ``httpVersion`` spellings (Chrome's "http/2.0", Firefox's "HTTP/2", ALPN's "h2")
+as mitmproxy names the versions. Its reader sets "HTTP/2", which its own ``is_http2``
+does not take for HTTP/2, and anything else it does not know to HTTP/1.1."""
+
+
+def _har_flow(entry: dict) -> http.HTTPFlow:
+    """One HAR entry as a flow: mitmproxy's reader, then what browsers' HARs hold that it
+    takes literally. HTTP/2 and HTTP/3 pseudo-headers (``:authority``, ``:path``…, which
+    Chrome lists among the request headers) are not headers: ``:authority`` becomes the
+    request's authority, and a request that has them is HTTP/2 when its entry says no
+    version. Status 0 (Chrome, Firefox and waylay write it for a request that
+    got no response: blocked, cancelled, failed) is an error, not a response."""
+    flow = request_to_flow(entry)
+    for part, key in ((flow.request, "request"), (flow.response, "response")):
+        version = str(entry[key].get("httpVersion") or "").lower()
+        if part is not None and version in _HAR_VERSIONS:
+            part.http_version = _HAR_VERSIONS[version]
+    request = flow.request
+    pseudo = [k for k in request.headers if k.startswith(":")]
+    if pseudo:
+        authority = request.headers.get(":authority")
+        for name in pseudo:
+            del request.headers[name]
+        if not (request.is_http2 or request.is_http3):  # no version given (a failed request)
+            request.http_version = "HTTP/2.0"  # pseudo-headers: HTTP/2's, or HTTP/3's
+        if authority:
+            request.authority = authority
+    if flow.response is not None:
+        for name in [k for k in flow.response.headers if k.startswith(":")]:
+            del flow.response.headers[name]
+        if flow.response.status_code == 0:
+            got = entry["response"]
+            why = got.get("_error") or got.get("statusText") or "no response"
+            flow.response = None
+            flow.error = mflow.Error(str(why), request.timestamp_end or request.timestamp_start)
+    return flow
 
 
 def _dump_flows(data: bytes, path: Path) -> tuple[list[mflow.Flow], str | None]:

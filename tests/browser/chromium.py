@@ -113,8 +113,17 @@ class Chromium:
             env.pop(key, None)
         self.log = open(self.profile / "chromium.log", "w+b")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            args, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            args,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            **self._popen_extra(),
         )
+
+    def _popen_extra(self) -> dict:
+        """More arguments for Popen (``DevToolsChromium`` hands the child its pipe)."""
+        return {}
 
     def output(self) -> str:
         self.log.flush()

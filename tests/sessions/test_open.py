@@ -212,3 +212,60 @@ def test_make_open_app_raises_for_a_bad_file(tmp_path):
     (tmp_path / "x.har").write_text(json.dumps({"log": {"entries": "no"}}))
     with pytest.raises(OpenError):
         make_open_app(tmp_path / "x.har")
+
+
+def _entry(url: str, version: str, headers: list, status: int, **response) -> dict:
+    return {
+        "startedDateTime": "2026-11-27T10:00:00.000Z",
+        "time": 12.5,
+        "request": {"method": "GET", "url": url, "httpVersion": version, "headers": headers},
+        "response": {
+            "status": status,
+            "httpVersion": version,
+            "headers": [],
+            "content": {"size": 0, "mimeType": "x-unknown"},
+            **response,
+        },
+    }
+
+
+@pytest.mark.parametrize("version", ["http/2.0", "HTTP/2", "h2", ""])
+def test_har_of_a_browser_http2_pseudo_headers_and_status_0(tmp_path, version):
+    """What browsers' HARs hold and mitmproxy's reader takes literally: HTTP/2's version
+    spelled several ways, pseudo-headers among the request headers (Chrome), status 0
+    for a request that got no response. (tests/browser makes one with Chromium.)"""
+    pseudo = [
+        {"name": ":authority", "value": "example.test:8443"},
+        {"name": ":method", "value": "GET"},
+        {"name": ":path", "value": "/a"},
+        {"name": ":scheme", "value": "https"},
+        {"name": "accept", "value": "*/*"},
+    ]
+    har = {
+        "log": {
+            "entries": [
+                _entry("https://example.test:8443/a", version, pseudo, 200),
+                _entry(
+                    "https://example.test:8443/b",
+                    version,
+                    pseudo,
+                    0,
+                    statusText="",
+                    _error="net::ERR_CONNECTION_RESET",
+                ),
+            ]
+        }
+    }
+    path = tmp_path / "browser.har"
+    path.write_text(json.dumps(har))
+    (ok, failed), warnings = read_flows(path)
+    assert warnings == []
+    for flow in (ok, failed):
+        assert flow.request.is_http2 and flow.request.http_version == "HTTP/2.0"
+        names = list(flow.request.headers.keys())
+        assert "accept" in names and not [n for n in names if n.startswith(":")]
+        assert flow.request.host_header == "example.test:8443"
+    assert ok.response.status_code == 200 and ok.error is None
+    if version:
+        assert ok.response.http_version == "HTTP/2.0"
+    assert failed.response is None and failed.error.msg == "net::ERR_CONNECTION_RESET"
