@@ -408,39 +408,27 @@ class RemoteController:
         except (RemoteError, AttachError) as e:
             raise ValueError(str(e)) from None
 
-    def export_har(
-        self, path: str, flow_ids: list[str] | None = None, older: str | None = None
-    ) -> int:
-        try:
-            return int(
-                self.remote.request(
-                    "export_har",
-                    timeout=300,
-                    path=os.path.abspath(path),
-                    flow_ids=flow_ids,
-                    older=older,
-                )
-            )
-        except (RemoteError, AttachError) as e:
-            raise OSError(str(e)) from None
-
-    def save_flows(
-        self, path: str, flow_ids: list[str] | None = None, older: str | None = None
-    ) -> int:
+    def _write_file(self, op: str, path: str, flow_ids: list[str] | None, older: str | None) -> int:
         """Written by the proxy process (where the flows are), to ``path`` as this screen
         names it (made absolute here: the proxy may run in another folder)."""
         try:
             return int(
                 self.remote.request(
-                    "save_flows",
-                    timeout=300,
-                    path=os.path.abspath(path),
-                    flow_ids=flow_ids,
-                    older=older,
+                    op, timeout=300, path=os.path.abspath(path), flow_ids=flow_ids, older=older
                 )
             )
         except (RemoteError, AttachError) as e:
             raise OSError(str(e)) from None
+
+    def export_har(
+        self, path: str, flow_ids: list[str] | None = None, older: str | None = None
+    ) -> int:
+        return self._write_file("export_har", path, flow_ids, older)
+
+    def save_flows(
+        self, path: str, flow_ids: list[str] | None = None, older: str | None = None
+    ) -> int:
+        return self._write_file("save_flows", path, flow_ids, older)
 
     def render_body(self, flow_id: str, part: str, mode: str) -> BodyView | None:
         try:

@@ -95,9 +95,10 @@ async def test_the_screen_reaches_the_oldest_flow_of_a_session_beyond_max_flows(
             session.stop()
 
 
-async def test_waylay_open_of_a_session_file_reaches_flows_beyond_what_it_holds(
-    tmp_path, monkeypatch
-):
+@pytest.fixture
+def session_of_120(tmp_path, monkeypatch):
+    """A session file of 120 flows (/item/0 … /item/119, each body "request N") of which
+    ``waylay open`` holds the newest 30 in memory."""
     from mitmproxy.test import tflow
 
     from monitor import open as open_module
@@ -113,6 +114,13 @@ async def test_waylay_open_of_a_session_file_reaches_flows_beyond_what_it_holds(
         store.add(flow)
     store.close()
     monkeypatch.setattr(open_module, "SESSION_LIMIT", 30)
+    return path
+
+
+async def test_waylay_open_of_a_session_file_reaches_flows_beyond_what_it_holds(session_of_120):
+    from monitor import open as open_module
+
+    path = session_of_120
     app = open_module.make_open_app(path)
     async with app.run_test(size=SIZE) as pilot:
         table = app.table
@@ -198,23 +206,13 @@ async def test_w_and_the_har_export_take_the_flows_kept_only_in_the_session_file
 
 
 async def test_waylay_open_of_a_session_file_saves_and_exports_its_older_flows(
-    tmp_path, monkeypatch
+    session_of_120, tmp_path, monkeypatch
 ):
     from mitmproxy.io import FlowReader
-    from mitmproxy.test import tflow
 
     from monitor import open as open_module
-    from monitor.store import SessionStore
 
-    path = tmp_path / "big.waylay-session"
-    store = SessionStore(path)
-    store.open()
-    for i in range(120):
-        flow = tflow.tflow(resp=True)
-        flow.request.path = f"/item/{i}"
-        store.add(flow)
-    store.close()
-    monkeypatch.setattr(open_module, "SESSION_LIMIT", 30)
+    path = session_of_120
     monkeypatch.chdir(tmp_path)
     app = open_module.make_open_app(path)
     async with app.run_test(size=SIZE) as pilot:
