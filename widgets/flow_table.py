@@ -341,6 +341,9 @@ class FlowTable(ScrollView, can_focus=True):
         """The shown flows' ids, top to bottom."""
         self._all_shown = True
         """`_order` holds every flow of `_views` (no filter hides any)."""
+        self._every: list[str] | None = None
+        """While a filter is on: the ids of every flow held, in arrival order (the list
+        shown before it, kept for when it is cleared); None when not kept."""
         self._positions: dict[str, int] | None = {}
         self._scans = 0
         """id -> index in `_order` plus `_base`; None when it must be rebuilt (after a
@@ -572,6 +575,8 @@ class FlowTable(ScrollView, can_focus=True):
             old = store.get(flow_id)
             store[flow_id] = view  # every snapshot is kept, shown or not, in arrival order
             self._track_paused(view)
+            if old is None and self._every is not None:
+                self._every.append(flow_id)
             if flow_id in added:  # twice in one batch: the last one counts
                 if visible is None or visible(view):
                     added[flow_id] = view
@@ -616,25 +621,45 @@ class FlowTable(ScrollView, can_focus=True):
         self._paused = {flow_id for flow_id, view in by_id.items() if view.paused is not None}
         self._set_order(list(by_id), True, selected)
 
-    def filter_to(self, ids: Iterable[str] | None) -> None:
+    def filter_to(self, ids: list[str] | None) -> None:
         """Show only these flows, of those the list holds (ids in arrival order, each held:
-        the app's own index of its flows gives them), or every flow it holds (None). The
-        cursor keeps its flow if shown. Only the list of shown ids changes: the snapshots
-        stay where they are, so a filter over a million flows costs a pass over ids."""
+        the app's own index of its flows gives them; the list is the table's from then
+        on), or every flow it holds (None). The cursor keeps its flow if shown.
+
+        Only the list of shown ids changes: the snapshots stay where they are, and the
+        list of every id is kept aside while a filter is on (and kept up to date), so
+        neither applying nor clearing a filter over a million flows walks a million
+        entries here."""
         selected = self.selected_id
         if ids is None:
-            self._set_order(self._views, True, selected)
+            every = self._every
+            self._every = None
+            if every is not None and len(every) == len(self._views):
+                self._order = every
+            else:
+                # Refilled in place: a new list of a million entries would be walked by
+                # Python's cyclic GC until it grew old.
+                self._order.clear()
+                self._order.extend(self._views)
+            self._all_shown = True
         else:
-            self._set_order(ids, False, selected)
+            if self._every is None and self._all_shown and not self._sorted():
+                self._every = self._order  # every id, in arrival order
+            self._order = ids
+            self._all_shown = len(ids) == len(self._views)
+        self._rows_changed(selected)
 
     def _set_order(self, ids: Iterable[str], every: bool, selected: str | None) -> None:
         order = self._order
-        # Refilled in place: a new list of a million entries would be walked by Python's
-        # cyclic GC until it grew old.
         order.clear()
         order.extend(ids)
+        self._every = None
         self._all_shown = every or len(order) == len(self._views)
-        if self.sort_key or self.sort_reverse:
+        self._rows_changed(selected)
+
+    def _rows_changed(self, selected: str | None) -> None:
+        """Other rows are shown: sort them, then put the cursor back on `selected`."""
+        if self._sorted():
             self._resort(keep_cursor=False)
         self._positions = None
         self._scans = 0
@@ -644,6 +669,9 @@ class FlowTable(ScrollView, can_focus=True):
         self.cursor_row = index if index is not None else 0
         self._scroll_to_cursor()
         self._announce()
+
+    def _sorted(self) -> bool:
+        return bool(self.sort_key or self.sort_reverse)
 
     def remove_flows(self, flow_ids: Iterable[str]) -> None:
         """Forget these flows: their rows go in one pass; the cursor stays on its flow."""
@@ -656,6 +684,12 @@ class FlowTable(ScrollView, can_focus=True):
         held = {flow_id for flow_id in flow_ids if flow_id in store}
         if not held:
             return
+        every = self._every
+        if forget and every is not None:
+            if all(flow_id in held for flow_id in islice(every, len(held))):
+                del every[: len(held)]  # the oldest (a full store evicting): cheap
+            else:
+                self._every = None  # rebuilt when the filter is cleared
         if self._all_shown:
             doomed = held
         else:
