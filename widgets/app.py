@@ -723,19 +723,19 @@ class WaylayApp(App[None]):
         views = list(self.flows.values())
         self._filter_step(self._filter_job, visible, views, 0, [])
 
-    def _matching_ids(self, text_visible: FlowFilter | None) -> list[str] | None:
+    def _matching_ids(self, text_visible: FlowFilter | None) -> Iterable[str] | None:
         """The ids of the flows `text_visible` keeps, in arrival order, found in one pass
-        in C (no Python call per flow); None when that cannot be done at once (the
-        filter then goes in slices)."""
+        in C (no Python call per flow) as the list takes them; None when that cannot be
+        done at once (the filter then goes in slices)."""
         flows = self.flows
         if text_visible is None:  # marked only: `_filter_done` keeps the marked ones
-            return list(flows)
+            return iter(flows)
         if isinstance(text_visible, TextFilter):
             search = self._search
             if len(search) != len(flows) or len(search) > TEXT_AT_ONCE:
                 return None
             hits = map(contains, search.values(), repeat(text_visible.needle))
-            return list(compress(search, hits))
+            return compress(search, hits)
         if (
             isinstance(text_visible, FilterMatch)
             and text_visible.generation != self._verdicts_under
@@ -743,7 +743,7 @@ class WaylayApp(App[None]):
         ):
             # No snapshot here carries a verdict under this filter yet: the proxy's
             # matches when it was set are every verdict.
-            return list(compress(flows, map(text_visible.matching.__contains__, flows)))
+            return compress(flows, map(text_visible.matching.__contains__, flows))
         return None
 
     def _text_step(
@@ -780,12 +780,13 @@ class WaylayApp(App[None]):
             return
         self._filter_done(visible, shown_ids)
 
-    def _filter_done(self, visible: FlowFilter, shown_ids: list[str]) -> None:
+    def _filter_done(self, visible: FlowFilter, shown_ids: Iterable[str]) -> None:
         """Show `shown_ids` (matches of the filter, in arrival order), less the unmarked
-        ones in marked-only mode, with the flows that changed meanwhile checked again."""
+        ones in marked-only mode, with the flows that changed meanwhile checked again.
+        `shown_ids` may be an iterator: the common case makes no list of its own (see
+        `FlowTable.filter_to`)."""
         if self.marked_only:
-            marked = self.table.marked
-            shown_ids = list(compress(shown_ids, map(marked.__contains__, shown_ids)))
+            shown_ids = filter(self.table.marked.__contains__, shown_ids)
         changed = self._filter_changed
         if changed:  # batches, deletes that came in meanwhile: their flows again
             flows = self.flows
