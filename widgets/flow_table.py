@@ -595,6 +595,7 @@ class FlowTable(ScrollView, can_focus=True):
             if not shown:  # new, or filtered out until now: a row at the end or in its place
                 added[flow_id] = view
                 continue
+            assert old is not None  # shown
             if self.sort_key and sort_value(old, self.sort_key) != sort_value(view, self.sort_key):
                 moved.append(flow_id)
             elif not repaint:
@@ -718,10 +719,10 @@ class FlowTable(ScrollView, can_focus=True):
             # the top live rows (a full store evicting its oldest flows, once a batch): the
             # work is the removed rows', not the whole list's, and the index stays
             del self._order[:count]
-            positions = self._positions
-            if positions is not None:
+            built = self._positions
+            if built is not None:
                 for flow_id in doomed:
-                    positions.pop(flow_id, None)
+                    built.pop(flow_id, None)
             self._base += count
             live_cursor = cursor - self.older_count
             if live_cursor > 0:  # the selected row moved up, or was removed
