@@ -29,7 +29,7 @@ from widgets.flow_table import FlowTable
 from widgets.footer import KeyFooter
 from widgets.header import WaylayHeader
 from widgets.help import HelpScreen
-from widgets.model import Answer, Controller, FlowView, OlderFlows
+from widgets.model import Answer, Controller, FilterMatch, FlowView, OlderFlows
 from widgets.prompts import ConfirmPrompt, InputPrompt
 from widgets.queue import PausedQueue
 from widgets.rules_screen import RulesScreen
@@ -138,6 +138,9 @@ class WaylayApp(App[None]):
         self._visible: FlowFilter | None = None
         self._proxy_filter = False
         """The list's filter is an expression the proxy side evaluates."""
+        self._verdicts_under = -1
+        """The generation of the last expression filter some snapshot here carries a
+        verdict under (see `FilterMatch`)."""
         self._paused_ids: set[str] = set()
         self._decision: tuple[str, float, DecisionDialog] | None = None
         self._reask: tuple[str, float] | None = None
@@ -297,6 +300,8 @@ class WaylayApp(App[None]):
             old = flows.get(view.id)
             flows[view.id] = view
             search[view.id] = search_text(view)
+            if view.filter_match is not None:
+                self._verdicts_under = max(self._verdicts_under, view.filter_match[0])
             if view.paused is not None:
                 paused.add(view.id)
                 if old is None or old.paused is None or old.paused.since != view.paused.since:
@@ -696,33 +701,50 @@ class WaylayApp(App[None]):
         self._filter_changed = set()
         if visible is None:
             self.header.filter_progress = ""
-            self.table.replace(self.flows, self._paused_ids)
+            self.table.filter_to(None)
             self._filtered()
+            return
+        ids = self._matching_ids(text_visible)
+        if ids is not None:
+            self._filter_done(visible, ids)
             return
         search = self._search
         if isinstance(text_visible, TextFilter) and len(search) == len(self.flows):
-            if len(search) <= TEXT_AT_ONCE:
-                hits = list(map(contains, search.values(), repeat(text_visible.needle)))
-                self._text_done(
-                    visible,
-                    list(compress(search, hits)),
-                    list(compress(self.flows.values(), hits)),
-                )
-                return
             self._text_step(
                 self._filter_job,
                 visible,
                 text_visible.needle,
-                list(self._search),
-                list(self._search.values()),
-                list(self.flows.values()),
+                list(search),
+                list(search.values()),
                 0,
-                [],
                 [],
             )
             return
         views = list(self.flows.values())
         self._filter_step(self._filter_job, visible, views, 0, [])
+
+    def _matching_ids(self, text_visible: FlowFilter | None) -> Iterable[str] | None:
+        """The ids of the flows `text_visible` keeps, in arrival order, found in one pass
+        in C (no Python call per flow) as the list takes them; None when that cannot be
+        done at once (the filter then goes in slices)."""
+        flows = self.flows
+        if text_visible is None:  # marked only: `_filter_done` keeps the marked ones
+            return iter(flows)
+        if isinstance(text_visible, TextFilter):
+            search = self._search
+            if len(search) != len(flows) or len(search) > TEXT_AT_ONCE:
+                return None
+            hits = map(contains, search.values(), repeat(text_visible.needle))
+            return compress(search, hits)
+        if (
+            isinstance(text_visible, FilterMatch)
+            and text_visible.generation != self._verdicts_under
+            and len(flows) <= TEXT_AT_ONCE
+        ):
+            # No snapshot here carries a verdict under this filter yet: the proxy's
+            # matches when it was set are every verdict.
+            return compress(flows, map(text_visible.matching.__contains__, flows))
+        return None
 
     def _text_step(
         self,
@@ -731,13 +753,11 @@ class WaylayApp(App[None]):
         needle: str,
         ids: list[str],
         texts: list[str],
-        views: list[FlowView],
         start: int,
         shown_ids: list[str],
-        shown: list[FlowView],
     ) -> None:
-        """`_filter_step` for plain text: the kept search texts (`ids`, `texts`, `views`
-        are the same flows in the same order) are matched in chunks, in C, for at most
+        """`_filter_step` for plain text: the kept search texts (`ids` and `texts` are the
+        same flows in the same order) are matched in chunks, in C, for at most
         `FILTER_SLICE` seconds at a time; marked-only is applied to the matches."""
         if job != self._filter_job:
             return
@@ -746,9 +766,8 @@ class WaylayApp(App[None]):
         index = start
         while index < total:
             end = min(index + TEXT_CHUNK, total)
-            hits = list(map(contains, texts[index:end], repeat(needle)))
+            hits = map(contains, texts[index:end], repeat(needle))
             shown_ids += compress(ids[index:end], hits)
-            shown += compress(views[index:end], hits)
             index = end
             if time.perf_counter() > deadline:
                 break
@@ -756,33 +775,30 @@ class WaylayApp(App[None]):
             self.header.filter_progress = f"{index * 100 // total}%"
             self.set_timer(
                 0.001,
-                lambda: self._text_step(
-                    job, visible, needle, ids, texts, views, index, shown_ids, shown
-                ),
+                lambda: self._text_step(job, visible, needle, ids, texts, index, shown_ids),
             )
             return
-        self._text_done(visible, shown_ids, shown)
+        self._filter_done(visible, shown_ids)
 
-    def _text_done(self, visible: FlowFilter, shown_ids: list[str], shown: list[FlowView]) -> None:
+    def _filter_done(self, visible: FlowFilter, shown_ids: Iterable[str]) -> None:
+        """Show `shown_ids` (matches of the filter, in arrival order), less the unmarked
+        ones in marked-only mode, with the flows that changed meanwhile checked again.
+        `shown_ids` may be an iterator: the common case makes no list of its own (see
+        `FlowTable.filter_to`)."""
         if self.marked_only:
-            marked = self.table.marked
-            hits = [flow_id in marked for flow_id in shown_ids]
-            shown_ids = list(compress(shown_ids, hits))
-            shown = list(compress(shown, hits))
+            shown_ids = filter(self.table.marked.__contains__, shown_ids)
         changed = self._filter_changed
         if changed:  # batches, deletes that came in meanwhile: their flows again
             flows = self.flows
-            pairs = [pair for pair in zip(shown_ids, shown, strict=True) if pair[0] not in changed]
+            shown_ids = [flow_id for flow_id in shown_ids if flow_id not in changed]
             for flow_id in changed:
                 view = flows.get(flow_id)
                 if view is not None and visible(view):
-                    pairs.append((flow_id, view))
-            pairs.sort(key=lambda pair: pair[1].seq)
-            shown_ids = [flow_id for flow_id, _ in pairs]
-            shown = [view for _, view in pairs]
+                    shown_ids.append(flow_id)
+            shown_ids.sort(key=lambda flow_id: flows[flow_id].seq)
         self._filter_changed = set()
         self.header.filter_progress = ""
-        self.table.show(shown_ids, shown, self._paused_ids)
+        self.table.filter_to(shown_ids)
         self._filtered()
 
     def _filter_step(
@@ -791,7 +807,7 @@ class WaylayApp(App[None]):
         visible: FlowFilter,
         views: list[FlowView],
         start: int,
-        matches: list[FlowView],
+        matches: list[str],
     ) -> None:
         """Filter `views[start:]` for at most `FILTER_SLICE` seconds, then let the screen
         breathe (keys, repaints, proxy batches) and go on; a newer filter stops this one."""
@@ -802,7 +818,7 @@ class WaylayApp(App[None]):
         index = start
         while index < total:
             end = min(index + 500, total)
-            matches.extend(view for view in views[index:end] if visible(view))
+            matches.extend(view.id for view in views[index:end] if visible(view))
             index = end
             if time.perf_counter() > deadline:
                 break
@@ -811,19 +827,8 @@ class WaylayApp(App[None]):
             self.set_timer(0.001, lambda: self._filter_step(job, visible, views, index, matches))
             return
         flows = self.flows
-        shown = {view.id for view in matches}
-        result = [flows[view.id] for view in matches if view.id in flows]
-        for flow_id in self._filter_changed:  # batches that came in meanwhile
-            view = flows.get(flow_id)
-            if view is not None and flow_id not in shown and visible(view):
-                result.append(view)
-        result = [view for view in result if view.id not in self._filter_changed or visible(view)]
-        if self._filter_changed:
-            result.sort(key=lambda view: view.seq)
-        self._filter_changed = set()
-        self.header.filter_progress = ""
-        self.table.replace(result)
-        self._filtered()
+        self._filter_changed.update(flow_id for flow_id in matches if flow_id not in flows)
+        self._filter_done(visible, matches)
 
     def _filtered(self) -> None:
         self._refresh_counts()

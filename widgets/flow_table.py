@@ -1,8 +1,9 @@
 """The live flow list, on Textual's Line API.
 
 `FlowTable` is a `ScrollView` that draws each visible line on demand (`render_line`)
-from a store of `FlowView` snapshots: an id -> snapshot dict and a list of ids in display
-order. Nothing per row lives in widgets; the rendered lines are kept in a bounded LRU
+from a store of `FlowView` snapshots: an id -> snapshot dict of every flow it was given,
+and a list of the ids shown, in display order (a filter changes only that list:
+`filter_to`). Nothing per row lives in widgets; the rendered lines are kept in a bounded LRU
 cache keyed by the snapshot they were drawn from, so a stream of new flows costs a list
 append and the repaint of the few lines on screen, whatever the number of rows.
 
@@ -335,9 +336,16 @@ class FlowTable(ScrollView, can_focus=True):
         super().__init__(name=name, id=id, classes=classes)
         self._clock = clock
         self._views: dict[str, FlowView] = {}
-        """The shown flows' snapshots, by id."""
+        """The snapshots of every flow the list holds, shown or filtered out, by id."""
         self._order: list[str] = []
         """The shown flows' ids, top to bottom."""
+        self._all_shown = True
+        """`_order` holds every flow of `_views` (no filter hides any)."""
+        self._every: list[str] | None = None
+        """While a filter is on: the ids of every flow held, in arrival order (the list
+        shown before it, kept for when it is cleared); None when not kept."""
+        self._spare: list[str] = []
+        """An empty list, long-lived, for the next filter's rows (see `filter_to`)."""
         self._positions: dict[str, int] | None = {}
         self._scans = 0
         """id -> index in `_order` plus `_base`; None when it must be rebuilt (after a
@@ -346,6 +354,7 @@ class FlowTable(ScrollView, can_focus=True):
         """Rows dropped from the top since `_positions` was built (a full store evicts the
         oldest flows: their removal shifts every index, and only this changes)."""
         self._paused: set[str] = set()
+        """Ids of paused flows, shown or not."""
         self.cursor_row = 0
         self._highlighted: str | None = None
         """The flow last announced with `Highlighted`."""
@@ -418,7 +427,9 @@ class FlowTable(ScrollView, can_focus=True):
 
     def view_of(self, flow_id: str) -> FlowView | None:
         """The snapshot of a flow shown in the list or above it."""
-        return self._views.get(flow_id) or self.older_view(flow_id)
+        if self._is_shown(flow_id):
+            return self._views[flow_id]
+        return self.older_view(flow_id)
 
     def _older_at(self, index: int) -> FlowView | None:
         view = self._older_views.get(index)
@@ -464,7 +475,13 @@ class FlowTable(ScrollView, can_focus=True):
         return view.id if view is not None else None
 
     def has_flow(self, flow_id: str) -> bool:
-        return flow_id in self._views
+        """The flow has a row in the list (held and not filtered out)."""
+        return self._is_shown(flow_id)
+
+    def _is_shown(self, flow_id: str) -> bool:
+        if flow_id not in self._views:
+            return False
+        return self._all_shown or self._live_index(flow_id) is not None
 
     def flow_ids(self) -> list[str]:
         """The ids of the rows, top to bottom."""
@@ -494,12 +511,22 @@ class FlowTable(ScrollView, can_focus=True):
                 return None
             self._scans += 1
             if self._scans <= 2:
-                return self._order.index(flow_id)
+                try:
+                    return self._order.index(flow_id)
+                except ValueError:  # held, but filtered out
+                    return None
+            positions = self._index_rows()
+        index = positions.get(flow_id)
+        return None if index is None else index - self._base
+
+    def _index_rows(self) -> dict[str, int]:
+        """The id -> row index, built now if it is not there."""
+        positions = self._positions
+        if positions is None:
             positions = {flow_id: index for index, flow_id in enumerate(self._order)}
             self._positions = positions
             self._base = 0
-        index = positions.get(flow_id)
-        return None if index is None else index - self._base
+        return positions
 
     def select_flow(self, flow_id: str) -> bool:
         """Move the cursor to a flow's row; False when it is not shown."""
@@ -530,15 +557,16 @@ class FlowTable(ScrollView, can_focus=True):
         *,
         visible: Callable[[FlowView], bool] | None = None,
     ) -> None:
-        """Apply one batch: add new flows, update changed rows, drop removed rows.
+        """Apply one batch: add new flows, update changed rows, drop removed flows.
 
         `visible` filters the list: a flow that stops matching loses its row, one that
-        starts matching gets one (at the end, or in its place when sorted).
+        starts matching gets one (at the end, or in its place when sorted). The list
+        keeps the snapshots of the flows filtered out, for `filter_to`.
         """
         removed_ids = set(removed)
         store = self._views
-        gone = [flow_id for flow_id in removed_ids if flow_id in store]
-        added: list[FlowView] = []
+        hidden: list[str] = []
+        added: dict[str, FlowView] = {}
         moved: list[str] = []
         repaint = False
         top, bottom = self._visible_range()
@@ -547,89 +575,154 @@ class FlowTable(ScrollView, can_focus=True):
             if flow_id in removed_ids:
                 continue
             old = store.get(flow_id)
-            if visible is not None and not visible(view):
-                if old is not None:
-                    gone.append(flow_id)
-                continue
-            if old is None:
-                added.append(view)
-                continue
-            store[flow_id] = view
+            store[flow_id] = view  # every snapshot is kept, shown or not, in arrival order
             self._track_paused(view)
+            if old is None and self._every is not None:
+                self._every.append(flow_id)
+            if flow_id in added:  # twice in one batch: the last one counts
+                if visible is None or visible(view):
+                    added[flow_id] = view
+                else:
+                    del added[flow_id]
+                    self._all_shown = False
+                continue
+            shown = old is not None and (self._all_shown or self._live_index(flow_id) is not None)
+            if visible is not None and not visible(view):
+                self._all_shown = False
+                if shown:
+                    hidden.append(flow_id)
+                continue
+            if not shown:  # new, or filtered out until now: a row at the end or in its place
+                added[flow_id] = view
+                continue
+            assert old is not None  # shown
             if self.sort_key and sort_value(old, self.sort_key) != sort_value(view, self.sort_key):
                 moved.append(flow_id)
             elif not repaint:
                 index = self.index_of(flow_id)
                 repaint = index is not None and top <= index < bottom
-        if gone:
-            self.remove_flows(gone)
+        if removed_ids:
+            self.remove_flows(removed_ids)
+        if hidden:
+            self._drop_rows(hidden, forget=False)
         if moved:
             self._reposition(moved)
         if added:
-            self._add(added)
+            self._add(list(added.values()))
         elif repaint or moved:
             self.refresh()
             self._refresh_url_line()
 
-    def replace(
-        self, views: Iterable[FlowView] | dict[str, FlowView], paused: Iterable[str] | None = None
-    ) -> None:
-        """Show exactly `views` (a new filter); the cursor keeps its flow if shown.
-
-        A dict (id -> view, in arrival order) with the ids of the `paused` ones is copied
-        in C: a million flows come back in milliseconds when a filter is cleared."""
-        if isinstance(views, dict) and paused is not None:
-            self._show(views, views, paused)
-            return
+    def replace(self, views: Iterable[FlowView] | dict[str, FlowView]) -> None:
+        """Hold and show exactly `views` (in this order); the cursor keeps its flow if shown."""
         listed: Iterable[FlowView] = views.values() if isinstance(views, dict) else views
         by_id = {view.id: view for view in listed}
-        self._show(by_id, by_id, [flow_id for flow_id, view in by_id.items() if view.paused])
-
-    def show(self, ids: list[str], views: list[FlowView], paused: Iterable[str] = ()) -> None:
-        """Show exactly these flows (`ids[i]` is `views[i].id`), in this order; `paused`
-        may name other flows too (only the shown ones count)."""
-        self._show(ids, zip(ids, views, strict=True), paused)
-
-    def _show(self, ids: Iterable[str], pairs, paused: Iterable[str]) -> None:
         selected = self.selected_id
         store = self._views
-        order = self._order
-        # Refilled in place: a new dict or list of a million entries would be walked by
-        # Python's cyclic GC until it grew old (~60 ms more).
         store.clear()
-        store.update(pairs)
+        store.update(by_id)
+        self._paused = {flow_id for flow_id, view in by_id.items() if view.paused is not None}
+        self._set_order(list(by_id), True, selected)
+
+    def filter_to(self, ids: Iterable[str] | None) -> None:
+        """Show only these flows, of those the list holds (ids in arrival order, each held:
+        the app's own index of its flows gives them), or every flow it holds (None). The
+        cursor keeps its flow if shown.
+
+        Only the list of shown ids changes: the snapshots stay where they are, and the
+        list of every id is kept aside while a filter is on (and kept up to date), so
+        neither applying nor clearing a filter over a million flows walks a million
+        entries here. The lists are refilled in place, never made anew: a new list of
+        100,000 ids or more would be walked by Python's cyclic GC at its next two
+        collections (~7 ms each per 100,000 ids, on the way to the screen)."""
+        selected = self.selected_id
+        order = self._order
+        if ids is None:
+            every = self._every
+            self._every = None
+            if every is not None and len(every) == len(self._views):
+                self._order = every
+                order.clear()  # the filtered rows: the next filter's list
+                self._spare = order
+            else:
+                order.clear()
+                order.extend(self._views)
+            self._all_shown = True
+        else:
+            if self._every is None and self._all_shown and not self._sorted():
+                self._every = order  # every id, in arrival order
+                order = self._order = self._spare
+                self._spare = []
+            else:
+                order.clear()
+            order.extend(ids)
+            self._all_shown = len(order) == len(self._views)
+        self._rows_changed(selected)
+
+    def _set_order(self, ids: Iterable[str], every: bool, selected: str | None) -> None:
+        order = self._order
         order.clear()
         order.extend(ids)
-        self._paused = {flow_id for flow_id in paused if flow_id in store}
-        if self.sort_key or self.sort_reverse:
+        self._every = None
+        self._all_shown = every or len(order) == len(self._views)
+        self._rows_changed(selected)
+
+    def _rows_changed(self, selected: str | None) -> None:
+        """Other rows are shown: sort them, then put the cursor back on `selected`."""
+        if self._sorted():
             self._resort(keep_cursor=False)
         self._positions = None
         self._scans = 0
+        self._base = 0
         self._structure_changed()
         index = self.index_of(selected) if selected is not None else None
         self.cursor_row = index if index is not None else 0
         self._scroll_to_cursor()
         self._announce()
 
+    def _sorted(self) -> bool:
+        return bool(self.sort_key or self.sort_reverse)
+
     def remove_flows(self, flow_ids: Iterable[str]) -> None:
-        """Drop the rows of these flows in one pass; the cursor stays on its flow."""
+        """Forget these flows: their rows go in one pass; the cursor stays on its flow."""
+        self._drop_rows(flow_ids, forget=True)
+
+    def _drop_rows(self, flow_ids: Iterable[str], *, forget: bool) -> None:
+        """Drop the rows of these flows; `forget` drops their snapshots too (a removal),
+        else the list keeps them (filtered out)."""
         store = self._views
-        doomed = {flow_id for flow_id in flow_ids if flow_id in store}
-        if not doomed:
+        held = {flow_id for flow_id in flow_ids if flow_id in store}
+        if not held:
             return
-        selected = self.selected_id
+        every = self._every
+        if forget and every is not None:
+            if all(flow_id in held for flow_id in islice(every, len(held))):
+                del every[: len(held)]  # the oldest (a full store evicting): cheap
+            else:
+                self._every = None  # rebuilt when the filter is cleared
+        if self._all_shown:
+            doomed = held
+        else:
+            positions = self._index_rows()
+            doomed = {flow_id for flow_id in held if flow_id in positions}
+        selected = self.selected_id if doomed else None  # before the snapshots go
+        if forget:
+            for flow_id in held:
+                del store[flow_id]
+                self._paused.discard(flow_id)
+        if not doomed:  # only flows that were filtered out: no row changes
+            return
+        self._all_shown = self._all_shown and forget
         cursor = self.cursor_row
         count = len(doomed)
         if all(flow_id in doomed for flow_id in islice(self._order, count)):
             # the top live rows (a full store evicting its oldest flows, once a batch): the
             # work is the removed rows', not the whole list's, and the index stays
             del self._order[:count]
-            positions = self._positions
-            for flow_id in doomed:
-                del store[flow_id]
-                self._paused.discard(flow_id)
-                if positions is not None:
-                    positions.pop(flow_id, None)
+            built = self._positions
+            if built is not None:
+                for flow_id in doomed:
+                    built.pop(flow_id, None)
             self._base += count
             live_cursor = cursor - self.older_count
             if live_cursor > 0:  # the selected row moved up, or was removed
@@ -637,10 +730,7 @@ class FlowTable(ScrollView, can_focus=True):
         else:
             live_cursor = max(0, cursor - self.older_count)
             removed_above = sum(1 for flow_id in self._order[:live_cursor] if flow_id in doomed)
-            self._order = [flow_id for flow_id in self._order if flow_id not in doomed]
-            for flow_id in doomed:
-                del store[flow_id]
-                self._paused.discard(flow_id)
+            self._order[:] = [flow_id for flow_id in self._order if flow_id not in doomed]
             self._positions = None
             self._scans = 0
             index = self.index_of(selected) if selected is not None else None
