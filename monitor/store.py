@@ -95,6 +95,26 @@ CREATE INDEX IF NOT EXISTS flows_host ON flows(pretty_host);
 CREATE INDEX IF NOT EXISTS flows_resp_ctype ON flows(resp_ctype);
 """
 
+INDEX_SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS req_text USING fts5(
+    body, content='', detail=none, columnsize=0, tokenize='trigram');
+CREATE VIRTUAL TABLE IF NOT EXISTS resp_text USING fts5(
+    body, content='', detail=none, columnsize=0, tokenize='trigram');
+CREATE TABLE IF NOT EXISTS unindexed (seq INTEGER PRIMARY KEY, sides INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('indexed', '0');
+"""
+"""The body index: which three-character pieces (trigrams, case folded) each stored body
+holds, without positions or a copy of the text (SQLite's FTS5), so a body filter with a
+literal of three characters or more reads only the bodies that may match. Bodies with a
+Content-Encoding (searched decoded) or a NUL byte (where FTS5 stops reading) are not
+indexed: ``unindexed`` lists them (1: the request's, 2: the response's), always read. ``meta.indexed``: every seq up to it is indexed; the writer thread
+fills the index after each commit, and an older file's rows in batches when idle."""
+INDEX_BATCH = 5000
+"""Rows indexed per transaction when catching up (about 0.1 s of the writer's time)."""
+CANDIDATES = 0.25
+"""A chunk whose candidates are more than this share of its rows is scanned instead
+(reading rows by seq costs more per row than reading them in order)."""
+
 COLUMNS = (
     "seq id started ended method scheme host pretty_host port path url http_version status "
     "reason error state label type rule_id websocket marked req_ctype resp_ctype req_size "
@@ -360,8 +380,7 @@ def _literal_run(pattern: str) -> tuple[str, bool] | None:
             exact = last_literal = False
             i += 1
             continue
-        if c in "]}":
-            return None
+        # (a "]" or "}" that closes nothing is the character itself, in Python's re)
         current.append(c)
         last_literal = True
         i += 1
@@ -440,15 +459,16 @@ def _to_sql(
         need.add("blobs")
         need.add("heads" if heads else "blobs")
         regexes.append(node.re)
-        call = f"wl_body({len(regexes) - 1}, {column}, {block})"
-        literal = _literal(node.re)
-        if literal is None or not literal[0]:
-            return call, []
-        # an encoded body (gzip, br…) is searched decoded: by Python, as mitmproxy does
+        # an encoded body (gzip, br…) is searched decoded: by Python, as mitmproxy does;
+        # the header block is handed over only then (a body without one is searched as is)
         if heads:
             encoded = f"(heads.enc & {side})"
         else:
             encoded = f"instr(lower(CAST({block} AS TEXT)), 'content-encoding')"
+        call = f"wl_body({len(regexes) - 1}, {column}, CASE WHEN {encoded} THEN {block} END)"
+        literal = _literal(node.re)
+        if literal is None or not literal[0]:
+            return call, []
         found = found_in(column, literal[0])
         if literal[1]:  # a plain literal: SQLite answers for the bodies not encoded
             return f"(CASE WHEN {encoded} THEN {call} ELSE coalesce({found}, 0) > 0 END)", [
@@ -548,6 +568,65 @@ def _to_sql(
     raise _NotSQL(name)
 
 
+def _trigrams(literal: bytes) -> str | None:
+    """An FTS5 query for the rows of the body index that may hold ``literal``: every
+    trigram of it, or enough to cover it (None when it has fewer than three characters).
+    A body holding the literal's bytes holds its characters as SQLite reads them, but
+    for a last character outside ASCII, which stray continuation bytes after it in the
+    body could make another: that one is left out."""
+    text = literal.decode("utf-8")
+    if text and not text[-1].isascii():
+        text = text[:-1]
+    if len(text) < 3 or "\x00" in text:
+        return None
+    starts = list(range(0, len(text) - 2, 3))[:12]
+    starts.append(len(text) - 3)
+    grams = dict.fromkeys(text[i : i + 3] for i in starts)
+    return " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
+
+
+def _candidates(node, args: list) -> str | None:
+    """SQL selecting the seqs (within ``:lo <= seq < :hi``, all indexed) among which every
+    match of the filter lies, from the body index; None when the index cannot narrow
+    it. ``args`` gets the FTS5 queries (named ``:m0``, ``:m1``…)."""
+    name = type(node).__name__
+    if name == "FAnd":
+        parts = [c for c in (_candidates(n, args) for n in node.lst) if c is not None]
+        return " INTERSECT ".join(f"SELECT * FROM ({p})" for p in parts) if parts else None
+    if name == "FOr":
+        parts = [_candidates(n, args) for n in node.lst]
+        if any(p is None for p in parts):
+            return None
+        return " UNION ALL ".join(f"SELECT * FROM ({p})" for p in parts)
+    sides = {"FBodRequest": (1,), "FBodResponse": (2,), "FBod": (1, 2)}.get(name)
+    if sides is None:
+        return None
+    literal = _literal(node.re)
+    query = _trigrams(literal[0]) if literal is not None and literal[0] else None
+    if query is None:
+        return None
+    args.append(query)
+    key = f":m{len(args) - 1}"
+    parts = []
+    for side in sides:
+        table = "req_text" if side == 1 else "resp_text"
+        parts.append(
+            f"SELECT rowid FROM {table} WHERE {table} MATCH {key} AND rowid >= :lo AND rowid < :hi"
+        )
+    enc = sides[0] if len(sides) == 1 else 3
+    parts.append(f"SELECT seq FROM unindexed WHERE sides & {enc} AND seq >= :lo AND seq < :hi")
+    return " UNION ALL ".join(parts)  # (a seq twice does no harm: it is read once)
+
+
+def _indexed(db: sqlite3.Connection) -> int:
+    """The highest seq the file's body index holds (0: none)."""
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'indexed'").fetchone()
+    except sqlite3.Error:
+        return 0
+    return int(row[0]) if row is not None else 0
+
+
 _FLOW_COLUMN = re.compile(r"(?<![\w.])(" + "|".join(c for c in COLUMNS if c != "seq") + r")\b")
 
 
@@ -619,6 +698,10 @@ class SessionStore:
         self.on_error: Callable[[str], None] | None = None
         """Told once (from the writer thread) when storing stops; default: stderr."""
         self.failed: str | None = None
+        self._indexing = True
+        """The writer fills the body index (False: this SQLite has no FTS5, or it failed)."""
+        self.indexed = 0
+        """The highest seq in the body index (the writer's view)."""
 
     # -- opening --------------------------------------------------------------------
 
@@ -641,6 +724,11 @@ class SessionStore:
                     raise StoreError(f"{self.path}: cannot use WAL mode ({mode})")
                 db.execute("PRAGMA synchronous = NORMAL")
                 db.executescript(SCHEMA)
+                try:
+                    db.executescript(INDEX_SCHEMA)
+                except sqlite3.OperationalError as e:  # an SQLite without FTS5
+                    log.info("no body index: %s", e)
+                    self._indexing = False
                 db.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
                 )
@@ -711,6 +799,7 @@ class SessionStore:
         last = self._db.execute("SELECT max(seq) FROM flows").fetchone()[0]
         self._next_seq = (last or 0) + 1
         self.committed = last or 0
+        self.indexed = _indexed(self._db) if self._indexing else 0
         self._writer = threading.Thread(target=self._write_loop, name="waylay-store", daemon=True)
         self._writer.start()
 
@@ -756,9 +845,14 @@ class SessionStore:
         last_commit = time.monotonic()
         stop = False
         while not stop:
-            timeout = max(0.0, self.commit_interval - (time.monotonic() - last_commit))
+            if pending:
+                timeout: float | None = max(
+                    0.0, self.commit_interval - (time.monotonic() - last_commit)
+                )
+            else:  # nothing to write: index older rows meanwhile, else wait
+                timeout = 0.0 if self._backlog() else None
             try:
-                item = self._queue.get(timeout=timeout if pending else None)
+                item = self._queue.get(timeout=timeout)
                 if item is None:
                     stop = True
                 else:
@@ -801,6 +895,53 @@ class SessionStore:
                 self.written += len(pending)
                 pending = []
                 last_commit = time.monotonic()
+            if not pending:
+                self._index_some(db)
+        # the last rows, and a short backlog, are indexed before the file is closed
+        while self._backlog() and self.committed - self.indexed <= 20 * INDEX_BATCH:
+            self._index_some(db)
+
+    def _backlog(self) -> bool:
+        return self._indexing and self.indexed < self.committed
+
+    def _index_some(self, db: sqlite3.Connection) -> None:
+        """Put up to INDEX_BATCH committed rows into the body index (writer thread; the
+        work is SQLite's, without the GIL)."""
+        if not self._backlog():
+            return
+        low, high = self.indexed, min(self.committed, self.indexed + INDEX_BATCH)
+        span = {"low": low, "high": high}
+        try:
+            db.execute("BEGIN")
+            kept = {
+                side: f"{column} IS NOT NULL AND NOT heads.enc & {side} "
+                f"AND NOT instr({column}, x'00')"
+                for side, column in ((1, "req_body"), (2, "resp_body"))
+            }
+            for side, table, column in ((1, "req_text", "req_body"), (2, "resp_text", "resp_body")):
+                db.execute(
+                    f"INSERT INTO {table} (rowid, body) SELECT seq, {column} FROM blobs "
+                    f"JOIN heads USING (seq) WHERE seq > :low AND seq <= :high AND {kept[side]}",
+                    span,
+                )
+            db.execute(
+                "INSERT INTO unindexed SELECT * FROM (SELECT seq, "
+                f"(req_body IS NOT NULL AND NOT ({kept[1]})) "
+                f"| ((resp_body IS NOT NULL AND NOT ({kept[2]})) << 1) AS sides "
+                "FROM blobs JOIN heads USING (seq) WHERE seq > :low AND seq <= :high) "
+                "WHERE sides != 0",
+                span,
+            )
+            db.execute("UPDATE meta SET value = :high WHERE key = 'indexed'", span)
+            db.execute("COMMIT")
+            self.indexed = high
+        except sqlite3.Error as e:  # the flows are stored all the same; filters scan
+            log.warning("--session %s: body index stopped: %s", self.path, e)
+            self._indexing = False
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything added so far is committed (tests, shutdown)."""
@@ -881,35 +1022,72 @@ class SessionStore:
                 where = None
             if where is None:
                 return self._scan(db, flt, progress, span, bounds), False
+            db.row_factory = None
             named = {f"a{i}": a for i, a in enumerate(args)}
             for i in range(len(args)):
                 where = where.replace("?", f":a{i}", 1)
-            sql = f"SELECT seq FROM {_tables(flt, where, need)} WHERE {span} AND "
+            tables = _tables(flt, where, need)
+            sql = f"SELECT seq FROM {tables} WHERE {span} AND "
             sql += f"({where}) ORDER BY seq"  # NULL at the top is no match, as 0
-            return self._chunked(db, sql, {**named, **bounds}, progress), True
+            narrowed = None
+            indexed = _indexed(db) if need else 0
+            if indexed:
+                queries: list[str] = []
+                among = _candidates(flt, queries)
+                if among is not None:
+                    named.update({f"m{i}": q for i, q in enumerate(queries)})
+                    narrowed = (
+                        among,
+                        f"SELECT seq FROM {tables} WHERE seq IN (SELECT value FROM "
+                        f"json_each(:seqs)) AND ({where}) ORDER BY seq",
+                        indexed,
+                    )
+            return self._chunked(db, sql, {**named, **bounds}, progress, narrowed), True
         finally:
             db.close()
 
-    def _chunked(self, db, sql, params, progress) -> list[int]:
+    def _chunked(self, db, sql, params, progress, narrowed=None) -> list[int]:
         """Run a filter's query over seq ranges of CHUNK rows, reporting progress after
-        each (a million flows: ten steps)."""
-        if progress is None:
-            return [r[0] for r in db.execute(sql, params)]
+        each (a million flows: ten steps). ``narrowed``: (the SQL of the candidates, the
+        query over given seqs, the highest seq indexed): in a range the body index
+        covers, only the candidates are read, unless they are most of its rows."""
         low, high = db.execute(
             "SELECT min(seq), max(seq) FROM flows WHERE seq >= :since AND seq < :below",
             params,
         ).fetchone()
         found: list[int] = []
         if low is None:
-            progress(0, 0)
+            if progress is not None:
+                progress(0, 0)
             return found
+        if narrowed is None and progress is None:
+            return [r[0] for r in db.execute(sql, params)]
         total = high - low + 1
         start = low
         while start <= high:
             end = min(start + CHUNK, high + 1)
+            if narrowed is not None and start <= narrowed[2] < end - 1:
+                end = narrowed[2] + 1  # the index's last row ends a chunk
             part = {**params, "since": start, "below": end}
+            if narrowed is not None and end - 1 <= narrowed[2]:
+                most = int((end - start) * CANDIDATES)
+                among = [
+                    r[0]
+                    for r in db.execute(
+                        f"{narrowed[0]} LIMIT {most + 1}", {**part, "lo": start, "hi": end}
+                    )
+                ]
+                if len(among) <= most:
+                    if among:
+                        part["seqs"] = json.dumps(among)
+                        found += [r[0] for r in db.execute(narrowed[1], part)]
+                    if progress is not None:
+                        progress(end - low, total)
+                    start = end
+                    continue
             found += [r[0] for r in db.execute(sql, part)]
-            progress(end - low, total)
+            if progress is not None:
+                progress(end - low, total)
             start = end
         return found
 
