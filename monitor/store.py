@@ -16,23 +16,24 @@ flow and runs mitmproxy's filter on it, reporting progress.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
-import queue
 import re
 import sqlite3
 import sys
 import threading
 import time
 from array import array
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mitmproxy import connection, flowfilter, http
 from mitmproxy.flow import Error
 from mitmproxy.net import encoding
+from mitmproxy.net.http import url
 
 from monitor.record import KEY, REDACTED, FlowRecord, record_of
 from widgets.model import FlowView
@@ -110,6 +111,8 @@ Content-Encoding (searched decoded) or a NUL byte (where FTS5 stops reading) are
 indexed: ``unindexed`` lists them (1: the request's, 2: the response's), always read. ``meta.indexed``: every seq up to it is indexed; the writer thread
 fills the index after each commit, and an older file's rows in batches when idle."""
 INDEX_BATCH = 5000
+MAX_BATCH = 20_000
+"""Rows written in one transaction at most."""
 """Rows indexed per transaction when catching up (about 0.1 s of the writer's time)."""
 CANDIDATES = 0.25
 """A chunk whose candidates are more than this share of its rows is scanned instead
@@ -128,6 +131,29 @@ INSERT_BLOBS = (
     f"INSERT INTO blobs ({', '.join(BLOB_COLUMNS)}) VALUES ({', '.join('?' * len(BLOB_COLUMNS))})"
 )
 SELECT = "SELECT * FROM flows JOIN blobs USING (seq)"
+ROW = [*COLUMNS, "req_headers", "resp_headers", "req_body", "resp_body", "record", "enc"]
+"""A row as the writer gets it: seq, then ``flow_row``'s values."""
+INCOMING = f"""
+CREATE TEMP VIEW IF NOT EXISTS incoming ({", ".join(ROW)}) AS SELECT {", ".join(["NULL"] * len(ROW))};
+CREATE TEMP TRIGGER IF NOT EXISTS incoming_row INSTEAD OF INSERT ON incoming BEGIN
+    {INSERT.replace("?", "NEW.{}").format(*COLUMNS)};
+    {INSERT_BLOBS.replace("?", "NEW.{}").format(*BLOB_COLUMNS)};
+    {INSERT_HEADS.replace("?", "NEW.{}").format("seq", "req_headers", "resp_headers", "enc")};
+END;
+"""
+"""A row goes into the three tables through this view, so that one statement carries
+many rows (see ``_insert_rows``)."""
+ROWS_AT_ONCE = 400
+"""Rows one INSERT statement carries (31 values each; SQLite allows 32,766)."""
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_rows(n: int) -> str:
+    """An INSERT of ``n`` rows in one statement: the writer lets go of the GIL and takes
+    it back once for them all, not once per row as ``executemany`` would; each time it
+    takes it back the proxy's thread may have to stop and hand it over."""
+    one = f"({', '.join('?' * len(ROW))})"
+    return f"INSERT INTO incoming VALUES {', '.join([one] * n)}"
 
 
 class StoreError(OSError):
@@ -166,6 +192,13 @@ def _parse_header_block(block: bytes | None) -> http.Headers:
     return http.Headers(fields)
 
 
+@functools.lru_cache(maxsize=1024)
+def _host_of(authority: str) -> str:
+    """``Request.pretty_host`` for a Host header (or :authority): parsing it runs IDNA
+    and a host check, and hosts repeat."""
+    return url.parse_authority(authority, check=False)[0]
+
+
 def flow_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
     """The row of a finished flow (without its seq: the writer numbers rows) followed by
     its blobs. Runs on the proxy loop; cheap on purpose."""
@@ -202,7 +235,7 @@ def flow_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
         req.method,
         req.scheme,
         req.host,
-        req.pretty_host,
+        _host_of(authority) if (authority := req.host_header) else req.host,
         req.port,
         req.path,
         req.pretty_url,
@@ -691,7 +724,11 @@ class SessionStore:
         self.path = Path(path).expanduser()
         self.body_cap = body_cap
         self.commit_interval = commit_interval
-        self._queue: queue.SimpleQueue[tuple[int, tuple] | None] = queue.SimpleQueue()
+        self._incoming: deque[tuple] = deque()
+        """Rows added and not yet taken by the writer, which looks every commit interval
+        (a queue's put would wake it, and make the proxy's thread hand it the GIL, for
+        every flow: that doubled the store's cost on the proxy's thread)."""
+        self._stop = threading.Event()
         self._writer: threading.Thread | None = None
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
@@ -740,6 +777,7 @@ class SessionStore:
                     raise StoreError(f"{self.path}: cannot use WAL mode ({mode})")
                 db.execute("PRAGMA synchronous = NORMAL")
                 db.executescript(SCHEMA)
+                db.executescript(INCOMING)
                 try:
                     db.executescript(INDEX_SCHEMA)
                 except sqlite3.OperationalError as e:  # an SQLite without FTS5
@@ -828,7 +866,7 @@ class SessionStore:
     def close(self) -> None:
         """Write what is queued, stop the writer, close the file."""
         if self._writer is not None:
-            self._queue.put(None)
+            self._stop.set()
             self._writer.join(30)
             self._writer = None
         for db in (self._db, self._reader):
@@ -852,49 +890,26 @@ class SessionStore:
         seq = self._next_seq
         self._next_seq += 1
         record_of(flow).store_seq = seq
-        self._queue.put((seq, row))
+        self._incoming.append((seq, *row))
 
     def _write_loop(self) -> None:
         assert self._db is not None
         db = self._db
-        pending: list[tuple[int, tuple]] = []
-        last_commit = time.monotonic()
-        stop = False
-        while not stop:
+        incoming = self._incoming
+        while True:
+            busy = len(incoming) >= MAX_BATCH or self._backlog()
+            stop = self._stop.wait(0 if busy else self.commit_interval)
+            pending: list[tuple] = []
+            while incoming and len(pending) < MAX_BATCH:
+                pending.append(incoming.popleft())
             if pending:
-                timeout: float | None = max(
-                    0.0, self.commit_interval - (time.monotonic() - last_commit)
-                )
-            else:  # nothing to write: index older rows meanwhile, else wait
-                timeout = 0.0 if self._backlog() else None
-            try:
-                item = self._queue.get(timeout=timeout)
-                if item is None:
-                    stop = True
-                else:
-                    pending.append(item)
-                    while len(pending) < 5000:
-                        try:
-                            more = self._queue.get_nowait()
-                        except queue.Empty:
-                            break
-                        if more is None:
-                            stop = True
-                            break
-                        pending.append(more)
-            except queue.Empty:
-                pass
-            if pending and (stop or time.monotonic() - last_commit >= self.commit_interval):
                 try:
-                    flows, blobs, heads = [], [], []
-                    for seq, row in pending:
-                        flows.append((seq, *row[:24]))
-                        blobs.append((seq, *row[24:29]))
-                        heads.append((seq, row[24], row[25], row[29]))
                     db.execute("BEGIN")
-                    db.executemany(INSERT, flows)
-                    db.executemany(INSERT_BLOBS, blobs)
-                    db.executemany(INSERT_HEADS, heads)
+                    for start in range(0, len(pending), ROWS_AT_ONCE):
+                        part = pending[start : start + ROWS_AT_ONCE]
+                        db.execute(_insert_rows(len(part)), [v for row in part for v in row])
+                    if self.indexed == self.committed:  # indexed in the same transaction
+                        self._index_some(db, upto=pending[-1][0])
                     db.execute("COMMIT")
                     self.committed = pending[-1][0]
                 except sqlite3.Error as e:
@@ -909,10 +924,10 @@ class SessionStore:
                         log.debug("on_error failed", exc_info=True)
                     return
                 self.written += len(pending)
-                pending = []
-                last_commit = time.monotonic()
-            if not pending:
-                self._index_some(db)
+            elif not stop:
+                self._index_some(db)  # older rows, a batch at a time, when idle
+            if stop and not incoming:
+                break
         # the last rows, and a short backlog, are indexed before the file is closed
         while self._backlog() and self.committed - self.indexed <= 20 * INDEX_BATCH:
             before = self.indexed
@@ -923,15 +938,20 @@ class SessionStore:
     def _backlog(self) -> bool:
         return self._indexing and self.indexed < self.committed
 
-    def _index_some(self, db: sqlite3.Connection) -> None:
-        """Put up to INDEX_BATCH committed rows into the body index (writer thread; the
-        work is SQLite's, without the GIL)."""
-        if not self._backlog():
+    def _index_some(self, db: sqlite3.Connection, upto: int | None = None) -> None:
+        """Put rows into the body index (writer thread; the work is SQLite's, without
+        the GIL): those up to ``upto``, just inserted, in their transaction; else up to
+        INDEX_BATCH committed rows not yet indexed, in a transaction of their own."""
+        in_transaction = upto is not None
+        if not self._indexing or (not in_transaction and self.indexed >= self.committed):
             return
-        low, high = self.indexed, min(self.committed, self.indexed + INDEX_BATCH)
-        span = {"low": low, "high": high}
+        high = upto if upto is not None else min(self.committed, self.indexed + INDEX_BATCH)
+        span = {"low": self.indexed, "high": high}
         try:
-            db.execute("BEGIN")
+            if in_transaction:
+                db.execute("SAVEPOINT indexing")
+            else:
+                db.execute("BEGIN")
             kept = {
                 side: f"{column} IS NOT NULL AND NOT heads.enc & {side} "
                 f"AND NOT instr({column}, x'00')"
@@ -952,20 +972,24 @@ class SessionStore:
                 span,
             )
             db.execute("UPDATE meta SET value = :high WHERE key = 'indexed'", span)
-            db.execute("COMMIT")
+            db.execute("RELEASE indexing" if in_transaction else "COMMIT")
             self.indexed = high
         except sqlite3.Error as e:  # the flows are stored all the same; filters scan
             log.warning("--session %s: body index stopped: %s", self.path, e)
             self._indexing = False
             try:
-                db.execute("ROLLBACK")
+                if in_transaction:
+                    db.execute("ROLLBACK TO indexing")
+                    db.execute("RELEASE indexing")
+                else:
+                    db.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything added so far is committed (tests, shutdown)."""
         deadline = time.monotonic() + timeout
-        while not self._queue.empty() and time.monotonic() < deadline:
+        while self._incoming and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(self.commit_interval * 2)
 
