@@ -144,19 +144,9 @@ CREATE TEMP TRIGGER IF NOT EXISTS incoming_row INSTEAD OF INSERT ON incoming BEG
     {INSERT_HEADS.replace("?", "NEW.{}").format("seq", "req_headers", "resp_headers", "enc")};
 END;
 """
-"""A row goes into the three tables through this view, so that one statement carries
-many rows (see ``_insert_rows``)."""
-ROWS_AT_ONCE = 400
-"""Rows one INSERT statement carries (31 values each; SQLite allows 32,766)."""
-
-
-@functools.lru_cache(maxsize=8)
-def _insert_rows(n: int) -> str:
-    """An INSERT of ``n`` rows in one statement: the writer lets go of the GIL and takes
-    it back once for them all, not once per row as ``executemany`` would; each time it
-    takes it back the proxy's thread may have to stop and hand it over."""
-    one = f"({', '.join('?' * len(ROW))})"
-    return f"INSERT INTO incoming VALUES {', '.join([one] * n)}"
+"""A row goes into the three tables through this view: one statement a row, not three
+(``executemany`` lets go of the GIL and takes it back around each)."""
+INSERT_ROW = f"INSERT INTO incoming VALUES ({', '.join('?' * len(ROW))})"
 
 
 class StoreError(OSError):
@@ -908,9 +898,7 @@ class SessionStore:
             if pending:
                 try:
                     db.execute("BEGIN")
-                    for start in range(0, len(pending), ROWS_AT_ONCE):
-                        part = pending[start : start + ROWS_AT_ONCE]
-                        db.execute(_insert_rows(len(part)), [v for row in part for v in row])
+                    db.executemany(INSERT_ROW, pending)
                     if self.indexed == self.committed:  # indexed in the same transaction
                         self._index_some(db, upto=pending[-1][0])
                     db.execute("COMMIT")
