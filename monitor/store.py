@@ -28,7 +28,6 @@ import time
 from array import array
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mitmproxy import connection, flowfilter, http
@@ -116,8 +115,6 @@ MAX_BATCH = 20_000
 """Rows written in one transaction at most."""
 """Rows indexed per transaction when catching up (about 0.1 s of the writer's time)."""
 CANDIDATES = 0.25
-WORKERS = min(2, os.cpu_count() or 1)
-"""Threads a filter over many rows runs on (each with a connection of its own)."""
 """A chunk whose candidates are more than this share of its rows is scanned instead
 (reading rows by seq costs more per row than reading them in order)."""
 
@@ -1077,23 +1074,15 @@ class SessionStore:
                         indexed,
                     )
 
-            def connect() -> sqlite3.Connection:
-                conn = self._connect(read_only=True, regexes=regexes)
-                conn.row_factory = None
-                return conn
-
-            params = {**named, **bounds}
-            return self._chunked(db, sql, params, progress, narrowed, connect), True
+            return self._chunked(db, sql, {**named, **bounds}, progress, narrowed), True
         finally:
             db.close()
 
-    def _chunked(self, db, sql, params, progress, narrowed=None, connect=None) -> list[int]:
+    def _chunked(self, db, sql, params, progress, narrowed=None) -> list[int]:
         """Run a filter's query over seq ranges of CHUNK rows, reporting progress after
-        each (a million flows: ten steps), two ranges at a time on connections of their
-        own (``connect``) when there are several: SQLite reads and compares without the
-        GIL. ``narrowed``: (the SQL of the candidates, the query over given seqs, the
-        highest seq indexed): in a range the body index covers, only the candidates are
-        read, unless they are most of its rows."""
+        each (a million flows: ten steps). ``narrowed``: (the SQL of the candidates, the
+        query over given seqs, the highest seq indexed): in a range the body index
+        covers, only the candidates are read, unless they are most of its rows."""
         low, high = db.execute(
             "SELECT min(seq), max(seq) FROM flows WHERE seq >= :since AND seq < :below",
             params,
@@ -1104,59 +1093,35 @@ class SessionStore:
             return []
         if narrowed is None and progress is None:
             return [r[0] for r in db.execute(sql, params)]
-        ranges = []
+        found: list[int] = []
+        total = high - low + 1
         start = low
         while start <= high:
             end = min(start + CHUNK, high + 1)
             if narrowed is not None and start <= narrowed[2] < end - 1:
                 end = narrowed[2] + 1  # the index's last row ends a chunk
-            ranges.append((start, end))
+            found += self._range(db, sql, params, narrowed, start, end)
+            if progress is not None:
+                progress(end - low, total)
             start = end
-
-        def one(conn, start: int, end: int) -> list[int]:
-            part = {**params, "since": start, "below": end}
-            if narrowed is not None and end - 1 <= narrowed[2]:
-                most = int((end - start) * CANDIDATES)
-                bounds = {**part, "lo": start, "hi": end}
-                sql_among = f"{narrowed[0]} LIMIT {most + 1}"
-                among = [r[0] for r in conn.execute(sql_among, bounds)]
-                if len(among) <= most:
-                    if not among:
-                        return []
-                    part["seqs"] = json.dumps(among)
-                    return [r[0] for r in conn.execute(narrowed[1], part)]
-            return [r[0] for r in conn.execute(sql, part)]
-
-        found: list[int] = []
-        total = high - low + 1
-        if connect is None or len(ranges) < 2 or WORKERS < 2:
-            for start, end in ranges:
-                found += one(db, start, end)
-                if progress is not None:
-                    progress(end - low, total)
-            return found
-        local = threading.local()
-        opened: list[sqlite3.Connection] = []
-        opened_lock = threading.Lock()
-
-        def run(bounds: tuple[int, int]) -> list[int]:
-            conn = getattr(local, "db", None)
-            if conn is None:
-                conn = local.db = connect()
-                with opened_lock:
-                    opened.append(conn)
-            return one(conn, *bounds)
-
-        try:
-            with ThreadPoolExecutor(WORKERS, thread_name_prefix="waylay-filter") as pool:
-                for (_, end), part in zip(ranges, pool.map(run, ranges), strict=True):
-                    found += part
-                    if progress is not None:
-                        progress(end - low, total)
-        finally:
-            for conn in opened:
-                conn.close()
         return found
+
+    @staticmethod
+    def _range(db, sql, params, narrowed, start: int, end: int) -> list[int]:
+        """A filter's matches with ``start <= seq < end``: through the body index's
+        candidates when it covers the range and they are few enough, else by reading
+        every row of it."""
+        part = {**params, "since": start, "below": end}
+        if narrowed is not None and end - 1 <= narrowed[2]:
+            most = int((end - start) * CANDIDATES)
+            bounds = {**part, "lo": start, "hi": end}
+            among = [r[0] for r in db.execute(f"{narrowed[0]} LIMIT {most + 1}", bounds)]
+            if len(among) <= most:
+                if not among:
+                    return []
+                part["seqs"] = json.dumps(among)
+                return [r[0] for r in db.execute(narrowed[1], part)]
+        return [r[0] for r in db.execute(sql, part)]
 
     def _scan(self, db, flt, progress, span: str = "1", bounds: dict | None = None) -> list[int]:
         bounds = bounds or {}

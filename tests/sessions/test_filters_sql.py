@@ -208,8 +208,8 @@ def session(tmp_path_factory):
 @pytest.fixture(params=["body index", "no index"])
 def indexed(request, monkeypatch):
     """Each expression twice: with the body index (its candidates read even when they are
-    all the rows) and without it (every body read); in ranges of a few rows, run two at
-    a time, as over a large file."""
+    all the rows) and without it (every body read); in ranges of a few rows, as over a
+    large file."""
     monkeypatch.setattr(store_module, "CHUNK", 5)
     if request.param == "body index":
         monkeypatch.setattr(store_module, "CANDIDATES", 1.0)
