@@ -3,15 +3,17 @@
 One row per flow: the columns the flow list shows and filters need (indexed where a
 filter can use an index), the header blocks, bodies up to ``body_cap`` bytes each, and
 waylay's record (rule, trace, notes) as JSON. The row is built on the proxy loop when
-the flow finishes (about 20 µs, no ``get_state``); a writer thread inserts rows in
-batches and commits every ``commit_interval`` seconds, so a crash (kill -9) loses at
-most the rows of the last interval. The file is in WAL mode: a crash never leaves it
-half-written, and readers (``query``, ``waylay open``) never block the writer.
+the flow finishes (about 15 µs, no ``get_state``); a writer thread takes the rows every
+``commit_interval`` seconds, inserts them and indexes their bodies (``INDEX_SCHEMA``) in
+one transaction, so a crash (kill -9) loses at most the rows of the last interval. The
+file is in WAL mode: a crash never leaves it half-written, and readers (``query``,
+``waylay open``) never block the writer.
 
 Filters run as SQL where the mitmproxy filter expression allows it (``~d ~u ~m ~c ~e
-~q ~s ~t ~tq ~ts ~websocket ~marked ~all``, with ``& | !``; regexes run in SQLite
-through a registered function), and otherwise fall back to a scan that rebuilds each
-flow and runs mitmproxy's filter on it, reporting progress.
+~q ~s ~t ~tq ~ts ~h ~hq ~hs ~b ~bq ~bs ~websocket ~marked ~all``, with ``& | !``; regexes
+run in SQLite through a registered function; a body filter reads only the rows the body
+index names), and otherwise fall back to a scan that rebuilds each flow and runs
+mitmproxy's filter on it, reporting progress.
 """
 
 from __future__ import annotations
@@ -633,10 +635,10 @@ def _candidates(node, args: list) -> str | None:
         parts = [c for c in (_candidates(n, args) for n in node.lst) if c is not None]
         return " INTERSECT ".join(f"SELECT * FROM ({p})" for p in parts) if parts else None
     if name == "FOr":
-        parts = [_candidates(n, args) for n in node.lst]
-        if any(p is None for p in parts):
+        each = [_candidates(n, args) for n in node.lst]
+        if any(c is None for c in each):
             return None
-        return " UNION ALL ".join(f"SELECT * FROM ({p})" for p in parts)
+        return " UNION ALL ".join(f"SELECT * FROM ({c})" for c in each)
     sides = {"FBodRequest": (1,), "FBodResponse": (2,), "FBod": (1, 2)}.get(name)
     if sides is None:
         return None
