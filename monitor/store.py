@@ -3,36 +3,39 @@
 One row per flow: the columns the flow list shows and filters need (indexed where a
 filter can use an index), the header blocks, bodies up to ``body_cap`` bytes each, and
 waylay's record (rule, trace, notes) as JSON. The row is built on the proxy loop when
-the flow finishes (about 20 µs, no ``get_state``); a writer thread inserts rows in
-batches and commits every ``commit_interval`` seconds, so a crash (kill -9) loses at
-most the rows of the last interval. The file is in WAL mode: a crash never leaves it
-half-written, and readers (``query``, ``waylay open``) never block the writer.
+the flow finishes (about 15 µs, no ``get_state``); a writer thread takes the rows every
+``commit_interval`` seconds, inserts them and indexes their bodies (``INDEX_SCHEMA``) in
+one transaction, so a crash (kill -9) loses at most the rows of the last interval. The
+file is in WAL mode: a crash never leaves it half-written, and readers (``query``,
+``waylay open``) never block the writer.
 
 Filters run as SQL where the mitmproxy filter expression allows it (``~d ~u ~m ~c ~e
-~q ~s ~t ~tq ~ts ~websocket ~marked ~all``, with ``& | !``; regexes run in SQLite
-through a registered function), and otherwise fall back to a scan that rebuilds each
-flow and runs mitmproxy's filter on it, reporting progress.
+~q ~s ~t ~tq ~ts ~h ~hq ~hs ~b ~bq ~bs ~websocket ~marked ~all``, with ``& | !``; regexes
+run in SQLite through a registered function; a body filter reads only the rows the body
+index names), and otherwise fall back to a scan that rebuilds each flow and runs
+mitmproxy's filter on it, reporting progress.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
-import queue
 import re
 import sqlite3
 import sys
 import threading
 import time
 from array import array
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mitmproxy import connection, flowfilter, http
 from mitmproxy.flow import Error
 from mitmproxy.net import encoding
+from mitmproxy.net.http import url
 
 from monitor.record import KEY, REDACTED, FlowRecord, record_of
 from widgets.model import FlowView
@@ -95,6 +98,28 @@ CREATE INDEX IF NOT EXISTS flows_host ON flows(pretty_host);
 CREATE INDEX IF NOT EXISTS flows_resp_ctype ON flows(resp_ctype);
 """
 
+INDEX_SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS req_text USING fts5(
+    body, content='', detail=none, columnsize=0, tokenize='trigram');
+CREATE VIRTUAL TABLE IF NOT EXISTS resp_text USING fts5(
+    body, content='', detail=none, columnsize=0, tokenize='trigram');
+CREATE TABLE IF NOT EXISTS unindexed (seq INTEGER PRIMARY KEY, sides INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('indexed', '0');
+"""
+"""The body index: which three-character pieces (trigrams, case folded) each stored body
+holds, without positions or a copy of the text (SQLite's FTS5), so a body filter with a
+literal of three characters or more reads only the bodies that may match. Bodies with a
+Content-Encoding (searched decoded) or a NUL byte (where FTS5 stops reading) are not
+indexed: ``unindexed`` lists them (1: the request's, 2: the response's), always read. ``meta.indexed``: every seq up to it is indexed; the writer thread
+fills the index after each commit, and an older file's rows in batches when idle."""
+INDEX_BATCH = 5000
+MAX_BATCH = 20_000
+"""Rows written in one transaction at most."""
+"""Rows indexed per transaction when catching up (about 0.1 s of the writer's time)."""
+CANDIDATES = 0.25
+"""A chunk whose candidates are more than this share of its rows is scanned instead
+(reading rows by seq costs more per row than reading them in order)."""
+
 COLUMNS = (
     "seq id started ended method scheme host pretty_host port path url http_version status "
     "reason error state label type rule_id websocket marked req_ctype resp_ctype req_size "
@@ -108,6 +133,19 @@ INSERT_BLOBS = (
     f"INSERT INTO blobs ({', '.join(BLOB_COLUMNS)}) VALUES ({', '.join('?' * len(BLOB_COLUMNS))})"
 )
 SELECT = "SELECT * FROM flows JOIN blobs USING (seq)"
+ROW = [*COLUMNS, "req_headers", "resp_headers", "req_body", "resp_body", "record", "enc"]
+"""A row as the writer gets it: seq, then ``flow_row``'s values."""
+INCOMING = f"""
+CREATE TEMP VIEW IF NOT EXISTS incoming ({", ".join(ROW)}) AS SELECT {", ".join(["NULL"] * len(ROW))};
+CREATE TEMP TRIGGER IF NOT EXISTS incoming_row INSTEAD OF INSERT ON incoming BEGIN
+    {INSERT.replace("?", "NEW.{}").format(*COLUMNS)};
+    {INSERT_BLOBS.replace("?", "NEW.{}").format(*BLOB_COLUMNS)};
+    {INSERT_HEADS.replace("?", "NEW.{}").format("seq", "req_headers", "resp_headers", "enc")};
+END;
+"""
+"""A row goes into the three tables through this view: one statement a row, not three
+(``executemany`` lets go of the GIL and takes it back around each)."""
+INSERT_ROW = f"INSERT INTO incoming VALUES ({', '.join('?' * len(ROW))})"
 
 
 class StoreError(OSError):
@@ -121,6 +159,21 @@ def _header_block(headers: http.Headers) -> bytes:
     return b"\r\n".join(name + b": " + value for name, value in headers.fields)
 
 
+def _head(headers: http.Headers) -> tuple[bytes, str | None, bool]:
+    """In one pass over the fields: the header block, the Content-Type as
+    ``headers.get`` gives it (values joined by ", "), and whether there is a
+    Content-Encoding. (Six ``headers.get`` calls were a third of a row's cost.)"""
+    lines, types, encoded = [], [], False
+    for name, value in headers.fields:
+        lines.append(name + b": " + value)
+        lower = name.lower()
+        if lower == b"content-type":
+            types.append(value.decode("utf-8", "surrogateescape"))
+        elif lower == b"content-encoding":
+            encoded = True
+    return b"\r\n".join(lines), ", ".join(types) if types else None, encoded
+
+
 def _parse_header_block(block: bytes | None) -> http.Headers:
     if not block:
         return http.Headers()
@@ -129,6 +182,13 @@ def _parse_header_block(block: bytes | None) -> http.Headers:
         name, _, value = line.partition(b": ")
         fields.append((name, value))
     return http.Headers(fields)
+
+
+@functools.lru_cache(maxsize=1024)
+def _host_of(authority: str) -> str:
+    """``Request.pretty_host`` for a Host header (or :authority): parsing it runs IDNA
+    and a host check, and hosts repeat."""
+    return url.parse_authority(authority, check=False)[0]
 
 
 def flow_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
@@ -151,13 +211,15 @@ def flow_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
     )
     saved = rec.to_dict()
     record = json.dumps(saved) if saved else None
+    req_block, req_ctype, req_enc = _head(req.headers)
+    resp_block, resp_ctype, resp_enc = _head(resp.headers) if resp is not None else (None,) * 3
     added = {h.lower() for h in rec.added_headers}
-    req_headers = req.headers
     if added:  # credentials waylay added are not kept (as in HAR and --save)
         req_headers = req.headers.copy()
         for name in list(req_headers.keys()):
             if name.lower() in added:
                 req_headers[name] = REDACTED
+        req_block = _header_block(req_headers)
     return (
         flow.id,
         req.timestamp_start,
@@ -165,7 +227,7 @@ def flow_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
         req.method,
         req.scheme,
         req.host,
-        req.pretty_host,
+        _host_of(authority) if (authority := req.host_header) else req.host,
         req.port,
         req.path,
         req.pretty_url,
@@ -179,17 +241,16 @@ def flow_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
         rec.rule_id,
         int(flow.websocket is not None),
         int(bool(flow.marked)),
-        req.headers.get("content-type"),
-        resp.headers.get("content-type") if resp is not None else None,
+        req_ctype,
+        resp_ctype,
         len(req_body) if req_body is not None else 0,
         len(resp_body) if resp_body is not None else None,
-        _header_block(req_headers),
-        _header_block(resp.headers) if resp is not None else None,
+        req_block,
+        resp_block,
         req_body[:body_cap] if req_body else None,
         resp_body[:body_cap] if resp_body else None,
         record,
-        ("content-encoding" in req.headers)
-        | (resp is not None and "content-encoding" in resp.headers) << 1,
+        req_enc | bool(resp_enc) << 1,
     )
 
 
@@ -360,8 +421,7 @@ def _literal_run(pattern: str) -> tuple[str, bool] | None:
             exact = last_literal = False
             i += 1
             continue
-        if c in "]}":
-            return None
+        # (a "]" or "}" that closes nothing is the character itself, in Python's re)
         current.append(c)
         last_literal = True
         i += 1
@@ -440,15 +500,16 @@ def _to_sql(
         need.add("blobs")
         need.add("heads" if heads else "blobs")
         regexes.append(node.re)
-        call = f"wl_body({len(regexes) - 1}, {column}, {block})"
-        literal = _literal(node.re)
-        if literal is None or not literal[0]:
-            return call, []
-        # an encoded body (gzip, br…) is searched decoded: by Python, as mitmproxy does
+        # an encoded body (gzip, br…) is searched decoded: by Python, as mitmproxy does;
+        # the header block is handed over only then (a body without one is searched as is)
         if heads:
             encoded = f"(heads.enc & {side})"
         else:
             encoded = f"instr(lower(CAST({block} AS TEXT)), 'content-encoding')"
+        call = f"wl_body({len(regexes) - 1}, {column}, CASE WHEN {encoded} THEN {block} END)"
+        literal = _literal(node.re)
+        if literal is None or not literal[0]:
+            return call, []
         found = found_in(column, literal[0])
         if literal[1]:  # a plain literal: SQLite answers for the bodies not encoded
             return f"(CASE WHEN {encoded} THEN {call} ELSE coalesce({found}, 0) > 0 END)", [
@@ -548,6 +609,65 @@ def _to_sql(
     raise _NotSQL(name)
 
 
+def _trigrams(literal: bytes) -> str | None:
+    """An FTS5 query for the rows of the body index that may hold ``literal``: every
+    trigram of it, or enough to cover it (None when it has fewer than three characters).
+    A body holding the literal's bytes holds its characters as SQLite reads them, but
+    for a last character outside ASCII, which stray continuation bytes after it in the
+    body could make another: that one is left out."""
+    text = literal.decode("utf-8")
+    if text and not text[-1].isascii():
+        text = text[:-1]
+    if len(text) < 3 or "\x00" in text:
+        return None
+    starts = list(range(0, len(text) - 2, 3))[:12]
+    starts.append(len(text) - 3)
+    grams = dict.fromkeys(text[i : i + 3] for i in starts)
+    return " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
+
+
+def _candidates(node, args: list) -> str | None:
+    """SQL selecting the seqs (within ``:lo <= seq < :hi``, all indexed) among which every
+    match of the filter lies, from the body index; None when the index cannot narrow
+    it. ``args`` gets the FTS5 queries (named ``:m0``, ``:m1``…)."""
+    name = type(node).__name__
+    if name == "FAnd":
+        parts = [c for c in (_candidates(n, args) for n in node.lst) if c is not None]
+        return " INTERSECT ".join(f"SELECT * FROM ({p})" for p in parts) if parts else None
+    if name == "FOr":
+        each = [_candidates(n, args) for n in node.lst]
+        if any(c is None for c in each):
+            return None
+        return " UNION ALL ".join(f"SELECT * FROM ({c})" for c in each)
+    sides = {"FBodRequest": (1,), "FBodResponse": (2,), "FBod": (1, 2)}.get(name)
+    if sides is None:
+        return None
+    literal = _literal(node.re)
+    query = _trigrams(literal[0]) if literal is not None and literal[0] else None
+    if query is None:
+        return None
+    args.append(query)
+    key = f":m{len(args) - 1}"
+    parts = []
+    for side in sides:
+        table = "req_text" if side == 1 else "resp_text"
+        parts.append(
+            f"SELECT rowid FROM {table} WHERE {table} MATCH {key} AND rowid >= :lo AND rowid < :hi"
+        )
+    enc = sides[0] if len(sides) == 1 else 3
+    parts.append(f"SELECT seq FROM unindexed WHERE sides & {enc} AND seq >= :lo AND seq < :hi")
+    return " UNION ALL ".join(parts)  # (a seq twice does no harm: it is read once)
+
+
+def _indexed(db: sqlite3.Connection) -> int:
+    """The highest seq the file's body index holds (0: none)."""
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'indexed'").fetchone()
+    except sqlite3.Error:
+        return 0
+    return int(row[0]) if row is not None else 0
+
+
 _FLOW_COLUMN = re.compile(r"(?<![\w.])(" + "|".join(c for c in COLUMNS if c != "seq") + r")\b")
 
 
@@ -596,7 +716,11 @@ class SessionStore:
         self.path = Path(path).expanduser()
         self.body_cap = body_cap
         self.commit_interval = commit_interval
-        self._queue: queue.SimpleQueue[tuple[int, tuple] | None] = queue.SimpleQueue()
+        self._incoming: deque[tuple] = deque()
+        """Rows added and not yet taken by the writer, which looks every commit interval
+        (a queue's put would wake it, and make the proxy's thread hand it the GIL, for
+        every flow: that doubled the store's cost on the proxy's thread)."""
+        self._stop = threading.Event()
         self._writer: threading.Thread | None = None
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
@@ -619,6 +743,10 @@ class SessionStore:
         self.on_error: Callable[[str], None] | None = None
         """Told once (from the writer thread) when storing stops; default: stderr."""
         self.failed: str | None = None
+        self._indexing = True
+        """The writer fills the body index (False: this SQLite has no FTS5, or it failed)."""
+        self.indexed = 0
+        """The highest seq in the body index (the writer's view)."""
 
     # -- opening --------------------------------------------------------------------
 
@@ -641,6 +769,12 @@ class SessionStore:
                     raise StoreError(f"{self.path}: cannot use WAL mode ({mode})")
                 db.execute("PRAGMA synchronous = NORMAL")
                 db.executescript(SCHEMA)
+                db.executescript(INCOMING)
+                try:
+                    db.executescript(INDEX_SCHEMA)
+                except sqlite3.OperationalError as e:  # an SQLite without FTS5
+                    log.info("no body index: %s", e)
+                    self._indexing = False
                 db.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
                 )
@@ -711,6 +845,7 @@ class SessionStore:
         last = self._db.execute("SELECT max(seq) FROM flows").fetchone()[0]
         self._next_seq = (last or 0) + 1
         self.committed = last or 0
+        self.indexed = _indexed(self._db) if self._indexing else 0
         self._writer = threading.Thread(target=self._write_loop, name="waylay-store", daemon=True)
         self._writer.start()
 
@@ -723,7 +858,7 @@ class SessionStore:
     def close(self) -> None:
         """Write what is queued, stop the writer, close the file."""
         if self._writer is not None:
-            self._queue.put(None)
+            self._stop.set()
             self._writer.join(30)
             self._writer = None
         for db in (self._db, self._reader):
@@ -747,44 +882,24 @@ class SessionStore:
         seq = self._next_seq
         self._next_seq += 1
         record_of(flow).store_seq = seq
-        self._queue.put((seq, row))
+        self._incoming.append((seq, *row))
 
     def _write_loop(self) -> None:
         assert self._db is not None
         db = self._db
-        pending: list[tuple[int, tuple]] = []
-        last_commit = time.monotonic()
-        stop = False
-        while not stop:
-            timeout = max(0.0, self.commit_interval - (time.monotonic() - last_commit))
-            try:
-                item = self._queue.get(timeout=timeout if pending else None)
-                if item is None:
-                    stop = True
-                else:
-                    pending.append(item)
-                    while len(pending) < 5000:
-                        try:
-                            more = self._queue.get_nowait()
-                        except queue.Empty:
-                            break
-                        if more is None:
-                            stop = True
-                            break
-                        pending.append(more)
-            except queue.Empty:
-                pass
-            if pending and (stop or time.monotonic() - last_commit >= self.commit_interval):
+        incoming = self._incoming
+        while True:
+            busy = len(incoming) >= MAX_BATCH or self._backlog()
+            stop = self._stop.wait(0 if busy else self.commit_interval)
+            pending: list[tuple] = []
+            while incoming and len(pending) < MAX_BATCH:
+                pending.append(incoming.popleft())
+            if pending:
                 try:
-                    flows, blobs, heads = [], [], []
-                    for seq, row in pending:
-                        flows.append((seq, *row[:24]))
-                        blobs.append((seq, *row[24:29]))
-                        heads.append((seq, row[24], row[25], row[29]))
                     db.execute("BEGIN")
-                    db.executemany(INSERT, flows)
-                    db.executemany(INSERT_BLOBS, blobs)
-                    db.executemany(INSERT_HEADS, heads)
+                    db.executemany(INSERT_ROW, pending)
+                    if self.indexed == self.committed:  # indexed in the same transaction
+                        self._index_some(db, upto=pending[-1][0])
                     db.execute("COMMIT")
                     self.committed = pending[-1][0]
                 except sqlite3.Error as e:
@@ -799,13 +914,72 @@ class SessionStore:
                         log.debug("on_error failed", exc_info=True)
                     return
                 self.written += len(pending)
-                pending = []
-                last_commit = time.monotonic()
+            elif not stop:
+                self._index_some(db)  # older rows, a batch at a time, when idle
+            if stop and not incoming:
+                break
+        # the last rows, and a short backlog, are indexed before the file is closed
+        while self._backlog() and self.committed - self.indexed <= 20 * INDEX_BATCH:
+            before = self.indexed
+            self._index_some(db)
+            if self.indexed == before:
+                break
+
+    def _backlog(self) -> bool:
+        return self._indexing and self.indexed < self.committed
+
+    def _index_some(self, db: sqlite3.Connection, upto: int | None = None) -> None:
+        """Put rows into the body index (writer thread; the work is SQLite's, without
+        the GIL): those up to ``upto``, just inserted, in their transaction; else up to
+        INDEX_BATCH committed rows not yet indexed, in a transaction of their own."""
+        in_transaction = upto is not None
+        if not self._indexing or (not in_transaction and self.indexed >= self.committed):
+            return
+        high = upto if upto is not None else min(self.committed, self.indexed + INDEX_BATCH)
+        span = {"low": self.indexed, "high": high}
+        try:
+            if in_transaction:
+                db.execute("SAVEPOINT indexing")
+            else:
+                db.execute("BEGIN")
+            kept = {
+                side: f"{column} IS NOT NULL AND NOT heads.enc & {side} "
+                f"AND NOT instr({column}, x'00')"
+                for side, column in ((1, "req_body"), (2, "resp_body"))
+            }
+            for side, table, column in ((1, "req_text", "req_body"), (2, "resp_text", "resp_body")):
+                db.execute(
+                    f"INSERT INTO {table} (rowid, body) SELECT seq, {column} FROM blobs "
+                    f"JOIN heads USING (seq) WHERE seq > :low AND seq <= :high AND {kept[side]}",
+                    span,
+                )
+            db.execute(
+                "INSERT INTO unindexed SELECT * FROM (SELECT seq, "
+                f"(req_body IS NOT NULL AND NOT ({kept[1]})) "
+                f"| ((resp_body IS NOT NULL AND NOT ({kept[2]})) << 1) AS sides "
+                "FROM blobs JOIN heads USING (seq) WHERE seq > :low AND seq <= :high) "
+                "WHERE sides != 0",
+                span,
+            )
+            db.execute("UPDATE meta SET value = :high WHERE key = 'indexed'", span)
+            db.execute("RELEASE indexing" if in_transaction else "COMMIT")
+            self.indexed = high
+        except sqlite3.Error as e:  # the flows are stored all the same; filters scan
+            log.warning("--session %s: body index stopped: %s", self.path, e)
+            self._indexing = False
+            try:
+                if in_transaction:
+                    db.execute("ROLLBACK TO indexing")
+                    db.execute("RELEASE indexing")
+                else:
+                    db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything added so far is committed (tests, shutdown)."""
         deadline = time.monotonic() + timeout
-        while not self._queue.empty() and time.monotonic() < deadline:
+        while self._incoming and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(self.commit_interval * 2)
 
@@ -881,37 +1055,75 @@ class SessionStore:
                 where = None
             if where is None:
                 return self._scan(db, flt, progress, span, bounds), False
+            db.row_factory = None
             named = {f"a{i}": a for i, a in enumerate(args)}
             for i in range(len(args)):
                 where = where.replace("?", f":a{i}", 1)
-            sql = f"SELECT seq FROM {_tables(flt, where, need)} WHERE {span} AND "
+            tables = _tables(flt, where, need)
+            sql = f"SELECT seq FROM {tables} WHERE {span} AND "
             sql += f"({where}) ORDER BY seq"  # NULL at the top is no match, as 0
-            return self._chunked(db, sql, {**named, **bounds}, progress), True
+            narrowed = None
+            indexed = _indexed(db) if need else 0
+            if indexed:
+                queries: list[str] = []
+                among = _candidates(flt, queries)
+                if among is not None:
+                    named.update({f"m{i}": q for i, q in enumerate(queries)})
+                    narrowed = (
+                        among,
+                        f"SELECT seq FROM {tables} WHERE seq IN (SELECT value FROM "
+                        f"json_each(:seqs)) AND ({where}) ORDER BY seq",
+                        indexed,
+                    )
+
+            return self._chunked(db, sql, {**named, **bounds}, progress, narrowed), True
         finally:
             db.close()
 
-    def _chunked(self, db, sql, params, progress) -> list[int]:
+    def _chunked(self, db, sql, params, progress, narrowed=None) -> list[int]:
         """Run a filter's query over seq ranges of CHUNK rows, reporting progress after
-        each (a million flows: ten steps)."""
-        if progress is None:
-            return [r[0] for r in db.execute(sql, params)]
+        each (a million flows: ten steps). ``narrowed``: (the SQL of the candidates, the
+        query over given seqs, the highest seq indexed): in a range the body index
+        covers, only the candidates are read, unless they are most of its rows."""
         low, high = db.execute(
             "SELECT min(seq), max(seq) FROM flows WHERE seq >= :since AND seq < :below",
             params,
         ).fetchone()
-        found: list[int] = []
         if low is None:
-            progress(0, 0)
-            return found
+            if progress is not None:
+                progress(0, 0)
+            return []
+        if narrowed is None and progress is None:
+            return [r[0] for r in db.execute(sql, params)]
+        found: list[int] = []
         total = high - low + 1
         start = low
         while start <= high:
             end = min(start + CHUNK, high + 1)
-            part = {**params, "since": start, "below": end}
-            found += [r[0] for r in db.execute(sql, part)]
-            progress(end - low, total)
+            if narrowed is not None and start <= narrowed[2] < end - 1:
+                end = narrowed[2] + 1  # the index's last row ends a chunk
+            found += self._range(db, sql, params, narrowed, start, end)
+            if progress is not None:
+                progress(end - low, total)
             start = end
         return found
+
+    @staticmethod
+    def _range(db, sql, params, narrowed, start: int, end: int) -> list[int]:
+        """A filter's matches with ``start <= seq < end``: through the body index's
+        candidates when it covers the range and they are few enough, else by reading
+        every row of it."""
+        part = {**params, "since": start, "below": end}
+        if narrowed is not None and end - 1 <= narrowed[2]:
+            most = int((end - start) * CANDIDATES)
+            bounds = {**part, "lo": start, "hi": end}
+            among = [r[0] for r in db.execute(f"{narrowed[0]} LIMIT {most + 1}", bounds)]
+            if len(among) <= most:
+                if not among:
+                    return []
+                part["seqs"] = json.dumps(among)
+                return [r[0] for r in db.execute(narrowed[1], part)]
+        return [r[0] for r in db.execute(sql, part)]
 
     def _scan(self, db, flt, progress, span: str = "1", bounds: dict | None = None) -> list[int]:
         bounds = bounds or {}

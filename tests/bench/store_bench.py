@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import shutil
 import statistics
 import sys
@@ -130,9 +131,11 @@ FILTERS = (
 )
 
 
-def filters(path: Path, flows: int | None = None, rounds: int = 3) -> None:
+def filters(
+    path: Path, flows: int | None = None, rounds: int = 3, only: list[str] | None = None
+) -> None:
     """Each filter ``rounds`` times, with progress reported as the screen gets it:
-    median wall and CPU (of this thread) seconds."""
+    median wall and CPU seconds (of this process: the filter's threads)."""
     from mitmproxy import flowfilter
 
     from monitor.store import flow_from_row
@@ -142,13 +145,13 @@ def filters(path: Path, flows: int | None = None, rounds: int = 3) -> None:
     total = reader.count()
     assert flows is None or total == flows
     print(f"  {total:,} flows; load average {Path('/proc/loadavg').read_text().split()[0]}")
-    for expr in FILTERS:
+    for expr in only or FILTERS:
         walls, cpus, steps = [], [], []
         for _ in range(rounds):
             seen: list[tuple[int, int]] = []
-            t, c = time.monotonic(), time.thread_time()
+            t, c = time.monotonic(), time.process_time()
             found, as_sql = reader.query(expr, progress=lambda d, n, seen=seen: seen.append((d, n)))
-            cpus.append(time.thread_time() - c)
+            cpus.append(time.process_time() - c)
             walls.append(time.monotonic() - t)
             steps.append(len(seen))
         how = "SQL" if as_sql else "scan"
@@ -157,6 +160,10 @@ def filters(path: Path, flows: int | None = None, rounds: int = 3) -> None:
             f"  cpu {statistics.median(cpus):5.2f} s  ({min(walls):.2f}-{max(walls):.2f})"
             f"  {how}, {steps[0]} progress reports"
         )
+    print(f"  load average {Path('/proc/loadavg').read_text().split()[0]}")
+    if only:
+        reader.close()
+        return
     # the live screen's older rows: a block of 200 read by position (the list scrolled
     # there), and the first count of a filter (then kept, and extended as flows age)
     below = total + 1
@@ -185,7 +192,15 @@ def filters(path: Path, flows: int | None = None, rounds: int = 3) -> None:
     reader.close()
 
 
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def throughput(args) -> None:
+    """req/s and the proxy process's CPU per request (steadier than req/s on a shared
+    machine), with and without --session, alternating."""
     from tests.bench.proxy_bench import _headless, _upstream, _wrk
 
     folder = Path(tempfile.mkdtemp(prefix="waylay-store-bench-"))
@@ -196,24 +211,48 @@ def throughput(args) -> None:
         "with --session": ["--max-flows", "10000", "--session", str(folder / "t.waylay-session")],
     }
     results: dict[tuple[str, int], list[float]] = {}
+    cpus: dict[tuple[str, int], list[float]] = {}
+    loads = []
     with _upstream() as (up_port, up_name):
         print(
-            f"throughput: upstream {up_name}; {args.rounds} rounds x {args.seconds} s of wrk, alternating"
+            f"throughput: upstream {up_name}; {args.rounds} rounds x {args.seconds} s of wrk, "
+            "alternating",
+            flush=True,
         )
         for rnd in range(args.rounds):
             for name, extra in configs.items():
-                with _headless(folder / "conf", rules, extra=extra) as (port, _pid):
+                with _headless(folder / "conf", rules, extra=extra) as (port, pid):
                     _wrk(port, up_port, 1, 4)  # warm-up
                     for conc in (1, 16):
+                        before = _cpu_of(pid)
                         rps, *_ = _wrk(port, up_port, args.seconds, conc)
+                        # the writer's last commit and index step are in it too
+                        time.sleep(0.6)
+                        used = _cpu_of(pid) - before
                         results.setdefault((name, conc), []).append(rps)
-            print(f"  round {rnd + 1} done", flush=True)
+                        cpus.setdefault((name, conc), []).append(
+                            used / (rps * max(1, round(args.seconds)))
+                        )
+            loads.append(float(Path("/proc/loadavg").read_text().split()[0]))
+            print(f"  round {rnd + 1} done, load average {loads[-1]:.1f}", flush=True)
     for conc in (1, 16):
         off = statistics.median(results[("without --session", conc)])
         on = statistics.median(results[("with --session", conc)])
+        c_off = statistics.median(cpus[("without --session", conc)]) * 1e3
+        c_on = statistics.median(cpus[("with --session", conc)]) * 1e3
         print(
-            f"  concurrency {conc:>2}: without {off:7.0f} req/s, with {on:7.0f} req/s: {on / off:.2f}x"
+            f"  concurrency {conc:>2}: without {off:7.0f} req/s, with {on:7.0f} req/s: "
+            f"{on / off:.2f}x; proxy CPU per request {c_off:.3f} ms without, {c_on:.3f} ms "
+            f"with: {c_on / c_off:.2f}x (throughput at equal CPU {c_off / c_on:.2f}x)"
         )
+        ratios = [
+            a / b
+            for a, b in zip(
+                results[("with --session", conc)], results[("without --session", conc)], strict=True
+            )
+        ]
+        print(f"    req/s ratio per round: {', '.join(f'{r:.2f}' for r in ratios)}")
+    print(f"  load average {min(loads):.1f}-{max(loads):.1f}")
     stored = SessionStore(folder / "t.waylay-session")
     stored.open_read_only()
     print(f"  the session file holds {stored.count():,} flows")
@@ -230,11 +269,14 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--keep", type=Path, default=None, help="million: keep the session file here")
     ap.add_argument("--file", type=Path, default=None, help="filters: the session file")
+    ap.add_argument(
+        "--filter", action="append", default=None, help="filters: only this one (repeatable)"
+    )
     args = ap.parse_args(argv)
     if "million" in args.what:
         million(args)
     if "filters" in args.what:
-        filters(args.file)
+        filters(args.file, only=args.filter)
     if "throughput" in args.what:
         throughput(args)
     return 0

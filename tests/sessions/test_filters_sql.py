@@ -5,13 +5,17 @@ as they were and as the file gives them back."""
 from __future__ import annotations
 
 import gzip
+import shutil
+import sqlite3
 import zlib
 
 import pytest
 from mitmproxy import flowfilter, http
 from mitmproxy.test import tflow
 
+import monitor.store as store_module
 from monitor.store import SessionStore, flow_from_row
+from tests.helpers import wait_for
 
 
 def _flows() -> list[http.HTTPFlow]:
@@ -75,6 +79,12 @@ def _flows() -> list[http.HTTPFlow]:
     )
     add("/error", [("X-Token", "zzz")], b"request body secret-token", resp_body=None)
     add("/empty-headers", [], b"", [], b"")
+    # the body index's edges: bytes after a NUL, stray UTF-8 bytes around a literal,
+    # a literal ending in a character outside ASCII, braces, case
+    add("/png", [], b"", [("Content-Type", "image/png")], b"\x89PNG\x00\x00IHDR secret-token")
+    add("/stray", [], b"\xc3secret-token", [], "naïve café".encode() + b"\xa9\xa9 tail")
+    add("/crème", [], b'{"q": 4248}', [], "CAFÉ CRÈME brûlée".encode())
+    add("/mixed", [], b"Secret-Token", [], b"SeCrEt-ToKeN \xff\xfe")
     for n in range(12):
         name = "x-n" if n % 2 else "X-N"
         add(f"/item/{n}", [(name, str(n))], b"", [(name, str(n))], f"item {n}".encode())
@@ -156,6 +166,27 @@ EXPRESSIONS = [
     "~h accept & !~bs json",
     "~e & ~bq secret",
     "~bs item & ~hs 'X-N: 1[01]'",
+    # the body index (literals of three characters or more) around its edges
+    "~b IHDR",
+    "~bs 'IHDR secret'",
+    "~b ïve",
+    "~bs naïve",
+    "~bs 'ïve\xa9'",
+    "~bs 've café'",
+    "~b brûlée",
+    "~b 'CRÈME'",
+    "~b crème",
+    "~b '(?i)secret-token'",
+    "~b '(?i)CAFÉ'",
+    "~bq '(?i)SECRET-token'",
+    "~bq '\"q\": 4248}'",
+    "~bq '\"q\": 42[0-9]+}'",
+    "~b 'secret-token\\x00'",
+    "~b 'item [0-9]+$' | ~bq secret",
+    "~bs secret & ~bq secret",
+    "~b secret-token & !~bs gzipped",
+    "~b nowhere-at-all",
+    "~bq ab",
 ]
 
 
@@ -174,8 +205,21 @@ def session(tmp_path_factory):
     reader.close()
 
 
+@pytest.fixture(params=["body index", "no index"])
+def indexed(request, monkeypatch):
+    """Each expression twice: with the body index (its candidates read even when they are
+    all the rows) and without it (every body read); in ranges of a few rows, as over a
+    large file."""
+    monkeypatch.setattr(store_module, "CHUNK", 5)
+    if request.param == "body index":
+        monkeypatch.setattr(store_module, "CANDIDATES", 1.0)
+    else:
+        monkeypatch.setattr(store_module, "_indexed", lambda db: 0)
+    return request.param
+
+
 @pytest.mark.parametrize("expr", EXPRESSIONS)
-def test_header_and_body_filters_in_sql_pick_what_mitmproxy_picks(session, expr):
+def test_header_and_body_filters_in_sql_pick_what_mitmproxy_picks(session, expr, indexed):
     reader, flows = session
     flt = flowfilter.parse(expr)
     rows = list(reader.rows(list(range(1, len(flows) + 1))))
@@ -189,6 +233,8 @@ def test_header_and_body_filters_in_sql_pick_what_mitmproxy_picks(session, expr)
     assert as_sql, expr
     assert found == expected, expr
     assert seen[-1] == (len(flows), len(flows))
+    assert len(seen) == -(-len(flows) // 5)  # one report a range, in order
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
 def test_the_set_of_flows_is_varied_enough_for_the_check_to_mean_something(session):
@@ -235,3 +281,118 @@ def test_a_file_without_the_headers_table_filters_headers_from_blobs(session, tm
     for expr, want in expected.items():
         assert again.query(expr) == (want, True)
     again.close()
+
+
+def _write(path, flows, **kw) -> None:
+    store = SessionStore(path, **kw)
+    store.open()
+    for f in flows:
+        store.add(f)
+    store.close()
+
+
+def _meta(path, key):
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_a_body_filter_reads_only_the_rows_the_index_names(session, tmp_path):
+    """A row whose body changed behind the index's back (never done by waylay) is not
+    read by a filter the index answers, and is by a filter it cannot (proof that the
+    index, not a scan, picked the rows); the index holds every row written."""
+    reader, flows = session
+    path = tmp_path / "stale.waylay-session"
+    shutil.copy(reader.path, path)
+    assert _meta(path, "indexed") == str(len(flows))
+    db = sqlite3.connect(path)
+    db.execute("UPDATE blobs SET resp_body = CAST('xyzzy-hidden' AS BLOB) WHERE seq = 1")
+    db.commit()
+    db.close()
+    stale = SessionStore(path)
+    stale.open_read_only()
+    assert stale.query("~bs xyzzy-hidden") == ([], True)  # the index: not a candidate
+    assert stale.query("~bs x.z.y") == ([1], True)  # no run of three: every row read
+    stale.close()
+
+
+def test_rows_past_the_index_are_read_and_the_writer_catches_up(tmp_path, monkeypatch):
+    """Half the rows written without the index (as by an older waylay): filters read
+    those in full and the rest through the index; opened for writing, the file's index
+    is filled in batches, and the answers stay the same."""
+    flows = _flows()
+    half = len(flows) // 2
+    path = tmp_path / "half.waylay-session"
+    _write(path, flows[:half])
+    older = SessionStore(path)
+    older.open()
+    older._indexing = False
+    for f in flows[half:]:
+        older.add(f)
+    older.close()
+    assert _meta(path, "indexed") == str(half)
+    exprs = ["~b secret-token", "~bs 'item 1'", "~bq secret", "~b café", "~bs nowhere"]
+    expected = {}
+    for expr in exprs:
+        flt = flowfilter.parse(expr)
+        expected[expr] = [n for n, f in enumerate(flows, 1) if flt(f)]
+    assert any(seqs and seqs[-1] > half for seqs in expected.values())
+    monkeypatch.setattr(store_module, "CANDIDATES", 1.0)
+    reader = SessionStore(path)
+    reader.open_read_only()
+    for expr in exprs:
+        assert reader.query(expr) == (expected[expr], True), expr
+    reader.close()
+    monkeypatch.setattr(store_module, "INDEX_BATCH", 3)  # several batches
+    writer = SessionStore(path)
+    writer.open()
+    wait_for(lambda: writer.indexed == len(flows), what="the index to catch up")
+    writer.close()
+    assert _meta(path, "indexed") == str(len(flows))
+    reader = SessionStore(path)
+    reader.open_read_only()
+    for expr in exprs:
+        assert reader.query(expr) == (expected[expr], True), expr
+    reader.close()
+
+
+def test_without_fts5_flows_are_stored_and_body_filters_read_every_row(tmp_path, monkeypatch):
+    """An SQLite built without FTS5: no index, nothing else lost."""
+    monkeypatch.setattr(store_module, "INDEX_SCHEMA", "CREATE VIRTUAL TABLE t USING nosuch(a);")
+    flows = _flows()
+    path = tmp_path / "plain.waylay-session"
+    _write(path, flows)
+    reader = SessionStore(path)
+    reader.open_read_only()
+    assert reader.count() == len(flows)
+    flt = flowfilter.parse("~b secret-token")
+    assert reader.query("~b secret-token") == ([n for n, f in enumerate(flows, 1) if flt(f)], True)
+    reader.close()
+
+
+def test_bodies_over_the_cap_are_searched_as_kept(tmp_path):
+    """The store keeps ``body_cap`` bytes of a body: the index and the full read both
+    search those (as the flow rebuilt from the file holds them)."""
+    flows = []
+    for n in range(6):
+        f = tflow.tflow(resp=True)
+        f.request.path = f"/big/{n}"
+        f.response.headers.clear()
+        f.response.raw_content = b"head-%d " % n + b"x" * 40 + b" tail-of-the-body"
+        flows.append(f)
+    path = tmp_path / "cap.waylay-session"
+    _write(path, flows, body_cap=32)
+    reader = SessionStore(path)
+    reader.open_read_only()
+    rows = list(reader.rows(list(range(1, 7))))
+    rebuilt = [flow_from_row(r) for r in rows]
+    assert all(len(f.response.raw_content) == 32 for f in rebuilt)
+    for expr in ("~bs head-3", "~bs tail-of-the-body", "~bs xxxxxxxx", "~bs 'x{30}'"):
+        flt = flowfilter.parse(expr)
+        expected = [n for n, f in enumerate(rebuilt, 1) if flt(f)]
+        assert reader.query(expr) == (expected, True), expr
+    assert reader.query("~bs tail-of-the-body") == ([], True)
+    assert reader.query("~bs head-3")[0] == [4]
+    reader.close()
