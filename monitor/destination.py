@@ -30,6 +30,13 @@ def host_mismatch(flow: http.HTTPFlow) -> str | None:
     header = req.host_header
     if not header:
         return None
+    # what nearly every client sends, told without parsing: host:port, or the host
+    # alone on the scheme's default port (an IPv6 host is always parsed: brackets)
+    host, port = req.host, req.port
+    if ":" not in host and (
+        header == f"{host}:{port}" or (header == host and port == mitm_url.default_port(req.scheme))
+    ):
+        return None
     try:
         host, port = mitm_url.parse_authority(header, check=False)
     except ValueError:
