@@ -125,6 +125,7 @@ class HookTable(AddonManager):
     """
 
     _table: dict[tuple[int, str], tuple[object, list[Callable]]]
+    _updates: bool | None
 
     def _callables(self, addon: object, event: hooks.Hook) -> list[Callable]:
         key = (id(addon), event.name)
@@ -141,6 +142,7 @@ class HookTable(AddonManager):
 
     def _forget(self) -> None:
         self._table = {}
+        self._updates = None
 
     def register(self, addon):
         self._forget()
@@ -185,11 +187,13 @@ class HookTable(AddonManager):
                 await self.trigger_event(hooks.UpdateHook([message]))
 
     def _anyone_updates(self) -> bool:
-        probe = hooks.UpdateHook([])
-        try:
-            return any(self._callables(entry, probe) for entry in self.chain)
-        except exceptions.AddonManagerError:
-            return True  # trigger_event says what is wrong
+        if self._updates is None:
+            probe = hooks.UpdateHook([])
+            try:
+                self._updates = any(self._callables(entry, probe) for entry in self.chain)
+            except exceptions.AddonManagerError:
+                return True  # trigger_event says what is wrong
+        return self._updates
 
 
 def use_hook_table(m: master.Master) -> None:

@@ -62,6 +62,9 @@ class Late:
     def request(self, flow) -> None:
         self.log.append(("late", "request", flow.id))
 
+    def update(self, flows) -> None:
+        self.log.append(("late", "update", tuple(f.id for f in flows)))
+
 
 async def _drive(table: bool) -> tuple[list, list[str]]:
     """The same chain and events through mitmproxy's manager or the hook table: what each
@@ -120,8 +123,28 @@ async def test_the_hook_table_calls_what_mitmproxy_calls():
     assert ("c", "request", "one") not in got and ("d", "request", "one") in got
     assert ("f", "response", "one") not in got
     assert ("late", "request", "two") in got and ("late", "request", "three") not in got
+    assert ("late", "update", ("two",)) in got
     assert ("child", "request", "four") in got
     assert errors and all("boom" in e for e in errors)
+
+
+async def test_an_update_hook_added_later_is_sent_updates():
+    m = master.Master(options.Options(), event_loop=asyncio.get_running_loop())
+    use_hook_table(m)
+    log: list = []
+    m.addons.add(AddonGroup("only", [Recorder("a", log)]))
+    flow = tflow.tflow(resp=True)
+    flow.id = "before"
+    await m.addons.handle_lifecycle(hl.HttpRequestHook(flow))
+    m.addons.add(Late(log))
+    flow.id = "after"
+    await m.addons.handle_lifecycle(hl.HttpRequestHook(flow))
+    assert log == [
+        ("a", "request", "before"),
+        ("a", "request", "after"),
+        ("late", "request", "after"),
+        ("late", "update", ("after",)),
+    ]
 
 
 async def test_a_master_with_the_hook_table_keeps_its_options_signal_once():
