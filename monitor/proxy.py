@@ -34,7 +34,7 @@ from mitmproxy.addons import (
     tlsconfig,
 )
 
-from monitor import limits, sockets
+from monitor import limits, sockets, speedups
 from monitor.settings import Settings
 
 log = logging.getLogger("waylay.proxy")
@@ -91,11 +91,12 @@ class _ErrorCollector(logging.Handler):
 class AddonGroup:
     """Several addons as one entry in mitmproxy's chain.
 
-    mitmproxy visits every chain entry on every hook of every flow — twice, since each
-    flow hook is followed by an ``update`` hook — with a coroutine and an exception guard
-    per entry. Grouped, the children are still called in order (mitmproxy traverses an
-    addon's ``addons``), but the per-entry cost is paid once per group: with a dozen
-    addons that was most of the time waylay added to a request. One difference: an
+    mitmproxy visits every chain entry on every hook of every flow with a coroutine and
+    an exception guard per entry (``HookTable`` skips the entries with nothing to call,
+    and the ``update`` hook that followed each flow hook when none has it). Grouped, the
+    children are still called in order (mitmproxy traverses an addon's ``addons``), but
+    the per-entry cost is paid once per group: with a dozen addons that was most of the
+    time waylay added to a request. One difference: an
     exception in a child's hook skips the rest of its group for that hook, so the flow
     store (which must see every flow end) is a group of its own.
     """
@@ -341,6 +342,7 @@ class EmbeddedProxy:
         if self.settings.proxy_auth:
             wanted.insert(1, proxyauth.ProxyAuth())
         limits.install(self.settings)
+        speedups.install()
         guards = [
             limits.UpstreamTimeouts(self.settings.connect_timeout, self.settings.read_timeout),
             limits.ConnectionWatch(to_stderr=self.settings.headless),
