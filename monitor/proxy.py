@@ -203,7 +203,7 @@ def use_hook_table(m: master.Master) -> None:
     connected when ``Master`` made it stays connected once, to the same manager."""
     assert not m.addons.chain, "use_hook_table before adding addons"
     m.addons.__class__ = HookTable
-    m.addons._forget()
+    HookTable._forget(m.addons)  # type: ignore[arg-type]  # (mypy cannot see the swap)
 
 
 class _Readiness:
