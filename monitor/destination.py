@@ -30,6 +30,14 @@ def host_mismatch(flow: http.HTTPFlow) -> str | None:
     header = req.host_header
     if not header:
         return None
+    # what nearly every client sends, told without parsing: host:port, or the host
+    # alone on the scheme's default port (an IPv6 host is always parsed: brackets)
+    to_host, to_port = req.host, req.port
+    if ":" not in to_host and (
+        header == f"{to_host}:{to_port}"
+        or (header == to_host and to_port == mitm_url.default_port(req.scheme))
+    ):
+        return None
     try:
         host, port = mitm_url.parse_authority(header, check=False)
     except ValueError:

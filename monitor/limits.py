@@ -186,15 +186,20 @@ def _patch_http1() -> None:
     client_read_headers = Http1Client.read_headers
     server_send = Http1Server.send
 
+    # The wrappers below are plain functions handing back mitmproxy's own generator when
+    # they have nothing to add (nearly always): a generator of ours around it would be
+    # one more frame for every event and every command of every request.
+
     def guarded_server_read_headers(self, event):
         # The read is already in the buffer: a head over the limit is refused before it
         # is parsed, whether it has ended in this read or not (before, one that ended in
         # the read that crossed the limit passed: up to a read, 64 KiB, more).
         size = _oversized_head(self.buf) if isinstance(event, events.DataReceived) else None
         if size is None:
-            yield from server_read_headers(self, event)
-            return
-        ended, size = size
+            return server_read_headers(self, event)
+        return refuse_request_head(self, *size)
+
+    def refuse_request_head(self, ended: bool, size: int):
         self.buf = ReceiveBuffer()  # the flood's bytes go now
         yield commands.Log(
             f"request headers over {CONFIG.max_header_size:,} bytes (--max-header-size): "
@@ -213,40 +218,41 @@ def _patch_http1() -> None:
         self.state = self.done
 
     def guarded_client_read_headers(self, event):
-        if isinstance(event, events.DataReceived) and self.request is not None:
-            _drop_interim(self)
-            if not self.buf:
-                return
-        if (
-            isinstance(event, events.DataReceived)
-            and self.stream_id is not None
-            and _oversized_head(self.buf) is not None
-        ):
-            self.buf = ReceiveBuffer()
-            self.state = self.done  # what still arrives is dropped, not buffered
-            yield commands.CloseConnection(self.conn)
-            yield _http1.ReceiveHttp(
-                _response_error(
-                    self.stream_id,
-                    f"upstream response headers larger than {CONFIG.max_header_size:,} bytes "
-                    "(--max-header-size)",
-                )
+        if isinstance(event, events.DataReceived):
+            if self.request is not None:
+                _drop_interim(self)
+                if not self.buf:
+                    return iter(())
+            if self.stream_id is not None and _oversized_head(self.buf) is not None:
+                return refuse_response_head(self)
+        return client_read_headers(self, event)
+
+    def refuse_response_head(self):
+        self.buf = ReceiveBuffer()
+        self.state = self.done  # what still arrives is dropped, not buffered
+        yield commands.CloseConnection(self.conn)
+        yield _http1.ReceiveHttp(
+            _response_error(
+                self.stream_id,
+                f"upstream response headers larger than {CONFIG.max_header_size:,} bytes "
+                "(--max-header-size)",
             )
-            return
-        yield from client_read_headers(self, event)
+        )
 
     def send_with_timeout_status(self, event):
         status = getattr(event, "waylay_status", None)
         if isinstance(event, ResponseProtocolError) and status is not None:
-            # As mitmproxy answers a protocol error, with our status: neither version has
-            # a code for 504 (11 takes an int, 12 an ErrorCode without a 504).
-            if not (self.conn.state & ConnectionState.CAN_WRITE):
-                return
-            if not self.response:
-                yield commands.SendData(self.conn, make_error_response(status, event.message))
-            yield commands.CloseConnection(self.conn)
+            return answer_with_status(self, event, status)
+        return server_send(self, event)
+
+    def answer_with_status(self, event, status: int):
+        # As mitmproxy answers a protocol error, with our status: neither version has
+        # a code for 504 (11 takes an int, 12 an ErrorCode without a 504).
+        if not (self.conn.state & ConnectionState.CAN_WRITE):
             return
-        yield from server_send(self, event)
+        if not self.response:
+            yield commands.SendData(self.conn, make_error_response(status, event.message))
+        yield commands.CloseConnection(self.conn)
 
     Http1Server.read_headers = guarded_server_read_headers  # type: ignore[method-assign]
     Http1Client.read_headers = guarded_client_read_headers  # type: ignore[method-assign]
@@ -497,14 +503,16 @@ def _patch_timeouts() -> None:
             and self.tunnel_state is tunnel.TunnelState.ESTABLISHING
             and (why := _GAVE_UP.get(self.tunnel_connection.id)) is not None
         ):
-            if self.conn != self.tunnel_connection:
-                self.conn.state &= ~mconnection.ConnectionState.CAN_READ
-                self.conn.timestamp_end = time.time()
-            yield from self.on_handshake_error(why)
-            yield from self._handshake_finished(why)
-            self.tunnel_state = tunnel.TunnelState.CLOSED
-            return
-        yield from tunnel_handle_event(self, event)
+            return handshake_cut(self, why)
+        return tunnel_handle_event(self, event)  # every other event: mitmproxy's generator
+
+    def handshake_cut(self, why: str):
+        if self.conn != self.tunnel_connection:
+            self.conn.state &= ~mconnection.ConnectionState.CAN_READ
+            self.conn.timestamp_end = time.time()
+        yield from self.on_handshake_error(why)
+        yield from self._handshake_finished(why)
+        self.tunnel_state = tunnel.TunnelState.CLOSED
 
     def handle_protocol_error_with_status(self, event):
         if isinstance(event, ResponseProtocolError):
@@ -521,12 +529,16 @@ def _patch_timeouts() -> None:
         """The read timeout, delivered to this stream alone (``_deliver_read_timeout``):
         the request is cancelled upstream (an HTTP/2 stream reset, or the HTTP/1
         connection closed) and the client gets 504; other streams sharing an HTTP/2
-        upstream connection go on."""
+        upstream connection go on. Every other event gets mitmproxy's own generator (no
+        generator of ours around it: this runs for every event of every request)."""
         if not isinstance(event, events.Wakeup):
-            return (yield from stream_handle_event(self, event))
+            return stream_handle_event(self, event)
         why = getattr(event.command, "waylay_read_timeout", None)
         if why is None:
-            return (yield from stream_handle_event(self, event))
+            return stream_handle_event(self, event)
+        return read_timed_out(self, why)
+
+    def read_timed_out(self, why: str):
         flow = getattr(self, "flow", None)
         if (
             flow is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
+import inspect
 import logging
 import math
 import re
@@ -19,7 +20,9 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from mitmproxy import master, options
+from mitmproxy import exceptions, hooks, master, options
+from mitmproxy import flow as mflow
+from mitmproxy.addonmanager import AddonManager, safecall
 from mitmproxy.addons import (
     block,
     clientplayback,
@@ -31,7 +34,7 @@ from mitmproxy.addons import (
     tlsconfig,
 )
 
-from monitor import limits, sockets
+from monitor import limits, sockets, speedups
 from monitor.settings import Settings
 
 log = logging.getLogger("waylay.proxy")
@@ -88,11 +91,12 @@ class _ErrorCollector(logging.Handler):
 class AddonGroup:
     """Several addons as one entry in mitmproxy's chain.
 
-    mitmproxy visits every chain entry on every hook of every flow — twice, since each
-    flow hook is followed by an ``update`` hook — with a coroutine and an exception guard
-    per entry. Grouped, the children are still called in order (mitmproxy traverses an
-    addon's ``addons``), but the per-entry cost is paid once per group: with a dozen
-    addons that was most of the time waylay added to a request. One difference: an
+    mitmproxy visits every chain entry on every hook of every flow with a coroutine and
+    an exception guard per entry (``HookTable`` skips the entries with nothing to call,
+    and the ``update`` hook that followed each flow hook when none has it). Grouped, the
+    children are still called in order (mitmproxy traverses an addon's ``addons``), but
+    the per-entry cost is paid once per group: with a dozen addons that was most of the
+    time waylay added to a request. One difference: an
     exception in a child's hook skips the rest of its group for that hook, so the flow
     store (which must see every flow end) is a group of its own.
     """
@@ -103,6 +107,103 @@ class AddonGroup:
 
     def __repr__(self) -> str:
         return f"AddonGroup({self.name}: {', '.join(type(a).__name__ for a in self.addons)})"
+
+
+class HookTable(AddonManager):
+    """mitmproxy's addon manager, with each chain entry's callables for a hook looked up
+    once instead of on every event.
+
+    For every event of every flow, mitmproxy's manager walks each chain entry's addons
+    (a generator per level), asks each one for the hook by name, builds the event's
+    arguments again for every callable (``dataclasses.fields`` each time), and then sends
+    an ``update`` event that walks them all again although no addon here has that hook.
+    This one keeps, per chain entry and hook name, the list of callables that walk
+    finds, builds the arguments once per event, passes over entries with nothing to call
+    and sends no ``update`` nobody listens to. What is called, in which order, with which
+    arguments and with which error handling (``safecall``) is unchanged. The table is
+    emptied whenever an addon is registered or removed; a group's children are fixed
+    once it is added (``AddonGroup``). Installed on a ``Master`` by ``use_hook_table``.
+    """
+
+    _table: dict[tuple[int, str], tuple[object, list[Callable]]]
+    _updates: bool | None
+
+    def _callables(self, addon: object, event: hooks.Hook) -> list[Callable]:
+        key = (id(addon), event.name)
+        try:
+            held, funcs = self._table[key]
+        except KeyError:
+            pass
+        else:
+            if held is addon:
+                return funcs
+        funcs = [func for _, func in self._iter_hooks(addon, event)]
+        self._table[key] = (addon, funcs)
+        return funcs
+
+    def _forget(self) -> None:
+        self._table = {}
+        self._updates = None
+
+    def register(self, addon):
+        self._forget()
+        return super().register(addon)
+
+    def remove(self, addon):
+        self._forget()
+        super().remove(addon)
+        self._forget()
+
+    def clear(self):
+        super().clear()
+        self._forget()
+
+    async def invoke_addon(self, addon, event: hooks.Hook):
+        funcs = self._callables(addon, event)
+        if funcs:
+            args = event.args()
+            for func in funcs:
+                res = func(*args)
+                if res is not None and inspect.isawaitable(res):
+                    await res
+
+    async def trigger_event(self, event: hooks.Hook):
+        for entry in self.chain:
+            try:
+                if not self._callables(entry, event):
+                    continue
+            except exceptions.AddonManagerError:
+                pass  # a hook that is not callable: said under safecall, below
+            try:
+                with safecall():
+                    await self.invoke_addon(entry, event)
+            except exceptions.AddonHalt:
+                return
+
+    async def handle_lifecycle(self, event: hooks.Hook):
+        await self.trigger_event(event)
+        if self._anyone_updates():
+            message = event.args()[0]
+            if isinstance(message, mflow.Flow):
+                await self.trigger_event(hooks.UpdateHook([message]))
+
+    def _anyone_updates(self) -> bool:
+        if self._updates is None:
+            probe = hooks.UpdateHook([])
+            try:
+                self._updates = any(self._callables(entry, probe) for entry in self.chain)
+            except exceptions.AddonManagerError:
+                return True  # trigger_event says what is wrong
+        return self._updates
+
+
+def use_hook_table(m: master.Master) -> None:
+    """Give ``m`` a ``HookTable`` in place of its addon manager (before adding addons):
+    the same object and state, its class swapped, so the options' ``changed`` signal
+    connected when ``Master`` made it stays connected once, to the same manager."""
+    assert not m.addons.chain, "use_hook_table before adding addons"
+    m.addons.__class__ = HookTable
+    HookTable._forget(m.addons)  # type: ignore[arg-type]  # (mypy cannot see the swap)
 
 
 class _Readiness:
@@ -226,6 +327,7 @@ class EmbeddedProxy:
         self.loop = asyncio.get_running_loop()
         opts = options.Options()
         m = master.Master(opts, event_loop=self.loop)
+        use_hook_table(m)
         self.master = m
         # Every addon is visited on every hook of every flow: only what a proxy needs.
         wanted = [
@@ -240,6 +342,7 @@ class EmbeddedProxy:
         if self.settings.proxy_auth:
             wanted.insert(1, proxyauth.ProxyAuth())
         limits.install(self.settings)
+        speedups.install()
         guards = [
             limits.UpstreamTimeouts(self.settings.connect_timeout, self.settings.read_timeout),
             limits.ConnectionWatch(to_stderr=self.settings.headless),

@@ -163,3 +163,30 @@ def test_credentials_for_the_host_header_never_go_to_another_destination(setting
             assert r.stdout.endswith("\n200"), r.stdout
         finally:
             session.stop()
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "header", "note"),
+    [
+        ("127.0.0.1", 8080, "127.0.0.1:8080", None),
+        ("example.com", 80, "example.com", None),
+        ("example.com", 80, "example.com:80", None),
+        ("Example.COM", 8080, "example.com.:8080", None),  # parsed: case, trailing dot
+        ("example.com", 8080, "example.com", "Host header says example.com, request goes to"),
+        ("example.com", 8080, "example.com:8081", "Host header says example.com:8081,"),
+        ("example.com", 8080, "other.example:8080", "Host header says other.example:8080,"),
+        ("::1", 8080, "[::1]:8080", None),
+        ("::1", 8080, "::1:8080", "Host header says ::1:8080, request goes to"),  # ambiguous
+        ("::1", 8080, "[::2]:8080", "Host header says [::2]:8080,"),
+    ],
+)
+def test_host_mismatch_says_only_when_host_and_port_differ(host, port, header, note):
+    from mitmproxy.test import tflow
+
+    from monitor.destination import host_mismatch
+
+    flow = tflow.tflow()
+    flow.request.host, flow.request.port, flow.request.scheme = host, port, "http"
+    flow.request.headers["Host"] = header
+    got = host_mismatch(flow)
+    assert (got is None) if note is None else (got is not None and got.startswith(note)), got
