@@ -21,6 +21,7 @@ tests/bench/screen_tmux.py.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import statistics
@@ -122,7 +123,15 @@ async def measure(count: int) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> int:
-    counts = [int(arg) for arg in argv] or [100_000, 1_000_000]
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench.screen_list",
+        description="The flow list at scale under Textual's pilot (no terminal, no proxy): "
+        "the screen's CPU from key to repainted screen at each COUNT of flows.",
+    )
+    parser.add_argument(
+        "counts", nargs="*", type=int, default=[100_000, 1_000_000], metavar="COUNT"
+    )
+    counts = parser.parse_args(argv).counts
     print(f"flow list at scale (Python {sys.version.split()[0]}, medians)")
     for count in counts:
         r = asyncio.run(measure(count))

@@ -22,6 +22,7 @@ The tmux server is a private one (``-L``), so its ``escape-time 0`` touches nobo
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -254,11 +255,20 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--screen"]:
         run_screen(int(argv[1]))
         return 0
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench.screen_tmux",
+        description="Key to frame in a real terminal (tmux): waylay's flow list, and "
+        "mitmproxy console's on the same flows, at each COUNT of flows.",
+    )
+    parser.add_argument("counts", nargs="*", type=int, default=[100_000], metavar="COUNT")
+    parser.add_argument("--no-waylay", action="store_true", help="leave waylay out")
+    parser.add_argument("--no-mitmproxy", action="store_true", help="leave mitmproxy out")
+    args = parser.parse_args(argv)
     if shutil.which("tmux") is None:
         print("(tmux not installed: no key-to-frame figures)")
         return 0
-    tools = [t for t in ("waylay", "mitmproxy") if f"--no-{t}" not in argv]
-    counts = [int(arg) for arg in argv if arg.isdigit()] or [100_000]
+    tools = [t for t in ("waylay", "mitmproxy") if not getattr(args, f"no_{t}")]
+    counts = args.counts
     print("key to frame in tmux, median ms (load average "
           f"{os.getloadavg()[0]:.1f} at the start)")  # fmt: skip
     print(f"{'flows':>9} {'tool':<18}" + "".join(f"{label:>14}" for _, label in COLUMNS))
