@@ -13,6 +13,7 @@ import time
 
 import httpx
 import pytest
+from mitmproxy.test import tflow
 
 from monitor.store import SessionStore, flow_from_row
 from tests.e2e.test_headless import run_cli
@@ -245,20 +246,61 @@ def test_session_new_makes_a_file_under_the_state_folder(
     store.close()
 
 
-def test_a_store_that_fails_says_so_once_and_takes_no_more(tmp_path):
-    from mitmproxy.test import tflow
-
+def _failing_store(tmp_path):
     store = SessionStore(tmp_path / "s.waylay-session", commit_interval=0.01)
     told: list[str] = []
     store.on_error = told.append
     store.open()
     store.add(tflow.tflow(resp=True))
     wait_for(lambda: store.written == 1, what="the first row")
-    store._db.close()  # the connection goes away under the writer (as a failing disk would)
-    store.add(tflow.tflow(resp=True))
+    return store, told
+
+
+def test_a_store_whose_writer_process_dies_says_so_once_and_takes_no_more(tmp_path):
+    store, told = _failing_store(tmp_path)
+    os.kill(store._process.pid, signal.SIGKILL)
     wait_for(lambda: told, what="the failure")
     store.add(tflow.tflow(resp=True))
-    assert len(told) == 1 and told[0].endswith("; no more flows are stored")
-    assert store.written == 1
-    store._db = None
     store.close()
+    assert told == [
+        f"--session {store.path}: the writer process was killed (SIGKILL); "
+        "no more flows are stored"
+    ]
+    assert store.written == 1 and store.committed == 1
+    db = sqlite3.connect(store.path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("SELECT count(*) FROM flows").fetchone()[0] == 1
+
+
+def test_a_store_on_a_full_disk_says_so_once_and_keeps_what_it_committed(tmp_path):
+    """The writer process may write no more than a little past the file's size now (as a
+    full disk): SQLite's own error, once; the rows committed before stay readable."""
+    import resource
+
+    store, told = _failing_store(tmp_path)
+    limit = os.path.getsize(str(store.path) + "-wal") + 64 * 1024
+    resource.prlimit(store._process.pid, resource.RLIMIT_FSIZE, (limit, limit))
+    big = tflow.tflow(resp=True)
+    big.response.content = os.urandom(32 * 1024)
+    for _ in range(20):
+        store.add(big)
+        if told:
+            break
+        time.sleep(0.05)
+    wait_for(lambda: told, what="the failure")
+    committed, taken = store.committed, store._next_seq
+    for _ in range(3):
+        store.add(big)
+    assert store._next_seq == taken  # no more rows are taken
+    store.close()
+    assert len(told) == 1
+    assert told[0].startswith(f"--session {store.path}: ")
+    assert told[0].endswith("; no more flows are stored")
+    assert "full" in told[0] or "disk I/O" in told[0], told[0]
+    assert 1 <= committed < taken - 1  # the row that did not fit is not there
+    reader = SessionStore(store.path)
+    reader.open_read_only()
+    assert reader.count() == committed
+    reader.close()
+    db = sqlite3.connect(store.path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
