@@ -3,11 +3,14 @@
 One row per flow: the columns the flow list shows and filters need (indexed where a
 filter can use an index), the header blocks, bodies up to ``body_cap`` bytes each, and
 waylay's record (rule, trace, notes) as JSON. The row is built on the proxy loop when
-the flow finishes (about 15 µs, no ``get_state``); a writer thread takes the rows every
-``commit_interval`` seconds, inserts them and indexes their bodies (``INDEX_SCHEMA``) in
-one transaction, so a crash (kill -9) loses at most the rows of the last interval. The
-file is in WAL mode: a crash never leaves it half-written, and readers (``query``,
-``waylay open``) never block the writer.
+the flow finishes (about 15 µs, no ``get_state``); a thread hands the rows added every
+``commit_interval`` seconds to the store's writer process (``monitor/store_writer.py``,
+one pickled list on a pipe), which inserts them and indexes their bodies
+(``INDEX_SCHEMA``) in one transaction on another core, and reports what it committed. A
+crash (kill -9) loses at most the rows of the last interval: the writer commits what it
+got when its pipe ends, and ends. The file is in WAL mode: a crash never leaves it
+half-written, and readers (``query``, ``waylay open``, this process's own read
+connections) never block the writer.
 
 Filters run as SQL where the mitmproxy filter expression allows it (``~d ~u ~m ~c ~e
 ~q ~s ~t ~tq ~ts ~h ~hq ~hs ~b ~bq ~bs ~websocket ~marked ~all``, with ``& | !``; regexes
