@@ -1,7 +1,7 @@
 """The session store's writer process: SQLite writing and body indexing on another core.
 
 The proxy process builds each finished flow's row (``store.flow_row``) and hands the
-rows over once per commit interval, one pickled list on this process's stdin; this
+rows over once per commit interval, one marshalled list on this process's stdin; this
 process inserts them and indexes their bodies in one transaction, and reports what is
 committed on its stdout. It imports the standard library only (it runs as a script,
 ``python -I store_writer.py``, so it starts in a few tens of milliseconds and never
@@ -11,14 +11,16 @@ is gone while something else holds the pipe is noticed by the parent's pid chang
 
 The schema and the statements are here too; ``monitor.store`` imports them.
 
-Frames: proxy -> writer, 8 bytes of length then a pickled message (a dict of settings
-first, then lists of rows); writer -> proxy, 4 bytes of length then a pickled tuple,
+Frames: proxy -> writer, 8 bytes of length then a message in ``marshal``'s format (a
+dict of settings first, then lists of rows: str, bytes, numbers and None, which
+``marshal`` writes about three times faster than ``pickle``); writer -> proxy, 4 bytes of length then a pickled tuple,
 written whole in one ``write`` (shorter than PIPE_BUF, so never interleaved or cut):
 ``("ok", committed, indexed, written)`` or ``("error", message)`` (then it ends).
 """
 
 from __future__ import annotations
 
+import marshal
 import os
 import pickle
 import select
@@ -261,7 +263,7 @@ def _frame(fd: int):
     if head is None:
         return None
     body = _read_exactly(fd, ROWS_HEADER.unpack(head)[0])
-    return None if body is None else pickle.loads(body)
+    return None if body is None else marshal.loads(body)
 
 
 def main() -> int:
@@ -292,7 +294,7 @@ def main() -> int:
             elif os.getppid() != writer.parent:
                 break  # the proxy process is gone and something else holds the pipe
         writer.finish()
-    except (sqlite3.Error, OSError, MemoryError, pickle.UnpicklingError) as e:
+    except (sqlite3.Error, OSError, MemoryError, ValueError, EOFError, TypeError) as e:
         if writer is not None:
             try:
                 writer.db.execute("ROLLBACK")
