@@ -87,11 +87,18 @@ def _name_thread(name: bytes) -> None:
         pass
 
 
-def _plain(value: object) -> object:
-    for kind in (bool, int, float, str, bytes):
-        if isinstance(value, kind):
-            return kind(value)  # type: ignore[call-arg]
-    return None if value is None else str(value)
+def _plain(value: object) -> bool | int | float | str | bytes | None:
+    if value is None or type(value) in (bool, int, float, str, bytes):
+        return value  # type: ignore[return-value]
+    if isinstance(value, bytes):
+        return bytes(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str(value)
 
 
 class StoreError(OSError):
@@ -880,7 +887,7 @@ class SessionStore:
         record_of(flow).store_seq = seq
         self._incoming.append((seq, *row))
 
-    def _send(self, message: object) -> None:
+    def _send(self, message: dict | list[tuple]) -> None:
         """One frame to the writer process (blocks while its pipe is full)."""
         assert self._process is not None and self._process.stdin is not None
         try:  # rows are str, bytes, numbers and None: marshal is 3x faster than pickle
