@@ -566,7 +566,7 @@ class ControlServer:
             return list(got) if got is not None else None
         if op == "older_flows":
             store = ctl.store
-            if store is None or store._db is None:
+            if store is None or not store.writing:
                 return [0, []]
             total, views = await asyncio.to_thread(
                 store.older,

@@ -317,7 +317,7 @@ class ProxyController:
         """The live flow (on the proxy loop), else one read back from the session file
         (one row by its indexed id)."""
         flow = self.recorder.flows.get(flow_id)
-        if flow is None and self.store is not None and self.store._db is not None:
+        if flow is None and self.store is not None and self.store.writing:
             found = self.store.flow_by_id(flow_id)
             flow = found[1] if found is not None else None
         return flow
@@ -345,7 +345,7 @@ class ProxyController:
     def _older_for_export(self, older: str | None, below: int) -> Iterator[http.HTTPFlow]:
         """The session file's flows with seq < ``below`` that match ``older`` (as the list
         shows them), read back from the file; none when ``older`` is None."""
-        if older is None or self.store is None or self.store._db is None:
+        if older is None or self.store is None or not self.store.writing:
             return iter(())
         return self.store.older_http_flows(older, below)
 
@@ -409,7 +409,7 @@ class ProxyController:
     def older_flows(self, expr: str, start: int, count: int) -> tuple[int, list[FlowView]]:
         """Flows of the session file older than every flow in memory that match ``expr``:
         how many, and the rows at ``[start, start + count)`` (read from the file)."""
-        if self.store is None or self.store._db is None:
+        if self.store is None or not self.store.writing:
             return 0, []  # no file, or not open yet
         return self.store.older(expr, self._on_loop(self.older_below), start, count)
 

@@ -3,11 +3,14 @@
 One row per flow: the columns the flow list shows and filters need (indexed where a
 filter can use an index), the header blocks, bodies up to ``body_cap`` bytes each, and
 waylay's record (rule, trace, notes) as JSON. The row is built on the proxy loop when
-the flow finishes (about 15 µs, no ``get_state``); a writer thread takes the rows every
-``commit_interval`` seconds, inserts them and indexes their bodies (``INDEX_SCHEMA``) in
-one transaction, so a crash (kill -9) loses at most the rows of the last interval. The
-file is in WAL mode: a crash never leaves it half-written, and readers (``query``,
-``waylay open``) never block the writer.
+the flow finishes (about 15 µs, no ``get_state``); a thread hands the rows added every
+``commit_interval`` seconds to the store's writer process (``monitor/store_writer.py``,
+one marshalled list on a pipe), which inserts them and indexes their bodies
+(``INDEX_SCHEMA``) in one transaction on another core, and reports what it committed. A
+crash (kill -9) loses at most the rows of the last interval: the writer commits what it
+got when its pipe ends, and ends. The file is in WAL mode: a crash never leaves it
+half-written, and readers (``query``, ``waylay open``, this process's own read
+connections) never block the writer.
 
 Filters run as SQL where the mitmproxy filter expression allows it (``~d ~u ~m ~c ~e
 ~q ~s ~t ~tq ~ts ~h ~hq ~hs ~b ~bq ~bs ~websocket ~marked ~all``, with ``& | !``; regexes
@@ -18,12 +21,18 @@ mitmproxy's filter on it, reporting progress.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import logging
+import marshal
 import os
+import pickle
 import re
+import select
+import signal
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -37,7 +46,16 @@ from mitmproxy.flow import Error
 from mitmproxy.net import encoding
 from mitmproxy.net.http import url
 
+from monitor import store_writer
 from monitor.record import KEY, REDACTED, FlowRecord, record_of
+from monitor.store_writer import (  # noqa: F401 (the schema's names, for readers)
+    COLUMNS,
+    INDEX_BATCH,
+    INDEX_SCHEMA,
+    INSERT_ROW,
+    MAX_BATCH,
+    SCHEMA,
+)
 from widgets.model import FlowView
 
 log = logging.getLogger("waylay.store")
@@ -50,102 +68,37 @@ SERVED = 50_000
 BODY_CAP = 1024 * 1024
 """Bytes of each body kept in the store by default (the flow keeps its real size)."""
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS flows (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL,
-    started REAL NOT NULL,
-    ended REAL,
-    method TEXT NOT NULL,
-    scheme TEXT NOT NULL,
-    host TEXT NOT NULL,
-    pretty_host TEXT NOT NULL,
-    port INTEGER NOT NULL,
-    path TEXT NOT NULL,
-    url TEXT NOT NULL,
-    http_version TEXT NOT NULL,
-    status INTEGER,
-    reason TEXT,
-    error TEXT,
-    state TEXT NOT NULL,
-    label TEXT NOT NULL,
-    type TEXT,
-    rule_id TEXT,
-    websocket INTEGER NOT NULL DEFAULT 0,
-    marked INTEGER NOT NULL DEFAULT 0,
-    req_ctype TEXT,
-    resp_ctype TEXT,
-    req_size INTEGER NOT NULL,
-    resp_size INTEGER
-);
-CREATE TABLE IF NOT EXISTS blobs (
-    seq INTEGER PRIMARY KEY,
-    req_headers BLOB NOT NULL,
-    resp_headers BLOB,
-    req_body BLOB,
-    resp_body BLOB,
-    record TEXT
-);
-CREATE TABLE IF NOT EXISTS heads (
-    seq INTEGER PRIMARY KEY,
-    req BLOB NOT NULL,
-    resp BLOB,
-    enc INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS flows_status ON flows(status);
-CREATE INDEX IF NOT EXISTS flows_host ON flows(pretty_host);
-CREATE INDEX IF NOT EXISTS flows_resp_ctype ON flows(resp_ctype);
-"""
-
-INDEX_SCHEMA = """
-CREATE VIRTUAL TABLE IF NOT EXISTS req_text USING fts5(
-    body, content='', detail=none, columnsize=0, tokenize='trigram');
-CREATE VIRTUAL TABLE IF NOT EXISTS resp_text USING fts5(
-    body, content='', detail=none, columnsize=0, tokenize='trigram');
-CREATE TABLE IF NOT EXISTS unindexed (seq INTEGER PRIMARY KEY, sides INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta VALUES ('indexed', '0');
-"""
-"""The body index: which three-character pieces (trigrams, case folded) each stored body
-holds, without positions or a copy of the text (SQLite's FTS5), so a body filter with a
-literal of three characters or more reads only the bodies that may match. Bodies with a
-Content-Encoding (searched decoded) or a NUL byte (where FTS5 stops reading) are not
-indexed: ``unindexed`` lists them (1: the request's, 2: the response's), always read. ``meta.indexed``: every seq up to it is indexed; the writer thread
-fills the index after each commit, and an older file's rows in batches when idle."""
-INDEX_BATCH = 5000
-MAX_BATCH = 20_000
-"""Rows written in one transaction at most."""
-"""Rows indexed per transaction when catching up (about 0.1 s of the writer's time)."""
 CANDIDATES = 0.25
 """A chunk whose candidates are more than this share of its rows is scanned instead
 (reading rows by seq costs more per row than reading them in order)."""
-
-COLUMNS = (
-    "seq id started ended method scheme host pretty_host port path url http_version status "
-    "reason error state label type rule_id websocket marked req_ctype resp_ctype req_size "
-    "resp_size"
-).split()
-"""The narrow table filters scan; headers, bodies and the record are in ``blobs``."""
-BLOB_COLUMNS = "seq req_headers resp_headers req_body resp_body record".split()
-INSERT = f"INSERT INTO flows ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-INSERT_HEADS = "INSERT INTO heads (seq, req, resp, enc) VALUES (?, ?, ?, ?)"
-INSERT_BLOBS = (
-    f"INSERT INTO blobs ({', '.join(BLOB_COLUMNS)}) VALUES ({', '.join('?' * len(BLOB_COLUMNS))})"
-)
 SELECT = "SELECT * FROM flows JOIN blobs USING (seq)"
-ROW = [*COLUMNS, "req_headers", "resp_headers", "req_body", "resp_body", "record", "enc"]
-"""A row as the writer gets it: seq, then ``flow_row``'s values."""
-INCOMING = f"""
-CREATE TEMP VIEW IF NOT EXISTS incoming ({", ".join(ROW)}) AS SELECT {", ".join(["NULL"] * len(ROW))};
-CREATE TEMP TRIGGER IF NOT EXISTS incoming_row INSTEAD OF INSERT ON incoming BEGIN
-    {INSERT.replace("?", "NEW.{}").format(*COLUMNS)};
-    {INSERT_BLOBS.replace("?", "NEW.{}").format(*BLOB_COLUMNS)};
-    {INSERT_HEADS.replace("?", "NEW.{}").format("seq", "req_headers", "resp_headers", "enc")};
-END;
-"""
-"""A row goes into the three tables through this view: one statement a row, not three
-(``executemany`` lets go of the GIL and takes it back around each)."""
-INSERT_ROW = f"INSERT INTO incoming VALUES ({', '.join('?' * len(ROW))})"
+
+
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+def _name_thread(name: bytes) -> None:
+    """The OS's name of the calling thread (Linux; elsewhere nothing)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, name, 0, 0, 0)  # PR_SET_NAME
+    except Exception:
+        pass
+
+
+def _plain(value: object) -> bool | int | float | str | bytes | None:
+    if value is None or type(value) in (bool, int, float, str, bytes):
+        return value  # type: ignore[return-value]
+    if isinstance(value, bytes):
+        return bytes(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str(value)
 
 
 class StoreError(OSError):
@@ -717,12 +670,15 @@ class SessionStore:
         self.body_cap = body_cap
         self.commit_interval = commit_interval
         self._incoming: deque[tuple] = deque()
-        """Rows added and not yet taken by the writer, which looks every commit interval
-        (a queue's put would wake it, and make the proxy's thread hand it the GIL, for
-        every flow: that doubled the store's cost on the proxy's thread)."""
+        """Rows added and not yet handed to the writer process, which gets them every
+        commit interval in one piece (a queue's put would wake the sending thread, and
+        make the proxy's thread hand it the GIL, for every flow)."""
         self._stop = threading.Event()
-        self._writer: threading.Thread | None = None
-        self._db: sqlite3.Connection | None = None
+        self._wake_r = self._wake_w = -1
+        self._sender: threading.Thread | None = None
+        self._process: subprocess.Popen | None = None
+        self.writing = False
+        """The file is open for writing (``open``) and the writer process is running."""
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self.written = 0
@@ -741,12 +697,12 @@ class SessionStore:
         self.older_progress: dict[str, tuple[int, int]] = {}
         """Filter expression -> (seqs done, seqs in all) while ``older`` runs it."""
         self.on_error: Callable[[str], None] | None = None
-        """Told once (from the writer thread) when storing stops; default: stderr."""
+        """Told once (from the sending thread) when storing stops; default: stderr."""
         self.failed: str | None = None
         self._indexing = True
         """The writer fills the body index (False: this SQLite has no FTS5, or it failed)."""
         self.indexed = 0
-        """The highest seq in the body index (the writer's view)."""
+        """The highest seq in the body index (as the writer process last reported)."""
 
     # -- opening --------------------------------------------------------------------
 
@@ -769,7 +725,6 @@ class SessionStore:
                     raise StoreError(f"{self.path}: cannot use WAL mode ({mode})")
                 db.execute("PRAGMA synchronous = NORMAL")
                 db.executescript(SCHEMA)
-                db.executescript(INCOMING)
                 try:
                     db.executescript(INDEX_SCHEMA)
                 except sqlite3.OperationalError as e:  # an SQLite without FTS5
@@ -831,7 +786,10 @@ class SessionStore:
     _regexes: list[re.Pattern] = []
 
     def open(self) -> None:
-        """Create or reopen the file and start the writer (raises ``StoreError``)."""
+        """Create or reopen the file and start the writer process (raises ``StoreError``).
+        The schema is made (or an older file brought up to date) here, so a file that
+        cannot be a session fails before the proxy starts; then the writer process gets
+        the file, and this process keeps only read connections."""
         if self.path.is_dir():
             raise StoreError(f"{self.path}: is a folder, not a file")
         try:
@@ -841,13 +799,42 @@ class SessionStore:
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         except OSError as e:
             raise StoreError(f"{self.path}: {e.strerror or e}") from None
-        self._db = self._connect()
-        last = self._db.execute("SELECT max(seq) FROM flows").fetchone()[0]
+        db = self._connect()
+        try:
+            last = db.execute("SELECT max(seq) FROM flows").fetchone()[0]
+            self.indexed = _indexed(db) if self._indexing else 0
+        finally:
+            db.close()
         self._next_seq = (last or 0) + 1
         self.committed = last or 0
-        self.indexed = _indexed(self._db) if self._indexing else 0
-        self._writer = threading.Thread(target=self._write_loop, name="waylay-store", daemon=True)
-        self._writer.start()
+        settings = {
+            "path": str(self.path),
+            "indexing": self._indexing,
+            "index_batch": INDEX_BATCH,
+            "max_batch": MAX_BATCH,
+            "parent": os.getpid(),
+        }
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", store_writer.__file__],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                bufsize=0,
+            )
+            assert self._process.stdin is not None
+            try:  # fewer, larger writes of a batch (Linux; 64 KiB otherwise)
+                fcntl.fcntl(self._process.stdin.fileno(), F_SETPIPE_SZ, 1 << 20)
+            except OSError:
+                pass
+            self._send(settings)
+        except OSError as e:
+            raise StoreError(f"{self.path}: cannot start the writer process: {e}") from None
+        self._wake_r, self._wake_w = os.pipe()
+        self._stop.clear()
+        self.writing = True
+        self._sender = threading.Thread(target=self._send_loop, name="waylay-store", daemon=True)
+        self._sender.start()
 
     def open_read_only(self) -> None:
         if not self.path.is_file():
@@ -856,23 +843,39 @@ class SessionStore:
         self.committed = self._reader.execute("SELECT max(seq) FROM flows").fetchone()[0] or 0
 
     def close(self) -> None:
-        """Write what is queued, stop the writer, close the file."""
-        if self._writer is not None:
+        """Hand over what is queued, let the writer process commit it and end, close the
+        file."""
+        if self._sender is not None:
             self._stop.set()
-            self._writer.join(30)
-            self._writer = None
-        for db in (self._db, self._reader):
-            if db is not None:
-                try:
-                    db.close()
-                except sqlite3.Error:
-                    log.debug("close failed", exc_info=True)
-        self._db = self._reader = None
+            os.write(self._wake_w, b"x")
+            self._sender.join(60)
+            self._sender = None
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+            self._wake_r = self._wake_w = -1
+        if self._process is not None:
+            try:
+                self._process.wait(30)
+            except subprocess.TimeoutExpired:
+                log.warning("--session %s: the writer process did not end; killed", self.path)
+                self._process.kill()
+                self._process.wait()
+            for pipe in (self._process.stdin, self._process.stdout):
+                if pipe is not None:
+                    pipe.close()
+            self._process = None
+        self.writing = False
+        if self._reader is not None:
+            try:
+                self._reader.close()
+            except sqlite3.Error:
+                log.debug("close failed", exc_info=True)
+        self._reader = None
 
     # -- writing --------------------------------------------------------------------
 
     def add(self, flow: http.HTTPFlow) -> None:
-        if self._writer is None or self.failed:
+        if not self.writing or self.failed:
             return
         try:
             row = flow_row(flow, self.body_cap)
@@ -884,104 +887,111 @@ class SessionStore:
         record_of(flow).store_seq = seq
         self._incoming.append((seq, *row))
 
-    def _write_loop(self) -> None:
-        assert self._db is not None
-        db = self._db
+    def _send(self, message: dict | list[tuple]) -> None:
+        """One frame to the writer process (blocks while its pipe is full)."""
+        assert self._process is not None and self._process.stdin is not None
+        try:  # rows are str, bytes, numbers and None: marshal is 3x faster than pickle
+            data = marshal.dumps(message)
+        except ValueError:  # a subclass (a str enum…) somewhere: plain values instead
+            assert isinstance(message, list)
+            data = marshal.dumps([tuple(_plain(v) for v in row) for row in message])
+        frame = memoryview(store_writer.ROWS_HEADER.pack(len(data)) + data)
+        while frame:
+            frame = frame[self._process.stdin.write(frame) :]
+
+    def _send_loop(self) -> None:
+        """Every commit interval: the rows added meanwhile go to the writer process in
+        one write, and its reports (what is committed) are read. At ``close``: the last
+        rows, then its pipe is closed, and its reports read until it ends."""
+        assert self._process is not None and self._process.stdout is not None
+        assert self._process.stdin is not None
+        _name_thread(b"waylay-store")  # its CPU apart in top -H, /proc (the bench)
+        reports = self._process.stdout.fileno()
         incoming = self._incoming
+        buffer = b""
+        due = time.monotonic() + self.commit_interval
+        closing = False
         while True:
-            busy = len(incoming) >= MAX_BATCH or self._backlog()
-            stop = self._stop.wait(0 if busy else self.commit_interval)
-            pending: list[tuple] = []
-            while incoming and len(pending) < MAX_BATCH:
-                pending.append(incoming.popleft())
-            if pending:
+            wait = 60.0 if closing else max(0.0, due - time.monotonic())
+            ready, _, _ = select.select([reports, self._wake_r], [], [], wait)
+            if closing and not ready:
+                break  # no word for a minute: given up
+            if reports in ready:
+                chunk = os.read(reports, 65536)
+                buffer = self._reports(buffer + chunk)
+                if not chunk or self.failed:
+                    break
+            if self._wake_r in ready:
+                os.read(self._wake_r, 64)
+            if closing:
+                continue
+            stopping = self._stop.is_set()
+            if stopping or time.monotonic() >= due:
+                due = time.monotonic() + self.commit_interval
+                rows = [incoming.popleft() for _ in range(len(incoming))]
                 try:
-                    db.execute("BEGIN")
-                    db.executemany(INSERT_ROW, pending)
-                    if self.indexed == self.committed:  # indexed in the same transaction
-                        self._index_some(db, upto=pending[-1][0])
-                    db.execute("COMMIT")
-                    self.committed = pending[-1][0]
-                except sqlite3.Error as e:
-                    self.failed = f"--session {self.path}: {e}; no more flows are stored"
-                    log.error("%s", self.failed)
-                    try:
-                        if self.on_error is not None:
-                            self.on_error(self.failed)
-                        else:
-                            print(f"waylay: {self.failed}", file=sys.stderr, flush=True)
-                    except Exception:
-                        log.debug("on_error failed", exc_info=True)
-                    return
-                self.written += len(pending)
-            elif not stop:
-                self._index_some(db)  # older rows, a batch at a time, when idle
-            if stop and not incoming:
-                break
-        # the last rows, and a short backlog, are indexed before the file is closed
-        while self._backlog() and self.committed - self.indexed <= 20 * INDEX_BATCH:
-            before = self.indexed
-            self._index_some(db)
-            if self.indexed == before:
-                break
+                    if rows:
+                        self._send(rows)
+                    if stopping:
+                        self._process.stdin.close()  # the writer commits and ends
+                        closing = True
+                except (OSError, ValueError):
+                    break  # the writer process is gone
+        if self.failed is None and not (closing and self._exited_well()):
+            self._fail(self._death())
+        incoming.clear()
 
-    def _backlog(self) -> bool:
-        return self._indexing and self.indexed < self.committed
-
-    def _index_some(self, db: sqlite3.Connection, upto: int | None = None) -> None:
-        """Put rows into the body index (writer thread; the work is SQLite's, without
-        the GIL): those up to ``upto``, just inserted, in their transaction; else up to
-        INDEX_BATCH committed rows not yet indexed, in a transaction of their own."""
-        in_transaction = upto is not None
-        if not self._indexing or (not in_transaction and self.indexed >= self.committed):
-            return
-        high = upto if upto is not None else min(self.committed, self.indexed + INDEX_BATCH)
-        span = {"low": self.indexed, "high": high}
+    def _exited_well(self) -> bool:
+        assert self._process is not None
         try:
-            if in_transaction:
-                db.execute("SAVEPOINT indexing")
+            return self._process.wait(30) == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    def _death(self) -> str:
+        assert self._process is not None
+        try:  # its pipe's end comes a moment before its exit status
+            code = self._process.wait(5)
+        except subprocess.TimeoutExpired:
+            return "the writer process stopped answering"
+        if code < 0:
+            return f"the writer process was killed ({signal.Signals(-code).name})"
+        return f"the writer process ended (exit status {code})"
+
+    def _reports(self, buffer: bytes) -> bytes:
+        """Read the writer's whole reports in ``buffer``; the rest (a report cut short) is
+        given back."""
+        size = store_writer.REPORT_HEADER.size
+        while len(buffer) >= size:
+            length = store_writer.REPORT_HEADER.unpack_from(buffer)[0]
+            if len(buffer) < size + length:
+                break
+            report = pickle.loads(buffer[size : size + length])
+            buffer = buffer[size + length :]
+            if report[0] == "ok":
+                _, self.committed, self.indexed, self.written = report
+            elif self.failed is None:
+                self._fail(report[1])
+        return buffer
+
+    def _fail(self, reason: str) -> None:
+        """Storing stops: one message, to ``on_error`` or stderr."""
+        self.failed = f"--session {self.path}: {reason}; no more flows are stored"
+        log.error("%s", self.failed)
+        try:
+            if self.on_error is not None:
+                self.on_error(self.failed)
             else:
-                db.execute("BEGIN")
-            kept = {
-                side: f"{column} IS NOT NULL AND NOT heads.enc & {side} "
-                f"AND NOT instr({column}, x'00')"
-                for side, column in ((1, "req_body"), (2, "resp_body"))
-            }
-            for side, table, column in ((1, "req_text", "req_body"), (2, "resp_text", "resp_body")):
-                db.execute(
-                    f"INSERT INTO {table} (rowid, body) SELECT seq, {column} FROM blobs "
-                    f"JOIN heads USING (seq) WHERE seq > :low AND seq <= :high AND {kept[side]}",
-                    span,
-                )
-            db.execute(
-                "INSERT INTO unindexed SELECT * FROM (SELECT seq, "
-                f"(req_body IS NOT NULL AND NOT ({kept[1]})) "
-                f"| ((resp_body IS NOT NULL AND NOT ({kept[2]})) << 1) AS sides "
-                "FROM blobs JOIN heads USING (seq) WHERE seq > :low AND seq <= :high) "
-                "WHERE sides != 0",
-                span,
-            )
-            db.execute("UPDATE meta SET value = :high WHERE key = 'indexed'", span)
-            db.execute("RELEASE indexing" if in_transaction else "COMMIT")
-            self.indexed = high
-        except sqlite3.Error as e:  # the flows are stored all the same; filters scan
-            log.warning("--session %s: body index stopped: %s", self.path, e)
-            self._indexing = False
-            try:
-                if in_transaction:
-                    db.execute("ROLLBACK TO indexing")
-                    db.execute("RELEASE indexing")
-                else:
-                    db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+                print(f"waylay: {self.failed}", file=sys.stderr, flush=True)
+        except Exception:
+            log.debug("on_error failed", exc_info=True)
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything added so far is committed (tests, shutdown)."""
         deadline = time.monotonic() + timeout
-        while self._incoming and time.monotonic() < deadline:
+        target = self._next_seq - 1
+        while self.committed < target and not self.failed and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(self.commit_interval * 2)
 
     # -- reading --------------------------------------------------------------------
 

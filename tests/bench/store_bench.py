@@ -5,7 +5,8 @@
   resident memory of the process at the end (target < 400 MB), then filters over the
   whole session (target < 2 s each, SQL path) and the scan fallback's rate.
 - ``throughput``: waylay --headless with and without ``--session``, alternating rounds
-  of wrk (concurrency 1 and 16); target: with the store ≥ 0.9× without.
+  of wrk (concurrency 1 and 16); target: with the store ≥ 0.9× without. The proxy
+  process's CPU per request (from /proc), and the store's writer process's per flow.
 """
 
 from __future__ import annotations
@@ -34,8 +35,13 @@ BODY = b'{"items": [' + b", ".join(b'{"id": %d}' % i for i in range(80)) + b"]}"
 
 
 def rss_mb() -> tuple[float, float]:
+    return _rss_of("self")
+
+
+def _rss_of(pid: int | str) -> tuple[float, float]:
+    """Resident memory now and at its peak (MB) of a process."""
     rss = hwm = 0.0
-    for line in Path("/proc/self/status").read_text().splitlines():
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             rss = int(line.split()[1]) / 1024
         elif line.startswith("VmHWM:"):
@@ -91,6 +97,8 @@ def million(args) -> None:
                 f"  {n:>9,} flows  {time.monotonic() - started:6.1f} s  RSS {rss:6.1f} MB",
                 flush=True,
             )
+    writer = store._process.pid if store._process is not None else None
+    w_rss = _rss_of(writer) if writer else (0.0, 0.0)
     store.close()
     ingest = time.monotonic() - started
     gc.collect()
@@ -99,7 +107,8 @@ def million(args) -> None:
     print(
         f"million: {args.flows:,} flows in {ingest:.0f} s ({args.flows / ingest:,.0f}/s); "
         f"{len(recorder.flows):,} in memory; RSS {rss:.0f} MB (peak {hwm:.0f} MB, "
-        f"{base_rss:.0f} MB before); file {size:,.0f} MB"
+        f"{base_rss:.0f} MB before); file {size:,.0f} MB; the writer process: RSS "
+        f"{w_rss[0]:.0f} MB (peak {w_rss[1]:.0f} MB)"
     )
     filters(path, args.flows)
     if args.keep:
@@ -198,6 +207,23 @@ def _cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _thread_cpu(pid: int, name: str) -> float:
+    """CPU seconds of a process's threads called ``name``."""
+    used = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        if (task / "comm").read_text().strip() == name:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            used += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 def throughput(args) -> None:
     """req/s and the proxy process's CPU per request (steadier than req/s on a shared
     machine), with and without --session, alternating."""
@@ -212,6 +238,8 @@ def throughput(args) -> None:
     }
     results: dict[tuple[str, int], list[float]] = {}
     cpus: dict[tuple[str, int], list[float]] = {}
+    w_cpus: dict[int, list[float]] = {}
+    s_cpus: dict[int, list[float]] = {}
     loads = []
     with _upstream() as (up_port, up_name):
         print(
@@ -223,16 +251,23 @@ def throughput(args) -> None:
             for name, extra in configs.items():
                 with _headless(folder / "conf", rules, extra=extra) as (port, pid):
                     _wrk(port, up_port, 1, 4)  # warm-up
+                    writers = _children_of(pid)  # the store's writer process
                     for conc in (1, 16):
                         before = _cpu_of(pid)
+                        w_before = sum(_cpu_of(w) for w in writers)
+                        s_before = _thread_cpu(pid, "waylay-store")
                         rps, *_ = _wrk(port, up_port, args.seconds, conc)
                         # the writer's last commit and index step are in it too
                         time.sleep(0.6)
                         used = _cpu_of(pid) - before
+                        w_used = sum(_cpu_of(w) for w in writers) - w_before
+                        s_used = _thread_cpu(pid, "waylay-store") - s_before
+                        requests = rps * max(1, round(args.seconds))
                         results.setdefault((name, conc), []).append(rps)
-                        cpus.setdefault((name, conc), []).append(
-                            used / (rps * max(1, round(args.seconds)))
-                        )
+                        cpus.setdefault((name, conc), []).append(used / requests)
+                        if writers:
+                            w_cpus.setdefault(conc, []).append(w_used / requests)
+                            s_cpus.setdefault(conc, []).append(s_used / requests)
             loads.append(float(Path("/proc/loadavg").read_text().split()[0]))
             print(f"  round {rnd + 1} done, load average {loads[-1]:.1f}", flush=True)
     for conc in (1, 16):
@@ -252,6 +287,12 @@ def throughput(args) -> None:
             )
         ]
         print(f"    req/s ratio per round: {', '.join(f'{r:.2f}' for r in ratios)}")
+        if conc in w_cpus:
+            print(
+                f"    the writer process: {statistics.median(w_cpus[conc]) * 1e6:.0f} µs CPU "
+                "a flow (on the other core); the proxy's thread handing rows over: "
+                f"{statistics.median(s_cpus[conc]) * 1e6:.1f} µs a flow"
+            )
     print(f"  load average {min(loads):.1f}-{max(loads):.1f}")
     stored = SessionStore(folder / "t.waylay-session")
     stored.open_read_only()

@@ -327,8 +327,8 @@ def test_rows_past_the_index_are_read_and_the_writer_catches_up(tmp_path, monkey
     path = tmp_path / "half.waylay-session"
     _write(path, flows[:half])
     older = SessionStore(path)
+    older._indexing = False  # the writer process is told so when it starts
     older.open()
-    older._indexing = False
     for f in flows[half:]:
         older.add(f)
     older.close()

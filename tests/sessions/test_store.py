@@ -8,11 +8,13 @@ import re
 import signal
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 
 import httpx
 import pytest
+from mitmproxy.test import tflow
 
 from monitor.store import SessionStore, flow_from_row
 from tests.e2e.test_headless import run_cli
@@ -203,10 +205,13 @@ def test_kill_9_never_corrupts_and_loses_at_most_the_last_second(settings, upstr
         for t in workers:
             t.start()
         wait_for(lambda: len(finished) >= 300, timeout=60, what="300 flows")
+        (writer,) = _children(proc.pid)
         time.sleep(0.5)
         killed_at = time.monotonic()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
+        # the writer process sees its pipe end, commits what it got, and ends
+        wait_for(lambda: _gone(writer), timeout=10, what="the writer process to end")
         stop.set()
         for t in workers:
             t.join(15)
@@ -227,6 +232,122 @@ def test_kill_9_never_corrupts_and_loses_at_most_the_last_second(settings, upstr
     assert stored <= len(finished) + 4
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found += [int(c) for c in f.read().split()]
+    return found
+
+
+def _gone(pid: int) -> bool:
+    """The process has ended (a zombie nobody reaps, as in a container, counts)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_when_the_writer_process_dies_the_proxy_goes_on_with_one_message(
+    settings, upstream, tmp_path
+):
+    path = tmp_path / "w.waylay-session"
+    err_path = tmp_path / "stderr"
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(
+            [
+                *WAYLAY,
+                *common(settings),
+                "--headless",
+                "--listen-port",
+                "0",
+                "--session",
+                str(path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        found = wait_for(
+            lambda: re.search(r"listening on http://127.0.0.1:(\d+)", err_path.read_text()),
+            timeout=30,
+            what="the listening line",
+        )
+        port = int(found.group(1))
+        assert curl(port, upstream.url("/first")).stdout.endswith("\n200")
+
+        def stored() -> int:
+            db = sqlite3.connect(path)
+            try:
+                return db.execute("SELECT count(*) FROM flows").fetchone()[0]
+            finally:
+                db.close()
+
+        wait_for(lambda: stored() == 1, what="the first flow in the file")
+        (writer,) = _children(proc.pid)
+        os.kill(writer, signal.SIGKILL)
+        wait_for(lambda: "no more flows are stored" in err_path.read_text(), what="the message")
+        for n in range(3):  # the proxy goes on
+            assert curl(port, upstream.url(f"/after/{n}")).stdout.endswith("\n200")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = [line for line in err_path.read_text().splitlines() if "--session" in line]
+    assert lines == [
+        f"waylay: --session {path}: the writer process was killed (SIGKILL); "
+        "no more flows are stored"
+    ]
+    assert stored() == 1
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+
+
+HOLDER = """
+import os, signal, sys, time
+from mitmproxy.test import tflow
+from monitor.store import SessionStore
+store = SessionStore(sys.argv[1], commit_interval=0.01)
+store.open()
+store.add(tflow.tflow(resp=True))
+store.flush()
+child = os.fork()
+if child == 0:  # a child that keeps the pipe to the writer open, and outlives us
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    time.sleep(60)
+    os._exit(0)
+print(store._process.pid, child, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_writer_process_ends_when_the_proxy_is_gone_even_if_its_pipe_is_held(tmp_path):
+    """A process forked from the proxy (without exec) holds the writer's pipe open, so
+    the pipe does not end when the proxy is killed: the writer notices that its parent
+    changed, commits and ends all the same."""
+    path = tmp_path / "h.waylay-session"
+    proc = subprocess.run(
+        [sys.executable, "-c", HOLDER, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    writer, holder = (int(p) for p in proc.stdout.split())
+    try:
+        assert not _gone(holder)
+        wait_for(lambda: _gone(writer), timeout=10, what="the writer process to end")
+    finally:
+        os.kill(holder, signal.SIGKILL)
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT count(*) FROM flows").fetchone()[0] == 1
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+
+
 def test_session_new_makes_a_file_under_the_state_folder(
     settings, upstream, _isolated_home, monkeypatch
 ):
@@ -245,20 +366,60 @@ def test_session_new_makes_a_file_under_the_state_folder(
     store.close()
 
 
-def test_a_store_that_fails_says_so_once_and_takes_no_more(tmp_path):
-    from mitmproxy.test import tflow
-
+def _failing_store(tmp_path):
     store = SessionStore(tmp_path / "s.waylay-session", commit_interval=0.01)
     told: list[str] = []
     store.on_error = told.append
     store.open()
     store.add(tflow.tflow(resp=True))
     wait_for(lambda: store.written == 1, what="the first row")
-    store._db.close()  # the connection goes away under the writer (as a failing disk would)
-    store.add(tflow.tflow(resp=True))
+    return store, told
+
+
+def test_a_store_whose_writer_process_dies_says_so_once_and_takes_no_more(tmp_path):
+    store, told = _failing_store(tmp_path)
+    os.kill(store._process.pid, signal.SIGKILL)
     wait_for(lambda: told, what="the failure")
     store.add(tflow.tflow(resp=True))
-    assert len(told) == 1 and told[0].endswith("; no more flows are stored")
-    assert store.written == 1
-    store._db = None
     store.close()
+    assert told == [
+        f"--session {store.path}: the writer process was killed (SIGKILL); no more flows are stored"
+    ]
+    assert store.written == 1 and store.committed == 1
+    db = sqlite3.connect(store.path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("SELECT count(*) FROM flows").fetchone()[0] == 1
+
+
+def test_a_store_on_a_full_disk_says_so_once_and_keeps_what_it_committed(tmp_path):
+    """The writer process may write no more than a little past the file's size now (as a
+    full disk): SQLite's own error, once; the rows committed before stay readable."""
+    import resource
+
+    store, told = _failing_store(tmp_path)
+    limit = os.path.getsize(str(store.path) + "-wal") + 64 * 1024
+    resource.prlimit(store._process.pid, resource.RLIMIT_FSIZE, (limit, limit))
+    big = tflow.tflow(resp=True)
+    big.response.content = os.urandom(32 * 1024)
+    for _ in range(20):
+        store.add(big)
+        if told:
+            break
+        time.sleep(0.05)
+    wait_for(lambda: told, what="the failure")
+    committed, taken = store.committed, store._next_seq
+    for _ in range(3):
+        store.add(big)
+    assert store._next_seq == taken  # no more rows are taken
+    store.close()
+    assert len(told) == 1
+    assert told[0].startswith(f"--session {store.path}: ")
+    assert told[0].endswith("; no more flows are stored")
+    assert "full" in told[0] or "disk I/O" in told[0], told[0]
+    assert 1 <= committed < taken - 1  # the row that did not fit is not there
+    reader = SessionStore(store.path)
+    reader.open_read_only()
+    assert reader.count() == committed
+    reader.close()
+    db = sqlite3.connect(store.path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
