@@ -612,15 +612,6 @@ def _candidates(node, args: list) -> str | None:
     return " UNION ALL ".join(parts)  # (a seq twice does no harm: it is read once)
 
 
-def _indexed(db: sqlite3.Connection) -> int:
-    """The highest seq the file's body index holds (0: none)."""
-    try:
-        row = db.execute("SELECT value FROM meta WHERE key = 'indexed'").fetchone()
-    except sqlite3.Error:
-        return 0
-    return int(row[0]) if row is not None else 0
-
-
 _FLOW_COLUMN = re.compile(r"(?<![\w.])(" + "|".join(c for c in COLUMNS if c != "seq") + r")\b")
 
 
@@ -802,7 +793,7 @@ class SessionStore:
         db = self._connect()
         try:
             last = db.execute("SELECT max(seq) FROM flows").fetchone()[0]
-            self.indexed = _indexed(db) if self._indexing else 0
+            self.indexed = store_writer.indexed_of(db) if self._indexing else 0
         finally:
             db.close()
         self._next_seq = (last or 0) + 1
@@ -1073,7 +1064,7 @@ class SessionStore:
             sql = f"SELECT seq FROM {tables} WHERE {span} AND "
             sql += f"({where}) ORDER BY seq"  # NULL at the top is no match, as 0
             narrowed = None
-            indexed = _indexed(db) if need else 0
+            indexed = store_writer.indexed_of(db) if need else 0
             if indexed:
                 queries: list[str] = []
                 among = _candidates(flt, queries)

@@ -79,6 +79,30 @@ class Headless:
         return rc
 
 
+def headless_to_file(err_path: Path, *args: str, stdout=subprocess.DEVNULL):
+    """Start ``waylay --headless --listen-port 0 ARGS`` with its stderr going to
+    ``err_path`` (for the test to read whole later); wait for its listening line:
+    (the process, its port). Killed if it does not start."""
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(
+            [*WAYLAY, "--headless", "--listen-port", "0", *args],
+            stdout=stdout,
+            stderr=err,
+            text=True,
+        )
+    try:
+        found = wait_for(
+            lambda: re.search(r"listening on http://127.0.0.1:(\d+)", err_path.read_text()),
+            timeout=30,
+            what="the listening line",
+        )
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, int(found.group(1))
+
+
 @contextmanager
 def headless(*args: str, env: dict | None = None, timeout: float = 30.0):
     """Start ``waylay --headless --listen-port 0 ARGS``; wait for its listening line."""

@@ -214,7 +214,7 @@ def indexed(request, monkeypatch):
     if request.param == "body index":
         monkeypatch.setattr(store_module, "CANDIDATES", 1.0)
     else:
-        monkeypatch.setattr(store_module, "_indexed", lambda db: 0)
+        monkeypatch.setattr(store_module.store_writer, "indexed_of", lambda db: 0)
     return request.param
 
 

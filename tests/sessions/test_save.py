@@ -4,7 +4,6 @@ mitmdump (a real subprocess) and by mitmproxy's reader."""
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from mitmproxy.io import FlowReader
 
 from monitor.app import make_app
 from tests.e2e.test_headless import run_cli
-from tests.helpers import WAYLAY, common, curl, headless, until, wait_for
+from tests.helpers import common, curl, headless, headless_to_file, until, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -102,20 +101,10 @@ def test_a_full_disk_stops_saving_with_one_message_and_the_proxy_goes_on(
     settings, upstream, tmp_path
 ):
     err_path = tmp_path / "stderr"
-    with open(err_path, "w") as err:
-        proc = subprocess.Popen(
-            [*WAYLAY, *common(settings), "--headless", "--listen-port", "0", "--save", "/dev/full"],
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-        )
+    proc, port = headless_to_file(
+        err_path, *common(settings), "--save", "/dev/full", stdout=subprocess.PIPE
+    )
     try:
-        found = wait_for(
-            lambda: re.search(r"listening on http://127.0.0.1:(\d+)", err_path.read_text()),
-            timeout=30,
-            what="the listening line",
-        )
-        port = int(found.group(1))
         for path in ("/one", "/two"):
             assert curl(port, upstream.url(path)).stdout.endswith("\n200")
         proc.terminate()

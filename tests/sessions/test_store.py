@@ -4,7 +4,6 @@ checked against mitmproxy's own filter, and a kill -9 in the middle of traffic."
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -18,7 +17,7 @@ from mitmproxy.test import tflow
 
 from monitor.store import SessionStore, flow_from_row
 from tests.e2e.test_headless import run_cli
-from tests.helpers import WAYLAY, common, curl, headless, until, wait_for
+from tests.helpers import common, curl, headless, headless_to_file, until, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -166,27 +165,8 @@ def test_a_file_that_is_not_a_session_is_one_line_and_exit_2(settings, tmp_path)
 def test_kill_9_never_corrupts_and_loses_at_most_the_last_second(settings, upstream, tmp_path):
     path = tmp_path / "crash.waylay-session"
     err_path = tmp_path / "stderr"
-    with open(err_path, "w") as err:
-        proc = subprocess.Popen(
-            [
-                *WAYLAY,
-                *common(settings),
-                "--headless",
-                "--listen-port",
-                "0",
-                "--session",
-                str(path),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
+    proc, port = headless_to_file(err_path, *common(settings), "--session", str(path))
     try:
-        found = wait_for(
-            lambda: re.search(r"listening on http://127.0.0.1:(\d+)", err_path.read_text()),
-            timeout=30,
-            what="the listening line",
-        )
-        port = int(found.group(1))
         finished: list[float] = []
         stop = threading.Event()
 
@@ -254,27 +234,8 @@ def test_when_the_writer_process_dies_the_proxy_goes_on_with_one_message(
 ):
     path = tmp_path / "w.waylay-session"
     err_path = tmp_path / "stderr"
-    with open(err_path, "w") as err:
-        proc = subprocess.Popen(
-            [
-                *WAYLAY,
-                *common(settings),
-                "--headless",
-                "--listen-port",
-                "0",
-                "--session",
-                str(path),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
+    proc, port = headless_to_file(err_path, *common(settings), "--session", str(path))
     try:
-        found = wait_for(
-            lambda: re.search(r"listening on http://127.0.0.1:(\d+)", err_path.read_text()),
-            timeout=30,
-            what="the listening line",
-        )
-        port = int(found.group(1))
         assert curl(port, upstream.url("/first")).stdout.endswith("\n200")
 
         def stored() -> int:
