@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 WAYLAY = [sys.executable, "-m", "monitor.cli"]
 
@@ -148,6 +149,23 @@ async def until(pilot, condition: Callable[[], object], what: str, timeout: floa
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await pilot.pause(0.02)
     return value
+
+
+async def focused_input(pilot, selector: str, what: str = "") -> Any:
+    """In a pilot test: wait until an Input matching ``selector`` has focus,
+    clear it and return it. A widget's ``focus()`` lands through the app's message queue,
+    so a key press can return before it did (a loaded CI machine showed it): keys typed
+    then reach the widget the user's keys reach, but a value set from the test at once
+    would land on whatever had focus before."""
+    app = pilot.app
+
+    def focused_match() -> Any:
+        focused = app.focused
+        return focused if focused is not None and focused in app.screen.query(selector) else None
+
+    field = await until(pilot, focused_match, what or f"focus on {selector}")
+    field.value = ""
+    return field
 
 
 def screen_text(app) -> str:

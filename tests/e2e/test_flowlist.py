@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from monitor.app import make_app
-from tests.helpers import until
+from tests.helpers import focused_input, until
 from widgets.dialogs import DecisionDialog
 
 pytestmark = pytest.mark.e2e
@@ -400,7 +400,7 @@ async def test_f_filters_live_flows_with_a_mitmproxy_expression(settings, upstre
         shown = sorted(app.flows[f].path for f in app.table.flow_ids())
         assert shown == ["/p/1", "/p/3", "/p/5", "/p/new"]
         await pilot.press("f")
-        app.screen.focused.value = ""
+        await focused_input(pilot, "#prompt-input")
         await pilot.press("enter")
         await until(pilot, lambda: app.table.row_count == 8, "every row again")
     session.stop()

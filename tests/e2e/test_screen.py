@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from monitor.app import make_app
-from tests.helpers import curl, until
+from tests.helpers import curl, focused_input, until
 
 pytestmark = pytest.mark.e2e
 
@@ -174,7 +174,7 @@ async def test_dialog_keys_continue_cancel_rewrite(settings, upstream, other_ups
 
             w = await paused_dialog(app, pilot, pool, c, upstream.url("/ask-w"), "/ask-w")
             await pilot.press("w")
-            app.screen.focused.value = ""
+            await focused_input(pilot, "#url-input")
             await pilot.press(*other_upstream.url("/echo/rewritten"))
             await pilot.press("enter")
             body = w.result(10).json()
@@ -204,7 +204,7 @@ async def test_remember_this_url_and_a_pattern(settings, upstream, pool):
 
             w = await paused_dialog(app, pilot, pool, c, upstream.url("/ask-pat/1"), "/ask-pat/1")
             await pilot.press("4")
-            app.screen.focused.value = ""
+            await focused_input(pilot, "#pattern")
             await pilot.press(*"*://127.0.0.1/ask-pat/*", "enter")
             await pilot.press("c", "enter")  # continue, confirm
             assert w.result(10).status_code == 200

@@ -17,6 +17,7 @@ from textual.app import App
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static, TextArea
 
+from tests.helpers import focused_input
 from widgets.dialogs import (
     AuthDialog,
     CertificateDialog,
@@ -145,10 +146,8 @@ async def type_text(pilot, text: str) -> None:
 
 
 async def replace_input(pilot, text: str) -> None:
-    """Clear the focused Input and type ``text`` into it."""
-    focused = pilot.app.focused
-    assert isinstance(focused, Input), focused
-    focused.value = ""
+    """Clear the focused Input (once focus is on one) and type ``text`` into it."""
+    await focused_input(pilot, "Input")
     await type_text(pilot, text)
 
 
