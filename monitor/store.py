@@ -40,6 +40,7 @@ from array import array
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from mitmproxy import connection, flowfilter, http
 from mitmproxy.flow import Error
@@ -385,7 +386,16 @@ def _literal_run(pattern: str) -> tuple[str, bool] | None:
     return longest, exact and len(runs) == 1 and longest == pattern.replace("\\", "")
 
 
-def _literal(regex: re.Pattern) -> tuple[bytes, bool] | None:
+class _Literal(NamedTuple):
+    text: bytes
+    """The run, lower-cased when the regex ignores case."""
+    exact: bool
+    """The regex is nothing but this run."""
+    typed: bytes
+    """The run as the pattern spells it."""
+
+
+def _literal(regex: re.Pattern) -> _Literal | None:
     """The longest literal run (bytes, lower-cased when the regex ignores case: ASCII
     only, as Python's bytes regexes and SQLite's lower() fold case) that every match of
     a bytes regex contains, and whether the regex is exactly that literal; or None."""
@@ -398,12 +408,12 @@ def _literal(regex: re.Pattern) -> tuple[bytes, bool] | None:
     found = _literal_run(pattern)
     if found is None:
         return None
-    literal = found[0].encode()
+    typed = literal = found[0].encode()
     if regex.flags & re.IGNORECASE:
         if not literal.isascii():
             return None  # a bytes regex folds ASCII only; keep it simple
         literal = literal.lower()
-    return literal, found[1]
+    return _Literal(literal, found[1], typed)
 
 
 def _to_sql(
@@ -424,30 +434,38 @@ def _to_sql(
     def sub(n) -> tuple[str, list]:
         return _to_sql(n, regexes, db, need, heads)
 
-    def found_in(column: str, literal: bytes) -> str:
+    def found_in(column: str, literal: _Literal) -> tuple[str, list]:
         """SQL: the literal is in the column (ASCII case folded as Python's bytes
-        regexes do when the filter ignores case)."""
-        if node.re.flags & re.IGNORECASE:
-            return f"instr(CAST(lower({column}) AS BLOB), ?)"
-        return f"instr({column}, ?)"
+        regexes do when the filter ignores case). Folding copies the whole value, so
+        the literal as typed is looked for first: found, it is a match as it stands
+        (a body search that most bodies match reads half the bytes it did)."""
+        text, typed = literal.text, literal.typed
+        if not node.re.flags & re.IGNORECASE:
+            return f"instr({column}, ?)", [text]
+        folded = f"instr(CAST(lower({column}) AS BLOB), ?)"
+        if text == text.upper():  # no letter: nothing to fold
+            return f"instr({column}, ?)", [text]
+        return f"CASE WHEN instr({column}, ?) THEN 1 ELSE {folded} END", [typed, text]
 
     def header(column: str) -> tuple[str, list]:
         need.add("heads" if heads else "blobs")
         literal = _literal(node.re)
-        if literal is not None and re.search(rb"[\r\n]", literal[0]):
+        if literal is not None and re.search(rb"[\r\n]", literal.text):
             # mitmproxy searches the block with a CRLF after every line, the last one
             # too: a piece without CR or LF is what lies in the block for sure
-            piece = max(re.split(rb"[\r\n]+", literal[0]), key=len)
-            literal = (piece, False)
-        if literal is not None and literal[1] and literal[0]:
+            piece = max(re.split(rb"[\r\n]+", literal.text), key=len)
+            literal = _Literal(piece, False, piece)
+        if literal is not None and literal.exact and literal.text:
             # a plain literal: SQLite alone answers (a CRLF after every line, as
             # mitmproxy searches, cannot make or break a match of plain characters)
-            return f"coalesce({found_in(column, literal[0])}, 0) > 0", [literal[0]]
+            found, args = found_in(column, literal)
+            return f"coalesce({found}, 0) > 0", args
         regexes.append(node.re)  # mitmproxy's own compiled pattern and flags
         call = f"wl_head({len(regexes) - 1}, {column})"
-        if literal is None or not literal[0]:
+        if literal is None or not literal.text:
             return call, []
-        return f"({found_in(column, literal[0])} AND {call})", [literal[0]]
+        found, args = found_in(column, literal)
+        return f"({found} AND {call})", args
 
     def body(column: str, block: str, side: int) -> tuple[str, list]:
         need.add("blobs")
@@ -461,14 +479,12 @@ def _to_sql(
             encoded = f"instr(lower(CAST({block} AS TEXT)), 'content-encoding')"
         call = f"wl_body({len(regexes) - 1}, {column}, CASE WHEN {encoded} THEN {block} END)"
         literal = _literal(node.re)
-        if literal is None or not literal[0]:
+        if literal is None or not literal.text:
             return call, []
-        found = found_in(column, literal[0])
-        if literal[1]:  # a plain literal: SQLite answers for the bodies not encoded
-            return f"(CASE WHEN {encoded} THEN {call} ELSE coalesce({found}, 0) > 0 END)", [
-                literal[0]
-            ]
-        return f"(({found} OR {encoded}) AND {call})", [literal[0]]
+        found, args = found_in(column, literal)
+        if literal.exact:  # a plain literal: SQLite answers for the bodies not encoded
+            return f"(CASE WHEN {encoded} THEN {call} ELSE coalesce({found}, 0) > 0 END)", args
+        return f"(({found} OR {encoded}) AND {call})", args
 
     def compiled() -> re.Pattern:
         pattern = node.re.pattern
@@ -596,7 +612,7 @@ def _candidates(node, args: list) -> str | None:
     if sides is None:
         return None
     literal = _literal(node.re)
-    query = _trigrams(literal[0]) if literal is not None and literal[0] else None
+    query = _trigrams(literal.text) if literal is not None and literal.text else None
     if query is None:
         return None
     args.append(query)

@@ -187,6 +187,19 @@ EXPRESSIONS = [
     "~b secret-token & !~bs gzipped",
     "~b nowhere-at-all",
     "~bq ab",
+    # a literal looked for as typed first, then folded (a match either way, or none)
+    "~b SECRET-TOKEN",
+    "~b Secret-Token",
+    "~bs HELLO",
+    "~bq hello",
+    "~bq HELLO",
+    "~bs World",
+    "~h 'Content-Type: text/html'",
+    "~hq 'content-type: TEXT/HTML'",
+    "~hq 'CONTENT-TYPE: TEXT/HTML'",
+    "~bs '\"id\": 3,'",
+    "~b '42'",
+    "~b '{\"'",
 ]
 
 
