@@ -578,6 +578,16 @@ def _to_sql(
     raise _NotSQL(name)
 
 
+def _seqs(db: sqlite3.Connection, sql: str, params: dict) -> list[int]:
+    """The seqs a query selects (its one column is ``seq``), in order. They come back as
+    one JSON array: a million rows handed to Python one at a time cost a quarter second
+    more (measured on the million-flow session, a body filter that every flow matches)."""
+    (text,) = db.execute(f"SELECT json_group_array(seq) FROM ({sql})", params).fetchone()
+    seqs: list[int] = json.loads(text)
+    seqs.sort()  # (SQLite may drop a subquery's ORDER BY; sorted input sorts in one pass)
+    return seqs
+
+
 def _trigrams(literal: bytes) -> str | None:
     """An FTS5 query for the rows of the body index that may hold ``literal``: every
     trigram of it, or enough to cover it (None when it has fewer than three characters).
@@ -1046,20 +1056,16 @@ class SessionStore:
         expr = expr.strip()
         if not expr:
             with self._read_lock:
-                rows = self._read_db().execute(
-                    f"SELECT seq FROM flows WHERE {span} ORDER BY seq", bounds
-                )
-                return [r[0] for r in rows], True
+                return _seqs(self._read_db(), f"SELECT seq FROM flows WHERE {span}", bounds), True
         if "~" not in expr:
             # LIKE ignores ASCII case in C, without a lower() copy of every value
             like = "%" + re.sub(r"([\\%_])", r"\\\1", expr) + "%"
             sql = (
                 f"SELECT seq FROM flows WHERE {span} AND (url LIKE :t ESCAPE '\\' OR method "
-                "LIKE :t ESCAPE '\\' OR label LIKE :t ESCAPE '\\') ORDER BY seq"
+                "LIKE :t ESCAPE '\\' OR label LIKE :t ESCAPE '\\')"
             )
             with self._read_lock:
-                rows = self._read_db().execute(sql, {"t": like, **bounds})
-                return [r[0] for r in rows], True
+                return _seqs(self._read_db(), sql, {"t": like, **bounds}), True
         flt = flowfilter.parse(expr)  # raises ValueError for people
         regexes: list[re.Pattern] = []
         need: set[str] = set()
@@ -1078,7 +1084,7 @@ class SessionStore:
                 where = where.replace("?", f":a{i}", 1)
             tables = _tables(flt, where, need)
             sql = f"SELECT seq FROM {tables} WHERE {span} AND "
-            sql += f"({where}) ORDER BY seq"  # NULL at the top is no match, as 0
+            sql += f"({where})"  # NULL at the top is no match, as 0 (_seqs orders them)
             narrowed = None
             indexed = store_writer.indexed_of(db) if need else 0
             if indexed:
@@ -1089,7 +1095,7 @@ class SessionStore:
                     narrowed = (
                         among,
                         f"SELECT seq FROM {tables} WHERE seq IN (SELECT value FROM "
-                        f"json_each(:seqs)) AND ({where}) ORDER BY seq",
+                        f"json_each(:seqs)) AND ({where})",
                         indexed,
                     )
 
@@ -1111,7 +1117,7 @@ class SessionStore:
                 progress(0, 0)
             return []
         if narrowed is None and progress is None:
-            return [r[0] for r in db.execute(sql, params)]
+            return _seqs(db, sql, params)
         found: list[int] = []
         total = high - low + 1
         start = low
@@ -1139,8 +1145,8 @@ class SessionStore:
                 if not among:
                     return []
                 part["seqs"] = json.dumps(among)
-                return [r[0] for r in db.execute(narrowed[1], part)]
-        return [r[0] for r in db.execute(sql, part)]
+                return _seqs(db, narrowed[1], part)
+        return _seqs(db, sql, part)
 
     def _scan(self, db, flt, progress, span: str = "1", bounds: dict | None = None) -> list[int]:
         bounds = bounds or {}
