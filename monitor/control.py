@@ -418,7 +418,7 @@ class ControlServer:
         while True:
             await asyncio.sleep(interval)
             if self.clients and self.recorder.sink is not None:
-                await self.recorder.flush_in_slices()
+                self.recorder.flush()
 
     def _on_batch(self, rows: list[wire.Row], removed: list[str]) -> None:
         """The recorder's sink (its ``row_maker`` is ``flow_row`` while screens watch)."""

@@ -14,7 +14,6 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from mitmproxy import connection, http, tls
@@ -27,20 +26,6 @@ from monitor.snapshot import matches, snapshot
 from widgets.model import FlowView
 
 log = logging.getLogger("waylay.recorder")
-
-FLUSH_SLICE = 64
-"""Rows a batch makes before the proxy's loop serves traffic again (about 0.5-1 ms)."""
-
-
-@dataclass
-class _Batch:
-    ids: list[str]
-    """The changed flows, oldest first."""
-    removed: list[str]
-    views: list[Any] = field(default_factory=list)
-    made: int = 0
-    """How many of ``ids`` were looked at."""
-
 
 Sink = Callable[[Sequence[FlowView], Sequence[str]], None]
 
@@ -97,8 +82,6 @@ class Recorder:
         self._next_seq = 1
         self._dirty: set[str] = set()
         self._removed: list[str] = []
-        self._batch: _Batch | None = None
-        """The batch ``flush_in_slices`` is making, if any."""
         self._flusher: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
         self.flow_filter: tuple[int, Callable[[http.HTTPFlow], bool]] | None = None
@@ -312,60 +295,17 @@ class Recorder:
         return snapshot(f, self._seq[fid], self.pauses.info(fid), self.flow_filter)
 
     def flush(self) -> None:
-        """Hand every flow changed since the last flush to ``sink``, as rows, in one batch
-        (after the rest of a batch ``flush_in_slices`` was making, so that no row older
-        than one already sent goes out)."""
-        batch, self._batch = self._batch, None
-        if batch is not None:
-            self._hand_over(batch.views + self._rows(batch.ids[batch.made :]), batch.removed)
-        taken = self._take()
-        if taken is not None:
-            self._hand_over(self._rows(taken[0]), taken[1])
-
-    async def flush_in_slices(self, rows: int = FLUSH_SLICE) -> None:
-        """``flush``, letting the loop go after every ``rows`` rows made: at full speed a
-        batch is hundreds of rows, 5-12 ms of the proxy's loop in one piece (measured at
-        1,500 req/s on two busy cores), which every request in flight waited for. A flow
-        that changes meanwhile is dirty again and goes in the next batch; one removed
-        meanwhile is left out, or goes with its row now and its removal next time."""
-        if self._batch is not None:
-            return
-        taken = self._take()
-        if taken is None:
-            return
-        batch = self._batch = _Batch(*taken)
-        while batch.made < len(batch.ids):
-            if batch.made:
-                await asyncio.sleep(0)
-                if self._batch is not batch:  # flush() sent it meanwhile
-                    return
-            batch.views += self._rows(batch.ids[batch.made : batch.made + rows])
-            batch.made += rows
-        self._batch = None
-        self._hand_over(batch.views, batch.removed)
-
-    def _take(self) -> tuple[list[str], list[str]] | None:
-        """The changed flows' ids (oldest first) and the removed ones, now cleared."""
         if self.sink is None or not (self._dirty or self._removed):
-            return None
+            return
         dirty, self._dirty = self._dirty, set()
         removed, self._removed = self._removed, []
-        return sorted(dirty, key=self._seq.__getitem__), removed
-
-    def _rows(self, ids: list[str]) -> list[Any]:
-        """FlowView, or what ``row_maker`` makes, of the ids still kept."""
-        views: list[Any] = []
-        for fid in ids:
+        views: list[Any] = []  # FlowView, or what ``row_maker`` makes
+        for fid in sorted(dirty, key=self._seq.__getitem__):
             f = self.flows.get(fid)
             if f is not None:
                 views.append(
                     self.row_maker(f, self._seq[fid], self.pauses.info(fid), self.flow_filter)
                 )
-        return views
-
-    def _hand_over(self, views: list[Any], removed: list[str]) -> None:
-        if self.sink is None:  # the last screen went meanwhile: the next gets a full state
-            return
         try:
             self.sink(views, removed)
         except Exception:
