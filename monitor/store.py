@@ -437,15 +437,13 @@ def _to_sql(
     def found_in(column: str, literal: _Literal) -> tuple[str, list]:
         """SQL: the literal is in the column (ASCII case folded as Python's bytes
         regexes do when the filter ignores case). Folding copies the whole value, so
-        the literal as typed is looked for first: found, it is a match as it stands
-        (a body search that most bodies match reads half the bytes it did)."""
-        text, typed = literal.text, literal.typed
-        if not node.re.flags & re.IGNORECASE:
+        the literal as typed is looked for first: a value that holds it as typed is a
+        match without the copy. A literal without letters is never folded."""
+        text = literal.text
+        if not node.re.flags & re.IGNORECASE or text == text.upper():
             return f"instr({column}, ?)", [text]
         folded = f"instr(CAST(lower({column}) AS BLOB), ?)"
-        if text == text.upper():  # no letter: nothing to fold
-            return f"instr({column}, ?)", [text]
-        return f"CASE WHEN instr({column}, ?) THEN 1 ELSE {folded} END", [typed, text]
+        return f"CASE WHEN instr({column}, ?) THEN 1 ELSE {folded} END", [literal.typed, text]
 
     def header(column: str) -> tuple[str, list]:
         need.add("heads" if heads else "blobs")
