@@ -29,6 +29,34 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     yield home
 
 
+@pytest.fixture(autouse=True)
+def _proxies_stopped(monkeypatch):
+    """Every embedded proxy a test started is stopped when the test ends, whether the test
+    stopped it or not. One left running keeps its threads (the loop, the rules watcher,
+    an attached screen's reader) alive for the rest of the run, and they add up: a CI run
+    had 36 such threads by the middle of the suite, enough CPU that the process was never
+    idle, and Textual's pilot waits for an idle process after every key, up to a second
+    each. Typing a URL into a dialog then took longer than the waiting client's timeout."""
+    from monitor.local import LocalProxy
+    from monitor.session import Session
+
+    started: list = []
+    for cls in (Session, LocalProxy):
+
+        def start(self, _original=cls.start):
+            started.append(self)
+            return _original(self)
+
+        monkeypatch.setattr(cls, "start", start)
+    yield
+    for proxy in started:  # a LocalProxy comes before its Session: its socket goes first
+        if isinstance(proxy, LocalProxy):
+            if proxy.control is not None:
+                proxy.stop(drain_timeout=0.5)
+        elif proxy.proxy.running:
+            proxy.stop(drain_timeout=0.5)
+
+
 @pytest.fixture(scope="session")
 def confdir(tmp_path_factory) -> Path:
     """One mitmproxy CA for the whole run (creating one costs ~0.5 s)."""
