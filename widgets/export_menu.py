@@ -26,7 +26,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from widgets.model import Controller
+from widgets.model import Controller, older_to_write
 
 __all__ = ["ExportChoice", "ExportMenu", "CHOICES"]
 
@@ -247,15 +247,10 @@ class ExportMenu(ModalScreen[str | None]):
             return self.controller.export_curl(self.selected_flow_id) + "\n", [], None
         if choice.id.startswith("har"):
             assert target is not None
-            if choice.id == "har-listed":
-                ids, older = self.visible_flow_ids, self.filter_text if self.older_listed else None
-            else:
-                ids, older = None, "" if self.older_all else None
-            if older is None:  # the call of a controller without a session file
-                count = self.controller.export_har(str(target), ids)
-            else:  # the session file's flows above the list too
-                count = self.controller.export_har(str(target), ids, older)
-            return None, [], count
+            listed = choice.id == "har-listed"
+            older = older_to_write(listed, self.filter_text, (self.older_all, self.older_listed))
+            ids = self.visible_flow_ids if listed else None
+            return None, [], self.controller.export_har(str(target), ids, older)
         fmt = choice.id.removeprefix("rules-")
         text, warnings = self.controller.export_rules(fmt)
         return text, list(warnings), None

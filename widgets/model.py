@@ -208,6 +208,15 @@ class Answer:
         return f"Answer({self.action!r}, {shown!r}, remember={self.remember!r})"
 
 
+def older_to_write(listed: bool, filter_text: str, older: tuple[int, int]) -> str | None:
+    """The ``older`` of ``Controller.export_har``/``save_flows`` for a menu's choice: the
+    listed flows (``listed``) or all; ``older`` counts the session file's flows kept only
+    there, (all, listed). None when there are none to add."""
+    if listed:
+        return filter_text if older[1] else None
+    return "" if older[0] else None
+
+
 class Controller(Protocol):
     """What the screen may ask of the proxy side: the only way it talks to the proxy.
 

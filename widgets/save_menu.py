@@ -21,7 +21,7 @@ from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from widgets.fields import Field
-from widgets.model import Controller
+from widgets.model import Controller, older_to_write
 
 __all__ = ["SaveFlowsMenu", "new_flow_file"]
 
@@ -177,11 +177,9 @@ class SaveFlowsMenu(ModalScreen[str | None]):
             return
         self.busy = True
         self._show("Saving…")
-        if self.which == "listed":
-            older = self.filter_text if self.older_listed else None
-            self._save(str(path), self.listed, older)
-        else:
-            self._save(str(path), None, "" if self.older_all else None)
+        listed = self.which == "listed"
+        older = older_to_write(listed, self.filter_text, (self.older_all, self.older_listed))
+        self._save(str(path), self.listed if listed else None, older)
 
     def _show(self, message: str) -> None:
         status = self.query_one("#save-status", Static)
@@ -191,10 +189,7 @@ class SaveFlowsMenu(ModalScreen[str | None]):
     @work(thread=True, exclusive=True, group="save")
     def _save(self, path: str, flow_ids: list[str] | None, older: str | None) -> None:
         try:
-            if older is None:  # the call of a controller without a session file
-                count = self.controller.save_flows(path, flow_ids)
-            else:  # the session file's flows above the list too
-                count = self.controller.save_flows(path, flow_ids, older)
+            count = self.controller.save_flows(path, flow_ids, older)
         except Exception as exc:  # the controller's message is for people
             message = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             self.app.call_from_thread(self._failed, f"Cannot save to {path}: {message}")
