@@ -44,10 +44,9 @@ from typing import NamedTuple
 
 from mitmproxy import connection, flowfilter, http
 from mitmproxy.flow import Error
-from mitmproxy.net import encoding
 from mitmproxy.net.http import url
 
-from monitor import store_writer
+from monitor import store_scan, store_writer
 from monitor.record import KEY, REDACTED, FlowRecord, record_of
 from monitor.store_writer import (  # noqa: F401 (the schema's names, for readers)
     COLUMNS,
@@ -73,6 +72,17 @@ CANDIDATES = 0.25
 """A chunk whose candidates are more than this share of its rows is scanned instead
 (reading rows by seq costs more per row than reading them in order)."""
 SELECT = "SELECT * FROM flows JOIN blobs USING (seq)"
+
+SCAN_WORKERS = store_scan.cores()
+"""Worker processes a filter over more than one range runs in (1: none, in this one)."""
+_pools: dict[int, store_scan.ScanPool] = {}
+
+
+def _scan_pool() -> store_scan.ScanPool | None:
+    """The process's filter workers (started on first use, kept), or None: one core."""
+    if SCAN_WORKERS < 2:
+        return None
+    return _pools.setdefault(SCAN_WORKERS, store_scan.ScanPool(SCAN_WORKERS))
 
 
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -276,31 +286,6 @@ def _fragments(pattern: str) -> list[str] | None:
     if not pattern or not all(_LITERAL.fullmatch(p) for p in pieces if p):
         return None
     return [p for p in pieces if p]
-
-
-def _content(body: bytes | None, block: bytes | None) -> bytes:
-    """What mitmproxy's ``~b`` searches in a stored body: ``get_content(strict=False)``,
-    i.e. decoded by its Content-Encoding, or as kept when that fails."""
-    content = body or b""
-    if not block or not content:
-        return content
-    values = []
-    for line in block.split(b"\r\n"):
-        name, _, value = line.partition(b": ")
-        if name.lower() == b"content-encoding":
-            values.append(value)
-    if not values:
-        return content
-    ce = b", ".join(values).decode("utf-8", "surrogateescape")
-    if not ce:
-        return content
-    try:
-        decoded = encoding.decode(content, ce)
-        if isinstance(decoded, str):
-            raise ValueError(f"Invalid Content-Encoding: {ce}")
-        return decoded
-    except ValueError:
-        return content
 
 
 _SPECIAL_ESCAPES = frozenset("xuUN0123456789")
@@ -576,16 +561,6 @@ def _to_sql(
     raise _NotSQL(name)
 
 
-def _seqs(db: sqlite3.Connection, sql: str, params: dict) -> list[int]:
-    """The seqs a query selects (its one column is ``seq``), in order. They come back as
-    one JSON array: a million rows handed to Python one at a time cost a quarter second
-    more (measured on the million-flow session, a body filter that every flow matches)."""
-    (text,) = db.execute(f"SELECT json_group_array(seq) FROM ({sql})", params).fetchone()
-    seqs: list[int] = json.loads(text)
-    seqs.sort()  # (SQLite may drop a subquery's ORDER BY; sorted input sorts in one pass)
-    return seqs
-
-
 def _trigrams(literal: bytes) -> str | None:
     """An FTS5 query for the rows of the body index that may hold ``literal``: every
     trigram of it, or enough to cover it (None when it has fewer than three characters).
@@ -767,27 +742,7 @@ class SessionStore:
         except OSError as e:
             raise StoreError(f"{self.path}: {e.strerror or e}") from None
 
-        def wl_re(index: int, value: str | None) -> int:
-            if value is None:
-                return 0
-            return 1 if regexes[index].search(value) else 0
-
-        def wl_head(index: int, block: bytes | None) -> int:
-            if block is None:
-                return 0
-            # what mitmproxy's ~h searches: bytes(headers), a CRLF after every line
-            return 1 if regexes[index].search(block + b"\r\n" if block else b"") else 0
-
-        def wl_body(index: int, body: bytes | None, block: bytes | None) -> int:
-            try:
-                content = _content(body, block)
-            except Exception:  # as the scan: a body that cannot be read does not match
-                return 0
-            return 1 if regexes[index].search(content) else 0
-
-        db.create_function("wl_re", 2, wl_re, deterministic=True)
-        db.create_function("wl_head", 2, wl_head, deterministic=True)
-        db.create_function("wl_body", 3, wl_body, deterministic=True)
+        store_scan.register(db, regexes)
         return db
 
     def _heads(self, db: sqlite3.Connection) -> bool:
@@ -1054,7 +1009,9 @@ class SessionStore:
         expr = expr.strip()
         if not expr:
             with self._read_lock:
-                return _seqs(self._read_db(), f"SELECT seq FROM flows WHERE {span}", bounds), True
+                return store_scan.seqs(
+                    self._read_db(), f"SELECT seq FROM flows WHERE {span}", bounds
+                ), True
         if "~" not in expr:
             # LIKE ignores ASCII case in C, without a lower() copy of every value
             like = "%" + re.sub(r"([\\%_])", r"\\\1", expr) + "%"
@@ -1063,7 +1020,7 @@ class SessionStore:
                 "LIKE :t ESCAPE '\\' OR label LIKE :t ESCAPE '\\')"
             )
             with self._read_lock:
-                return _seqs(self._read_db(), sql, {"t": like, **bounds}), True
+                return store_scan.seqs(self._read_db(), sql, {"t": like, **bounds}), True
         flt = flowfilter.parse(expr)  # raises ValueError for people
         regexes: list[re.Pattern] = []
         need: set[str] = set()
@@ -1095,56 +1052,62 @@ class SessionStore:
                         f"SELECT seq FROM {tables} WHERE seq IN (SELECT value FROM "
                         f"json_each(:seqs)) AND ({where})",
                         indexed,
+                        CANDIDATES,
                     )
 
-            return self._chunked(db, sql, {**named, **bounds}, progress, narrowed), True
+            params = {**named, **bounds}
+            return self._chunked(db, sql, params, progress, narrowed, regexes), True
         finally:
             db.close()
 
-    def _chunked(self, db, sql, params, progress, narrowed=None) -> list[int]:
+    def _chunked(
+        self,
+        db: sqlite3.Connection,
+        sql: str,
+        params: dict,
+        progress: Callable[[int, int], None] | None,
+        narrowed: store_scan.Narrowed | None,
+        regexes: list[re.Pattern],
+    ) -> list[int]:
         """Run a filter's query over seq ranges of CHUNK rows, reporting progress after
-        each (a million flows: ten steps). ``narrowed``: (the SQL of the candidates, the
-        query over given seqs, the highest seq indexed): in a range the body index
-        covers, only the candidates are read, unless they are most of its rows."""
-        low, high = db.execute(
-            "SELECT min(seq), max(seq) FROM flows WHERE seq >= :since AND seq < :below",
-            params,
-        ).fetchone()
+        each (a million flows: ten steps), the ranges in worker processes on every core
+        when there are two or more. ``narrowed``: in a range the body index covers, only
+        the candidates are read, unless they are most of its rows."""
+        # (one query for each: SQLite reads the whole range for a min and a max together)
+        span = "FROM flows WHERE seq >= :since AND seq < :below"
+        (low,) = db.execute(f"SELECT min(seq) {span}", params).fetchone()
+        (high,) = db.execute(f"SELECT max(seq) {span}", params).fetchone()
         if low is None:
             if progress is not None:
                 progress(0, 0)
             return []
-        if narrowed is None and progress is None:
-            return _seqs(db, sql, params)
-        found: list[int] = []
-        total = high - low + 1
+        spans: list[tuple[int, int]] = []
         start = low
         while start <= high:
             end = min(start + CHUNK, high + 1)
             if narrowed is not None and start <= narrowed[2] < end - 1:
                 end = narrowed[2] + 1  # the index's last row ends a chunk
-            found += self._range(db, sql, params, narrowed, start, end)
+            spans.append((start, end))
+            start = end
+        total = high - low + 1
+
+        def done(end: int) -> None:
             if progress is not None:
                 progress(end - low, total)
-            start = end
-        return found
 
-    @staticmethod
-    def _range(db, sql, params, narrowed, start: int, end: int) -> list[int]:
-        """A filter's matches with ``start <= seq < end``: through the body index's
-        candidates when it covers the range and they are few enough, else by reading
-        every row of it."""
-        part = {**params, "since": start, "below": end}
-        if narrowed is not None and end - 1 <= narrowed[2]:
-            most = int((end - start) * CANDIDATES)
-            bounds = {**part, "lo": start, "hi": end}
-            among = [r[0] for r in db.execute(f"{narrowed[0]} LIMIT {most + 1}", bounds)]
-            if len(among) <= most:
-                if not among:
-                    return []
-                part["seqs"] = json.dumps(among)
-                return _seqs(db, narrowed[1], part)
-        return _seqs(db, sql, part)
+        pool = _scan_pool() if len(spans) > 1 else None
+        if pool is not None:
+            try:
+                return pool.run((str(self.path), sql, params, narrowed, regexes), spans, done)
+            except store_scan.ScanError as e:
+                log.warning("filter run in this process: %s", e)
+        if narrowed is None and progress is None:
+            return store_scan.seqs(db, sql, params)
+        found: list[int] = []
+        for start, end in spans:
+            found += store_scan.range_seqs(db, sql, params, narrowed, start, end)
+            done(end)
+        return found
 
     def _scan(self, db, flt, progress, span: str = "1", bounds: dict | None = None) -> list[int]:
         bounds = bounds or {}

@@ -144,7 +144,7 @@ def filters(
     path: Path, flows: int | None = None, rounds: int = 3, only: list[str] | None = None
 ) -> None:
     """Each filter ``rounds`` times, with progress reported as the screen gets it:
-    median wall and CPU seconds (of this process: the filter's threads)."""
+    median wall and CPU seconds (of this process and its filter workers together)."""
     from mitmproxy import flowfilter
 
     from monitor.store import flow_from_row
@@ -158,9 +158,9 @@ def filters(
         walls, cpus, steps = [], [], []
         for _ in range(rounds):
             seen: list[tuple[int, int]] = []
-            t, c = time.monotonic(), time.process_time()
+            t, c = time.monotonic(), _cpu_with_workers()
             found, as_sql = reader.query(expr, progress=lambda d, n, seen=seen: seen.append((d, n)))
-            cpus.append(time.process_time() - c)
+            cpus.append(_cpu_with_workers() - c)
             walls.append(time.monotonic() - t)
             steps.append(len(seen))
         how = "SQL" if as_sql else "scan"
@@ -207,6 +207,18 @@ def _cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_with_workers() -> float:
+    """CPU seconds of this process and its children (the filter's worker processes)."""
+    me = os.getpid()
+    used = _cpu_of(me)
+    for child in _children_of(me):
+        try:
+            used += _cpu_of(child)
+        except OSError:  # ended meanwhile
+            pass
+    return used
+
+
 def _thread_cpu(pid: int, name: str) -> float:
     """CPU seconds of a process's threads called ``name``."""
     used = 0.0
@@ -220,7 +232,10 @@ def _thread_cpu(pid: int, name: str) -> float:
 def _children_of(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:  # a thread that ended meanwhile
+            pass
     return found
 
 

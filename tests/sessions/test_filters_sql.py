@@ -218,17 +218,26 @@ def session(tmp_path_factory):
     reader.close()
 
 
-@pytest.fixture(params=["body index", "no index"])
+@pytest.fixture(
+    params=[
+        ("body index", 2),
+        ("no index", 2),
+        ("body index", 1),
+        ("no index", 1),
+    ],
+    ids=lambda p: f"{p[0]}, {'in this process' if p[1] == 1 else f'{p[1]} workers'}",
+)
 def indexed(request, monkeypatch):
-    """Each expression twice: with the body index (its candidates read even when they are
+    """Each expression with the body index (its candidates read even when they are
     all the rows) and without it (every body read); in ranges of a few rows, as over a
-    large file."""
+    large file; the ranges in worker processes, and in this process (one core)."""
     monkeypatch.setattr(store_module, "CHUNK", 5)
-    if request.param == "body index":
+    monkeypatch.setattr(store_module, "SCAN_WORKERS", request.param[1])
+    if request.param[0] == "body index":
         monkeypatch.setattr(store_module, "CANDIDATES", 1.0)
     else:
         monkeypatch.setattr(store_module.store_writer, "indexed_of", lambda db: 0)
-    return request.param
+    return request.param[0]
 
 
 @pytest.mark.parametrize("expr", EXPRESSIONS)
@@ -409,3 +418,55 @@ def test_bodies_over_the_cap_are_searched_as_kept(tmp_path):
     assert reader.query("~bs tail-of-the-body") == ([], True)
     assert reader.query("~bs head-3")[0] == [4]
     reader.close()
+
+
+def _workers() -> list[int]:
+    """This process's filter workers (``store_scan`` run as a script), by pid."""
+    import os
+    from pathlib import Path
+
+    found = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for pid in children:
+            try:
+                line = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if line.split(b"\0")[-2:-1] == [store_module.store_scan.__file__.encode()]:
+                found.append(int(pid))
+    return found
+
+
+def test_a_worker_killed_mid_session_costs_nothing_but_its_range(session, monkeypatch, caplog):
+    """A filter's ranges run in worker processes; one killed between two filters: the
+    next filter still gives mitmproxy's answer (its range run here, with a warning),
+    and the one after runs in workers again (a new one started)."""
+    import os
+    import signal
+
+    reader, flows = session
+    monkeypatch.setattr(store_module, "CHUNK", 3)
+    monkeypatch.setattr(store_module, "SCAN_WORKERS", 2)
+    monkeypatch.setattr(store_module, "_pools", {})  # (other tests' workers are left out)
+    before = set(_workers())
+    expr = "~b '{.' | ~bq HELLO | ~b 42"
+    flt = flowfilter.parse(expr)
+    expected = [n for n, f in enumerate(flows, 1) if flt(f)]
+    assert 0 < len(expected) < len(flows)
+    assert reader.query(expr) == (expected, True)
+    workers = [pid for pid in _workers() if pid not in before]
+    assert len(workers) == 2, "two ranges or more: one worker per core"
+    os.kill(workers[0], signal.SIGKILL)
+    wait_for(lambda: workers[0] not in _workers())
+    with caplog.at_level("WARNING", logger="waylay.store"):
+        assert reader.query(expr) == (expected, True)
+    assert "filter run in this process" in caplog.text
+    assert reader.query(expr) == (expected, True)
+    again = [pid for pid in _workers() if pid not in before]
+    assert len(again) == 2 and workers[0] not in again
+    store_module._pools[2].stop()
+    assert set(_workers()) == before
