@@ -149,10 +149,23 @@ def _parse_header_block(block: bytes | None) -> http.Headers:
 
 
 @functools.lru_cache(maxsize=1024)
-def _host_of(authority: str) -> str:
-    """``Request.pretty_host`` for a Host header (or :authority): parsing it runs IDNA
-    and a host check, and hosts repeat."""
-    return url.parse_authority(authority, check=False)[0]
+def _pretty_origin(scheme: str, authority: str) -> tuple[str, str]:
+    """For a Host header (or :authority): ``Request.pretty_host``, and the start of
+    ``Request.pretty_url`` (before the path), as mitmproxy makes them. Parsing the header
+    runs IDNA and a host check, and hosts repeat (``pretty_url`` was half a row's cost)."""
+    host, port = url.parse_authority(authority, check=False)
+    return host, url.unparse(scheme, host, port or url.default_port(scheme) or 443, "")
+
+
+def pretty_host_and_url(req: http.Request) -> tuple[str, str]:
+    """``(req.pretty_host, req.pretty_url)``, the common case from a cache."""
+    authority = req.host_header
+    if not authority:
+        return req.host, req.pretty_url
+    host, origin = _pretty_origin(req.scheme, authority)
+    if req.first_line_format == "authority" or req.path == "*":  # (as mitmproxy has it)
+        return host, req.pretty_url
+    return host, origin + req.path
 
 
 def flow_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
@@ -170,6 +183,7 @@ def flow_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
         label = str(resp.status_code) if resp is not None else "…"
     req_body = req.raw_content
     resp_body = resp.raw_content if resp is not None else None
+    pretty_host, pretty_url = pretty_host_and_url(req)
     ended = (
         resp.timestamp_end if resp is not None else (flow.error.timestamp if flow.error else None)
     )
@@ -191,10 +205,10 @@ def flow_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
         req.method,
         req.scheme,
         req.host,
-        _host_of(authority) if (authority := req.host_header) else req.host,
+        pretty_host,
         req.port,
         req.path,
-        req.pretty_url,
+        pretty_url,
         req.http_version,
         resp.status_code if resp is not None else None,
         resp.reason if resp is not None else None,

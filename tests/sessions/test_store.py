@@ -384,3 +384,42 @@ def test_a_store_on_a_full_disk_says_so_once_and_keeps_what_it_committed(tmp_pat
     reader.close()
     db = sqlite3.connect(store.path)
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("scheme", "host", "port", "method", "path", "host_header", "version"),
+    [
+        ("http", "127.0.0.1", 8081, "GET", "/a?b=c", "127.0.0.1:8081", "HTTP/1.1"),
+        ("http", "10.0.0.1", 80, "GET", "/", "example.com", "HTTP/1.1"),
+        ("https", "10.0.0.1", 443, "GET", "/x", "example.com:443", "HTTP/1.1"),
+        ("https", "10.0.0.1", 443, "GET", "/x", "example.com:8443", "HTTP/1.1"),
+        ("http", "::1", 8080, "GET", "/v6", "[::1]:8080", "HTTP/1.1"),
+        ("http", "example.com", 80, "GET", "/", "bücher.example", "HTTP/1.1"),
+        ("http", "example.com", 80, "GET", "/", "not a host:99999", "HTTP/1.1"),
+        ("http", "example.com", 80, "GET", "/nohost", None, "HTTP/1.1"),
+        ("http", "example.com", 80, "OPTIONS", "*", "example.com", "HTTP/1.1"),
+        ("http", "example.com", 443, "CONNECT", "", "example.com:443", "HTTP/1.1"),
+        ("https", "example.com", 443, "GET", "/h2", "example.com", "HTTP/2.0"),
+    ],
+)
+def test_the_rows_pretty_host_and_url_are_mitmproxys(
+    scheme, host, port, method, path, host_header, version
+):
+    """The row's ``pretty_host`` and ``url`` come from a cache of parsed Host headers:
+    they are what mitmproxy's own properties give, odd requests included."""
+    from monitor.store import pretty_host_and_url
+
+    for _ in range(2):  # (the second time from the cache)
+        f = tflow.tflow(resp=True)
+        req = f.request
+        req.http_version = version
+        req.method, req.scheme, req.host, req.port, req.path = method, scheme, host, port, path
+        if method == "CONNECT":
+            req.authority = f"{host}:{port}"
+        req.headers.pop("Host", None)
+        if host_header is not None:
+            if version == "HTTP/2.0":
+                req.authority = host_header
+            else:
+                req.headers["Host"] = host_header
+        assert pretty_host_and_url(req) == (req.pretty_host, req.pretty_url)
