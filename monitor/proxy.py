@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import gc
 import inspect
 import logging
@@ -109,17 +110,37 @@ class AddonGroup:
         return f"AddonGroup({self.name}: {', '.join(type(a).__name__ for a in self.addons)})"
 
 
+_ARG_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def hook_args(event: hooks.Hook) -> list[Any]:
+    """``event.args()``: the values of its fields, in order (mitmproxy's own asks
+    ``dataclasses.fields`` each time; the names are looked up once per kind of hook)."""
+    names = _ARG_NAMES.get(type(event))
+    if names is None:
+        fields = dataclasses.fields(event)  # type: ignore[arg-type]
+        names = _ARG_NAMES[type(event)] = tuple(f.name for f in fields)
+    return [getattr(event, name) for name in names]
+
+
+async def _call(funcs: list[Callable], args: list[Any]) -> None:
+    for func in funcs:
+        res = func(*args)
+        if res is not None and inspect.isawaitable(res):
+            await res
+
+
 class HookTable(AddonManager):
     """mitmproxy's addon manager, with each chain entry's callables for a hook looked up
     once instead of on every event.
 
     For every event of every flow, mitmproxy's manager walks each chain entry's addons
     (a generator per level), asks each one for the hook by name, builds the event's
-    arguments again for every callable (``dataclasses.fields`` each time), and then sends
+    arguments again for every addon (``dataclasses.fields`` each time), and then sends
     an ``update`` event that walks them all again although no addon here has that hook.
     This one keeps, per chain entry and hook name, the list of callables that walk
-    finds, builds the arguments once per event, passes over entries with nothing to call
-    and sends no ``update`` nobody listens to. What is called, in which order, with which
+    finds, builds the arguments once per event (``hook_args``), passes over entries
+    with nothing to call and sends no ``update`` nobody listens to. What is called, in which order, with which
     arguments and with which error handling (``safecall``) is unchanged. The table is
     emptied whenever an addon is registered or removed; a group's children are fixed
     once it is added (``AddonGroup``). Installed on a ``Master`` by ``use_hook_table``.
@@ -161,29 +182,33 @@ class HookTable(AddonManager):
     async def invoke_addon(self, addon, event: hooks.Hook):
         funcs = self._callables(addon, event)
         if funcs:
-            args = event.args()
-            for func in funcs:
-                res = func(*args)
-                if res is not None and inspect.isawaitable(res):
-                    await res
+            await _call(funcs, hook_args(event))
 
     async def trigger_event(self, event: hooks.Hook):
+        args = None
         for entry in self.chain:
             try:
-                if not self._callables(entry, event):
-                    continue
+                funcs = self._callables(entry, event)
             except exceptions.AddonManagerError:
-                pass  # a hook that is not callable: said under safecall, below
+                funcs = None  # a hook that is not callable: said under safecall, below
+            else:
+                if not funcs:
+                    continue
             try:
                 with safecall():
-                    await self.invoke_addon(entry, event)
+                    if funcs is None:
+                        await self.invoke_addon(entry, event)
+                    else:
+                        if args is None:
+                            args = hook_args(event)
+                        await _call(funcs, args)
             except exceptions.AddonHalt:
                 return
 
     async def handle_lifecycle(self, event: hooks.Hook):
         await self.trigger_event(event)
         if self._anyone_updates():
-            message = event.args()[0]
+            message = hook_args(event)[0]
             if isinstance(message, mflow.Flow):
                 await self.trigger_event(hooks.UpdateHook([message]))
 

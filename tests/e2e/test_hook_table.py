@@ -176,3 +176,19 @@ def test_the_proxy_calls_its_addons_through_the_table(settings, upstream):
     finally:
         proxy.stop()
     assert not proxy.running
+
+
+def test_hook_arguments_are_mitmproxys_for_every_hook():
+    """``hook_args`` gives what ``Hook.args`` gives, for every hook mitmproxy declares
+    (each field a distinct object, so an order or a field left out shows)."""
+    import dataclasses
+
+    from mitmproxy import hooks
+
+    from monitor.proxy import hook_args
+
+    assert len(hooks.all_hooks) > 20
+    for name, kind in hooks.all_hooks.items():
+        event = kind(*[object() for _ in dataclasses.fields(kind)])
+        for _ in range(2):  # (the second time from the names kept)
+            assert hook_args(event) == event.args(), name
