@@ -13,7 +13,7 @@ half-written, and readers (``query``, ``waylay open``, this process's own read
 connections) never block the writer.
 
 Filters run as SQL where the mitmproxy filter expression allows it (``~d ~u ~m ~c ~e
-~q ~s ~t ~tq ~ts ~h ~hq ~hs ~b ~bq ~bs ~websocket ~marked ~all``, with ``& | !``; regexes
+~q ~s ~a ~t ~tq ~ts ~h ~hq ~hs ~b ~bq ~bs ~websocket ~marked ~all``, with ``& | !``; regexes
 run in SQLite through a registered function; a body filter reads only the rows the body
 index names), and otherwise fall back to a scan that rebuilds each flow and runs
 mitmproxy's filter on it, reporting progress.
@@ -547,6 +547,18 @@ def _to_sql(
         return "marked = 1", []
     if name in ("FTCP", "FUDP", "FDNS"):
         return "0", []
+    if name == "FAsset":
+        # mitmproxy's own patterns, searched in each Content-Type header of the response:
+        # literals (with ".*" after), so searching the values joined finds the same ones
+        values = [
+            v
+            for (v,) in db.execute("SELECT DISTINCT resp_ctype FROM flows")
+            if v is not None
+            and any(r.search(v.encode("utf-8", "surrogateescape")) for r in node.ASSET_TYPES)
+        ]
+        if not values:
+            return "0", []
+        return f"resp_ctype IN ({','.join('?' * len(values))})", values
     if name == "FContentTypeRequest":
         return among("req_ctype")
     if name == "FContentTypeResponse":

@@ -85,6 +85,11 @@ def _flows() -> list[http.HTTPFlow]:
     add("/stray", [], b"\xc3secret-token", [], "naïve café".encode() + b"\xa9\xa9 tail")
     add("/crème", [], b'{"q": 4248}', [], "CAFÉ CRÈME brûlée".encode())
     add("/mixed", [], b"Secret-Token", [], b"SeCrEt-ToKeN \xff\xfe")
+    # assets (~a): by each Content-Type header of the response, one of two too
+    add("/style", [], b"", [("Content-Type", "text/css; charset=utf-8")], b"p {}")
+    add("/font", [], b"", [("content-type", "font/woff2")], b"wOF2")
+    add("/two", [], b"", [("Content-Type", "text/plain"), ("Content-Type", "image/gif")], b"")
+    add("/asset-request", [("Content-Type", "text/css")], b"p {}", [], b"")
     for n in range(12):
         name = "x-n" if n % 2 else "X-N"
         add(f"/item/{n}", [(name, str(n))], b"", [(name, str(n))], f"item {n}".encode())
@@ -200,6 +205,10 @@ EXPRESSIONS = [
     "~bs '\"id\": 3,'",
     "~b '42'",
     "~b '{\"'",
+    "~a",
+    "!~a",
+    "~a & ~bs wOF2",
+    "~a | ~c 404",
 ]
 
 
