@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import gc
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -116,6 +117,29 @@ def attach_main(argv: list[str]) -> int:
     return run_attached(path)
 
 
+def _terminal_fd() -> int | None:
+    """The terminal the screen reads its keys from (Textual reads stdin), if it is one."""
+    try:
+        fd = sys.__stdin__.fileno() if sys.__stdin__ is not None else -1
+    except (OSError, ValueError):
+        return None
+    return fd if fd >= 0 and os.isatty(fd) else None
+
+
+def _hung_up_terminal() -> bool:
+    """The screen's terminal has hung up (its window closed, its ssh dropped)."""
+    fd = _terminal_fd()
+    if fd is None:
+        return True  # (it was one at mount: it is gone now)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        events = poller.poll(0)
+    except OSError:
+        return False
+    return any(mask & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, mask in events)
+
+
 def make_attached_app(
     remote: Remote | None, *, own_proxy: bool = False, ask_timeout: float | None = 120
 ):
@@ -173,6 +197,8 @@ def make_attached_app(
             if self.goes_with_the_terminal:
                 self._ui_loop.add_signal_handler(signal.SIGTERM, self.exit)
                 self._ui_loop.add_signal_handler(signal.SIGHUP, self._hung_up)
+            if not self.is_headless and _terminal_fd() is not None:
+                self.set_interval(1.0, self._check_terminal, name="terminal watch")
             remote.on_closed = self._closed_from_thread
             remote.on_rules = self._rules_from_thread
             remote.set_notify(self._batches_waiting)
@@ -186,6 +212,18 @@ def make_attached_app(
             """The terminal is gone: nothing can be drawn or restored there, so stop the
             proxy (its paused flows get their outcome) and leave at once."""
             self._stop_now()
+            os._exit(128 + signal.SIGHUP)
+
+        def _check_terminal(self) -> None:
+            """A terminal that hung up without a SIGHUP for this process: under `make
+            run`, make leads the terminal's session and, hung up, waits for its job, so
+            the signal never comes. Textual reads nothing from such a terminal, forever
+            and busily (about half a core); seen here, it is a hang-up as SIGHUP's: the
+            screen's own proxy stops with it, an attached screen detaches."""
+            if not _hung_up_terminal():
+                return
+            if self.goes_with_the_terminal:
+                self._hung_up()
             os._exit(128 + signal.SIGHUP)
 
         def _batches_waiting(self) -> None:  # the connection's reader thread

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pty
 import select
+import shlex
 import signal
 import socket
 import subprocess
@@ -471,6 +472,65 @@ def test_the_screen_takes_its_own_proxy_along_when_its_terminal_goes(
         assert "Traceback" not in term.text()
     finally:
         term.kill()
+
+
+@pytest.mark.parametrize("own", [True, False], ids=["its own proxy", "attached"])
+def test_a_terminal_that_hangs_up_without_a_sighup_is_noticed(
+    confdir, rules_path, upstream, start_proxy, own
+):
+    """Under `make run` the terminal's session leader is make, which on a hang-up waits
+    for its job, so the screen gets no SIGHUP: before, it went on reading nothing from a
+    terminal that was gone, busily, its proxy holding the port. Here the leader is a
+    shell that ignores SIGHUP and waits; the window closes (the pty's master end)."""
+    if own:
+        argv = [
+            *WAYLAY,
+            "--listen-port",
+            "0",
+            "--confdir",
+            str(confdir),
+            "--rules",
+            str(rules_path),
+        ]
+    else:
+        proxy = start_proxy()
+        argv = [*WAYLAY, "attach", proxy.path]
+    term = Terminal(["sh", "-c", f"trap '' HUP; {shlex.join(argv)}; true"])
+    closed = False
+    try:
+        if own:
+            [info] = wait_for(running_proxies, 60, "the screen's proxy")
+            port = info.port
+        else:
+            port = proxy.port
+        wait_for(lambda: _children(term.proc.pid), 30, "the screen under the shell")
+        wait_for(lambda: b"waylay" in term.output, 60, "the screen drawn")
+        assert curl(port, upstream.url("/seen")).stdout.endswith("200")
+        wait_for(lambda: b"/seen" in term.output, 30, "the flow on the screen")
+        screens = _children(term.proc.pid)
+        assert screens, "the screen runs under the shell"
+        term._done.set()
+        os.close(term.master)  # the window closes
+        closed = True
+        wait_for(lambda: not any(_pid_alive(p) for p in screens), 15, "the screen gone")
+        assert term.proc.wait(15) == 0
+        if own:
+            wait_for(lambda: not running_proxies(), 15, "the proxy stopped with its screen")
+            wait_for(lambda: not _pid_alive(info.pid), 15, "the proxy process gone")
+        else:
+            assert proxy.alive() and peek(proxy.path).flows == 1  # detached: it goes on
+    finally:
+        if not closed:
+            term.kill()
+        elif term.proc.poll() is None:
+            term.proc.kill()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
 
 
 def test_a_port_held_by_a_waylay_proxy_says_which_and_how_to_reach_it(start_proxy, confdir):
