@@ -47,7 +47,7 @@ from mitmproxy.flow import Error
 from mitmproxy.net.http import url
 
 from monitor import store_scan, store_writer
-from monitor.record import KEY, REDACTED, FlowRecord, record_of
+from monitor.record import KEY, REDACTED, FlowRecord, flow_type, record_of
 from monitor.store_writer import (  # noqa: F401 (the schema's names, for readers)
     COLUMNS,
     INDEX_BATCH,
@@ -215,7 +215,7 @@ def flow_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
         error,
         state,
         label,
-        rec.type,
+        flow_type(flow),  # (inferred when first asked: the screen shows it so)
         rec.rule_id,
         int(flow.websocket is not None),
         int(bool(flow.marked)),

@@ -99,10 +99,10 @@ def test_every_flow_in_the_session_file_and_filters_as_queries(settings, upstrea
         '~hq "content-type: application/json"', progress=lambda d, t: seen.append((d, t))
     )
     assert as_sql and found == [rows[1]["seq"]] and seen[-1] == (6, 6)
-    # a filter SQL cannot express (~a reads the response's content types one by one):
-    # the scan, with progress
+    # a filter SQL cannot express (~replay: the file does not keep it): the scan, with
+    # progress
     seen = []
-    found, as_sql = store.query("!~a", progress=lambda d, t: seen.append((d, t)))
+    found, as_sql = store.query("!~replay", progress=lambda d, t: seen.append((d, t)))
     assert not as_sql and found == [r["seq"] for r in rows] and seen[-1] == (6, 6)
     with pytest.raises(ValueError):
         store.query("~c notanumber")
@@ -423,3 +423,19 @@ def test_the_rows_pretty_host_and_url_are_mitmproxys(
             else:
                 req.headers["Host"] = host_header
         assert pretty_host_and_url(req) == (req.pretty_host, req.pretty_url)
+
+
+def test_a_flow_whose_type_nobody_asked_for_is_stored_with_the_type_the_screen_shows():
+    """The resource type is inferred when first asked (a rule, the screen's row): a flow
+    no rule looked at was stored without one and read back as "other" while the same
+    flow in memory showed "stylesheet"."""
+    from monitor.record import flow_type, record_of
+    from monitor.store import COLUMNS, flow_row
+
+    f = tflow.tflow(resp=True)
+    f.request.path = "/static/site.css"
+    f.request.headers["Accept"] = "*/*"
+    assert record_of(f).type is None
+    row = flow_row(f)
+    stored = dict(zip(COLUMNS[1:], row[: len(COLUMNS) - 1], strict=True))
+    assert stored["type"] == "stylesheet" == flow_type(f)
