@@ -414,10 +414,13 @@ def test_a_screen_that_does_not_read_never_holds_the_proxy_and_is_resynchronised
 # -- plain `waylay`: the screen starts its own proxy process --------------------------------
 
 
+def _plain_waylay(confdir, rules_path) -> list[str]:
+    """Plain `waylay` (a screen and its own proxy) on a free port, in the test's folders."""
+    return [*WAYLAY, "--listen-port", "0", "--confdir", str(confdir), "--rules", str(rules_path)]
+
+
 def test_waylay_runs_its_proxy_in_a_child_process_and_q_stops_it(confdir, rules_path, upstream):
-    term = Terminal(
-        [*WAYLAY, "--listen-port", "0", "--confdir", str(confdir), "--rules", str(rules_path)]
-    )
+    term = Terminal(_plain_waylay(confdir, rules_path))
     try:
         try:
             [info] = wait_for(running_proxies, 60, "the screen's proxy")
@@ -457,9 +460,7 @@ def test_the_screen_takes_its_own_proxy_along_when_its_terminal_goes(
 ):
     """A closed window or a dropped ssh (SIGHUP), or SIGTERM: before, the screen died and
     its proxy stayed behind, unseen, holding the port."""
-    term = Terminal(
-        [*WAYLAY, "--listen-port", "0", "--confdir", str(confdir), "--rules", str(rules_path)]
-    )
+    term = Terminal(_plain_waylay(confdir, rules_path))
     try:
         [info] = wait_for(running_proxies, 60, "the screen's proxy")
         assert curl(info.port, upstream.url("/seen")).stdout.endswith("200")
@@ -483,15 +484,7 @@ def test_a_terminal_that_hangs_up_without_a_sighup_is_noticed(
     terminal that was gone, busily, its proxy holding the port. Here the leader is a
     shell that ignores SIGHUP and waits; the window closes (the pty's master end)."""
     if own:
-        argv = [
-            *WAYLAY,
-            "--listen-port",
-            "0",
-            "--confdir",
-            str(confdir),
-            "--rules",
-            str(rules_path),
-        ]
+        argv = _plain_waylay(confdir, rules_path)
     else:
         proxy = start_proxy()
         argv = [*WAYLAY, "attach", proxy.path]
