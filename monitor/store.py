@@ -502,16 +502,18 @@ def _to_sql(
             return f"(instr(lower({column}), ?) AND {call})", [longest.lower()]
         return f"(instr({column}, ?) AND {call})", [longest]
 
-    def among(*columns: str) -> tuple[str, list]:
-        """A regex over columns with few distinct values (hosts, methods, content types):
-        run on the distinct values once, then an IN over the (indexed) column."""
-        regex = compiled()
+    def among(*columns: str, match: Callable[[str], object] | None = None) -> tuple[str, list]:
+        """A regex (or ``match``) over columns with few distinct values (hosts, methods,
+        content types): run on the distinct values once, then an IN over the (indexed)
+        column."""
+        if match is None:
+            match = compiled().search
         parts, args = [], []
         for column in columns:
             values = [
                 v
                 for (v,) in db.execute(f"SELECT DISTINCT {column} FROM flows")
-                if v is not None and regex.search(v)
+                if v is not None and match(v)
             ]
             if values:
                 parts.append(f"{column} IN ({','.join('?' * len(values))})")
@@ -550,15 +552,11 @@ def _to_sql(
     if name == "FAsset":
         # mitmproxy's own patterns, searched in each Content-Type header of the response:
         # literals (with ".*" after), so searching the values joined finds the same ones
-        values = [
-            v
-            for (v,) in db.execute("SELECT DISTINCT resp_ctype FROM flows")
-            if v is not None
-            and any(r.search(v.encode("utf-8", "surrogateescape")) for r in node.ASSET_TYPES)
-        ]
-        if not values:
-            return "0", []
-        return f"resp_ctype IN ({','.join('?' * len(values))})", values
+        def asset(value: str) -> bool:
+            raw = value.encode("utf-8", "surrogateescape")
+            return any(r.search(raw) for r in node.ASSET_TYPES)
+
+        return among("resp_ctype", match=asset)
     if name == "FContentTypeRequest":
         return among("req_ctype")
     if name == "FContentTypeResponse":
