@@ -140,10 +140,11 @@ class HookTable(AddonManager):
     an ``update`` event that walks them all again although no addon here has that hook.
     This one keeps, per chain entry and hook name, the list of callables that walk
     finds, builds the arguments once per event (``hook_args``), passes over entries
-    with nothing to call and sends no ``update`` nobody listens to. What is called, in which order, with which
-    arguments and with which error handling (``safecall``) is unchanged. The table is
-    emptied whenever an addon is registered or removed; a group's children are fixed
-    once it is added (``AddonGroup``). Installed on a ``Master`` by ``use_hook_table``.
+    with nothing to call and sends no ``update`` nobody listens to. What is called, in
+    which order, with which arguments and with which error handling (``safecall``) is
+    unchanged. The table is emptied whenever an addon is registered or removed; a
+    group's children are fixed once it is added (``AddonGroup``). Installed on a
+    ``Master`` by ``use_hook_table``.
     """
 
     _table: dict[tuple[int, str], tuple[object, list[Callable]]]
