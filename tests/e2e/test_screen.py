@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import tomllib
 
 import httpx
@@ -60,7 +61,7 @@ async def test_rows_status_and_details_for_http_and_https(
     async with app.run_test(size=SIZE) as pilot:
 
         def traffic():
-            with client(port, verify=str(waylay_ca)) as c:
+            with client(port, verify=ssl.create_default_context(cafile=str(waylay_ca))) as c:
                 c.post(upstream.url("/echo/json"), json={"hello": "waylay"})
                 c.get(tls_upstream.url("/status/404"))
             return curl(port, upstream.url("/curl-path"))
