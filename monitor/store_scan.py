@@ -199,11 +199,19 @@ class ScanPool:
         self._lock = threading.Lock()
 
     def _take(self) -> _Worker:
+        """An idle worker that is alive, else a new one (at most ``size``), else the
+        first one back."""
+        wait = 0.0
         while True:
             try:
-                return self._idle.get_nowait()
+                worker = self._idle.get(timeout=wait) if wait else self._idle.get_nowait()
             except queue.Empty:
                 pass
+            else:
+                if worker.process.poll() is None:
+                    return worker
+                self._drop(worker)  # ended while idle (killed): replaced
+                continue
             with self._lock:
                 start = self._started < self.size
                 if start:
@@ -215,19 +223,19 @@ class ScanPool:
                     with self._lock:
                         self._started -= 1
                     raise ScanError(f"cannot start a scan worker: {e}") from None
-            try:  # all busy: the first one back (or room for a new one, if one failed)
-                return self._idle.get(timeout=0.05)
-            except queue.Empty:
-                continue
+            wait = 0.05  # all busy: the first one back (or room, if one fails meanwhile)
+
+    def _drop(self, worker: _Worker) -> None:
+        worker.stop()
+        with self._lock:
+            self._started -= 1
 
     def _run(self, job: tuple) -> list[int]:
         worker = self._take()
         try:
             found = worker.run(job)
-        except Exception as e:  # gone, cut short, or SQLite refused: replaced
-            worker.stop()
-            with self._lock:
-                self._started -= 1
+        except Exception as e:  # gone mid-range, cut short, or SQLite refused: replaced
+            self._drop(worker)
             raise ScanError(str(e) or type(e).__name__) from None
         self._idle.put(worker)
         return found
@@ -259,11 +267,9 @@ class ScanPool:
     def stop(self) -> None:
         while True:
             try:
-                self._idle.get_nowait().stop()
+                self._drop(self._idle.get_nowait())
             except queue.Empty:
                 return
-            with self._lock:
-                self._started -= 1
 
 
 # -- the worker (this file, run as a script) -----------------------------------------------
