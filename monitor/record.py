@@ -16,7 +16,7 @@ from typing import Literal
 from mitmproxy import http
 
 from monitor.challenges import CacheEntry
-from policies import Decision, infer_type
+from policies import Decision, folded_fields, infer_type
 from widgets.model import CertificateInfo
 
 KEY = "waylay"
@@ -231,9 +231,4 @@ def _lowered(headers: http.Headers) -> Mapping[str, str]:
     """The headers as a read-only map of lower-cased names to values, folded as
     ``Headers`` folds them: ``infer_type``'s ten lookups cost a third as much (a screen
     attaching to 50,000 flows infers the type of each one it had not shown yet)."""
-    out: dict[str, str] = {}
-    for raw_name, raw_value in headers.fields:
-        name = raw_name.decode("utf-8", "surrogateescape").lower()
-        value = raw_value.decode("utf-8", "surrogateescape")
-        out[name] = f"{out[name]}, {value}" if name in out else value
-    return MappingProxyType(out)
+    return MappingProxyType(folded_fields(headers.fields))

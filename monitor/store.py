@@ -2,11 +2,13 @@
 
 One row per flow: the columns the flow list shows and filters need (indexed where a
 filter can use an index), the header blocks, bodies up to ``body_cap`` bytes each, and
-waylay's record (rule, trace, notes) as JSON. The row is built on the proxy loop when
-the flow finishes (about 15 µs, no ``get_state``); a thread hands the rows added every
-``commit_interval`` seconds to the store's writer process (``monitor/store_writer.py``,
-one marshalled list on a pipe), which inserts them and indexes their bodies
-(``INDEX_SCHEMA``) in one transaction on another core, and reports what it committed. A
+waylay's record (rule, trace, notes) as JSON. When a flow finishes, the proxy loop takes
+its values as they are (``raw_row``: header fields, bodies, the record as data; about
+7 µs, no ``get_state``); a thread hands the flows added every ``commit_interval``
+seconds to the store's writer process (``monitor/store_writer.py``, one marshalled list
+on a pipe), which makes their rows (header blocks, pretty URLs, resource types, JSON),
+inserts them and indexes their bodies (``INDEX_SCHEMA``) in one transaction on another
+core, and reports what it committed. A
 crash (kill -9) loses at most the rows of the last interval: the writer commits what it
 got when its pipe ends, and ends. The file is in WAL mode: a crash never leaves it
 half-written, and readers (``query``, ``waylay open``, this process's own read
@@ -22,7 +24,6 @@ mitmproxy's filter on it, reporting progress.
 from __future__ import annotations
 
 import fcntl
-import functools
 import json
 import logging
 import marshal
@@ -44,10 +45,9 @@ from typing import NamedTuple
 
 from mitmproxy import connection, flowfilter, http
 from mitmproxy.flow import Error
-from mitmproxy.net.http import url
 
 from monitor import store_scan, store_writer
-from monitor.record import KEY, REDACTED, FlowRecord, flow_type, record_of
+from monitor.record import KEY, REDACTED, FlowRecord, record_of
 from monitor.store_writer import (  # noqa: F401 (the schema's names, for readers)
     COLUMNS,
     INDEX_BATCH,
@@ -98,10 +98,17 @@ def _name_thread(name: bytes) -> None:
         pass
 
 
-def _plain(value: object) -> bool | int | float | str | bytes | None:
+def _plain(value: object) -> object:
+    """``value`` as the plain types ``marshal`` writes (a str enum as its str…)."""
     if value is None or type(value) in (bool, int, float, str, bytes):
-        return value  # type: ignore[return-value]
-    if isinstance(value, bytes):
+        return value
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, bool):
         return bool(value)
@@ -109,6 +116,8 @@ def _plain(value: object) -> bool | int | float | str | bytes | None:
         return int(value)
     if isinstance(value, float):
         return float(value)
+    if isinstance(value, str):
+        return str.__str__(value)
     return str(value)
 
 
@@ -117,25 +126,6 @@ class StoreError(OSError):
 
 
 # -- rows -----------------------------------------------------------------------------
-
-
-def _header_block(headers: http.Headers) -> bytes:
-    return b"\r\n".join(name + b": " + value for name, value in headers.fields)
-
-
-def _head(headers: http.Headers) -> tuple[bytes, str | None, bool]:
-    """In one pass over the fields: the header block, the Content-Type as
-    ``headers.get`` gives it (values joined by ", "), and whether there is a
-    Content-Encoding. (Six ``headers.get`` calls were a third of a row's cost.)"""
-    lines, types, encoded = [], [], False
-    for name, value in headers.fields:
-        lines.append(name + b": " + value)
-        lower = name.lower()
-        if lower == b"content-type":
-            types.append(value.decode("utf-8", "surrogateescape"))
-        elif lower == b"content-encoding":
-            encoded = True
-    return b"\r\n".join(lines), ", ".join(types) if types else None, encoded
 
 
 def _parse_header_block(block: bytes | None) -> http.Headers:
@@ -148,88 +138,76 @@ def _parse_header_block(block: bytes | None) -> http.Headers:
     return http.Headers(fields)
 
 
-@functools.lru_cache(maxsize=1024)
-def _pretty_origin(scheme: str, authority: str) -> tuple[str, str]:
-    """For a Host header (or :authority): ``Request.pretty_host``, and the start of
-    ``Request.pretty_url`` (before the path), as mitmproxy makes them. Parsing the header
-    runs IDNA and a host check, and hosts repeat (``pretty_url`` was half a row's cost)."""
-    host, port = url.parse_authority(authority, check=False)
-    return host, url.unparse(scheme, host, port or url.default_port(scheme) or 443, "")
-
-
-def pretty_host_and_url(req: http.Request) -> tuple[str, str]:
-    """``(req.pretty_host, req.pretty_url)``, the common case from a cache."""
+def _urls(req: http.Request) -> tuple[str | None, tuple[str, str, str] | None]:
+    """``RAW``'s ``authority`` and ``urls``: the Host header, and mitmproxy's own
+    ``(pretty_host, pretty_url, url)`` where they are not the common case's."""
     authority = req.host_header
-    if not authority:
-        return req.host, req.pretty_url
-    host, origin = _pretty_origin(req.scheme, authority)
-    if req.first_line_format == "authority" or req.path == "*":  # (as mitmproxy has it)
-        return host, req.pretty_url
-    return host, origin + req.path
+    if not authority or req.first_line_format == "authority" or req.path == "*":
+        return authority, (req.pretty_host, req.pretty_url, req.url)  # (as mitmproxy has it)
+    return authority, None
 
 
-def flow_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
-    """The row of a finished flow (without its seq: the writer numbers rows) followed by
-    its blobs. Runs on the proxy loop; cheap on purpose."""
-    req, resp = flow.request, flow.response
+def request_urls(req: http.Request) -> tuple[str, str, str]:
+    """``(req.pretty_host, req.pretty_url, req.url)`` as a stored row gets them."""
+    authority, urls = _urls(req)
+    return store_writer.row_maker().urls(req.scheme, req.host, req.port, req.path, authority, urls)
+
+
+def _redacted(headers: http.Headers, added: list[str]) -> tuple[tuple[bytes, bytes], ...]:
+    """The header fields with the values of the credentials waylay added hidden (as in
+    HAR and --save)."""
+    names = {h.lower() for h in added}
+    copy = headers.copy()
+    for name in list(copy.keys()):
+        if name.lower() in names:
+            copy[name] = REDACTED
+    return copy.fields
+
+
+def raw_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
+    """A finished flow's values as the writer process makes its row of them
+    (``store_writer.RAW``, ``finish_row``). Runs on the proxy loop, where every µs is the
+    proxy's: it only takes what the flow holds (no parsing, formatting, JSON or type
+    inference; those run on the writer's core)."""
+    req, resp, err = flow.request, flow.response, flow.error
     rec = record_of(flow)
-    state: str = rec.state or ("error" if flow.error is not None else "done")
-    error = flow.error.msg if flow.error is not None else None
-    if state == "error":
-        label = f"error: {error}" if error else "error"
-    elif state in ("cancelled", "redirected"):
-        label = state
-    else:
-        label = str(resp.status_code) if resp is not None else "…"
     req_body = req.raw_content
     resp_body = resp.raw_content if resp is not None else None
-    pretty_host, pretty_url = pretty_host_and_url(req)
-    ended = (
-        resp.timestamp_end if resp is not None else (flow.error.timestamp if flow.error else None)
-    )
-    saved = rec.to_dict()
-    record = json.dumps(saved) if saved else None
-    req_block, req_ctype, req_enc = _head(req.headers)
-    resp_block, resp_ctype, resp_enc = _head(resp.headers) if resp is not None else (None,) * 3
-    added = {h.lower() for h in rec.added_headers}
-    if added:  # credentials waylay added are not kept (as in HAR and --save)
-        req_headers = req.headers.copy()
-        for name in list(req_headers.keys()):
-            if name.lower() in added:
-                req_headers[name] = REDACTED
-        req_block = _header_block(req_headers)
+    authority, urls = _urls(req)
     return (
         flow.id,
         req.timestamp_start,
-        ended,
+        resp.timestamp_end if resp is not None else (err.timestamp if err is not None else None),
         req.method,
         req.scheme,
         req.host,
-        pretty_host,
         req.port,
         req.path,
-        pretty_url,
         req.http_version,
+        authority,
+        urls,
         resp.status_code if resp is not None else None,
         resp.reason if resp is not None else None,
-        error,
-        state,
-        label,
-        flow_type(flow),  # (inferred when first asked: the screen shows it so)
+        err.msg if err is not None else None,
+        rec.state,
+        rec.type,
         rec.rule_id,
-        int(flow.websocket is not None),
-        int(bool(flow.marked)),
-        req_ctype,
-        resp_ctype,
+        flow.websocket is not None,
+        bool(flow.marked),
+        req.headers.fields if not rec.added_headers else _redacted(req.headers, rec.added_headers),
+        resp.headers.fields if resp is not None else None,
         len(req_body) if req_body is not None else 0,
         len(resp_body) if resp_body is not None else None,
-        req_block,
-        resp_block,
         req_body[:body_cap] if req_body else None,
         resp_body[:body_cap] if resp_body else None,
-        record,
-        req_enc | bool(resp_enc) << 1,
+        rec.to_dict() or None,
     )
+
+
+def flow_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
+    """The stored row of a finished flow, made in this process (``store_writer.ROW``
+    without the seq)."""
+    return store_writer.finish_row((0, *raw_row(flow, body_cap)))[1:]
 
 
 def flow_from_row(row: sqlite3.Row) -> http.HTTPFlow:
@@ -696,6 +674,8 @@ class SessionStore:
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self.written = 0
+        self.unstored = 0
+        """Flows the writer process could not make a row of (left out; logged)."""
         self._next_seq = 1
         """The seq the next flow added gets (``add`` numbers rows, on the proxy loop)."""
         self.committed = 0
@@ -872,7 +852,7 @@ class SessionStore:
         if not self.writing or self.failed:
             return
         try:
-            row = flow_row(flow, self.body_cap)
+            row = raw_row(flow, self.body_cap)
         except Exception:  # a flow that cannot be a row must not break the proxy
             log.exception("flow %s not stored", flow.id)
             return
@@ -963,7 +943,10 @@ class SessionStore:
             report = pickle.loads(buffer[size : size + length])
             buffer = buffer[size + length :]
             if report[0] == "ok":
-                _, self.committed, self.indexed, self.written = report
+                _, self.committed, self.indexed, self.written, unstored = report
+                if unstored > self.unstored:
+                    log.error("--session %s: %d flows could not be stored", self.path, unstored)
+                    self.unstored = unstored
             elif self.failed is None:
                 self._fail(report[1])
         return buffer

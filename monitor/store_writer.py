@@ -1,25 +1,32 @@
-"""The session store's writer process: SQLite writing and body indexing on another core.
+"""The session store's writer process: rows, SQLite writing and body indexing on another
+core.
 
-The proxy process builds each finished flow's row (``store.flow_row``) and hands the
-rows over once per commit interval, one marshalled list on this process's stdin; this
-process inserts them and indexes their bodies in one transaction, and reports what is
-committed on its stdout. It imports the standard library only (it runs as a script,
-``python -I store_writer.py``, so it starts in a few tens of milliseconds and never
-loads mitmproxy), and ends when its stdin ends: at ``SessionStore.close``, or when the
-proxy process is gone (even killed: the pipe's other end closes). A proxy process that
-is gone while something else holds the pipe is noticed by the parent's pid changing.
+The proxy process takes each finished flow's values as they are (``store.raw_row``:
+``RAW``) and hands them over once per commit interval, one marshalled list on this
+process's stdin; this process makes their rows (``finish_row``: header blocks, pretty
+URLs, resource types, the record's JSON: work the proxy's core would otherwise do for
+every flow), inserts them and indexes their bodies in one transaction, and reports what
+is committed on its stdout. It runs as a script (``python -I store_writer.py``) on the
+standard library, with mitmproxy's URL functions and waylay's resource types (a few ms
+to import; never the rest of mitmproxy), so it starts in a few tens of milliseconds. It
+ends when its stdin ends: at ``SessionStore.close``, or when the proxy process is gone
+(even killed: the pipe's other end closes). A proxy process that is gone while something
+else holds the pipe is noticed by the parent's pid changing.
 
 The schema and the statements are here too; ``monitor.store`` imports them.
 
 Frames: proxy -> writer, 8 bytes of length then a message in ``marshal``'s format (a
-dict of settings first, then lists of rows: str, bytes, numbers and None, which
-``marshal`` writes about three times faster than ``pickle``); writer -> proxy, 4 bytes of length then a pickled tuple,
+dict of settings first, then lists of raw rows: str, bytes, numbers, None and tuples,
+lists and dicts of them, which ``marshal`` writes about three times faster than
+``pickle``); writer -> proxy, 4 bytes of length then a pickled tuple,
 written whole in one ``write`` (shorter than PIPE_BUF, so never interleaved or cut):
-``("ok", committed, indexed, written)`` or ``("error", message)`` (then it ends).
+``("ok", committed, indexed, written, unstored)`` or ``("error", message)`` (then it
+ends). ``unstored``: flows whose row could not be made, left out.
 """
 
 from __future__ import annotations
 
+import json
 import marshal
 import os
 import pickle
@@ -28,6 +35,7 @@ import signal
 import sqlite3
 import struct
 import sys
+from collections.abc import Iterator
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -110,7 +118,7 @@ INSERT_BLOBS = (
     f"INSERT INTO blobs ({', '.join(BLOB_COLUMNS)}) VALUES ({', '.join('?' * len(BLOB_COLUMNS))})"
 )
 ROW = [*COLUMNS, "req_headers", "resp_headers", "req_body", "resp_body", "record", "enc"]
-"""A row as the writer gets it: seq, then ``flow_row``'s values."""
+"""A row as the writer inserts it (``finish_row``): seq, then ``store.flow_row``'s values."""
 INCOMING = f"""
 CREATE TEMP VIEW IF NOT EXISTS incoming ({", ".join(ROW)}) AS SELECT {", ".join(["NULL"] * len(ROW))};
 CREATE TEMP TRIGGER IF NOT EXISTS incoming_row INSTEAD OF INSERT ON incoming BEGIN
@@ -126,6 +134,117 @@ ROWS_HEADER = struct.Struct("<Q")
 REPORT_HEADER = struct.Struct("<I")
 REPORT_MAX = 4000
 """A report is written in one piece, under PIPE_BUF (4096 bytes on Linux)."""
+
+
+RAW = (
+    "id started ended method scheme host port path http_version authority urls status "
+    "reason error state type rule_id websocket marked req_fields resp_fields req_size "
+    "resp_size req_body resp_body record"
+).split()
+"""A flow as the proxy process sends it (``store.raw_row``): its own values, taken as they
+come (header fields, the record as a dict); ``finish_row`` makes the stored row of it
+here, on the writer's core. ``authority`` is the Host header (or ``:authority``);
+``urls`` is None in the common case (an origin-form request with one), else mitmproxy's
+own ``(pretty_host, pretty_url, url)``. ``state``/``type``: the record's, or None."""
+
+
+class RowMaker:
+    """What ``finish_row`` needs beyond the standard library, loaded when first used (the
+    process starts without it): mitmproxy's URL functions (a few ms to import; not the
+    rest of mitmproxy) and the resource types (``policies/resource_types.py``, standard
+    library only, loaded from its file: the ``policies`` package would import all of it)."""
+
+    def __init__(self) -> None:
+        from mitmproxy.net.http import url
+
+        types = sys.modules.get("policies.resource_types")
+        if types is None:
+            import importlib.util
+            from pathlib import Path
+
+            path = Path(__file__).resolve().parent.parent / "policies" / "resource_types.py"
+            spec = importlib.util.spec_from_file_location("waylay_resource_types", path)
+            assert spec is not None and spec.loader is not None
+            types = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(types)
+        self.url = url
+        self.infer_type = types.infer_type
+        self.folded_fields = types.folded_fields
+        self.origins: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def urls(
+        self, scheme: str, host: str, port: int, path: str, authority: str | None, urls
+    ) -> tuple[str, str, str]:
+        """A request's ``(pretty_host, pretty_url, url)`` as mitmproxy makes them, from
+        ``RAW``'s values. The Host header's parse (IDNA, a host check) is kept: hosts
+        repeat."""
+        if urls is not None:
+            return urls
+        assert authority  # (the common case has one)
+        key = (scheme, authority)
+        origin = self.origins.get(key)
+        url = self.url
+        if origin is None:
+            pretty_host, pretty_port = url.parse_authority(authority, check=False)
+            pretty_port = pretty_port or url.default_port(scheme) or 443
+            origin = (pretty_host, url.unparse(scheme, pretty_host, pretty_port, ""))
+            if len(self.origins) >= 1024:
+                self.origins.clear()
+            self.origins[key] = origin
+        return origin[0], origin[1] + path, url.unparse(scheme, host, port, path)
+
+
+_maker: RowMaker | None = None
+
+
+def row_maker() -> RowMaker:
+    global _maker
+    return _maker if _maker is not None else (_maker := RowMaker())
+
+
+def head(fields) -> tuple[bytes, str | None, bool]:
+    """In one pass over a message's header fields: the header block, the Content-Type as
+    ``Headers.get`` gives it (values joined by ", "), and whether there is a
+    Content-Encoding."""
+    lines, types, encoded = [], [], False
+    for name, value in fields:
+        lines.append(name + b": " + value)
+        lower = name.lower()
+        if lower == b"content-type":
+            types.append(value.decode("utf-8", "surrogateescape"))
+        elif lower == b"content-encoding":
+            encoded = True
+    return b"\r\n".join(lines), ", ".join(types) if types else None, encoded
+
+
+def finish_row(raw: tuple) -> tuple:
+    """The stored row (``ROW``: seq, the ``flows`` columns, the blobs, ``enc``) of a raw
+    row as the proxy sends it (seq, then ``RAW``)."""
+    (
+        seq, fid, started, ended, method, scheme, host, port, path, http_version, authority,
+        urls, status, reason, error, state, rtype, rule_id, websocket, marked, req_fields,
+        resp_fields, req_size, resp_size, req_body, resp_body, record,
+    ) = raw  # fmt: skip
+    state = state or ("error" if error is not None else "done")
+    if state == "error":
+        label = f"error: {error}" if error else "error"
+    elif state in ("cancelled", "redirected"):
+        label = state
+    else:
+        label = str(status) if status is not None else "…"
+    made = row_maker()
+    pretty_host, pretty_url, full_url = made.urls(scheme, host, port, path, authority, urls)
+    if rtype is None:  # as ``record.flow_type`` infers it: the type the screen shows
+        rtype = made.infer_type(method, full_url, made.folded_fields(req_fields))
+    req_block, req_ctype, req_enc = head(req_fields)
+    resp_block, resp_ctype, resp_enc = head(resp_fields) if resp_fields is not None else (None,) * 3
+    return (
+        seq, fid, started, ended, method, scheme, host, pretty_host, port, path, pretty_url,
+        http_version, status, reason, error, state, label, rtype, rule_id, int(websocket),
+        int(marked), req_ctype, resp_ctype, req_size, resp_size, req_block, resp_block,
+        req_body, resp_body, json.dumps(record) if record else None,
+        req_enc | bool(resp_enc) << 1,
+    )  # fmt: skip
 
 
 def indexed_of(db: sqlite3.Connection) -> int:
@@ -156,6 +275,9 @@ class Writer:
         db.execute("PRAGMA synchronous = NORMAL")
         db.executescript(INCOMING)
         self.db = db
+        self.maker = row_maker()  # (its imports fail here, at the start, if they do)
+        self.unstored = 0
+        """Rows that could not be made (``finish_row`` failed): left out, counted."""
         self.committed = db.execute("SELECT max(seq) FROM flows").fetchone()[0] or 0
         self.indexed = indexed_of(db) if self.indexing else 0
 
@@ -167,13 +289,20 @@ class Writer:
         for start in range(0, len(rows), self.max_batch):
             batch = rows[start : start + self.max_batch]
             db.execute("BEGIN")
-            db.executemany(INSERT_ROW, batch)
+            db.executemany(INSERT_ROW, self.finished(batch))
             if self.indexing and self.indexed == self.committed:  # in the same transaction
                 self.index_some(upto=batch[-1][0])
             db.execute("COMMIT")
             self.committed = batch[-1][0]
             self.written += len(batch)
-        self.report("ok", self.committed, self.indexed, self.written)
+        self.report("ok", self.committed, self.indexed, self.written, self.unstored)
+
+    def finished(self, batch: list[tuple]) -> Iterator[tuple]:
+        for raw in batch:
+            try:
+                yield finish_row(raw)
+            except Exception:  # one flow that cannot be a row must not stop the others
+                self.unstored += 1
 
     def backlog(self) -> bool:
         return self.indexing and self.indexed < self.committed
@@ -231,7 +360,7 @@ class Writer:
             if self.indexed == before:
                 break
         self.db.close()
-        self.report("ok", self.committed, self.indexed, self.written, wait=True)
+        self.report("ok", self.committed, self.indexed, self.written, self.unstored, wait=True)
 
 
 def _send(out: int, message: tuple, wait: bool = False) -> None:
@@ -278,7 +407,7 @@ def main() -> int:
     writer = None
     try:
         writer = Writer(settings, out)
-        writer.report("ok", writer.committed, writer.indexed, 0)
+        writer.report("ok", writer.committed, writer.indexed, 0, 0)
         while True:
             busy = writer.backlog()
             ready, _, _ = select.select([rows_in], [], [], 0 if busy else 1.0)
@@ -290,11 +419,13 @@ def main() -> int:
                     writer.store(rows)
             elif busy:
                 writer.index_some()  # an older file's rows, a batch at a time, when idle
-                writer.report("ok", writer.committed, writer.indexed, writer.written)
+                writer.report(
+                    "ok", writer.committed, writer.indexed, writer.written, writer.unstored
+                )
             elif os.getppid() != writer.parent:
                 break  # the proxy process is gone and something else holds the pipe
         writer.finish()
-    except (sqlite3.Error, OSError, MemoryError, ValueError, EOFError, TypeError) as e:
+    except (sqlite3.Error, OSError, MemoryError, ValueError, EOFError, TypeError, ImportError) as e:
         if writer is not None:
             try:
                 writer.db.execute("ROLLBACK")

@@ -7,7 +7,7 @@ conditions (mitmproxy's filter language).
 from .engine import Decision, Engine, EventDetails
 from .match_pattern import MatchPattern, MatchPatternError, compile_pattern
 from .model import ACTIONS_BY_EVENT, EVENTS, RESOURCE_TYPES, Defaults, Rule, RuleSetModel
-from .resource_types import PageElements, infer_type
+from .resource_types import PageElements, folded_fields, infer_type
 from .rules_file import RulesFile, RulesFileError, config_dir, default_rules_path
 from .secrets import SecretStore
 
@@ -30,5 +30,6 @@ __all__ = [
     "compile_pattern",
     "config_dir",
     "default_rules_path",
+    "folded_fields",
     "infer_type",
 ]

@@ -407,7 +407,7 @@ def test_the_rows_pretty_host_and_url_are_mitmproxys(
 ):
     """The row's ``pretty_host`` and ``url`` come from a cache of parsed Host headers:
     they are what mitmproxy's own properties give, odd requests included."""
-    from monitor.store import pretty_host_and_url
+    from monitor.store import request_urls
 
     for _ in range(2):  # (the second time from the cache)
         f = tflow.tflow(resp=True)
@@ -422,7 +422,7 @@ def test_the_rows_pretty_host_and_url_are_mitmproxys(
                 req.authority = host_header
             else:
                 req.headers["Host"] = host_header
-        assert pretty_host_and_url(req) == (req.pretty_host, req.pretty_url)
+        assert request_urls(req) == (req.pretty_host, req.pretty_url, req.url)
 
 
 def test_a_flow_whose_type_nobody_asked_for_is_stored_with_the_type_the_screen_shows():
@@ -439,3 +439,105 @@ def test_a_flow_whose_type_nobody_asked_for_is_stored_with_the_type_the_screen_s
     row = flow_row(f)
     stored = dict(zip(COLUMNS[1:], row[: len(COLUMNS) - 1], strict=True))
     assert stored["type"] == "stylesheet" == flow_type(f)
+
+
+def _odd_flows():
+    """Flows whose rows take every branch of ``finish_row``."""
+    import enum
+
+    from monitor.record import record_of
+
+    class Kind(str, enum.Enum):  # noqa: UP042 (its str() is not its value: sent as the value)
+        CANCELLED = "cancelled"
+
+    plain = tflow.tflow(resp=True)
+    plain.request.path = "/static/site.css"
+    plain.request.headers["Accept"] = "*/*"
+    typed = tflow.tflow(resp=True)
+    record_of(typed).type = "ping"  # a type a rule or a page gave: kept as it is
+    failed = tflow.tflow(err=True)
+    empty_error = tflow.tflow(err=True)
+    empty_error.error.msg = ""
+    cancelled = tflow.tflow()
+    record_of(cancelled).state = Kind.CANCELLED
+    record_of(cancelled).note("cancelled at the request")
+    credentials = tflow.tflow(resp=True)
+    credentials.request.headers["Authorization"] = "Basic c2VjcmV0"
+    credentials.request.headers.add("authorization", "Bearer twice")
+    record_of(credentials).added("Authorization")
+    encoded = tflow.tflow(resp=True)
+    encoded.response.headers["Content-Type"] = "text/html"
+    encoded.response.headers.add("content-type", "charset=utf-8")
+    encoded.response.headers["Content-Encoding"] = "identity"
+    star = tflow.tflow(resp=True)
+    star.request.method, star.request.path = "OPTIONS", "*"
+    connect = tflow.tflow(resp=True)
+    connect.request.method, connect.request.path = "CONNECT", ""
+    connect.request.authority = "example.com:443"
+    no_host = tflow.tflow(resp=True)
+    no_host.request.headers.pop("Host", None)
+    marked = tflow.twebsocketflow()
+    marked.marked = ":star:"
+    return [plain, typed, failed, empty_error, cancelled, credentials, encoded, star, connect,
+            no_host, marked]  # fmt: skip
+
+
+def test_the_writer_process_makes_the_rows_as_mitmproxy_and_the_screen_see_the_flows(tmp_path):
+    """The proxy hands the writer process each flow's raw values (header fields, the
+    record as data); the writer makes the row. What it stores is what mitmproxy's own
+    properties and the screen's record give, for the odd flows too."""
+    import json
+
+    from monitor.record import REDACTED, flow_type, record_of
+    from monitor.store import COLUMNS, flow_row
+
+    flows = _odd_flows()
+    records = [json.loads(json.dumps(record_of(f).to_dict())) for f in flows]
+    expected = [flow_row(f) for f in flows]  # (made in this process)
+    store = SessionStore(tmp_path / "w.waylay-session", commit_interval=0.01)
+    store.open()
+    for f in flows:
+        store.add(f)
+    store.flush()
+    rows = {r["id"]: r for r in store.rows(list(range(1, len(flows) + 1)))}
+    store.close()
+    assert store.unstored == 0 and len(rows) == len(flows)
+    for f, made, record in zip(flows, expected, records, strict=True):
+        row, req = rows[f.id], f.request
+        assert tuple(row[c] for c in COLUMNS[1:]) == made[: len(COLUMNS) - 1]
+        assert (row["pretty_host"], row["url"]) == (req.pretty_host, req.pretty_url)
+        assert row["type"] == flow_type(f)
+        assert row["req_ctype"] == req.headers.get("content-type")
+        if f.response is not None:
+            assert row["resp_ctype"] == f.response.headers.get("content-type")
+        assert bool(row["marked"]) == bool(f.marked)
+        assert bool(row["websocket"]) == (f.websocket is not None)
+        assert (json.loads(row["record"]) if row["record"] else {}) == record
+    assert [rows[f.id]["label"] for f in flows[2:4]] == ["error: error", "error"]
+    cancelled = rows[flows[4].id]
+    assert (cancelled["state"], cancelled["label"]) == ("cancelled", "cancelled")
+    assert json.loads(cancelled["record"])["state"] == "cancelled"
+    credentials = rows[flows[5].id]["req_headers"]
+    assert b"c2VjcmV0" not in credentials and b"twice" not in credentials
+    assert f"Authorization: {REDACTED}".encode() in credentials
+    assert rows[flows[6].id]["resp_ctype"] == "text/html, charset=utf-8"
+
+
+def test_a_flow_the_writer_cannot_make_a_row_of_is_left_out_and_the_rest_stored(tmp_path, caplog):
+    """A record with something JSON cannot hold (an addon's bytes in a note) fails its
+    row in the writer process: that flow is left out and logged, the others stored."""
+    from monitor.record import record_of
+
+    store = SessionStore(tmp_path / "u.waylay-session", commit_interval=0.01)
+    store.open()
+    flows = [tflow.tflow(resp=True) for _ in range(3)]
+    record_of(flows[1]).notes.append(b"\x00bytes")
+    for f in flows:
+        store.add(f)
+    store.flush()
+    wait_for(lambda: store.unstored == 1, what="the report of the row left out")
+    ids = [r["id"] for r in store.newest(10)]
+    store.close()
+    assert sorted(ids) == sorted([flows[0].id, flows[2].id])
+    assert "1 flows could not be stored" in caplog.text
+    assert store.failed is None
