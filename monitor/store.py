@@ -75,14 +75,21 @@ SELECT = "SELECT * FROM flows JOIN blobs USING (seq)"
 
 SCAN_WORKERS = store_scan.cores()
 """Worker processes a filter over more than one range runs in (1: none, in this one)."""
-_pools: dict[int, store_scan.ScanPool] = {}
+_pool: store_scan.ScanPool | None = None
+_pool_lock = threading.Lock()
 
 
 def _scan_pool() -> store_scan.ScanPool | None:
     """The process's filter workers (started on first use, kept), or None: one core."""
+    global _pool
     if SCAN_WORKERS < 2:
         return None
-    return _pools.setdefault(SCAN_WORKERS, store_scan.ScanPool(SCAN_WORKERS))
+    with _pool_lock:
+        if _pool is None or _pool.size != SCAN_WORKERS:  # (a test set another size)
+            if _pool is not None:
+                _pool.stop()
+            _pool = store_scan.ScanPool(SCAN_WORKERS)
+        return _pool
 
 
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)

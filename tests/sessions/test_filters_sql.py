@@ -462,7 +462,7 @@ def test_workers_killed_between_two_filters_are_replaced(session, monkeypatch, c
     reader, flows = session
     monkeypatch.setattr(store_module, "CHUNK", 3)
     monkeypatch.setattr(store_module, "SCAN_WORKERS", 2)
-    monkeypatch.setattr(store_module, "_pools", {})  # (other tests' workers are left out)
+    monkeypatch.setattr(store_module, "_pool", None)  # (other tests' workers are left out)
     before = set(_workers())
     expr = "~b '{.' | ~bq HELLO | ~b 42"
     flt = flowfilter.parse(expr)
@@ -490,5 +490,5 @@ def test_workers_killed_between_two_filters_are_replaced(session, monkeypatch, c
         assert reader.query(expr) == (expected, True)
     assert "filter run in this process" in caplog.text
     monkeypatch.setattr(store_module.store_scan._Worker, "run", real_run)
-    store_module._pools[2].stop()
+    store_module._pool.stop()
     assert set(_workers()) == before
