@@ -10,7 +10,6 @@ wrk made: unlike requests per second, it hardly depends on what else runs on the
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import sys
@@ -19,12 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.bench.procstat import cpu_of
 from tests.bench.proxy_bench import _headless, _upstream, _wrk
-
-
-def _cpu_of(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _screen_run(tmp: Path, up_port: int, seconds: float) -> tuple[float, float]:
@@ -41,10 +36,10 @@ def _screen_run(tmp: Path, up_port: int, seconds: float) -> tuple[float, float]:
     def load() -> None:
         time.sleep(2)  # the screen is up
         _wrk(port, up_port, 1, 4)
-        screen, proxy = time.process_time(), _cpu_of(child.proc.pid)
+        screen, proxy = time.process_time(), cpu_of(child.proc.pid)
         rps = _wrk(port, up_port, seconds, 16)[0]
         got["screen"] = (time.process_time() - screen) / (rps * seconds)
-        got["proxy"] = (_cpu_of(child.proc.pid) - proxy) / (rps * seconds)
+        got["proxy"] = (cpu_of(child.proc.pid) - proxy) / (rps * seconds)
         app.call_from_thread(app.exit)
 
     threading.Thread(target=load, daemon=True).start()
@@ -60,9 +55,9 @@ def _screen_run(tmp: Path, up_port: int, seconds: float) -> tuple[float, float]:
 def _headless_run(tmp: Path, up_port: int, seconds: float) -> float:
     with _headless(tmp, tmp / "r", []) as (port, pid):
         _wrk(port, up_port, 1, 4)
-        before = _cpu_of(pid)
+        before = cpu_of(pid)
         rps = _wrk(port, up_port, seconds, 16)[0]
-        return (_cpu_of(pid) - before) / (rps * seconds)
+        return (cpu_of(pid) - before) / (rps * seconds)
 
 
 def main(argv: list[str]) -> int:

@@ -33,16 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "widgets"))
 
 from screen_fakes import Clock, FakeController, many_views  # noqa: E402
 
+from tests.bench.procstat import rss_of  # noqa: E402
 from widgets.app import WaylayApp  # noqa: E402
 
 EXPRESSION = "~u page=3"
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def timed(pilot, *keys: str) -> float:
@@ -56,10 +50,10 @@ async def timed(pilot, *keys: str) -> float:
 
 async def measure(count: int) -> dict[str, float]:
     gc.collect()
-    before_views = rss_mb()
+    before_views = rss_of()[0]
     views = many_views(count)
     gc.collect()
-    with_views = rss_mb()
+    with_views = rss_of()[0]
     controller = FakeController()
     controller.filters[EXPRESSION] = {view.id for view in views if view.seq % 7 == 3}
     app = WaylayApp(controller, clock=Clock())
@@ -75,7 +69,7 @@ async def measure(count: int) -> dict[str, float]:
         del views
         gc.collect()
         await pilot.pause()
-        in_screen = rss_mb()
+        in_screen = rss_of()[0]
         results["screen_bytes_per_flow"] = (in_screen - with_views) * 1024 * 1024 / count
         results["with_snapshots_bytes_per_flow"] = (in_screen - before_views) * 1024 * 1024 / count
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import shutil
 import statistics
 import sys
@@ -27,26 +26,12 @@ from monitor.pauses import Pauses
 from monitor.record import record_of
 from monitor.recorder import Recorder
 from monitor.store import SELECT, SessionStore, StoreAddon
+from tests.bench.procstat import children_of, cpu_of, cpu_with_children, rss_of, thread_cpu
 
 HOSTS = [f"api{n}.example.com" for n in range(50)]
 METHODS = ["GET"] * 8 + ["POST", "PUT"]
 STATUSES = [200] * 15 + [201, 204, 301, 304, 404, 500]
 BODY = b'{"items": [' + b", ".join(b'{"id": %d}' % i for i in range(80)) + b"]}"
-
-
-def rss_mb() -> tuple[float, float]:
-    return _rss_of("self")
-
-
-def _rss_of(pid: int | str) -> tuple[float, float]:
-    """Resident memory now and at its peak (MB) of a process."""
-    rss = hwm = 0.0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) / 1024
-        elif line.startswith("VmHWM:"):
-            hwm = int(line.split()[1]) / 1024
-    return rss, hwm
 
 
 def make_flow(n: int, now: float) -> http.HTTPFlow:
@@ -82,7 +67,7 @@ def million(args) -> None:
     addon = StoreAddon(store)
     recorder = Recorder(max_flows=args.max_flows, pauses=Pauses(timeout=60, headless=True))
     gc.collect()
-    base_rss, _ = rss_mb()
+    base_rss, _ = rss_of()
     started = time.monotonic()
     now = time.time()
     for n in range(args.flows):
@@ -92,17 +77,17 @@ def million(args) -> None:
         recorder.response(flow)
         addon.response(flow)
         if n and n % 100_000 == 0:
-            rss, _ = rss_mb()
+            rss, _ = rss_of()
             print(
                 f"  {n:>9,} flows  {time.monotonic() - started:6.1f} s  RSS {rss:6.1f} MB",
                 flush=True,
             )
     writer = store._process.pid if store._process is not None else None
-    w_rss = _rss_of(writer) if writer else (0.0, 0.0)
+    w_rss = rss_of(writer) if writer else (0.0, 0.0)
     store.close()
     ingest = time.monotonic() - started
     gc.collect()
-    rss, hwm = rss_mb()
+    rss, hwm = rss_of()
     size = path.stat().st_size / 1024 / 1024
     print(
         f"million: {args.flows:,} flows in {ingest:.0f} s ({args.flows / ingest:,.0f}/s); "
@@ -159,9 +144,9 @@ def filters(
         walls, cpus, steps = [], [], []
         for _ in range(rounds):
             seen: list[tuple[int, int]] = []
-            t, c = time.monotonic(), _cpu_with_workers()
+            t, c = time.monotonic(), cpu_with_children()
             found, as_sql = reader.query(expr, progress=lambda d, n, seen=seen: seen.append((d, n)))
-            cpus.append(_cpu_with_workers() - c)
+            cpus.append(cpu_with_children() - c)
             walls.append(time.monotonic() - t)
             steps.append(len(seen))
         how = "SQL" if as_sql else "scan"
@@ -204,44 +189,6 @@ def filters(
     reader.close()
 
 
-def _cpu_of(pid: int) -> float:
-    """CPU seconds (user + system, all threads) of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_with_workers() -> float:
-    """CPU seconds of this process and its children (the filter's worker processes)."""
-    me = os.getpid()
-    used = _cpu_of(me)
-    for child in _children_of(me):
-        try:
-            used += _cpu_of(child)
-        except OSError:  # ended meanwhile
-            pass
-    return used
-
-
-def _thread_cpu(pid: int, name: str) -> float:
-    """CPU seconds of a process's threads called ``name``."""
-    used = 0.0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        if (task / "comm").read_text().strip() == name:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            used += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return used
-
-
-def _children_of(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:  # a thread that ended meanwhile
-            pass
-    return found
-
-
 def throughput(args) -> None:
     """req/s and the proxy process's CPU per request (steadier than req/s on a shared
     machine), with and without --session, alternating."""
@@ -269,17 +216,17 @@ def throughput(args) -> None:
             for name, extra in configs.items():
                 with _headless(folder / "conf", rules, extra=extra) as (port, pid):
                     _wrk(port, up_port, 1, 4)  # warm-up
-                    writers = _children_of(pid)  # the store's writer process
+                    writers = children_of(pid)  # the store's writer process
                     for conc in (1, 16):
-                        before = _cpu_of(pid)
-                        w_before = sum(_cpu_of(w) for w in writers)
-                        s_before = _thread_cpu(pid, "waylay-store")
+                        before = cpu_of(pid)
+                        w_before = sum(cpu_of(w) for w in writers)
+                        s_before = thread_cpu(pid, "waylay-store")
                         rps, *_ = _wrk(port, up_port, args.seconds, conc)
                         # the writer's last commit and index step are in it too
                         time.sleep(0.6)
-                        used = _cpu_of(pid) - before
-                        w_used = sum(_cpu_of(w) for w in writers) - w_before
-                        s_used = _thread_cpu(pid, "waylay-store") - s_before
+                        used = cpu_of(pid) - before
+                        w_used = sum(cpu_of(w) for w in writers) - w_before
+                        s_used = thread_cpu(pid, "waylay-store") - s_before
                         requests = rps * max(1, round(args.seconds))
                         results.setdefault((name, conc), []).append(rps)
                         cpus.setdefault((name, conc), []).append(used / requests)
