@@ -49,6 +49,7 @@ from mitmproxy.flow import Error
 from monitor import store_scan, store_writer
 from monitor.record import KEY, REDACTED, FlowRecord, record_of
 from monitor.store_writer import (  # noqa: F401 (the schema's names, for readers)
+    ADDED,
     COLUMNS,
     INDEX_BATCH,
     INDEX_SCHEMA,
@@ -60,7 +61,20 @@ from widgets.model import FlowView
 
 log = logging.getLogger("waylay.store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: the columns ``ADDED`` (client and server address, comment, replay, marker)."""
+ADDED_BEFORE = {
+    "client": "'127.0.0.1:0'",
+    "server": "host || ':' || port",
+    "comment": "''",
+    "replay": "NULL",
+    "marker": "CASE WHEN marked THEN 'marked' ELSE '' END",
+}
+"""SQL for the ``ADDED`` columns of a row stored before them (NULL, or no such column in a
+file not opened for writing since): the values its rebuilt flow has (``flow_from_row``),
+so a filter's SQL and mitmproxy's filter on the rebuilt flow agree."""
+LISTED = ", ".join(c for c in COLUMNS if c not in ADDED)
+"""The columns a row of the flow list needs (``view_of_row``)."""
 CHUNK = 100_000
 """Seqs a filter runs over between two progress reports."""
 SERVED = 50_000
@@ -208,6 +222,11 @@ def raw_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
         req_body[:body_cap] if req_body else None,
         resp_body[:body_cap] if resp_body else None,
         rec.to_dict() or None,
+        flow.client_conn.peername if flow.client_conn else None,
+        flow.server_conn.address if flow.server_conn else None,
+        flow.comment,
+        flow.is_replay,
+        flow.marked,
     )
 
 
@@ -217,12 +236,28 @@ def flow_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
     return store_writer.finish_row((0, *raw_row(flow, body_cap)))[1:]
 
 
+def _address(text: str) -> tuple[str, int] | None:
+    """A stored "host:port" (as ``~src``/``~dst`` see it) as an address; "" is none."""
+    host, _, port = text.rpartition(":")
+    try:
+        return (host, int(port)) if host else None
+    except ValueError:
+        return None
+
+
 def flow_from_row(row: sqlite3.Row) -> http.HTTPFlow:
     """A flow rebuilt from its row (bodies as kept, up to the cap)."""
+    keys = row.keys()
+    added = {name: row[name] if name in keys else None for name in ADDED}
+    peer = ("127.0.0.1", 0) if added["client"] is None else _address(added["client"])
     client = connection.Client(
-        peername=("127.0.0.1", 0), sockname=("127.0.0.1", 0), timestamp_start=row["started"]
+        peername=peer,  # type: ignore[arg-type]  # (None: none, which mitmproxy allows)
+        sockname=("127.0.0.1", 0),
+        timestamp_start=row["started"],
     )
-    server = connection.Server(address=(row["host"], row["port"]))
+    server = connection.Server(
+        address=(row["host"], row["port"]) if added["server"] is None else _address(added["server"])
+    )
     flow = http.HTTPFlow(client, server)
     flow.id = row["id"]
     flow.request = http.Request(
@@ -252,7 +287,12 @@ def flow_from_row(row: sqlite3.Row) -> http.HTTPFlow:
         )
     if row["error"] is not None:
         flow.error = Error(row["error"], row["ended"] or row["started"])
-    flow.marked = "marked" if row["marked"] else ""
+    if added["marker"] is not None:
+        flow.marked = added["marker"]
+    else:
+        flow.marked = "marked" if row["marked"] else ""
+    flow.comment = added["comment"] or ""
+    flow.is_replay = added["replay"]
     try:
         saved = json.loads(row["record"]) if row["record"] else {}
     except ValueError:  # a damaged record loses waylay's notes, not the flow
@@ -406,17 +446,18 @@ def _to_sql(
     db: sqlite3.Connection,
     need: set[str] | None = None,
     heads: bool = True,
+    added: frozenset[str] = frozenset(ADDED),
 ) -> tuple[str, list]:
     """SQL for a parsed mitmproxy filter, or _NotSQL. ``need`` collects the tables
     beyond ``flows`` it reads ("heads", "blobs"); ``heads``: the file has the headers
-    table (else they are read from blobs)."""
+    table (else they are read from blobs); ``added``: the ``ADDED`` columns it has."""
     name = type(node).__name__
     if need is None:
         need = set()
     req_h, resp_h = ("heads.req", "heads.resp") if heads else ("req_headers", "resp_headers")
 
     def sub(n) -> tuple[str, list]:
-        return _to_sql(n, regexes, db, need, heads)
+        return _to_sql(n, regexes, db, need, heads, added)
 
     def found_in(column: str, literal: _Literal) -> tuple[str, list]:
         """SQL: the literal is in the column (ASCII case folded as Python's bytes
@@ -472,7 +513,12 @@ def _to_sql(
         pattern = node.re.pattern
         if isinstance(pattern, bytes):
             pattern = pattern.decode("utf-8", "replace")
-        return re.compile(pattern, node.re.flags & re.IGNORECASE)
+        return re.compile(pattern, node.re.flags & (re.IGNORECASE | re.MULTILINE))
+
+    def column(name: str) -> str:
+        """An ``ADDED`` column, as the rebuilt flow has it in rows stored before it."""
+        before = ADDED_BEFORE[name]
+        return f"coalesce({name}, {before})" if name in added else before
 
     def rex(column: str) -> tuple[str, list]:
         """A regex over a column of (nearly) unique values: literal pieces first, in C."""
@@ -534,6 +580,18 @@ def _to_sql(
         return "marked = 1", []
     if name in ("FTCP", "FUDP", "FDNS"):
         return "0", []
+    if name in ("FSrc", "FDst"):  # no address ("") is no match
+        address = column("client" if name == "FSrc" else "server")
+        sql, args = rex(address)
+        return f"({address} != '' AND {sql})", args
+    if name == "FComment":
+        return rex(column("comment"))
+    if name == "FMarker":
+        return rex(column("marker"))
+    if name == "FReplay":
+        return f"{column('replay')} IS NOT NULL", []
+    if name in ("FReplayClient", "FReplayServer"):
+        return f"{column('replay')} IS ?", ["request" if name == "FReplayClient" else "response"]
     if name == "FAsset":
         # mitmproxy's own patterns, searched in each Content-Type header of the response:
         # literals (with ".*" after), so searching the values joined finds the same ones
@@ -731,8 +789,11 @@ class SessionStore:
                 except sqlite3.OperationalError as e:  # an SQLite without FTS5
                     log.info("no body index: %s", e)
                     self._indexing = False
+                missing = [c for c in ADDED if c not in self._added(db)]
+                for column in missing:  # a file from before them (NULL in its rows)
+                    db.execute(f"ALTER TABLE flows ADD COLUMN {column} TEXT")
                 db.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+                    "INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
                 )
                 if db.execute("SELECT value FROM meta WHERE key = 'heads'").fetchone() is None:
                     # a file from before the heads table: its headers, copied once
@@ -755,6 +816,11 @@ class SessionStore:
 
         store_scan.register(db, regexes)
         return db
+
+    @staticmethod
+    def _added(db: sqlite3.Connection) -> frozenset[str]:
+        """The ``ADDED`` columns the file has."""
+        return frozenset(r[1] for r in db.execute("PRAGMA table_info(flows)")) & set(ADDED)
 
     def _heads(self, db: sqlite3.Connection) -> bool:
         """Every row's headers are in the narrow ``heads`` table (else only in blobs)."""
@@ -1042,7 +1108,7 @@ class SessionStore:
         db = self._connect(read_only=True, regexes=regexes)
         try:
             try:
-                where, args = _to_sql(flt, regexes, db, need, self._heads(db))
+                where, args = _to_sql(flt, regexes, db, need, self._heads(db), self._added(db))
             except _NotSQL:
                 where = None
             if where is None:
@@ -1163,7 +1229,7 @@ class SessionStore:
                 rows = []
                 if count > 0 and start < total:
                     first = db.execute("SELECT min(seq) FROM flows").fetchone()[0] or 1
-                    columns = ", ".join(COLUMNS)
+                    columns = LISTED
                     if below - first == total:  # seqs without gaps (as the writer makes them)
                         rows = db.execute(
                             f"SELECT {columns} FROM flows WHERE seq >= ? AND seq < ? ORDER BY seq",
@@ -1204,7 +1270,7 @@ class SessionStore:
             rows = (
                 self._read_db()
                 .execute(
-                    f"SELECT {', '.join(COLUMNS)} FROM flows WHERE seq IN ({marks}) ORDER BY seq",
+                    f"SELECT {LISTED} FROM flows WHERE seq IN ({marks}) ORDER BY seq",
                     chosen,
                 )
                 .fetchall()

@@ -64,7 +64,12 @@ CREATE TABLE IF NOT EXISTS flows (
     req_ctype TEXT,
     resp_ctype TEXT,
     req_size INTEGER NOT NULL,
-    resp_size INTEGER
+    resp_size INTEGER,
+    client TEXT,
+    server TEXT,
+    comment TEXT,
+    replay TEXT,
+    marker TEXT
 );
 CREATE TABLE IF NOT EXISTS blobs (
     seq INTEGER PRIMARY KEY,
@@ -105,11 +110,16 @@ INDEX_BATCH = 5000
 MAX_BATCH = 20_000
 """Rows written in one transaction at most."""
 
+ADDED = ("client", "server", "comment", "replay", "marker")
+"""Columns of schema 2: the client's and the server's address as mitmproxy's ``~src`` and
+``~dst`` see them ("host:port"; "" for none), the flow's comment, ``is_replay`` and
+marker. A file from before has them from when it is next opened for writing, NULL in
+its older rows (read as the flow was rebuilt before: ``store.ADDED_BEFORE``)."""
 COLUMNS = (
     "seq id started ended method scheme host pretty_host port path url http_version status "
     "reason error state label type rule_id websocket marked req_ctype resp_ctype req_size "
     "resp_size"
-).split()
+).split() + list(ADDED)
 """The narrow table filters scan; headers, bodies and the record are in ``blobs``."""
 BLOB_COLUMNS = "seq req_headers resp_headers req_body resp_body record".split()
 INSERT = f"INSERT INTO flows ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
@@ -139,13 +149,14 @@ REPORT_MAX = 4000
 RAW = (
     "id started ended method scheme host port path http_version authority urls status "
     "reason error state type rule_id websocket marked req_fields resp_fields req_size "
-    "resp_size req_body resp_body record"
+    "resp_size req_body resp_body record peername address comment replay marker"
 ).split()
 """A flow as the proxy process sends it (``store.raw_row``): its own values, taken as they
 come (header fields, the record as a dict); ``finish_row`` makes the stored row of it
 here, on the writer's core. ``authority`` is the Host header (or ``:authority``);
 ``urls`` is None in the common case (an origin-form request with one), else mitmproxy's
-own ``(pretty_host, pretty_url, url)``. ``state``/``type``: the record's, or None."""
+own ``(pretty_host, pretty_url, url)``. ``state``/``type``: the record's, or None.
+``peername``/``address``: the client's and the server's, as mitmproxy has them."""
 
 
 class RowMaker:
@@ -223,7 +234,8 @@ def finish_row(raw: tuple) -> tuple:
     (
         seq, fid, started, ended, method, scheme, host, port, path, http_version, authority,
         urls, status, reason, error, state, rtype, rule_id, websocket, marked, req_fields,
-        resp_fields, req_size, resp_size, req_body, resp_body, record,
+        resp_fields, req_size, resp_size, req_body, resp_body, record, peername, address,
+        comment, replay, marker,
     ) = raw  # fmt: skip
     state = state or ("error" if error is not None else "done")
     if state == "error":
@@ -241,7 +253,10 @@ def finish_row(raw: tuple) -> tuple:
     return (
         seq, fid, started, ended, method, scheme, host, pretty_host, port, path, pretty_url,
         http_version, status, reason, error, state, label, rtype, rule_id, int(websocket),
-        int(marked), req_ctype, resp_ctype, req_size, resp_size, req_block, resp_block,
+        int(marked), req_ctype, resp_ctype, req_size, resp_size,
+        f"{peername[0]}:{peername[1]}" if peername else "",
+        f"{address[0]}:{address[1]}" if address else "",
+        comment, replay, marker, req_block, resp_block,
         req_body, resp_body, json.dumps(record) if record else None,
         req_enc | bool(resp_enc) << 1,
     )  # fmt: skip

@@ -93,6 +93,18 @@ def _flows() -> list[http.HTTPFlow]:
     for n in range(12):
         name = "x-n" if n % 2 else "X-N"
         add(f"/item/{n}", [(name, str(n))], b"", [(name, str(n))], f"item {n}".encode())
+    # who and what: the client's and server's address (~src, ~dst), comment, replay, marker
+    for peer, server, comment, replay, marker in (
+        (("10.0.0.7", 50123), ("10.9.9.9", 8443), "first\nsecond line", "request", ":star:"),
+        (("::1", 40000), ("api.example.com", 443), "", "response", ""),
+        (None, None, "Second", None, "!"),
+        (("192.168.1.20", 1), ("10.0.0.7", 80), "a comment", None, ""),
+    ):
+        add("/who", [], b"", [], b"")
+        f = made[-1]
+        f.client_conn.peername = peer
+        f.server_conn.address = server
+        f.comment, f.is_replay, f.marked = comment, replay, marker
     return made
 
 
@@ -211,6 +223,35 @@ EXPRESSIONS = [
     "~a | ~c 404",
 ]
 
+WHO = [
+    "~src 10.0.0.7",
+    "~src ':50123$'",
+    "~src ::1",
+    "~src .",
+    "!~src .",
+    "~src 127.0.0.1",
+    "~dst 10.9.9.9",
+    "~dst ':443$'",
+    "~dst example",
+    "~dst .",
+    "~src 10.0.0.7 | ~dst 10.0.0.7",
+    "~comment second",
+    "~comment ^second",
+    "~comment '(?i)^second'",
+    "~comment ^$",
+    "~comment .",
+    "~replay",
+    "~replayq",
+    "~replays",
+    "!~replay",
+    "~marker star",
+    "~marker ^!$",
+    "~marker ^$",
+    "~marked & ~src 10",
+]
+"""Expressions over what the file holds beyond requests and responses."""
+EXPRESSIONS += WHO
+
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
@@ -312,6 +353,37 @@ def test_a_file_without_the_headers_table_filters_headers_from_blobs(session, tm
     for expr, want in expected.items():
         assert again.query(expr) == (want, True)
     again.close()
+
+
+def test_a_file_from_before_the_who_columns_filters_as_its_flows_come_back(session, tmp_path):
+    """A session file written before the client, server, comment, replay and marker
+    columns: its flows come back as before (a local client, the request's host as the
+    server, marked "marked"), and filters over them pick what mitmproxy picks on those
+    flows, read-only (no such columns) and once opened for writing (NULL in them)."""
+    reader, flows = session
+    old = tmp_path / "before.waylay-session"
+    shutil.copy(reader.path, old)
+    db = sqlite3.connect(old)
+    for column in store_module.ADDED:
+        db.execute(f"ALTER TABLE flows DROP COLUMN {column}")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+    for writable in (False, True):
+        if writable:
+            _write(old, [])  # opened for writing: the columns are added, NULL in the rows
+            assert _meta(old, "schema") == "2"
+        store = SessionStore(old)
+        store.open_read_only()
+        rows = list(store.rows(list(range(1, len(flows) + 1))))
+        rebuilt = [(r["seq"], flow_from_row(r)) for r in rows]
+        assert rebuilt[-4][1].client_conn.peername == ("127.0.0.1", 0)
+        assert rebuilt[-4][1].server_conn.address == (rows[-4]["host"], rows[-4]["port"])
+        assert rebuilt[-4][1].marked == "marked" and rebuilt[-3][1].marked == ""
+        for expr in WHO:
+            flt = flowfilter.parse(expr)
+            assert store.query(expr) == ([s for s, f in rebuilt if flt(f)], True), expr
+        store.close()
 
 
 def _write(path, flows, **kw) -> None:

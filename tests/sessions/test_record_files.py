@@ -14,6 +14,7 @@ from monitor.open import FileController
 from monitor.record import FlowRecord, record_of
 from monitor.save import FlowSaver, flow_state, write_flows
 from monitor.store import SessionStore, flow_row
+from monitor.store_writer import ROW
 from widgets.model import CertificateInfo
 
 CERT = CertificateInfo(
@@ -131,5 +132,5 @@ def test_a_session_row_keeps_the_record():
     rec.rule_id = "r1"
     rec.note("a note")
     row = flow_row(flow)
-    saved = json.loads(row[28])  # the record: after the 24 columns and 4 blobs
+    saved = json.loads(row[ROW.index("record") - 1])  # (flow_row: without the seq)
     assert FlowRecord.from_dict(saved).notes == ["a note"]

@@ -99,10 +99,10 @@ def test_every_flow_in_the_session_file_and_filters_as_queries(settings, upstrea
         '~hq "content-type: application/json"', progress=lambda d, t: seen.append((d, t))
     )
     assert as_sql and found == [rows[1]["seq"]] and seen[-1] == (6, 6)
-    # a filter SQL cannot express (~replay: the file does not keep it): the scan, with
-    # progress
+    # a filter SQL cannot express (~meta: waylay's record, as mitmproxy prints it): the
+    # scan, with progress
     seen = []
-    found, as_sql = store.query("!~replay", progress=lambda d, t: seen.append((d, t)))
+    found, as_sql = store.query("!~meta no-such-text", progress=lambda d, t: seen.append((d, t)))
     assert not as_sql and found == [r["seq"] for r in rows] and seen[-1] == (6, 6)
     with pytest.raises(ValueError):
         store.query("~c notanumber")
