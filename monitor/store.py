@@ -515,7 +515,7 @@ def _to_sql(
             pattern = pattern.decode("utf-8", "replace")
         return re.compile(pattern, node.re.flags & (re.IGNORECASE | re.MULTILINE))
 
-    def column(name: str) -> str:
+    def added_column(name: str) -> str:
         """An ``ADDED`` column, as the rebuilt flow has it in rows stored before it."""
         before = ADDED_BEFORE[name]
         return f"coalesce({name}, {before})" if name in added else before
@@ -581,17 +581,18 @@ def _to_sql(
     if name in ("FTCP", "FUDP", "FDNS"):
         return "0", []
     if name in ("FSrc", "FDst"):  # no address ("") is no match
-        address = column("client" if name == "FSrc" else "server")
+        address = added_column("client" if name == "FSrc" else "server")
         sql, args = rex(address)
         return f"({address} != '' AND {sql})", args
     if name == "FComment":
-        return rex(column("comment"))
+        return rex(added_column("comment"))
     if name == "FMarker":
-        return rex(column("marker"))
+        return rex(added_column("marker"))
     if name == "FReplay":
-        return f"{column('replay')} IS NOT NULL", []
+        return f"{added_column('replay')} IS NOT NULL", []
     if name in ("FReplayClient", "FReplayServer"):
-        return f"{column('replay')} IS ?", ["request" if name == "FReplayClient" else "response"]
+        side = "request" if name == "FReplayClient" else "response"
+        return f"{added_column('replay')} IS ?", [side]
     if name == "FAsset":
         # mitmproxy's own patterns, searched in each Content-Type header of the response:
         # literals (with ".*" after), so searching the values joined finds the same ones
@@ -789,8 +790,8 @@ class SessionStore:
                 except sqlite3.OperationalError as e:  # an SQLite without FTS5
                     log.info("no body index: %s", e)
                     self._indexing = False
-                missing = [c for c in ADDED if c not in self._added(db)]
-                for column in missing:  # a file from before them (NULL in its rows)
+                have = self._added(db)
+                for column in (c for c in ADDED if c not in have):  # older file: NULL in rows
                     db.execute(f"ALTER TABLE flows ADD COLUMN {column} TEXT")
                 db.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)

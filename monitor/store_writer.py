@@ -304,12 +304,13 @@ class Writer:
         for start in range(0, len(rows), self.max_batch):
             batch = rows[start : start + self.max_batch]
             db.execute("BEGIN")
+            unstored = self.unstored
             db.executemany(INSERT_ROW, self.finished(batch))
             if self.indexing and self.indexed == self.committed:  # in the same transaction
                 self.index_some(upto=batch[-1][0])
             db.execute("COMMIT")
             self.committed = batch[-1][0]
-            self.written += len(batch)
+            self.written += len(batch) - (self.unstored - unstored)
         self.report("ok", self.committed, self.indexed, self.written, self.unstored)
 
     def finished(self, batch: list[tuple]) -> Iterator[tuple]:
