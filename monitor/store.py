@@ -214,7 +214,6 @@ def raw_row(flow: http.HTTPFlow, body_cap: int = BODY_CAP) -> tuple:
         rec.type,
         rec.rule_id,
         flow.websocket is not None,
-        bool(flow.marked),
         req.headers.fields if not rec.added_headers else _redacted(req.headers, rec.added_headers),
         resp.headers.fields if resp is not None else None,
         len(req_body) if req_body is not None else 0,

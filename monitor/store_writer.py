@@ -148,8 +148,8 @@ REPORT_MAX = 4000
 
 RAW = (
     "id started ended method scheme host port path http_version authority urls status "
-    "reason error state type rule_id websocket marked req_fields resp_fields req_size "
-    "resp_size req_body resp_body record peername address comment replay marker"
+    "reason error state type rule_id websocket req_fields resp_fields req_size resp_size "
+    "req_body resp_body record peername address comment replay marker"
 ).split()
 """A flow as the proxy process sends it (``store.raw_row``): its own values, taken as they
 come (header fields, the record as a dict); ``finish_row`` makes the stored row of it
@@ -233,7 +233,7 @@ def finish_row(raw: tuple) -> tuple:
     row as the proxy sends it (seq, then ``RAW``)."""
     (
         seq, fid, started, ended, method, scheme, host, port, path, http_version, authority,
-        urls, status, reason, error, state, rtype, rule_id, websocket, marked, req_fields,
+        urls, status, reason, error, state, rtype, rule_id, websocket, req_fields,
         resp_fields, req_size, resp_size, req_body, resp_body, record, peername, address,
         comment, replay, marker,
     ) = raw  # fmt: skip
@@ -253,7 +253,7 @@ def finish_row(raw: tuple) -> tuple:
     return (
         seq, fid, started, ended, method, scheme, host, pretty_host, port, path, pretty_url,
         http_version, status, reason, error, state, label, rtype, rule_id, int(websocket),
-        int(marked), req_ctype, resp_ctype, req_size, resp_size,
+        int(bool(marker)), req_ctype, resp_ctype, req_size, resp_size,
         f"{peername[0]}:{peername[1]}" if peername else "",
         f"{address[0]}:{address[1]}" if address else "",
         comment, replay, marker, req_block, resp_block,
